@@ -1,0 +1,33 @@
+/**
+ * `gatehouse/oauth`: the protocol pieces shared by the client, the resource server and the authorization server.
+ *
+ * @packageDocumentation
+ */
+export {
+  authorizationServerMetadataUrls,
+  protectedResourceMetadataUrl,
+  protectedResourceMetadataUrls,
+} from './discovery.js';
+export { GatehouseError, type OAuthErrorCode, OAuthProtocolError } from './errors.js';
+export {
+  type AuthorizationServerMetadata,
+  AuthorizationServerMetadataSchema,
+  InvalidMetadataError,
+  type ProtectedResourceMetadata,
+  ProtectedResourceMetadataSchema,
+  parseAuthorizationServerMetadata,
+  parseProtectedResourceMetadata,
+} from './metadata.js';
+export {
+  assertSecureUrl,
+  canonicalResourceUri,
+  InvalidResourceUriError,
+  isLoopbackUrl,
+  sameResource,
+} from './resource-uri.js';
+export {
+  type Challenge,
+  findBearerChallenge,
+  formatWwwAuthenticate,
+  parseWwwAuthenticate,
+} from './www-authenticate.js';

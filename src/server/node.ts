@@ -1,0 +1,61 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import type { FetchHandler } from './protect.js';
+
+/**
+ * Adapts a web-standard fetch handler to a `node:http` request listener.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from 'node:http';
+ * import { toNodeListener } from 'gatehouse/server';
+ *
+ * createServer(toNodeListener(async () => new Response('ok'))).listen(3000, '127.0.0.1');
+ * ```
+ */
+export function toNodeListener(handler: FetchHandler): (req: IncomingMessage, res: ServerResponse) => void {
+  const listener = getRequestListener(handler);
+  return (req, res) => {
+    void listener(req, res);
+  };
+}
+
+/** A running loopback HTTP server. */
+export interface RunningServer {
+  /** Base URL, e.g. `http://127.0.0.1:43121`. */
+  url: string;
+  port: number;
+  server: Server;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves a listener on `host:port` (port 0 picks a free one) and resolves once it listens.
+ */
+export async function listen(
+  listener: (req: IncomingMessage, res: ServerResponse) => void,
+  options: { port?: number; host?: string } = {},
+): Promise<RunningServer> {
+  const host = options.host ?? '127.0.0.1';
+  const server = createServer(listener);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  return {
+    url: `http://${hostPart}:${port}`,
+    port,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,26 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const bin = fileURLToPath(new URL('../../bin/gatehouse.js', import.meta.url));
+
+describe('gatehouse demo (the built CLI)', () => {
+  it('exits 0 and prints every step', () => {
+    const result = spawnSync(process.execPath, [bin, 'demo'], { encoding: 'utf8', timeout: 60_000 });
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toContain('called whoami: subject "demo"');
+    expect(result.stdout).toContain('Done:');
+  });
+
+  it('rejects a bad --port with exit code 2 and a fix', () => {
+    const result = spawnSync(process.execPath, [bin, 'demo', '--port', 'abc'], { encoding: 'utf8' });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('--port must be an integer');
+  });
+
+  it('names an unknown command', () => {
+    const result = spawnSync(process.execPath, [bin, 'frobnicate'], { encoding: 'utf8' });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('unknown command "frobnicate"');
+  });
+});
