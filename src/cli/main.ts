@@ -1,56 +1,79 @@
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { readdirSync, readFileSync } from 'node:fs';
 import { GatehouseError } from '../oauth/errors.js';
+import { type Command, EXIT, UsageError } from './command.js';
 
-const USAGE = `Usage: gatehouse <command> [options]
-
-Commands:
-  demo [--port N]   Run an authorization server, a protected MCP server and a client that logs in, on loopback
-  help              Show this help
-
-Options:
-  --version         Print the version
-`;
+const COMMAND_NAME = /^[a-z][a-z-]*$/;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
-/** Exit codes: 0 success, 1 the command failed, 2 bad usage. */
-export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (command === '--version' || command === '-v') {
-    console.log(version());
-    return 0;
-  }
-  if (!command || command === 'help' || command === '--help' || command === '-h') {
-    console.log(USAGE);
-    return command ? 0 : 2;
-  }
-  if (command === 'demo') {
-    const { values } = parseArgs({ args: rest, options: { port: { type: 'string' } }, strict: true });
-    const port = values.port === undefined ? undefined : Number(values.port);
-    if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65534)) {
-      console.error('gatehouse demo: --port must be an integer between 1 and 65534 (it uses that port and the next)');
-      return 2;
-    }
-    const { runDemo } = await import('./demo.js');
-    await runDemo({ port });
-    return 0;
-  }
-  console.error(`gatehouse: unknown command "${command}"\n\n${USAGE}`);
-  return 2;
+function commandNames(): string[] {
+  return readdirSync(new URL('./commands/', import.meta.url))
+    .filter((file) => file.endsWith('.js'))
+    .map((file) => file.slice(0, -3))
+    .sort();
 }
 
+async function loadCommand(name: string): Promise<Command | undefined> {
+  if (!COMMAND_NAME.test(name) || !commandNames().includes(name)) return undefined;
+  return ((await import(`./commands/${name}.js`)) as { default: Command }).default;
+}
+
+async function usage(): Promise<string> {
+  const lines = ['Usage: gatehouse <command> [options]', '', 'Commands:'];
+  for (const name of commandNames()) {
+    const command = await loadCommand(name);
+    if (command) lines.push(`  ${name.padEnd(12)}${command.summary}`);
+  }
+  lines.push('', 'gatehouse <command> --help   details of one command', 'gatehouse --version          the version');
+  lines.push('', 'Exit codes: 0 success, 1 the command failed, 2 bad usage.');
+  return lines.join('\n');
+}
+
+/** Runs the CLI and resolves to the exit code (0 success, 1 failure, 2 bad usage). */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === '--version' || name === '-v') {
+    console.log(version());
+    return EXIT.ok;
+  }
+  if (!name || name === 'help' || name === '--help' || name === '-h') {
+    const topic = name === 'help' ? rest[0] : undefined;
+    const command = topic ? await loadCommand(topic) : undefined;
+    console.log(command ? command.usage : await usage());
+    return name ? EXIT.ok : EXIT.usage;
+  }
+  const command = await loadCommand(name);
+  if (!command) {
+    console.error(`gatehouse: unknown command "${name}"\nfix: run \`gatehouse help\` for the list of commands`);
+    return EXIT.usage;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(command.usage);
+    return EXIT.ok;
+  }
+  try {
+    return await command.run(rest);
+  } catch (error) {
+    const parseError =
+      error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
+    if (error instanceof UsageError || parseError) {
+      console.error(`gatehouse ${name}: ${(error as Error).message}\nfix: see \`gatehouse ${name} --help\``);
+      return EXIT.usage;
+    }
+    throw error;
+  }
+}
+
+/** The bin entry: runs {@link main}, prints failures with their fix, and sets the exit code. */
 export async function run(argv: string[]): Promise<void> {
   try {
     process.exitCode = await main(argv);
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    console.error(`gatehouse: ${message}`);
+    console.error(`gatehouse: ${error instanceof Error ? error.message : String(error)}`);
     if (error instanceof GatehouseError && error.hint) console.error(`fix: ${error.hint}`);
-    if (error instanceof TypeError && /parseArgs|Unknown option/.test(String(error))) process.exitCode = 2;
-    else process.exitCode = 1;
+    process.exitCode = EXIT.failure;
   }
 }

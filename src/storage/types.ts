@@ -33,7 +33,11 @@ export interface GatehouseStore extends KeyValueStore {
    * Read-modify-write of one key. Stores that can lock across processes (the file store) do so; the others
    * serialise within this process. Returning `undefined` from `fn` deletes the entry.
    */
-  update?<T>(key: string, fn: (current: unknown) => T | undefined | Promise<T | undefined>, ttlMs?: number): Promise<T | undefined>;
+  update?<T>(
+    key: string,
+    fn: (current: unknown) => T | undefined | Promise<T | undefined>,
+    ttlMs?: number,
+  ): Promise<T | undefined>;
   /** Releases connections and timers. */
   close(): Promise<void>;
 }
@@ -103,7 +107,10 @@ export function toKeyValueStore(input: StoreInput): KeyValueStore {
   }
   for (const method of ['get', 'set', 'delete'] as const) {
     if (typeof (input as unknown as Record<string, unknown>)[method] !== 'function') {
-      throw new StorageConfigError(`The store has no ${method}() method.`, 'Pass a Keyv instance, a Keyv store adapter or a Map.');
+      throw new StorageConfigError(
+        `The store has no ${method}() method.`,
+        'Pass a Keyv instance, a Keyv store adapter or a Map.',
+      );
     }
   }
   if ((input as { [GATEHOUSE_STORE]?: boolean })[GATEHOUSE_STORE] || isKeyv(input)) return input as KeyValueStore;

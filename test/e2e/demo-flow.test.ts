@@ -1,6 +1,6 @@
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runDemo } from '../../src/cli/demo.js';
+import { runDemo } from '../../src/cli/demo-flow.js';
 import { canonicalResourceUri } from '../../src/oauth/resource-uri.js';
 import { findBearerChallenge } from '../../src/oauth/www-authenticate.js';
 import { type DemoStack, startDemoStack } from '../../src/testing/demo-stack.js';
