@@ -3,6 +3,8 @@
  *
  * @packageDocumentation
  */
+
+export { type DoctorCheck, type DoctorReport, diagnose, formatDoctorReport } from './doctor.js';
 export {
   AuthenticationError,
   AuthorizationDeniedError,
