@@ -1,0 +1,85 @@
+import type { Adapter, AdapterPayload } from 'oidc-provider';
+
+export type { Adapter, AdapterPayload };
+
+/**
+ * An oidc-provider `adapter` setting: a factory (not a class, so each backend shares one connection across the
+ * models) plus lifecycle helpers.
+ */
+export interface OidcAdapterFactory {
+  (model: string): Adapter;
+  /** Resolves once the backend is connected and its schema exists; rejects with the connection error. */
+  ready(): Promise<void>;
+  /** Deletes expired entries now; resolves to how many went (Redis expires keys itself and reports 0). */
+  purgeExpired(): Promise<number>;
+  /** Stops the purge timer and closes connections the factory opened. */
+  close(): Promise<void>;
+}
+
+/** Models whose entries belong to a grant and go when it is revoked (as in oidc-provider's memory adapter). */
+export const GRANTABLE = new Set([
+  'AccessToken',
+  'AuthorizationCode',
+  'RefreshToken',
+  'DeviceCode',
+  'BackchannelAuthenticationRequest',
+  'PreAuthorizedCode',
+]);
+
+/** Entries that `consume()` marks: one-time artifacts redeemed at the token endpoint. */
+const LABELS: Record<string, string> = {
+  AuthorizationCode: 'authorization code',
+  RefreshToken: 'refresh token',
+  DeviceCode: 'device code',
+  BackchannelAuthenticationRequest: 'backchannel authentication request',
+  PreAuthorizedCode: 'pre-authorized code',
+};
+
+/**
+ * The error a losing concurrent redemption gets. oidc-provider checks `consumed` on the object it read earlier and
+ * then calls `adapter.consume()`, so two requests can both pass the check; our adapters make `consume()` a
+ * compare-and-set and throw oidc-provider's own `InvalidGrant` for the loser, which its error handler turns into
+ * HTTP 400 `invalid_grant` (never a 500).
+ */
+export async function alreadyConsumed(model: string, reason: 'consumed' | 'missing'): Promise<never> {
+  const { errors } = await import('oidc-provider');
+  const label = LABELS[model] ?? model;
+  throw new errors.InvalidGrant(reason === 'consumed' ? `${label} already consumed` : `${label} not found`);
+}
+
+/** Current time in whole seconds, as oidc-provider stores `consumed`. */
+export const epochSeconds = (): number => Math.floor(Date.now() / 1000);
+
+/** Runs `purge` every `intervalMs` without keeping the process alive; errors are reported, not thrown. */
+export function purgeTimer(
+  intervalMs: number | false | undefined,
+  purge: () => Promise<unknown>,
+  onError: (error: unknown) => void,
+): NodeJS.Timeout | undefined {
+  if (intervalMs === false || intervalMs === 0) return undefined;
+  const timer = setInterval(() => {
+    purge().catch(onError);
+  }, intervalMs ?? 60_000);
+  timer.unref();
+  return timer;
+}
+
+/** Secondary-index values of a payload. */
+export function indexesOf(
+  model: string,
+  payload: AdapterPayload,
+): { grantId?: string; uid?: string; userCode?: string } {
+  return {
+    grantId: GRANTABLE.has(model) && typeof payload.grantId === 'string' ? payload.grantId : undefined,
+    uid: model === 'Session' && typeof payload.uid === 'string' ? payload.uid : undefined,
+    userCode: typeof payload.userCode === 'string' ? payload.userCode : undefined,
+  };
+}
+
+/** Common options of every oidc adapter backend. */
+export interface OidcAdapterCommonOptions {
+  /** How often expired entries are deleted, in ms; `false` turns the timer off. Default 60 s. */
+  purgeIntervalMs?: number | false;
+  /** Called with errors from the background purge. Default: ignore. */
+  onError?: (error: unknown) => void;
+}

@@ -1,0 +1,140 @@
+import {
+  type Adapter,
+  type AdapterPayload,
+  alreadyConsumed,
+  epochSeconds,
+  indexesOf,
+  type OidcAdapterCommonOptions,
+  type OidcAdapterFactory,
+  purgeTimer,
+} from './common.js';
+
+interface Entry {
+  model: string;
+  id: string;
+  json: string;
+  consumed?: number;
+  expiresAt?: number;
+  grantId?: string;
+  uid?: string;
+  userCode?: string;
+}
+
+/** Shared state of one in-memory backend. */
+class MemoryBackend {
+  readonly entries = new Map<string, Entry>();
+
+  live(key: string): Entry | undefined {
+    const entry = this.entries.get(key);
+    if (entry?.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+
+  purge(): number {
+    const now = Date.now();
+    let n = 0;
+    for (const [key, entry] of this.entries) {
+      if (entry.expiresAt !== undefined && entry.expiresAt <= now) {
+        this.entries.delete(key);
+        n++;
+      }
+    }
+    return n;
+  }
+}
+
+function payloadOf(entry: Entry | undefined): AdapterPayload | undefined {
+  if (!entry) return undefined;
+  const payload = JSON.parse(entry.json) as AdapterPayload;
+  if (entry.consumed !== undefined) payload.consumed = entry.consumed;
+  return payload;
+}
+
+/**
+ * oidc-provider adapter over process memory, with the same semantics as the shared backends (atomic `consume`,
+ * JSON copies). For tests and single-instance development only: nothing survives a restart.
+ */
+export class MemoryOidcAdapter implements Adapter {
+  constructor(
+    readonly model: string,
+    private readonly backend: MemoryBackend = new MemoryBackend(),
+  ) {}
+
+  #key(id: string): string {
+    return `${this.model}:${id}`;
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    const previous = this.backend.live(this.#key(id));
+    const consumed = typeof payload.consumed === 'number' ? payload.consumed : previous?.consumed;
+    this.backend.entries.set(this.#key(id), {
+      model: this.model,
+      id,
+      json: JSON.stringify(payload),
+      ...(consumed === undefined ? {} : { consumed }),
+      ...(typeof expiresIn === 'number' ? { expiresAt: Date.now() + expiresIn * 1000 } : {}),
+      ...indexesOf(this.model, payload),
+    });
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    return payloadOf(this.backend.live(this.#key(id)));
+  }
+
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    return this.#findBy((entry) => entry.uid === uid);
+  }
+
+  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    return this.#findBy((entry) => entry.userCode === userCode);
+  }
+
+  #findBy(match: (entry: Entry) => boolean): AdapterPayload | undefined {
+    for (const [key, entry] of this.backend.entries) {
+      if (entry.model === this.model && match(entry)) return payloadOf(this.backend.live(key));
+    }
+    return undefined;
+  }
+
+  async consume(id: string): Promise<void> {
+    // Check and mark with no await in between: atomic within the process.
+    const entry = this.backend.live(this.#key(id));
+    if (!entry) return alreadyConsumed(this.model, 'missing');
+    if (entry.consumed !== undefined) return alreadyConsumed(this.model, 'consumed');
+    entry.consumed = epochSeconds();
+  }
+
+  async destroy(id: string): Promise<void> {
+    this.backend.entries.delete(this.#key(id));
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    for (const [key, entry] of this.backend.entries) if (entry.grantId === grantId) this.backend.entries.delete(key);
+  }
+}
+
+/**
+ * An oidc-provider `adapter` keeping everything in this process.
+ *
+ * @example
+ * ```ts
+ * import Provider from 'oidc-provider';
+ * import { memoryOidcAdapter } from 'gatehouse/storage';
+ *
+ * const provider = new Provider('http://localhost:3000', { adapter: memoryOidcAdapter() });
+ * ```
+ */
+export function memoryOidcAdapter(options: OidcAdapterCommonOptions = {}): OidcAdapterFactory {
+  const backend = new MemoryBackend();
+  const timer = purgeTimer(options.purgeIntervalMs, async () => backend.purge(), options.onError ?? (() => {}));
+  return Object.assign((model: string): Adapter => new MemoryOidcAdapter(model, backend), {
+    ready: async () => {},
+    purgeExpired: async () => backend.purge(),
+    close: async () => {
+      if (timer) clearInterval(timer);
+    },
+  });
+}

@@ -1,0 +1,117 @@
+import type { Pool, PoolConfig } from 'pg';
+import { sqlIdentifier } from './sqlite.js';
+import { brand, checkNamespace, type GatehouseStore, isTtl, loadOptional, toJson } from './types.js';
+
+/** Options of {@link postgresStore}. */
+export interface PostgresStoreOptions {
+  /** Table name. Default `gatehouse_kv`. */
+  table?: string;
+  /** Default `default`. */
+  namespace?: string;
+  /** Use this pool instead of opening one (it is then not closed by `close()`). */
+  pool?: Pool;
+  /** Extra `pg` pool settings. */
+  poolConfig?: PoolConfig;
+}
+
+/** Opens a `pg` pool, loading the driver lazily. */
+export async function openPgPool(connectionString: string, config: PoolConfig = {}): Promise<Pool> {
+  const pg = await loadOptional('pg', 'PostgreSQL', () => import('pg'));
+  return new pg.default.Pool({ connectionString, max: 10, ...config });
+}
+
+/**
+ * Runs `fn` while holding a transaction-scoped advisory lock, so several instances starting together create the
+ * schema once instead of racing on `CREATE TABLE IF NOT EXISTS` (which is not concurrency-safe in PostgreSQL).
+ */
+export async function withSchemaLock(pool: Pool, name: string, sql: string): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [name]);
+    await client.query(sql);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * A key-value store in PostgreSQL (through `pg`, installed separately). Values are `jsonb`; expiry uses the
+ * database clock, so instances with skewed clocks agree; expired rows are hidden on read and purged on write.
+ *
+ * @example
+ * ```ts
+ * import { postgresStore, TokenStorage } from 'gatehouse/storage';
+ *
+ * const storage = new TokenStorage(postgresStore('postgresql://app@db/app', { namespace: 'mcp-tokens' }));
+ * ```
+ */
+export function postgresStore(connectionString: string, options: PostgresStoreOptions = {}): GatehouseStore {
+  const table = sqlIdentifier(options.table ?? 'gatehouse_kv');
+  const namespace = checkNamespace(options.namespace ?? 'default');
+  const ownsPool = options.pool === undefined;
+  let opened: Promise<Pool> | undefined;
+  let writes = 0;
+
+  const pool = (): Promise<Pool> => {
+    opened ??= (async () => {
+      const p = options.pool ?? (await openPgPool(connectionString, options.poolConfig));
+      await withSchemaLock(
+        p,
+        table,
+        `CREATE TABLE IF NOT EXISTS ${table} (
+          namespace text NOT NULL,
+          key text NOT NULL,
+          value jsonb NOT NULL,
+          expires_at timestamptz,
+          PRIMARY KEY (namespace, key));
+        CREATE INDEX IF NOT EXISTS ${table}_expires ON ${table} (expires_at) WHERE expires_at IS NOT NULL;`,
+      );
+      return p;
+    })().catch((error: unknown) => {
+      opened = undefined;
+      throw error;
+    });
+    return opened;
+  };
+
+  return brand<GatehouseStore>({
+    kind: 'postgres',
+    async get(key) {
+      const { rows } = await (await pool()).query<{ value: string }>(
+        `SELECT value::text AS value FROM ${table} WHERE namespace = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())`,
+        [namespace, key],
+      );
+      return rows[0] === undefined ? undefined : JSON.parse(rows[0].value);
+    },
+    async set(key, value, ttlMs) {
+      const p = await pool();
+      await p.query(
+        `INSERT INTO ${table} (namespace, key, value, expires_at)
+         VALUES ($1, $2, $3::jsonb, CASE WHEN $4::float8 IS NULL THEN NULL ELSE now() + $4::float8 * interval '1 millisecond' END)
+         ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
+        [namespace, key, toJson(value), isTtl(ttlMs) ? ttlMs : null],
+      );
+      if (++writes % 256 === 0) await p.query(`DELETE FROM ${table} WHERE expires_at <= now()`);
+    },
+    async delete(key) {
+      const result = await (await pool()).query(`DELETE FROM ${table} WHERE namespace = $1 AND key = $2`, [
+        namespace,
+        key,
+      ]);
+      return (result.rowCount ?? 0) > 0;
+    },
+    async clear() {
+      await (await pool()).query(`DELETE FROM ${table} WHERE namespace = $1`, [namespace]);
+    },
+    async close() {
+      const p = opened;
+      opened = undefined;
+      if (p && ownsPool) await (await p).end();
+    },
+  });
+}

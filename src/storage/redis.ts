@@ -1,0 +1,95 @@
+import { brand, checkNamespace, type GatehouseStore, isTtl, loadOptional, toJson } from './types.js';
+
+/**
+ * The part of a node-redis v5 client (`@redis/client` or `redis`) that Gatehouse uses. Pass your own client
+ * (already connected) to share a connection.
+ */
+export interface RedisClientLike {
+  get(key: string): Promise<string | null | unknown>;
+  set(key: string, value: string, options?: unknown): Promise<unknown>;
+  del(keys: string | string[]): Promise<number | unknown>;
+  eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
+  scan(cursor: string, options: { MATCH: string; COUNT: number }): Promise<{ cursor: string | number; keys: string[] }>;
+  close?(): Promise<unknown>;
+  quit?(): Promise<unknown>;
+}
+
+/** Options of {@link redisStore}. */
+export interface RedisStoreOptions {
+  /** Keys are `<prefix><namespace>:<key>`. Default prefix `gatehouse:kv:`. */
+  prefix?: string;
+  /** Default `default`. */
+  namespace?: string;
+  /** Use this connected client instead of opening one (it is then not closed by `close()`). */
+  client?: RedisClientLike;
+}
+
+/** Connects a node-redis client, loading `@redis/client` lazily. */
+export async function connectRedis(url: string): Promise<RedisClientLike> {
+  const { createClient } = await loadOptional('@redis/client', 'Redis', () => import('@redis/client'));
+  const client = createClient({ url });
+  // node-redis emits 'error' on connection problems; without a listener Node would crash the process.
+  client.on('error', () => {});
+  await client.connect();
+  return client as unknown as RedisClientLike;
+}
+
+/** Escapes glob characters so a namespace matches itself in SCAN MATCH. */
+export function escapeRedisGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/**
+ * A key-value store in Redis (through `@redis/client`, installed separately). TTLs are Redis's own (`PX`), so
+ * expired keys vanish without a sweeper; `clear()` removes only this namespace's keys.
+ *
+ * @example
+ * ```ts
+ * import { redisStore, TokenStorage } from 'gatehouse/storage';
+ *
+ * const storage = new TokenStorage(redisStore('redis://localhost:6379', { namespace: 'mcp-tokens' }));
+ * ```
+ */
+export function redisStore(url: string, options: RedisStoreOptions = {}): GatehouseStore {
+  const prefix = `${options.prefix ?? 'gatehouse:kv:'}${checkNamespace(options.namespace ?? 'default')}:`;
+  let opened: Promise<RedisClientLike> | undefined;
+  const client = (): Promise<RedisClientLike> => {
+    opened ??= (options.client ? Promise.resolve(options.client) : connectRedis(url)).catch((error: unknown) => {
+      opened = undefined;
+      throw error;
+    });
+    return opened;
+  };
+
+  return brand<GatehouseStore>({
+    kind: 'redis',
+    async get(key) {
+      const raw = await (await client()).get(prefix + key);
+      return typeof raw === 'string' ? JSON.parse(raw) : undefined;
+    },
+    async set(key, value, ttlMs) {
+      const json = toJson(value);
+      await (await client()).set(prefix + key, json, isTtl(ttlMs) ? { PX: Math.ceil(ttlMs) } : undefined);
+    },
+    async delete(key) {
+      return Number(await (await client()).del(prefix + key)) > 0;
+    },
+    async clear() {
+      const c = await client();
+      let cursor = '0';
+      do {
+        const page = await c.scan(cursor, { MATCH: `${escapeRedisGlob(prefix)}*`, COUNT: 500 });
+        cursor = String(page.cursor);
+        if (page.keys.length > 0) await c.del(page.keys);
+      } while (cursor !== '0');
+    },
+    async close() {
+      const c = opened;
+      opened = undefined;
+      if (c && !options.client) {
+        const connected = await c;
+        await (connected.close ?? connected.quit)?.call(connected);
+      }
+    },
+  });
+}

@@ -1,0 +1,120 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  memoryOidcAdapter,
+  type OidcAdapterFactory,
+  oidcAdapterFactory,
+  postgresOidcAdapter,
+  redisOidcAdapter,
+  sqliteOidcAdapter,
+} from '../../src/storage/index.js';
+import { POSTGRES_URL, REDIS_URL, sleep, temporaryDirectory, uniqueId } from './helpers.js';
+
+const dir = await temporaryDirectory('oidc-adapters');
+const pgTable = uniqueId('oidc');
+afterAll(async () => {
+  await dir.remove();
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  await client.query(`DROP TABLE IF EXISTS ${pgTable}`);
+  await client.end();
+});
+
+const backends: Array<[string, () => OidcAdapterFactory]> = [
+  ['memory', () => memoryOidcAdapter()],
+  ['sqlite', () => sqliteOidcAdapter({ path: `${dir.path}/oidc.db`, purgeIntervalMs: false })],
+  ['redis', () => redisOidcAdapter({ url: REDIS_URL, prefix: `gatehouse-test:${uniqueId('adapter')}:` })],
+  ['postgres', () => postgresOidcAdapter({ url: POSTGRES_URL, table: pgTable, purgeIntervalMs: false })],
+];
+
+describe.each(backends)('oidc-provider adapter contract: %s', (_name, make) => {
+  const factory = make();
+  afterAll(() => factory.close());
+
+  it('upserts, finds and destroys', async () => {
+    const sessions = factory('Session');
+    await sessions.upsert('s1', { uid: 'uid-1', accountId: 'a', jti: 's1' } as never, 60);
+    expect(await sessions.find('s1')).toMatchObject({ uid: 'uid-1', accountId: 'a' });
+    expect(await sessions.findByUid('uid-1')).toMatchObject({ jti: 's1' });
+    expect(await factory('Grant').find('s1')).toBeUndefined();
+    await sessions.upsert('s1', { uid: 'uid-1', accountId: 'b', jti: 's1' } as never, 60);
+    expect(await sessions.find('s1')).toMatchObject({ accountId: 'b' });
+    await sessions.destroy('s1');
+    expect(await sessions.find('s1')).toBeUndefined();
+    expect(await sessions.findByUid('uid-1')).toBeUndefined();
+  });
+
+  it('finds device codes by user code', async () => {
+    const codes = factory('DeviceCode');
+    await codes.upsert('d1', { userCode: 'ABCD-EFGH', grantId: 'g-device' } as never, 60);
+    expect(await codes.findByUserCode('ABCD-EFGH')).toMatchObject({ userCode: 'ABCD-EFGH' });
+    expect(await codes.findByUserCode('ZZZZ-ZZZZ')).toBeUndefined();
+  });
+
+  it('consumes atomically: of 20 concurrent consumers exactly one wins, the others get invalid_grant', async () => {
+    const codes = factory('AuthorizationCode');
+    await codes.upsert('c1', { grantId: 'g1', jti: 'c1' } as never, 60);
+    const results = await Promise.allSettled(Array.from({ length: 20 }, () => codes.consume('c1')));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(rejected).toHaveLength(19);
+    for (const r of rejected) expect(r.reason).toMatchObject({ error: 'invalid_grant', statusCode: 400 });
+    const found = await codes.find('c1');
+    expect(typeof found?.consumed).toBe('number');
+    expect(Math.abs((found!.consumed as number) - Date.now() / 1000)).toBeLessThan(5);
+    // Saving it again does not un-consume it.
+    await codes.upsert('c1', { grantId: 'g1', jti: 'c1' } as never, 60);
+    expect(typeof (await codes.find('c1'))?.consumed).toBe('number');
+    // A code that no longer exists is invalid_grant too, never a crash.
+    await expect(codes.consume('nope')).rejects.toMatchObject({ error: 'invalid_grant' });
+  });
+
+  it('revokes everything of a grant and nothing else', async () => {
+    const codes = factory('AuthorizationCode');
+    const refresh = factory('RefreshToken');
+    const access = factory('AccessToken');
+    await codes.upsert('rc', { grantId: 'g-revoke' } as never, 60);
+    await refresh.upsert('rr', { grantId: 'g-revoke' } as never);
+    await access.upsert('ra', { grantId: 'g-revoke' } as never, 60);
+    await access.upsert('other', { grantId: 'g-keep' } as never, 60);
+    await refresh.revokeByGrantId('g-revoke');
+    expect(await codes.find('rc')).toBeUndefined();
+    expect(await refresh.find('rr')).toBeUndefined();
+    expect(await access.find('ra')).toBeUndefined();
+    expect(await access.find('other')).toMatchObject({ grantId: 'g-keep' });
+  });
+
+  it('hides expired entries and purges them', async () => {
+    const tokens = factory('AccessToken');
+    await tokens.upsert('short', { grantId: 'g-exp' } as never, 1);
+    await tokens.upsert('long', { grantId: 'g-exp' } as never, 60);
+    expect(await tokens.find('short')).toBeDefined();
+    await sleep(1100);
+    expect(await tokens.find('short')).toBeUndefined();
+    expect(await tokens.find('long')).toBeDefined();
+    await factory.purgeExpired();
+    expect(await tokens.find('long')).toBeDefined();
+  });
+});
+
+describe('oidcAdapterFactory', () => {
+  it('dispatches on backend and reports a connection failure from ready()', async () => {
+    const memory = oidcAdapterFactory({ backend: 'memory' });
+    await memory.ready();
+    await memory('Grant').upsert('g', { accountId: 'a' } as never);
+    expect(await memory('Grant').find('g')).toMatchObject({ accountId: 'a' });
+    await memory.close();
+    const down = oidcAdapterFactory({ backend: 'postgres', url: 'postgresql://postgres@127.0.0.1:1/test' });
+    await expect(down.ready()).rejects.toThrow(/ECONNREFUSED|connect/);
+    await down.close();
+  });
+
+  it('purgeExpired deletes expired rows (SQL backends)', async () => {
+    const factory = sqliteOidcAdapter({ path: `${dir.path}/purge.db`, purgeIntervalMs: false });
+    await factory('AccessToken').upsert('x', {} as never, 1);
+    await factory('AccessToken').upsert('y', {} as never);
+    await sleep(1100);
+    expect(await factory.purgeExpired()).toBe(1);
+    await factory.close();
+  });
+});
