@@ -71,7 +71,7 @@ export async function runDemo(options: { port?: number; print?: (line: string) =
       },
     });
     await oauth.authorize({ resourceMetadataUrl: new URL(resourceMetadata) });
-    const tokens = oauth.tokens();
+    const tokens = await oauth.tokens();
     if (!tokens) throw new Error('the login finished without tokens');
     print(`   - received a ${tokens.token_type} access token${tokens.refresh_token ? ' and a refresh token' : ''}`);
 

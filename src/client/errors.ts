@@ -76,3 +76,97 @@ export class IssuerMismatchError extends AuthenticationError {
     });
   }
 }
+
+/**
+ * The MCP server answered a request with a JSON-RPC error. `protocolCode` is the wire code (e.g. `-32602` for
+ * invalid params, `-32601` for an unknown method); `data` is the error's `data`, if any.
+ *
+ * @example
+ * ```ts
+ * import { McpError } from 'gatehouse/client';
+ *
+ * try {
+ *   await client.readResource('file:///missing');
+ * } catch (error) {
+ *   if (error instanceof McpError && error.protocolCode === -32602) console.error('no such resource');
+ * }
+ * ```
+ */
+export class McpError extends GatehouseError {
+  /** The JSON-RPC error code sent by the server. */
+  readonly protocolCode: number;
+  /** The JSON-RPC error `data`, if the server sent any. */
+  readonly data: unknown;
+
+  constructor(
+    message: string,
+    options: { protocolCode: number; data?: unknown; code?: string; hint?: string; cause?: unknown },
+  ) {
+    super(message, { code: options.code ?? 'ERR_MCP', hint: options.hint, cause: options.cause });
+    this.protocolCode = options.protocolCode;
+    this.data = options.data;
+  }
+}
+
+/**
+ * A tool ran and reported an error (`isError: true`). `result` holds what it returned; the message is its text.
+ * Pass `{ raiseOnError: false }` to `callTool` to get the result instead of this error.
+ *
+ * @example
+ * ```ts
+ * import { ToolError } from 'gatehouse/client';
+ *
+ * try {
+ *   await client.callTool('divide', { a: 1, b: 0 });
+ * } catch (error) {
+ *   if (error instanceof ToolError) console.error(`${error.toolName} failed: ${error.message}`);
+ * }
+ * ```
+ */
+export class ToolError extends GatehouseError {
+  constructor(
+    /** The tool's name, as called (with its server prefix on a multi-server client). */
+    readonly toolName: string,
+    message: string,
+    /** The tool's result: `content`, `structuredContent`, `isError`. */
+    readonly result: { content: unknown[]; structuredContent?: unknown; isError?: boolean },
+  ) {
+    super(message, {
+      code: 'ERR_TOOL',
+      hint: 'The tool ran and reported this error; check its arguments, or pass { raiseOnError: false } to inspect the result.',
+    });
+  }
+}
+
+/** A request got no answer in time. Raise `timeout` (per call, or on the `Client`) if the server is just slow. */
+export class TimeoutError extends GatehouseError {
+  constructor(
+    /** The MCP method that timed out, e.g. `tools/call`. */
+    readonly method: string,
+    /** The timeout that was exceeded, in milliseconds. */
+    readonly timeoutMs: number | undefined,
+    options: { hint?: string; cause?: unknown } = {},
+  ) {
+    super(`${method} got no answer within ${timeoutMs === undefined ? 'the timeout' : `${timeoutMs} ms`}`, {
+      code: 'ERR_TIMEOUT',
+      hint:
+        options.hint ??
+        'The server may be slow or stuck: pass a larger `timeout` (in milliseconds), per call or to the Client.',
+      cause: options.cause,
+    });
+  }
+}
+
+/**
+ * The client could not reach the MCP server, or the connection broke: the server is down, the URL or command is
+ * wrong, the process exited, or the client is not connected yet.
+ */
+export class ConnectionError extends GatehouseError {
+  constructor(message: string, options: { code?: string; hint?: string; cause?: unknown } = {}) {
+    super(message, {
+      code: options.code ?? 'ERR_CONNECTION',
+      hint: options.hint ?? 'Check that the server is running and that the URL or command is right.',
+      cause: options.cause,
+    });
+  }
+}

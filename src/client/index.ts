@@ -4,15 +4,53 @@
  * @packageDocumentation
  */
 
+export { type OpenBrowserOptions, openBrowser } from './browser.js';
+export {
+  type CallbackResult,
+  type CallbackServer,
+  type CallbackServerOptions,
+  startCallbackServer,
+} from './callback-server.js';
+export {
+  type CallToolOptions,
+  Client,
+  type ClientOptions,
+  type CompletionRef,
+  type ElicitationHandler,
+  type LogMessage,
+  type ProgressHandler,
+  type RequestOptions,
+  type RequestOrigin,
+  type SamplingHandler,
+  type ServerFailure,
+} from './client.js';
 export { type DoctorCheck, type DoctorReport, diagnose, formatDoctorReport } from './doctor.js';
 export {
   AuthenticationError,
   AuthorizationDeniedError,
   CallbackTimeoutError,
+  ConnectionError,
   DiscoveryError,
   IssuerMismatchError,
+  McpError,
   RefreshFailedError,
   RegistrationError,
+  TimeoutError,
+  ToolError,
 } from './errors.js';
 export { headlessAuthorize, type LoginCredentials } from './headless-login.js';
-export { OAuth, type OAuthEvent, type OAuthOptions } from './oauth.js';
+export { type AssertionContext, type IdJagOptions, MachineAuth, type MachineAuthOptions } from './machine.js';
+export { type AuthorizeOptions, OAuth, type OAuthEvent, type OAuthOptions } from './oauth.js';
+export type { ToolResult } from './results.js';
+export {
+  type ClientAuth,
+  type ClientSource,
+  type HttpServerConfig,
+  type InProcessServer,
+  type InProcessServerFactory,
+  InvalidSourceError,
+  type McpServersConfig,
+  type ServerConfig,
+  type StdioServerConfig,
+} from './source.js';
+export type { TransportKind } from './transports.js';

@@ -1,45 +1,120 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import {
+  AuthorizationServerMismatchError,
   auth,
+  computeScopeUnion,
+  DpopSession,
+  discoverOAuthServerInfo,
+  extractWWWAuthenticateParams,
+  type FetchLike,
+  isStrictScopeSuperset,
   type OAuthClientInformationContext,
   type OAuthClientMetadata,
   type OAuthClientProvider,
   type OAuthDiscoveryState,
+  OAuthError,
+  RegistrationRejectedError,
+  refreshAuthorization,
+  IssuerMismatchError as SdkIssuerMismatchError,
   type StoredOAuthClientInformation,
   type StoredOAuthTokens,
+  selectResourceURL,
+  withDpopFromProvider,
 } from '@modelcontextprotocol/client';
-import { AuthenticationError, AuthorizationDeniedError } from './errors.js';
+import {
+  isAccessTokenExpired,
+  type StoredClientInformation,
+  type StoredTokens,
+  type TokenRecord,
+  type TokenResponse,
+  TokenStorage,
+} from '../storage/tokens.js';
+import type { StoreInput } from '../storage/types.js';
+import { openBrowser as defaultOpenBrowser } from './browser.js';
+import { type CallbackServer, startCallbackServer } from './callback-server.js';
+import { withCredentialLock } from './credential-lock.js';
+import {
+  AuthenticationError,
+  AuthorizationDeniedError,
+  DiscoveryError,
+  IssuerMismatchError,
+  RefreshFailedError,
+  RegistrationError,
+} from './errors.js';
+import { retryingFetch } from './fetch-retry.js';
 import { headlessAuthorize, type LoginCredentials } from './headless-login.js';
 
 /** What the OAuth flow is doing, for progress output. `http` events carry every request the flow makes. */
 export type OAuthEvent =
   | { type: 'http'; method: string; url: string; status: number }
   | { type: 'authorization-redirect'; url: string }
+  | { type: 'refreshed' }
+  | { type: 'refresh-failed'; error: unknown }
   | { type: 'authorized' };
 
-/** Options of {@link OAuth}. */
+/** Options of {@link OAuth}. Every option is optional; `new OAuth({ mcpUrl })` is a complete browser login. */
 export interface OAuthOptions {
-  /** The MCP server URL. Optional when the `OAuth` is passed to a client that knows it. */
+  /** The MCP server URL. Optional when the `OAuth` is handed to a client that knows it. */
   mcpUrl?: string;
   /** The name shown on the consent page. Default `Gatehouse`. */
   clientName?: string;
-  /** Scopes to request, space-separated or as a list. Default: what the server asks for. */
+  /** Scopes to request, space-separated or as a list. Default: the server's challenge, else its `scopes_supported`. */
   scopes?: string | string[];
-  /** A pre-registered client ID; skips registration. */
+  /** A fixed loopback port for the redirect URI. Default: the port of a cached registration, else a random one. */
+  callbackPort?: number;
+  /**
+   * Where tokens and registrations live: any Keyv instance, Keyv store adapter, `Map`, Gatehouse store (e.g.
+   * `fileStore()` from `gatehouse/storage`) or a `TokenStorage`. Default: in memory.
+   */
+  tokenStorage?: StoreInput | TokenStorage;
+  /** A pre-registered client ID: skips registration. */
   clientId?: string;
   /** The pre-registered client's secret, for confidential clients. */
   clientSecret?: string;
+  /** An `https:` URL of this client's metadata document (CIMD), used when the authorization server supports it. */
+  clientMetadataUrl?: string;
+  /** Extra fields for dynamic registration (e.g. `logo_uri`, `contacts`). */
+  additionalClientMetadata?: Partial<OAuthClientMetadata>;
+  /** `false` prints the URL instead of opening a browser; a function opens it your way. Default `true`. */
+  openBrowser?: boolean | ((authorizationUrl: URL) => void | Promise<void>);
+  /** Called with the authorization URL instead of opening a browser; the callback server still waits. */
+  redirectHandler?: (authorizationUrl: URL) => void | Promise<void>;
   /** Log in by posting the authorization server's login form with these credentials: no browser needed. */
   login?: LoginCredentials;
-  /** Called with the authorization URL instead of opening a browser. */
-  redirectHandler?: (authorizationUrl: URL) => void | Promise<void>;
-  /** The loopback port of the redirect URI. */
-  callbackPort?: number;
+  /** How long to wait for the browser login. Default 300 000 ms. */
+  timeoutMs?: number;
+  /** Refresh this many seconds before the access token expires. Default 60. */
+  refreshSkewSeconds?: number;
+  /** How many `403 insufficient_scope` step-ups one request may trigger. Default 2. */
+  maxStepUps?: number;
+  /** Sender-constrain tokens with DPoP (RFC 9449): `true` for a fresh key, or your own session. */
+  dpop?: boolean | DpopSession;
   /** `fetch` used for every OAuth request. */
   fetch?: typeof fetch;
   /** Receives progress events. */
   onEvent?: (event: OAuthEvent) => void;
+  /** Directory of the cross-process lock files. Default `<tmpdir>/gatehouse-locks`. */
+  lockDirectory?: string;
+  /** Clock in milliseconds, for tests. Give the same one to the `TokenStorage`. */
+  now?: () => number;
 }
+
+/** Options of {@link OAuth.authorize}. */
+export interface AuthorizeOptions {
+  /** The MCP server; default `mcpUrl`. */
+  serverUrl?: string;
+  /** The `resource_metadata` URL from a `WWW-Authenticate` challenge. */
+  resourceMetadataUrl?: URL;
+  /** Scope to request (a challenge's scope, or a union for step-up). */
+  scope?: string;
+  /** The access token the server just rejected: it will not be reused. */
+  rejectedToken?: string;
+  /** Skip the refresh token and log in again (step-up to a wider scope). */
+  forceReauthorization?: boolean;
+}
+
+type Discovery = OAuthDiscoveryState;
+type ServerRecord = TokenRecord & { discovery?: Discovery };
 
 function constantTimeEqual(a: string, b: string): boolean {
   const left = Buffer.from(a);
@@ -47,58 +122,158 @@ function constantTimeEqual(a: string, b: string): boolean {
   return left.length === right.length && timingSafeEqual(left, right);
 }
 
+function scopeString(scopes: string | string[] | undefined): string | undefined {
+  const text = Array.isArray(scopes) ? scopes.join(' ') : scopes;
+  return text?.trim() ? text.trim() : undefined;
+}
+
+function portOf(uri: string | undefined): number | undefined {
+  if (!uri) return undefined;
+  try {
+    const url = new URL(uri);
+    return url.port ? Number(url.port) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Turns the SDK's errors into our typed ones, each saying what to do. */
+function translate(error: unknown): unknown {
+  if (error instanceof AuthenticationError) return error;
+  if (error instanceof SdkIssuerMismatchError)
+    return new IssuerMismatchError(error.expected ?? '(unknown)', error.received);
+  if (error instanceof AuthorizationServerMismatchError) {
+    return new IssuerMismatchError(error.recordedIssuer, error.currentIssuer);
+  }
+  if (error instanceof RegistrationRejectedError) {
+    return new RegistrationError(`The authorization server refused the client registration (HTTP ${error.status})`, {
+      hint: 'Pre-register a client and pass clientId (and clientSecret), or check the registration policy.',
+      cause: error,
+    });
+  }
+  if (error instanceof OAuthError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  if (/does not support (the )?(code challenge|S256)|code_challenge/i.test(message)) {
+    return new DiscoveryError(`The authorization server does not support PKCE S256: ${message}`, {
+      hint: 'MCP requires PKCE with S256; ask the operator to enable it.',
+      cause: error,
+    });
+  }
+  if (/Protected resource .* does not match/i.test(message)) {
+    return new DiscoveryError(message, {
+      hint: "The server's protected-resource metadata names another resource; check the MCP URL you connect to.",
+      cause: error,
+    });
+  }
+  if (/metadata|discovery|well-known/i.test(message)) {
+    return new DiscoveryError(message, {
+      hint: 'Check the MCP URL and that the server publishes its metadata.',
+      cause: error,
+    });
+  }
+  if (/registration/i.test(message)) {
+    return new RegistrationError(message, { hint: 'Pre-register a client and pass clientId.', cause: error });
+  }
+  return error;
+}
+
 /**
- * OAuth 2.1 login for MCP servers: an `OAuthClientProvider` for the official SDK's `auth()` flow, which does
- * discovery, dynamic registration, PKCE S256 and the token exchange; `OAuth` adds the login step and storage.
+ * OAuth 2.1 login for MCP servers, as an `OAuthClientProvider` of the official SDK. The SDK's `auth()` does
+ * discovery, registration (pre-registered → client metadata document → dynamic), PKCE S256, `resource` and the
+ * RFC 9207 `iss` check; `OAuth` adds what a real client needs around it:
+ *
+ * - tokens in any Keyv-compatible store, with an absolute `expires_at`, refreshed *before* they expire — once per
+ *   credential, however many requests and processes want it at the same moment;
+ * - the login: a loopback callback server and the system browser, a `redirectHandler` hook, or a headless login
+ *   form post (`login`);
+ * - {@link OAuth.wrapFetch}: a `fetch` that adds the token and handles `401` and `403 insufficient_scope`.
  *
  * @example
  * ```ts
+ * import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
  * import { OAuth } from 'gatehouse/client';
+ * import { fileStore } from 'gatehouse/storage';
  *
- * const oauth = new OAuth({ mcpUrl: 'http://127.0.0.1:8000/mcp', login: { username: 'demo', password: 'demo' } });
- * await oauth.authorize();
- * const tokens = await oauth.tokens();
+ * const mcpUrl = 'https://mcp.example.com/mcp';
+ * const oauth = new OAuth({ mcpUrl, clientName: 'My app', tokenStorage: fileStore() });
+ * const client = new Client({ name: 'my-app', version: '1.0.0' });
+ * await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { fetch: oauth.wrapFetch() }));
  * ```
  */
 export class OAuth implements OAuthClientProvider {
   readonly options: OAuthOptions;
-  private readonly port: number;
-  private clientInfo: StoredOAuthClientInformation | undefined;
-  private storedTokens: StoredOAuthTokens | undefined;
+  readonly storage: TokenStorage;
+  private readonly fetchFn: typeof fetch;
+  private record: ServerRecord | undefined;
+  private loaded = false;
   private verifier: string | undefined;
-  private discovery: OAuthDiscoveryState | undefined;
   private expectedState: string | undefined;
   private callbackUrl: URL | undefined;
-  private readonly fetchFn: typeof fetch;
+  private server: CallbackServer | undefined;
+  private guessedPort: number | undefined;
+  private refreshing: Promise<void> | undefined;
+  private authorizing: Promise<void> | undefined;
+  private insideLock = false;
+  private inFlow = false;
+  private lastTokensForAuth: StoredTokens | undefined;
+  private requestedScope: string | undefined;
+  private dpopSession: Promise<DpopSession> | undefined;
 
   constructor(options: OAuthOptions = {}) {
     this.options = options;
-    this.port = options.callbackPort ?? 49152 + Math.floor(Math.random() * 16000);
-    if (options.clientId) {
-      this.clientInfo = { client_id: options.clientId, client_secret: options.clientSecret };
-    }
-    const base = options.fetch ?? fetch;
+    this.storage =
+      options.tokenStorage instanceof TokenStorage ? options.tokenStorage : new TokenStorage(options.tokenStorage);
+    const base = retryingFetch(options.fetch ?? fetch);
     this.fetchFn = async (input, init) => {
       const response = await base(input, init);
       const url = input instanceof Request ? input.url : String(input);
       options.onEvent?.({ type: 'http', method: init?.method ?? 'GET', url, status: response.status });
       return response;
     };
+    if (options.dpop instanceof DpopSession) this.dpopSession = Promise.resolve(options.dpop);
+    else if (options.dpop) this.dpop = () => (this.dpopSession ??= DpopSession.create());
+    if (options.dpop instanceof DpopSession) this.dpop = () => this.dpopSession;
+  }
+
+  /** Implements `OAuthClientProvider.dpop()` when the `dpop` option is set. */
+  dpop?: () => Promise<DpopSession> | undefined;
+
+  get clientMetadataUrl(): string | undefined {
+    return this.options.clientMetadataUrl;
+  }
+
+  private get serverKey(): string {
+    if (!this.options.mcpUrl) throw new TypeError('OAuth needs the MCP server URL: pass mcpUrl');
+    return this.options.mcpUrl;
+  }
+
+  /** The port the redirect URI uses: fixed, else the running server's, else the cached registration's. */
+  private get port(): number {
+    if (this.options.callbackPort) return this.options.callbackPort;
+    if (this.server) return this.server.port;
+    const registered = portOf(
+      this.record?.client?.['redirect_uris'] ? (this.record.client['redirect_uris'] as string[])[0] : undefined,
+    );
+    if (registered) return registered;
+    this.guessedPort ??= 49152 + Math.floor(Math.random() * 16000);
+    return this.guessedPort;
   }
 
   get redirectUrl(): string {
-    return `http://127.0.0.1:${this.port}/callback`;
+    return `http://localhost:${this.port}/callback`;
   }
 
   get clientMetadata(): OAuthClientMetadata {
-    const scope = Array.isArray(this.options.scopes) ? this.options.scopes.join(' ') : this.options.scopes;
+    const scope = scopeString(this.options.scopes);
     return {
       client_name: this.options.clientName ?? 'Gatehouse',
       redirect_uris: [this.redirectUrl],
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: this.options.clientSecret ? 'client_secret_basic' : 'none',
+      application_type: 'native',
       ...(scope ? { scope } : {}),
+      ...this.options.additionalClientMetadata,
     };
   }
 
@@ -107,20 +282,83 @@ export class OAuth implements OAuthClientProvider {
     return this.expectedState;
   }
 
-  clientInformation(_ctx?: OAuthClientInformationContext): StoredOAuthClientInformation | undefined {
-    return this.clientInfo;
+  /** Reads the server's record from storage (once, or again with `fresh`). */
+  private async load(fresh = false): Promise<ServerRecord | undefined> {
+    if (!this.loaded || fresh) {
+      this.record = (await this.storage.read(this.serverKey)) as ServerRecord | undefined;
+      this.loaded = true;
+    }
+    return this.record;
   }
 
-  saveClientInformation(info: StoredOAuthClientInformation): void {
-    this.clientInfo = info;
+  private async updateRecord(fn: (current: ServerRecord | undefined) => ServerRecord | undefined): Promise<void> {
+    this.record = (await this.storage.update(this.serverKey, (current) => fn(current as ServerRecord | undefined))) as
+      | ServerRecord
+      | undefined;
+    this.loaded = true;
   }
 
-  tokens(_ctx?: OAuthClientInformationContext): StoredOAuthTokens | undefined {
-    return this.storedTokens;
+  async clientInformation(ctx?: OAuthClientInformationContext): Promise<StoredOAuthClientInformation | undefined> {
+    const record = await this.load();
+    const stored = record?.client as StoredOAuthClientInformation | undefined;
+    if (this.options.clientId) {
+      // Pre-registered credentials win; keep the issuer stamp the SDK gave them on first use.
+      const stamp = stored?.client_id === this.options.clientId ? stored.issuer : undefined;
+      return {
+        client_id: this.options.clientId,
+        ...(this.options.clientSecret ? { client_secret: this.options.clientSecret } : {}),
+        ...(stamp ? { issuer: stamp } : {}),
+      };
+    }
+    if (stored && ctx?.issuer && stored.issuer && stored.issuer !== ctx.issuer) return undefined;
+    return stored;
   }
 
-  saveTokens(tokens: StoredOAuthTokens): void {
-    this.storedTokens = tokens;
+  async saveClientInformation(info: StoredOAuthClientInformation): Promise<void> {
+    await this.updateRecord((current) => ({
+      ...(current ?? ({} as ServerRecord)),
+      client: { ...(info as StoredClientInformation) },
+    }));
+  }
+
+  /**
+   * The stored tokens. Called without `ctx` before every request (by the SDK transports and {@link wrapFetch}):
+   * then a token within `refreshSkewSeconds` of expiry is refreshed first, once for all concurrent callers.
+   */
+  async tokens(ctx?: OAuthClientInformationContext): Promise<StoredOAuthTokens | undefined> {
+    await this.load();
+    let tokens = this.record?.tokens;
+    if (!ctx && tokens?.refresh_token && this.needsRefresh(tokens) && !this.insideLock && !this.inFlow) {
+      try {
+        await this.refresh();
+      } catch (error) {
+        // Keep the old token: the server's 401 then starts a login (wrapFetch) instead of failing here.
+        this.options.onEvent?.({ type: 'refresh-failed', error });
+      }
+      tokens = this.record?.tokens;
+    }
+    if (ctx) this.lastTokensForAuth = tokens;
+    return tokens ? this.toSdkTokens(tokens) : undefined;
+  }
+
+  private toSdkTokens(tokens: StoredTokens): StoredOAuthTokens {
+    const { expires_at, refresh_token_expires_at: _, ...rest } = tokens;
+    const sdk = { ...rest } as StoredOAuthTokens;
+    const now = Math.floor((this.options.now ?? Date.now)() / 1000);
+    if (expires_at !== undefined) sdk.expires_in = Math.max(0, expires_at - now);
+    return sdk;
+  }
+
+  private needsRefresh(tokens: StoredTokens): boolean {
+    return isAccessTokenExpired(tokens, {
+      skewSeconds: this.options.refreshSkewSeconds ?? 60,
+      now: (this.options.now ?? Date.now)(),
+    });
+  }
+
+  async saveTokens(tokens: StoredOAuthTokens): Promise<void> {
+    await this.storage.saveTokens(this.serverKey, tokens as unknown as TokenResponse);
+    await this.load(true);
   }
 
   saveCodeVerifier(codeVerifier: string): void {
@@ -128,64 +366,101 @@ export class OAuth implements OAuthClientProvider {
   }
 
   codeVerifier(): string {
-    if (!this.verifier) throw new AuthenticationError('No PKCE code verifier was saved for this login');
+    if (!this.verifier)
+      throw new AuthenticationError('No PKCE code verifier was saved for this login', { code: 'ERR_NO_VERIFIER' });
     return this.verifier;
   }
 
-  saveDiscoveryState(state: OAuthDiscoveryState): void {
-    this.discovery = state;
+  async saveDiscoveryState(state: OAuthDiscoveryState): Promise<void> {
+    await this.updateRecord((current) => ({ ...(current ?? ({} as ServerRecord)), discovery: state }));
   }
 
-  discoveryState(): OAuthDiscoveryState | undefined {
-    return this.discovery;
+  async discoveryState(): Promise<OAuthDiscoveryState | undefined> {
+    return (await this.load())?.discovery;
   }
 
-  invalidateCredentials(scope: 'all' | 'client' | 'tokens' | 'verifier' | 'discovery'): void {
-    if (scope === 'all' || scope === 'client') this.clientInfo = undefined;
-    if (scope === 'all' || scope === 'tokens') this.storedTokens = undefined;
+  /**
+   * Called by the SDK when the server said credentials are no longer valid. Tokens are deleted only if they are
+   * still the ones that failed: another process may have replaced them meanwhile.
+   */
+  async invalidateCredentials(scope: 'all' | 'client' | 'tokens' | 'verifier' | 'discovery'): Promise<void> {
     if (scope === 'all' || scope === 'verifier') this.verifier = undefined;
-    if (scope === 'all' || scope === 'discovery') this.discovery = undefined;
+    const failed = this.lastTokensForAuth;
+    await this.updateRecord((current) => {
+      if (!current) return undefined;
+      const next: ServerRecord = { ...current };
+      if (scope === 'all' || scope === 'client') next.client = undefined;
+      if (scope === 'all' || scope === 'discovery') next.discovery = undefined;
+      if (scope === 'all' || (scope === 'tokens' && (!failed || next.tokens?.refresh_token === failed.refresh_token)))
+        next.tokens = undefined;
+      return next.client || next.tokens || next.discovery ? next : undefined;
+    });
+  }
+
+  /**
+   * Deletes what is stored for the MCP server (tokens, registration, discovery), or with `'all'` everything in
+   * the token storage's store.
+   *
+   * @example
+   * ```ts
+   * await oauth.clearCredentials(); // this server
+   * await oauth.clearCredentials('all'); // every server in the store
+   * ```
+   */
+  async clearCredentials(which: 'server' | 'all' = 'server'): Promise<void> {
+    if (which === 'all') await this.storage.store.clear?.();
+    else await this.storage.delete(this.serverKey);
+    this.record = undefined;
+    this.loaded = true;
   }
 
   async redirectToAuthorization(authorizationUrl: URL): Promise<void> {
     this.options.onEvent?.({ type: 'authorization-redirect', url: authorizationUrl.href });
     if (this.options.login) {
       this.callbackUrl = await headlessAuthorize(authorizationUrl, this.redirectUrl, this.options.login, this.fetchFn);
-      return;
+    } else {
+      const ownServer = !this.server;
+      const server = this.server ?? (await startCallbackServer({ port: this.port }));
+      this.server = server;
+      try {
+        const state = authorizationUrl.searchParams.get('state') ?? this.expectedState ?? '';
+        const waiting = server.waitForCallback(state, this.options.timeoutMs ?? 300_000);
+        waiting.catch(() => {});
+        await this.present(authorizationUrl);
+        const result = await waiting;
+        this.callbackUrl = result.url;
+      } finally {
+        if (ownServer) {
+          this.server = undefined;
+          await server.close();
+        }
+      }
     }
-    if (this.options.redirectHandler) {
-      await this.options.redirectHandler(authorizationUrl);
-      return;
-    }
-    throw new AuthenticationError('No way to complete the login: browser login is not available yet', {
-      code: 'ERR_NO_LOGIN_METHOD',
-      hint: 'Pass `login: { username, password }` for headless login.',
-    });
+    // Called by an SDK transport (not by authorize()): finish the login here, so a retry finds the tokens.
+    if (!this.inFlow && this.options.mcpUrl) await this.finishAuthorization({ serverUrl: this.options.mcpUrl });
   }
 
-  /**
-   * Runs the whole flow against the MCP server: uses stored tokens if valid, refreshes them if possible,
-   * otherwise discovers, registers and logs in.
-   */
-  async authorize(options: { serverUrl?: string; resourceMetadataUrl?: URL; scope?: string } = {}): Promise<void> {
-    const serverUrl = options.serverUrl ?? this.options.mcpUrl;
-    if (!serverUrl) throw new TypeError('OAuth.authorize() needs the MCP server URL (pass mcpUrl)');
-    const common = {
-      serverUrl,
-      resourceMetadataUrl: options.resourceMetadataUrl,
-      scope: options.scope,
-      fetchFn: this.fetchFn,
+  private async present(url: URL): Promise<void> {
+    if (this.options.redirectHandler) return this.options.redirectHandler(url);
+    const open = this.options.openBrowser ?? true;
+    const tell = () => {
+      process.stderr.write(`Open this URL to log in:\n${url.href}\n`);
     };
-    const first = await auth(this, common);
-    if (first === 'AUTHORIZED') {
-      this.options.onEvent?.({ type: 'authorized' });
-      return;
+    if (open === false) return tell();
+    try {
+      if (typeof open === 'function') await open(url);
+      else await defaultOpenBrowser(url);
+    } catch (error) {
+      if (error instanceof AuthenticationError && error.code === 'ERR_UNSAFE_URL') throw error;
+      tell();
     }
+  }
+
+  /** Exchanges the code of the callback that arrived, after checking `state`. */
+  private async finishAuthorization(options: AuthorizeOptions): Promise<void> {
     const callback = this.callbackUrl;
     this.callbackUrl = undefined;
-    if (!callback) {
-      throw new AuthenticationError('The login did not return to the client', { code: 'ERR_NO_CALLBACK' });
-    }
+    if (!callback) throw new AuthenticationError('The login did not return to the client', { code: 'ERR_NO_CALLBACK' });
     const params = callback.searchParams;
     const state = params.get('state');
     if (!this.expectedState || !state || !constantTimeEqual(state, this.expectedState)) {
@@ -199,7 +474,253 @@ export class OAuth implements OAuthClientProvider {
     if (error) throw new AuthorizationDeniedError(error, params.get('error_description') ?? undefined);
     const code = params.get('code');
     if (!code) throw new AuthenticationError('The authorization response carries no code', { code: 'ERR_NO_CODE' });
-    await auth(this, { ...common, authorizationCode: code, iss: params.get('iss') ?? undefined });
+    const wasInFlow = this.inFlow;
+    this.inFlow = true;
+    try {
+      await auth(this, {
+        serverUrl: options.serverUrl ?? this.serverKey,
+        resourceMetadataUrl: options.resourceMetadataUrl,
+        authorizationCode: code,
+        iss: params.get('iss') ?? undefined,
+        fetchFn: this.fetchFn,
+      });
+    } finally {
+      this.inFlow = wasInFlow;
+    }
+  }
+
+  /**
+   * Makes sure there is a usable token: keeps a valid stored one, refreshes, or logs in (discovery, registration,
+   * browser or headless login, code exchange). Concurrent calls share one run; across processes one run per server
+   * holds the lock and the others then reuse its tokens.
+   *
+   * @example
+   * ```ts
+   * const oauth = new OAuth({ mcpUrl: 'http://127.0.0.1:8000/mcp', login: { username: 'demo', password: 'demo' } });
+   * await oauth.authorize();
+   * const tokens = await oauth.tokens();
+   * ```
+   */
+  authorize(options: AuthorizeOptions = {}): Promise<void> {
+    this.authorizing ??= this.runAuthorize(options).finally(() => {
+      this.authorizing = undefined;
+    });
+    return this.authorizing;
+  }
+
+  private async runAuthorize(options: AuthorizeOptions): Promise<void> {
+    const serverUrl = options.serverUrl ?? this.serverKey;
+    await this.locked(async () => {
+      if (options.rejectedToken) {
+        // The server refused a token: its authorization server may have changed (SEP-2352), so discover again.
+        await this.updateRecord((current) => (current?.discovery ? { ...current, discovery: undefined } : current));
+      }
+      const record = await this.load(true);
+      const tokens = record?.tokens;
+      const scopeCovered = !options.forceReauthorization;
+      if (tokens && scopeCovered && tokens.access_token !== options.rejectedToken && !this.needsRefresh(tokens)) {
+        return; // Valid tokens: ours from before, or another process just logged in or refreshed.
+      }
+      if (tokens?.refresh_token && !options.forceReauthorization) {
+        try {
+          await this.refreshLocked(serverUrl, options.resourceMetadataUrl);
+          return;
+        } catch (error) {
+          if (!(error instanceof RefreshFailedError)) throw error;
+          this.options.onEvent?.({ type: 'refresh-failed', error });
+        }
+      }
+      await this.login({ ...options, serverUrl });
+    });
     this.options.onEvent?.({ type: 'authorized' });
+  }
+
+  private async locked<T>(fn: () => Promise<T>): Promise<T> {
+    return withCredentialLock(
+      this.storage.keyFor(this.serverKey),
+      async () => {
+        this.insideLock = true;
+        try {
+          return await fn();
+        } finally {
+          this.insideLock = false;
+        }
+      },
+      { directory: this.options.lockDirectory, waitMs: (this.options.timeoutMs ?? 300_000) + 60_000 },
+    );
+  }
+
+  private async login(options: AuthorizeOptions & { serverUrl: string }): Promise<void> {
+    const scope = computeScopeUnion(scopeString(this.options.scopes), options.scope);
+    this.inFlow = true;
+    try {
+      if (!this.options.login) await this.startServer();
+      const result = await auth(this, {
+        serverUrl: options.serverUrl,
+        resourceMetadataUrl: options.resourceMetadataUrl,
+        scope,
+        fetchFn: this.fetchFn,
+        forceReauthorization: true,
+      });
+      if (result !== 'AUTHORIZED') await this.finishAuthorization(options);
+    } catch (error) {
+      throw translate(error);
+    } finally {
+      this.inFlow = false;
+      const server = this.server;
+      this.server = undefined;
+      await server?.close();
+    }
+  }
+
+  /** Starts the callback server on the registered port; if that is taken, on another one and re-registers. */
+  private async startServer(): Promise<void> {
+    const registered = portOf((this.record?.client?.['redirect_uris'] as string[] | undefined)?.[0]);
+    // No fixed or registered port: let the OS pick a free one (a guess could collide).
+    const port = this.options.callbackPort ?? registered ?? 0;
+    try {
+      this.server = await startCallbackServer({ port });
+    } catch (error) {
+      const registered = !this.options.callbackPort && !this.options.clientId && this.record?.client;
+      if (!registered || (error as AuthenticationError).code !== 'ERR_CALLBACK_PORT') throw error;
+      // The cached registration's redirect URI is unusable now: register again with a new port.
+      await this.updateRecord((current) => (current ? { ...current, client: undefined } : current));
+      this.guessedPort = undefined;
+      this.server = await startCallbackServer({ port: 0 });
+    }
+  }
+
+  /** Refreshes once for all concurrent callers in this process, and under the cross-process lock. */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.locked(async () => {
+      const before = this.record?.tokens;
+      const current = (await this.load(true))?.tokens;
+      // Another process (or an earlier holder of the lock) refreshed while we waited: use its tokens.
+      if (current && !this.needsRefresh(current) && current.access_token !== before?.access_token) return;
+      if (current && !this.needsRefresh(current) && !before) return;
+      await this.refreshLocked(this.serverKey);
+    }).finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  /** The refresh request itself. Call only while holding the credential lock, after re-reading storage. */
+  private async refreshLocked(serverUrl: string, resourceMetadataUrl?: URL): Promise<void> {
+    const tokens = this.record?.tokens;
+    if (!tokens?.refresh_token) throw new RefreshFailedError('There is no refresh token to use');
+    let discovery = this.record?.discovery;
+    if (!discovery?.authorizationServerMetadata) {
+      try {
+        discovery = await discoverOAuthServerInfo(serverUrl, { resourceMetadataUrl, fetchFn: this.fetchFn });
+      } catch (error) {
+        throw new RefreshFailedError('Could not discover the authorization server to refresh the token', {
+          cause: error,
+        });
+      }
+      await this.saveDiscoveryState(discovery);
+    }
+    const metadata = discovery.authorizationServerMetadata;
+    const issuer = metadata?.issuer ?? discovery.authorizationServerUrl;
+    if (typeof tokens['issuer'] === 'string' && tokens['issuer'] !== issuer) {
+      throw new RefreshFailedError('The server now uses another authorization server; a new login is needed');
+    }
+    const client = await this.clientInformation({ issuer });
+    if (!client) throw new RefreshFailedError('No client registration for this authorization server');
+    const resource = discovery.resourceMetadata
+      ? (await selectResourceURL(serverUrl, this, discovery.resourceMetadata)) && discovery.resourceMetadata.resource
+      : undefined;
+    let fresh: StoredOAuthTokens;
+    try {
+      fresh = await refreshAuthorization(discovery.authorizationServerUrl, {
+        metadata,
+        clientInformation: client,
+        refreshToken: tokens.refresh_token,
+        resource,
+        dpop: await this.dpop?.(),
+        fetchFn: this.fetchFn,
+      });
+    } catch (error) {
+      const code = error instanceof OAuthError ? error.code : undefined;
+      if (code === 'invalid_grant' || code === 'invalid_client' || code === 'unauthorized_client') {
+        const dropClient = code !== 'invalid_grant' && !this.options.clientId;
+        // We hold the lock and re-read storage: these are still the tokens that failed.
+        await this.updateRecord((current) => {
+          if (!current) return current;
+          const next: ServerRecord = { ...current };
+          if (next.tokens?.refresh_token === tokens.refresh_token) next.tokens = undefined;
+          if (dropClient && next.client?.client_id === client.client_id) next.client = undefined;
+          return next;
+        });
+      }
+      throw new RefreshFailedError(
+        `The token refresh failed${code ? ` (${code})` : ''}: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
+    }
+    await this.saveTokens({ ...fresh, issuer });
+    this.options.onEvent?.({ type: 'refreshed' });
+  }
+
+  /**
+   * A `fetch` for the MCP transport: adds the access token (refreshed before it expires), and on `401` logs in
+   * again or on `403 insufficient_scope` steps up to the union of the scopes, then retries — once for `401`, at
+   * most `maxStepUps` times for `403`. With `dpop`, tokens are presented with DPoP proofs.
+   *
+   * @example
+   * ```ts
+   * const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { fetch: oauth.wrapFetch() });
+   * ```
+   */
+  wrapFetch(base: FetchLike = fetch): FetchLike {
+    const next = this.dpop ? withDpopFromProvider(this)(base) : base;
+    return async (input, init) => {
+      const serverUrl = this.options.mcpUrl ?? String(input instanceof Request ? input.url : input);
+      this.options.mcpUrl ??= serverUrl;
+      let sent: string | undefined;
+      const send = async () => {
+        const tokens = await this.tokens();
+        sent = tokens?.access_token;
+        const headers = new Headers(init?.headers);
+        if (tokens) headers.set('authorization', `Bearer ${tokens.access_token}`);
+        return next(input, { ...init, headers });
+      };
+      let response = await send();
+      let reauthorized = false;
+      let stepUps = 0;
+      for (;;) {
+        const challenge = extractWWWAuthenticateParams(response);
+        if (response.status === 401 && !reauthorized) {
+          reauthorized = true;
+          await response.body?.cancel();
+          await this.authorize({
+            serverUrl,
+            resourceMetadataUrl: challenge.resourceMetadataUrl,
+            scope: computeScopeUnion(this.requestedScope, challenge.scope),
+            rejectedToken: sent,
+          });
+        } else if (
+          response.status === 403 &&
+          challenge.error === 'insufficient_scope' &&
+          stepUps < (this.options.maxStepUps ?? 2)
+        ) {
+          stepUps++;
+          await response.body?.cancel();
+          const granted = (await this.tokens())?.scope;
+          const union = computeScopeUnion(this.requestedScope, granted, challenge.scope);
+          this.requestedScope = union;
+          await this.authorize({
+            serverUrl,
+            resourceMetadataUrl: challenge.resourceMetadataUrl,
+            scope: union,
+            rejectedToken: sent,
+            forceReauthorization: isStrictScopeSuperset(union, granted),
+          });
+        } else {
+          return response;
+        }
+        response = await send();
+      }
+    };
   }
 }

@@ -1,0 +1,635 @@
+import { pathToFileURL } from 'node:url';
+import {
+  type ClientCapabilities,
+  type CompleteResult,
+  type CreateMessageRequest,
+  type CreateMessageResult,
+  type ElicitRequest,
+  type ElicitResult,
+  type GetPromptResult,
+  type Implementation,
+  type LoggingLevel,
+  type LoggingMessageNotification,
+  type Progress,
+  type Prompt,
+  type ReadResourceResult,
+  type Resource,
+  type ResourceTemplateType,
+  type Root,
+  Client as SdkClient,
+  type Tool,
+} from '@modelcontextprotocol/client';
+import { ConnectionError, McpError, TimeoutError } from './errors.js';
+import { type ToolResult, toClientError, toolErrorFor, toToolResult } from './results.js';
+import {
+  type ClientAuth,
+  type ClientSource,
+  type ResolvedSource,
+  type ResolvedSources,
+  resolveSource,
+} from './source.js';
+import { type OpenSession, openSession, type TransportKind } from './transports.js';
+
+/** A log message the server sent (`notifications/message`), with the server's name on a multi-server client. */
+export type LogMessage = LoggingMessageNotification['params'] & { server?: string };
+
+/** Receives progress notifications: `progress` so far, `total` if known, and an optional `message`. */
+export type ProgressHandler = (progress: Progress) => void;
+
+/** Where a server-initiated request came from: the server's name on a multi-server client. */
+export interface RequestOrigin {
+  server?: string;
+}
+
+/** Answers a server's `sampling/createMessage` request: run the messages through your LLM. */
+export type SamplingHandler = (
+  params: CreateMessageRequest['params'],
+  origin: RequestOrigin,
+) => CreateMessageResult | Promise<CreateMessageResult>;
+
+/** Answers a server's `elicitation/create` request: ask the user, return `{ action, content }`. */
+export type ElicitationHandler = (
+  params: ElicitRequest['params'],
+  origin: RequestOrigin,
+) => ElicitResult | Promise<ElicitResult>;
+
+/** Options of {@link Client}. */
+export interface ClientOptions {
+  /** Authentication for HTTP servers: `'oauth'`, an `OAuth`, or a bearer token. Not allowed for stdio servers. */
+  auth?: ClientAuth;
+  /** Timeout of each request, in milliseconds. Default: the SDK's 60 s. */
+  timeout?: number;
+  /** Timeout of connecting (starting the process, the handshake, an OAuth login), in milliseconds. Default 60 s. */
+  connectTimeout?: number;
+  /** Extra environment variables for a stdio server (added to `PATH`, `HOME` and the like). */
+  env?: Record<string, string>;
+  /** Working directory of a stdio server. */
+  cwd?: string;
+  /** Receives the server's log messages. Set the level with {@link Client.setLoggingLevel}. */
+  logHandler?: (message: LogMessage) => void;
+  /** Receives progress of every call, unless the call passes its own `onProgress`. */
+  progressHandler?: ProgressHandler;
+  /** Name and version this client announces. Default `{ name: 'gatehouse', version: '0.1.0' }`. */
+  clientInfo?: Implementation;
+  /** Roots offered to servers: `file://` URIs or paths (turned into `file://` URIs), or a function listing them. */
+  roots?: Array<string | Root> | (() => Array<string | Root> | Promise<Array<string | Root>>);
+  /** Answers sampling requests; declares the `sampling` capability. */
+  samplingHandler?: SamplingHandler;
+  /** Answers elicitation requests; declares the `elicitation` capability. */
+  elicitationHandler?: ElicitationHandler;
+}
+
+/** Per-request options. */
+export interface RequestOptions {
+  /** Timeout of this request in milliseconds; overrides the client's `timeout`. */
+  timeout?: number;
+  /** Cancels the request. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Client.callTool}. */
+export interface CallToolOptions extends RequestOptions {
+  /** Receives this call's progress; overrides the client's `progressHandler`. */
+  onProgress?: ProgressHandler;
+  /** Throw {@link ToolError} when the tool reports an error. Default `true`; `false` returns the result. */
+  raiseOnError?: boolean;
+}
+
+/** A server of a multi-server client that could not be connected (or whose connection broke). */
+export interface ServerFailure {
+  server: string;
+  error: Error;
+}
+
+/** A reference for {@link Client.complete}: a prompt by name, or a resource template by URI template. */
+export type CompletionRef = { type: 'ref/prompt'; name: string } | { type: 'ref/resource'; uri: string };
+
+const DEFAULT_CLIENT_INFO: Implementation = { name: 'gatehouse', version: '0.1.0' };
+const URI_WITH_AUTHORITY = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/(.*)$/s;
+
+/** `weather://forecast/today` served by `w` becomes `weather://w/forecast/today`. */
+function prefixUri(uri: string, server: string): string {
+  const match = URI_WITH_AUTHORITY.exec(uri);
+  return match ? `${match[1]}://${server}/${match[2]}` : uri;
+}
+
+function describeSource(source: ResolvedSource): string {
+  switch (source.kind) {
+    case 'http':
+      return source.url.href;
+    case 'stdio':
+      return [source.command, ...source.args].join(' ');
+    case 'memory':
+      return 'the in-memory server';
+    case 'transport':
+      return 'the given transport';
+  }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/**
+ * A client for any MCP server: give it a URL, a script, a command, an in-process server or an `mcpServers`
+ * configuration, and call tools, read resources and get prompts. Built on the official SDK's `Client`; adds source
+ * inference, OAuth, typed errors and multi-server routing.
+ *
+ * Requests connect on first use; call {@link Client.connect} to connect (and fail) early. `await using` closes it.
+ *
+ * @example
+ * ```ts
+ * import { Client } from 'gatehouse/client';
+ *
+ * await using client = new Client('https://mcp.example.com/mcp', { auth: 'oauth' });
+ * const tools = await client.listTools();
+ * const result = await client.callTool('add', { a: 1, b: 2 });
+ * console.log(result.data); // 3
+ * ```
+ *
+ * @example Several servers, Claude Desktop style
+ * ```ts
+ * import { Client } from 'gatehouse/client';
+ *
+ * await using client = new Client({
+ *   mcpServers: {
+ *     weather: { url: 'https://weather.example.com/mcp', auth: 'oauth' },
+ *     files: { command: 'node', args: ['./files-server.mjs'] },
+ *   },
+ * });
+ * await client.connect();
+ * for (const { server, error } of client.failures) console.warn(`${server} is unavailable: ${error.message}`);
+ * await client.callTool('weather_forecast', { city: 'Oslo' });
+ * ```
+ */
+export class Client implements AsyncDisposable {
+  readonly options: ClientOptions;
+  readonly #sources: ResolvedSources;
+  readonly #sessions = new Map<string, OpenSession>();
+  #failures: ServerFailure[] = [];
+  #connecting: Promise<void> | undefined;
+  readonly #progress = new Map<string | number, ProgressHandler>();
+  #nextProgressToken = 0;
+  #connected = false;
+
+  /**
+   * @param source What to connect to; see {@link ClientSource}. Invalid sources throw
+   *   {@link InvalidSourceError} right away.
+   */
+  constructor(source: ClientSource, options: ClientOptions = {}) {
+    this.options = options;
+    this.#sources = resolveSource(source, options);
+  }
+
+  /**
+   * Servers of a multi-server client that could not be connected, or that broke later (the process exited, a list
+   * call timed out); the others keep working. `connect()` again retries them. Empty for a single server.
+   */
+  get failures(): readonly ServerFailure[] {
+    return this.#failures;
+  }
+
+  /** Names of the connected servers of a multi-server client; `[]` for a single server. */
+  get servers(): string[] {
+    return this.#sources.kind === 'multi' ? [...this.#sessions.keys()] : [];
+  }
+
+  /** How the (single) server is reached, once connected: `streamable-http`, `sse`, `stdio`, `memory`, `custom`. */
+  get transport(): TransportKind | undefined {
+    return this.#sources.kind === 'single' ? this.#sessions.get('')?.transport : undefined;
+  }
+
+  /**
+   * The SDK client of the single server (or of `server` in a multi-server client), for what this API does not
+   * cover. Throws {@link ConnectionError} when not connected.
+   */
+  sdk(server?: string): SdkClient {
+    const session = this.#sessions.get(this.#sources.kind === 'multi' ? (server ?? '') : '');
+    if (!session) {
+      throw new ConnectionError(server ? `Server ${server} is not connected` : 'The client is not connected', {
+        code: 'ERR_NOT_CONNECTED',
+        hint: 'Call connect() first.',
+      });
+    }
+    return session.sdk;
+  }
+
+  /** Whether at least one server is connected. */
+  isConnected(): boolean {
+    return this.#connected && this.#sessions.size > 0;
+  }
+
+  /**
+   * Connects: spawns the process, opens the HTTP session (logging in if needed) or links the in-memory server.
+   * A multi-server client connects all servers in parallel, records the ones that fail in {@link failures}, and
+   * throws only when none connects. Calling it again while connected does nothing, except retry the servers in
+   * {@link failures}.
+   */
+  async connect(): Promise<this> {
+    const complete = this.#sources.kind === 'single' || this.#failures.length === 0;
+    if (this.isConnected() && complete) return this;
+    this.#connecting ??= this.#connectAll().finally(() => {
+      this.#connecting = undefined;
+    });
+    await this.#connecting;
+    return this;
+  }
+
+  async #connectAll(): Promise<void> {
+    if (this.#sources.kind === 'single') {
+      const source = this.#sources.source;
+      try {
+        this.#sessions.set('', await this.#open(source, undefined));
+      } catch (error) {
+        throw this.#connectError(error, source, undefined);
+      }
+    } else {
+      // Connected servers stay as they are: connecting again retries only the missing ones.
+      const entries = [...this.#sources.servers].filter(([name]) => !this.#sessions.has(name));
+      const settled = await Promise.allSettled(entries.map(([name, source]) => this.#open(source, name)));
+      const failures: ServerFailure[] = [];
+      settled.forEach((outcome, i) => {
+        const [name, source] = entries[i]!;
+        if (outcome.status === 'fulfilled') this.#sessions.set(name, outcome.value);
+        else failures.push({ server: name, error: asError(this.#connectError(outcome.reason, source, name)) });
+      });
+      this.#failures = failures;
+      if (this.#sessions.size === 0) {
+        throw new ConnectionError(
+          `None of the ${entries.length} servers could be connected:\n${failures
+            .map((f) => `  ${f.server}: ${f.error.message}`)
+            .join('\n')}`,
+          { cause: new AggregateError(failures.map((f) => f.error)) },
+        );
+      }
+    }
+    this.#connected = true;
+  }
+
+  /** Takes a server of a multi-server client out of service, remembering why, so its calls say so. */
+  #fail(server: string, error: Error): void {
+    const session = this.#sessions.get(server);
+    this.#sessions.delete(server);
+    this.#failures = [...this.#failures.filter((f) => f.server !== server), { server, error }];
+    void session?.sdk
+      .close()
+      .then(() => session.dispose?.())
+      .catch(() => {});
+  }
+
+  #connectError(error: unknown, source: ResolvedSource, server: string | undefined): unknown {
+    const typed = toClientError(error, { method: 'connect', timeout: this.options.connectTimeout, server });
+    if (typed instanceof ConnectionError) {
+      const tsx = source.kind === 'stdio' && source.args.includes('tsx');
+      const reason =
+        typed.code === 'ERR_NOT_CONNECTED'
+          ? `the connection closed during the handshake${source.kind === 'stdio' ? ' (did the process exit?)' : ''}`
+          : typed.message;
+      return new ConnectionError(`Could not connect to ${describeSource(source)}: ${reason}`, {
+        cause: error,
+        hint: tsx
+          ? 'Running a .ts server needs Node 22.6 or later, or tsx installed (npm install -D tsx).'
+          : source.kind === 'stdio'
+            ? 'Check the command and its arguments, and run it by hand to see why it exits.'
+            : source.kind === 'memory'
+              ? 'A server object serves one client at a time: close the other client, or pass () => createServer().'
+              : 'Check that the server is running and that the URL is right.',
+      });
+    }
+    return typed;
+  }
+
+  async #open(source: ResolvedSource, server: string | undefined): Promise<OpenSession> {
+    const session = await openSession(source, () => this.#makeSdkClient(server), this.options.connectTimeout);
+    // A server that goes away (the process exits, the stream ends) is no longer connected.
+    session.sdk.onclose = () => {
+      if (this.#sessions.get(server ?? '') !== session) return; // closed on purpose
+      if (server === undefined) this.#sessions.delete('');
+      else this.#fail(server, new ConnectionError(`Server ${server} closed the connection`));
+    };
+    return session;
+  }
+
+  #makeSdkClient(server: string | undefined): SdkClient {
+    const { roots, samplingHandler, elicitationHandler, logHandler } = this.options;
+    const capabilities: ClientCapabilities = {};
+    if (roots) capabilities.roots = { listChanged: true };
+    if (samplingHandler) capabilities.sampling = {};
+    if (elicitationHandler) capabilities.elicitation = { form: {} };
+    const sdk = new SdkClient(this.options.clientInfo ?? DEFAULT_CLIENT_INFO, { capabilities });
+    const origin: RequestOrigin = server === undefined ? {} : { server };
+    // Progress is routed here rather than through the SDK's `onprogress`: the SDK drops its progress handler as
+    // soon as the response arrives, before notifications read in the same chunk are dispatched, losing them.
+    sdk.setNotificationHandler('notifications/progress', (notification) => {
+      const { progressToken, ...progress } = notification.params;
+      this.#progress.get(progressToken)?.(progress);
+    });
+    if (logHandler) {
+      sdk.setNotificationHandler('notifications/message', (notification) => {
+        logHandler(server === undefined ? notification.params : { ...notification.params, server });
+      });
+    }
+    if (roots) {
+      sdk.setRequestHandler('roots/list', async () => {
+        const list = typeof roots === 'function' ? await roots() : roots;
+        return {
+          roots: list.map((root) =>
+            typeof root !== 'string' ? root : { uri: /^[a-z]+:\/\//i.test(root) ? root : pathToFileURL(root).href },
+          ),
+        };
+      });
+    }
+    if (samplingHandler) {
+      sdk.setRequestHandler('sampling/createMessage', async (request) => samplingHandler(request.params, origin));
+    }
+    if (elicitationHandler) {
+      sdk.setRequestHandler('elicitation/create', async (request) => elicitationHandler(request.params, origin));
+    }
+    return sdk;
+  }
+
+  /** Closes every connection (and stops stdio server processes). Safe to call twice. */
+  async close(): Promise<void> {
+    await this.#connecting?.catch(() => {});
+    const sessions = [...this.#sessions.values()];
+    this.#sessions.clear();
+    this.#failures = [];
+    this.#connected = false;
+    await Promise.allSettled(
+      sessions.map(async (session) => {
+        await session.sdk.close();
+        await session.dispose?.();
+      }),
+    );
+  }
+
+  /** Closes the client: `await using client = new Client(…)`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #ensureConnected(): Promise<void> {
+    if (!this.isConnected()) await this.connect();
+  }
+
+  #sessionsList(): Array<[string | undefined, OpenSession]> {
+    return [...this.#sessions].map(([name, session]) => [this.#sources.kind === 'multi' ? name : undefined, session]);
+  }
+
+  /** Finds the server of a prefixed name (`weather_forecast` → `weather`, `forecast`); longest prefix wins. */
+  async #route(
+    kind: 'tool' | 'prompt',
+    name: string,
+  ): Promise<{ server?: string; session: OpenSession; name: string }> {
+    await this.#ensureConnected();
+    if (this.#sources.kind === 'single') return { session: this.#single(), name };
+    return this.#routeTo(kind, name, (server) =>
+      name.startsWith(`${server}_`) ? name.slice(server.length + 1) : undefined,
+    );
+  }
+
+  async #routeUri(uri: string): Promise<{ server?: string; session: OpenSession; name: string }> {
+    await this.#ensureConnected();
+    if (this.#sources.kind === 'single') return { session: this.#single(), name: uri };
+    const match = URI_WITH_AUTHORITY.exec(uri);
+    return this.#routeTo('resource', uri, (server) => {
+      if (!match || !match[2]!.startsWith(`${server}/`)) return undefined;
+      return `${match[1]}://${match[2]!.slice(server.length + 1)}`;
+    });
+  }
+
+  #routeTo(
+    kind: string,
+    name: string,
+    strip: (server: string) => string | undefined,
+  ): { server: string; session: OpenSession; name: string } {
+    const servers = this.#sources.kind === 'multi' ? [...this.#sources.servers.keys()] : [];
+    for (const server of servers.sort((a, b) => b.length - a.length)) {
+      const rest = strip(server);
+      if (rest === undefined) continue;
+      const session = this.#sessions.get(server);
+      if (!session) {
+        const failure = this.#failures.find((f) => f.server === server);
+        throw new ConnectionError(
+          `Server ${server} is not connected${failure ? `: ${failure.error.message}` : ''}, so ${kind} ${name} is unavailable`,
+          { code: 'ERR_NOT_CONNECTED', hint: 'See client.failures; call connect() again to retry the failed servers.' },
+        );
+      }
+      return { server, session, name: rest };
+    }
+    const example = kind === 'resource' ? 'scheme://server/path' : `server_${kind}`;
+    throw new McpError(`Unknown ${kind} ${name}: it names none of the servers ${servers.join(', ')}`, {
+      protocolCode: -32602,
+      code: 'ERR_UNKNOWN_SERVER',
+      hint: `On a multi-server client, names look like ${example}; list them with the list methods.`,
+    });
+  }
+
+  #single(): OpenSession {
+    const session = this.#sessions.get('');
+    if (!session) {
+      throw new ConnectionError('The client is not connected', {
+        code: 'ERR_NOT_CONNECTED',
+        hint: 'The server closed the connection; call connect() again.',
+      });
+    }
+    return session;
+  }
+
+  #timeout(options?: RequestOptions): number | undefined {
+    return options?.timeout ?? this.options.timeout;
+  }
+
+  async #call<T>(method: string, server: string | undefined, timeout: number | undefined, run: () => Promise<T>) {
+    try {
+      return await run();
+    } catch (error) {
+      throw toClientError(error, { method, timeout, server });
+    }
+  }
+
+  /** Runs `run` on every connected server in parallel and flattens the results. */
+  async #onAll<T>(
+    method: string,
+    options: RequestOptions | undefined,
+    run: (sdk: SdkClient, server?: string) => Promise<T[]>,
+    { skipUnhealthy = true } = {},
+  ) {
+    await this.#ensureConnected();
+    const timeout = this.#timeout(options);
+    const sessions = this.#sessionsList();
+    const settled = await Promise.allSettled(
+      sessions.map(([server, session]) => this.#call(method, server, timeout, () => run(session.sdk, server))),
+    );
+    const lists: T[][] = [];
+    let firstError: unknown;
+    settled.forEach((outcome, i) => {
+      const server = sessions[i]![0];
+      if (outcome.status === 'fulfilled') lists.push(outcome.value);
+      // On a multi-server client, a server that broke or hangs is set aside (see `failures`); the rest answer.
+      else if (
+        server !== undefined &&
+        skipUnhealthy &&
+        (outcome.reason instanceof ConnectionError || outcome.reason instanceof TimeoutError)
+      ) {
+        this.#fail(server, outcome.reason);
+      } else firstError ??= outcome.reason;
+    });
+    if (firstError !== undefined) throw firstError;
+    if (lists.length === 0 && sessions.length > 0) throw settled.find((o) => o.status === 'rejected')?.reason;
+    return lists.flat();
+  }
+
+  #requestOptions(options?: RequestOptions) {
+    return { timeout: this.#timeout(options), signal: options?.signal };
+  }
+
+  /** Pings every connected server; throws if any does not answer. */
+  async ping(options?: RequestOptions): Promise<void> {
+    // A health check: every server must answer, so nothing is skipped.
+    await this.#onAll(
+      'ping',
+      options,
+      async (sdk) => {
+        await sdk.ping(this.#requestOptions(options));
+        return [];
+      },
+      { skipUnhealthy: false },
+    );
+  }
+
+  /**
+   * Lists the tools; on a multi-server client their names are prefixed `{server}_`.
+   *
+   * @example
+   * ```ts
+   * const tools = await client.listTools();
+   * console.log(tools.map((tool) => tool.name));
+   * ```
+   */
+  async listTools(options?: RequestOptions): Promise<Tool[]> {
+    return this.#onAll('tools/list', options, async (sdk, server) => {
+      const { tools } = await sdk.listTools(undefined, this.#requestOptions(options));
+      return server === undefined ? tools : tools.map((tool) => ({ ...tool, name: `${server}_${tool.name}` }));
+    });
+  }
+
+  /**
+   * Calls a tool. Returns `{ content, structuredContent, data, isError }`; a tool that reports an error throws
+   * {@link ToolError} unless `raiseOnError: false`. `T` types `data` (not checked at run time).
+   *
+   * @example
+   * ```ts
+   * const { data } = await client.callTool<{ sum: number }>('stats', { values: [1, 2, 3] }, { timeout: 5_000 });
+   * console.log(data.sum);
+   * ```
+   */
+  async callTool<T = unknown>(
+    name: string,
+    args: Record<string, unknown> = {},
+    options: CallToolOptions = {},
+  ): Promise<ToolResult<T>> {
+    const target = await this.#route('tool', name);
+    const onprogress = options.onProgress ?? this.options.progressHandler;
+    const timeout = this.#timeout(options);
+    const progressToken = onprogress ? `gatehouse-${++this.#nextProgressToken}` : undefined;
+    if (progressToken && onprogress) this.#progress.set(progressToken, onprogress);
+    const raw = await this.#call('tools/call', target.server, timeout, () =>
+      target.session.sdk.callTool(
+        { name: target.name, arguments: args, ...(progressToken ? { _meta: { progressToken } } : {}) },
+        this.#requestOptions(options),
+      ),
+    ).finally(() => {
+      // Notifications read with the response are dispatched a tick later; let them through first.
+      if (progressToken) setImmediate(() => this.#progress.delete(progressToken));
+    });
+    const result = toToolResult<T>(raw);
+    if (result.isError && options.raiseOnError !== false) throw toolErrorFor(name, result);
+    return result;
+  }
+
+  /** Lists the resources; on a multi-server client their URIs become `scheme://{server}/path`. */
+  async listResources(options?: RequestOptions): Promise<Resource[]> {
+    return this.#onAll('resources/list', options, async (sdk, server) => {
+      const { resources } = await sdk.listResources(undefined, this.#requestOptions(options));
+      return server === undefined ? resources : resources.map((r) => ({ ...r, uri: prefixUri(r.uri, server) }));
+    });
+  }
+
+  /** Lists the resource templates; on a multi-server client their URI templates are prefixed like URIs. */
+  async listResourceTemplates(options?: RequestOptions): Promise<ResourceTemplateType[]> {
+    return this.#onAll('resources/templates/list', options, async (sdk, server) => {
+      const { resourceTemplates } = await sdk.listResourceTemplates(undefined, this.#requestOptions(options));
+      return server === undefined
+        ? resourceTemplates
+        : resourceTemplates.map((t) => ({ ...t, uriTemplate: prefixUri(t.uriTemplate, server) }));
+    });
+  }
+
+  /**
+   * Reads a resource and returns its contents (text or base64 `blob` entries).
+   *
+   * @example
+   * ```ts
+   * const [first] = await client.readResource('config://app');
+   * if (first && 'text' in first) console.log(first.text);
+   * ```
+   */
+  async readResource(uri: string, options?: RequestOptions): Promise<ReadResourceResult['contents']> {
+    const target = await this.#routeUri(uri);
+    const { contents } = await this.#call('resources/read', target.server, this.#timeout(options), () =>
+      target.session.sdk.readResource({ uri: target.name }, this.#requestOptions(options)),
+    );
+    const server = target.server;
+    return server === undefined ? contents : contents.map((c) => ({ ...c, uri: prefixUri(c.uri, server) }));
+  }
+
+  /** Lists the prompts; on a multi-server client their names are prefixed `{server}_`. */
+  async listPrompts(options?: RequestOptions): Promise<Prompt[]> {
+    return this.#onAll('prompts/list', options, async (sdk, server) => {
+      const { prompts } = await sdk.listPrompts(undefined, this.#requestOptions(options));
+      return server === undefined ? prompts : prompts.map((p) => ({ ...p, name: `${server}_${p.name}` }));
+    });
+  }
+
+  /** Renders a prompt with its arguments. */
+  async getPrompt(name: string, args: Record<string, string> = {}, options?: RequestOptions): Promise<GetPromptResult> {
+    const target = await this.#route('prompt', name);
+    return this.#call('prompts/get', target.server, this.#timeout(options), () =>
+      target.session.sdk.getPrompt({ name: target.name, arguments: args }, this.#requestOptions(options)),
+    );
+  }
+
+  /**
+   * Asks for completions of a prompt's or a resource template's argument.
+   *
+   * @example
+   * ```ts
+   * const { values } = await client.complete({ type: 'ref/resource', uri: 'users://{id}/profile' }, { name: 'id', value: 'al' });
+   * ```
+   */
+  async complete(
+    ref: CompletionRef,
+    argument: { name: string; value: string },
+    context?: { arguments?: Record<string, string> },
+    options?: RequestOptions,
+  ): Promise<CompleteResult['completion']> {
+    const target = ref.type === 'ref/prompt' ? await this.#route('prompt', ref.name) : await this.#routeUri(ref.uri);
+    const routed = ref.type === 'ref/prompt' ? { ...ref, name: target.name } : { ...ref, uri: target.name };
+    const { completion } = await this.#call('completion/complete', target.server, this.#timeout(options), () =>
+      target.session.sdk.complete(
+        { ref: routed, argument, ...(context ? { context } : {}) },
+        this.#requestOptions(options),
+      ),
+    );
+    return completion;
+  }
+
+  /** Sets the minimum level of the log messages servers send to `logHandler` (on every connected server). */
+  async setLoggingLevel(level: LoggingLevel, options?: RequestOptions): Promise<void> {
+    await this.#onAll('logging/setLevel', options, async (sdk) => {
+      await sdk.setLoggingLevel(level, this.#requestOptions(options));
+      return [];
+    });
+  }
+}

@@ -1,0 +1,147 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
+import { createAuthorizationServer } from '../../src/authorization-server/server.js';
+import { staticUsers } from '../../src/authorization-server/users.js';
+import { jwtVerifier } from '../../src/server/jwt-verifier.js';
+import { listen, type RunningServer, toNodeListener } from '../../src/server/node.js';
+import { protect } from '../../src/server/protect.js';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** A real authorization server and protected MCP server on loopback, with a configurable token lifetime. */
+export interface OAuthTestStack {
+  issuer: string;
+  mcpUrl: string;
+  username: string;
+  password: string;
+  /** Successful grants at the token endpoint, by grant type. */
+  grants: Record<string, number>;
+  /** Every request the authorization server received (method and path). */
+  asRequests: string[];
+  close(): Promise<void>;
+}
+
+export async function startOAuthTestStack(options: { accessTokenTtl?: number } = {}): Promise<OAuthTestStack> {
+  let asListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  let mcpListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  const asRequests: string[] = [];
+  const asServer: RunningServer = await listen((req, res) => {
+    asRequests.push(`${req.method} ${req.url}`);
+    asListener!(req, res);
+  });
+  const mcpServer: RunningServer = await listen((req, res) => mcpListener!(req, res));
+  const issuer = asServer.url;
+  const mcpUrl = `${mcpServer.url}/mcp`;
+  const authorizationServer = await createAuthorizationServer({
+    issuer,
+    authenticator: await staticUsers({ demo: 'demo' }),
+    resources: [{ resource: mcpUrl, scopes: ['mcp:tools'], accessTokenTtl: options.accessTokenTtl ?? 3600 }],
+  });
+  const grants: Record<string, number> = {};
+  authorizationServer.provider.on('grant.success', (ctx: { oidc: { params?: Record<string, unknown> } }) => {
+    const type = String(ctx.oidc.params?.['grant_type'] ?? 'unknown');
+    grants[type] = (grants[type] ?? 0) + 1;
+  });
+  asListener = authorizationServer.listener;
+  const mcp = createMcpHandler(() => {
+    const server = new McpServer({ name: 'oauth-test', version: '0.1.0' });
+    server.registerTool('whoami', { description: 'Returns the caller.' }, async (ctx) => {
+      const subject = (ctx.http?.authInfo?.extra?.['subject'] as string | undefined) ?? null;
+      return { content: [{ type: 'text', text: JSON.stringify({ subject }) }], structuredContent: { subject } };
+    });
+    return server;
+  });
+  mcpListener = toNodeListener(
+    protect(mcp, {
+      resource: mcpUrl,
+      authorizationServers: [issuer],
+      requiredScopes: ['mcp:tools'],
+      verifier: jwtVerifier({ issuer, jwksUri: `${issuer}/jwks`, audience: mcpUrl }),
+    }),
+  );
+  return {
+    issuer,
+    mcpUrl,
+    username: 'demo',
+    password: 'demo',
+    grants,
+    asRequests,
+    close: async () => {
+      await Promise.all([asServer.close(), mcpServer.close()]);
+    },
+  };
+}
+
+export async function temporaryDirectory(name: string): Promise<{ path: string; remove(): Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), `gatehouse-${name}-`));
+  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+let built: Promise<string> | undefined;
+
+/** The files child processes import: our OAuth client and what it depends on (not the rest of src/client). */
+const CHILD_SOURCES = async (): Promise<string[]> => {
+  const client = [
+    'oauth.ts',
+    'browser.ts',
+    'callback-server.ts',
+    'credential-lock.ts',
+    'errors.ts',
+    'fetch-retry.ts',
+    'headless-login.ts',
+    'machine.ts',
+  ].map((f) => join('client', f));
+  const rest: string[] = [];
+  for (const dir of ['oauth', 'storage']) {
+    for (const f of await readdir(join(repo, 'src', dir), { recursive: true })) {
+      if (f.endsWith('.ts')) rest.push(join(dir, f));
+    }
+  }
+  return [...client, ...rest];
+};
+
+/**
+ * Transpiles our client and its dependencies from `src/` for child processes, which run plain Node. Returns the
+ * directory that mirrors `src/` (import `<dir>/client/oauth.js`). Independent of `dist/`, which may be stale while
+ * the tree is being edited; the output is keyed by a hash of the sources and reused across runs and processes.
+ */
+export function buildClientForChildren(): Promise<string> {
+  built ??= (async () => {
+    const files = await CHILD_SOURCES();
+    const sources = new Map<string, string>();
+    const hash = createHash('sha256');
+    for (const relative of files) {
+      const text = await readFile(join(repo, 'src', relative), 'utf8');
+      sources.set(relative, text);
+      hash.update(relative).update('\0').update(text).update('\0');
+    }
+    const out = join(repo, 'node_modules', '.cache', `gatehouse-oauth-fixture-${hash.digest('hex').slice(0, 16)}`);
+    if (existsSync(join(out, '.complete'))) return out;
+    const ts = (await import('typescript')).default;
+    // Build aside and rename into place, so a concurrent run never imports a half-written file.
+    const temporary = `${out}.${process.pid}.tmp`;
+    for (const [relative, source] of sources) {
+      const { outputText } = ts.transpileModule(source, {
+        compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: true },
+        fileName: relative,
+      });
+      const target = join(temporary, relative.replace(/\.ts$/, '.js'));
+      await mkdir(dirname(target), { recursive: true });
+      await writeFile(target, outputText);
+    }
+    await writeFile(join(temporary, '.complete'), '');
+    try {
+      await rename(temporary, out);
+    } catch {
+      await rm(temporary, { recursive: true, force: true }); // another process got there first
+    }
+    return out;
+  })();
+  return built;
+}
