@@ -18,6 +18,21 @@ export const PAGE_HEADERS: Record<string, string> = {
   'x-content-type-options': 'nosniff',
 };
 
+/**
+ * {@link PAGE_HEADERS} for a page whose form ends in a redirect to `redirectUri`: browsers apply CSP `form-action`
+ * to the redirects after a submission, so the client's redirect origin (or private-use scheme) is allowed too.
+ */
+export function pageHeadersFor(redirectUri: string | undefined): Record<string, string> {
+  const url = redirectUri ? URL.parse(redirectUri) : null;
+  let target = '';
+  if (url && (url.protocol === 'https:' || url.protocol === 'http:')) target = ` ${url.origin}`;
+  else if (url && /^[a-z][a-z0-9+.-]*:$/.test(url.protocol)) target = ` ${url.protocol}`;
+  return {
+    ...PAGE_HEADERS,
+    'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; form-action 'self'${target}; frame-ancestors 'none'`,
+  };
+}
+
 /** A complete, accessible HTML document around already-escaped body markup. */
 export function page(title: string, body: string): string {
   return `<!doctype html>

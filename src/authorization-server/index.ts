@@ -3,10 +3,28 @@
  *
  * @packageDocumentation
  */
+export type { ClientIdMetadataDocumentOptions } from './cimd.js';
+export { KEYS_MODEL, type KeySet, loadOrCreateKeys, rotateKeys } from './keys.js';
+export type { LoginRateLimit } from './rate-limit.js';
+export { type RunningAuthorizationServer, type ServeConfig, ServeConfigError, serve } from './serve.js';
 export {
+  type AdapterFactory,
   type AuthorizationServer,
+  AuthorizationServerConfigError,
   type AuthorizationServerOptions,
   createAuthorizationServer,
   type ResourceConfig,
 } from './server.js';
-export { type Account, type Authenticator, hashPassword, staticUsers, verifyPassword } from './users.js';
+export type { TokenExchangePolicy } from './token-exchange.js';
+export {
+  type Account,
+  type Authenticator,
+  anyOf,
+  hashedUsers,
+  hashPassword,
+  staticUsers,
+  type UserRecord,
+  UsersFileError,
+  usersFile,
+  verifyPassword,
+} from './users.js';

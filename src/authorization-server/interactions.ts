@@ -1,13 +1,23 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
-import { escapeHtml, PAGE_HEADERS, page } from './html.js';
+import type { Adapter } from 'oidc-provider';
+import type { Logger } from 'pino';
+import { escapeHtml, PAGE_HEADERS, page, pageHeadersFor } from './html.js';
+import { type LoginRateLimit, RateLimiter } from './rate-limit.js';
 import type { Authenticator } from './users.js';
+
+/** The model remembering consent: (account, client) → the grant the user approved. */
+export const CONSENT_MODEL = 'GatehouseConsent';
+
+/** The store key of a remembered consent. */
+export const consentKey = (accountId: string, clientId: string): string =>
+  `${encodeURIComponent(accountId)}:${encodeURIComponent(clientId)}`;
 
 const MAX_FORM_BYTES = 16 * 1024;
 
-function send(res: ServerResponse, status: number, html: string): void {
-  res.writeHead(status, PAGE_HEADERS);
+function send(res: ServerResponse, status: number, html: string, headers: Record<string, string> = PAGE_HEADERS): void {
+  res.writeHead(status, headers);
   res.end(html);
 }
 
@@ -32,8 +42,21 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
  */
 export function createInteractionHandler(
   provider: Provider,
-  options: { authenticator: Authenticator; csrfSecret: Buffer },
+  options: {
+    authenticator: Authenticator;
+    csrfSecret: Buffer;
+    adapter: (model: string) => Adapter;
+    rateLimit?: LoginRateLimit;
+    secure?: boolean;
+    logger?: Logger;
+  },
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const perUser = new RateLimiter(options.rateLimit);
+  const perAddress = new RateLimiter({
+    attempts: (options.rateLimit?.attempts ?? 10) * 5,
+    windowSeconds: options.rateLimit?.windowSeconds ?? 300,
+  });
+  const consents = options.adapter(CONSENT_MODEL);
   const csrfToken = (uid: string) => createHmac('sha256', options.csrfSecret).update(uid).digest('base64url');
   const csrfValid = (uid: string, token: string | null) => {
     if (!token) return false;
@@ -59,15 +82,25 @@ ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
     );
   }
 
-  function consentPage(uid: string, clientName: string, redirectHost: string, scopes: string[]): string {
+  function consentPage(
+    uid: string,
+    clientName: string,
+    redirectHost: string,
+    scopes: string[],
+    approvedBefore: boolean,
+  ): string {
     const items = scopes.length
       ? scopes.map((scope) => `<li><code>${escapeHtml(scope)}</code></li>`).join('')
       : '<li>basic access</li>';
+    const what =
+      approvedBefore && scopes.length === 0
+        ? `<p>You approved <strong>${escapeHtml(clientName)}</strong> before. Apps on this device can claim its name, so please confirm it is you who started this sign-in.</p>`
+        : `<p><strong>${escapeHtml(clientName)}</strong> wants to access your account with:</p>
+<ul>${items}</ul>`;
     return page(
       'Authorize access',
       `<h1>Authorize ${escapeHtml(clientName)}</h1>
-<p><strong>${escapeHtml(clientName)}</strong> wants to access your account with:</p>
-<ul>${items}</ul>
+${what}
 <p>After you decide, you will be sent to <strong>${escapeHtml(redirectHost)}</strong>.</p>
 <form method="post" action="/interaction/${escapeHtml(uid)}/confirm">
   <input type="hidden" name="csrf" value="${escapeHtml(csrfToken(uid))}">
@@ -98,17 +131,24 @@ ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
     }
     const client = await provider.Client.find(String(params['client_id']));
     const clientName = client?.clientName ?? String(params['client_id']);
+    const formHeaders = pageHeadersFor(String(params['redirect_uri']));
 
     if (req.method === 'GET' && action === undefined) {
-      if (prompt.name === 'login') return send(res, 200, loginPage(uid, clientName));
+      if (prompt.name === 'login') return send(res, 200, loginPage(uid, clientName), formHeaders);
       const scopes = [
         ...new Set([
           ...((details.prompt.details['missingOIDCScope'] as string[] | undefined) ?? []),
           ...Object.values((details.prompt.details['missingResourceScopes'] as Record<string, string[]>) ?? {}).flat(),
         ]),
       ];
-      const redirectHost = new URL(String(params['redirect_uri'])).host;
-      return send(res, 200, consentPage(uid, clientName, redirectHost, scopes));
+      const redirect = URL.parse(String(params['redirect_uri']));
+      const redirectHost = redirect?.host || redirect?.protocol || String(params['redirect_uri']);
+      return send(
+        res,
+        200,
+        consentPage(uid, clientName, redirectHost, scopes, details.grantId !== undefined),
+        formHeaders,
+      );
     }
 
     if (req.method !== 'POST') {
@@ -129,8 +169,28 @@ ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
     }
 
     if (action === 'login' && prompt.name === 'login') {
-      const account = await options.authenticator.authenticate(form.get('username') ?? '', form.get('password') ?? '');
-      if (!account) return send(res, 401, loginPage(uid, clientName, 'Invalid username or password.'));
+      const username = (form.get('username') ?? '').slice(0, 256);
+      const address = req.socket.remoteAddress ?? 'unknown';
+      const userKey = `${address}\n${username}`;
+      const wait = Math.max(perUser.blocked(userKey), perAddress.blocked(address));
+      if (wait > 0) {
+        options.logger?.warn({ client: String(params['client_id']) }, 'login rate limited');
+        res.setHeader('retry-after', String(wait));
+        return send(
+          res,
+          429,
+          loginPage(uid, clientName, `Too many failed sign-in attempts. Try again in ${wait} seconds.`),
+          formHeaders,
+        );
+      }
+      const account = await options.authenticator.authenticate(username, (form.get('password') ?? '').slice(0, 1024));
+      if (!account) {
+        perUser.failure(userKey);
+        perAddress.failure(address);
+        options.logger?.info({ client: String(params['client_id']) }, 'login failed');
+        return send(res, 401, loginPage(uid, clientName, 'Invalid username or password.'), formHeaders);
+      }
+      perUser.success(userKey);
       await provider.interactionFinished(
         req,
         res,
@@ -165,6 +225,9 @@ ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
       for (const [indicator, scopes] of Object.entries(missingResource ?? {}))
         grant.addResourceScope(indicator, scopes);
       const grantId = await grant.save();
+      if (accountId) {
+        await consents.upsert(consentKey(accountId, String(params['client_id'])), { grantId } as never, 14 * 24 * 3600);
+      }
       await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
       return;
     }

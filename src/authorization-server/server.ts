@@ -1,10 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { exportJWK, generateKeyPair } from 'jose';
-import Provider, { type Configuration, errors as oidcErrors } from 'oidc-provider';
+import type { JWK } from 'jose';
+import Provider, { type Adapter, type ClientMetadata, type Configuration, errors as oidcErrors } from 'oidc-provider';
+import type { Logger } from 'pino';
+import { GatehouseError } from '../oauth/errors.js';
 import { canonicalResourceUri } from '../oauth/resource-uri.js';
+import { memoryOidcAdapter } from '../storage/oidc/memory.js';
+import { type ClientIdMetadataDocumentOptions, cimdFetch, publicTarget } from './cimd.js';
 import { escapeHtml, PAGE_HEADERS, page } from './html.js';
-import { createInteractionHandler } from './interactions.js';
+import { CONSENT_MODEL, consentKey, createInteractionHandler } from './interactions.js';
+import { KEYS_MODEL, type KeySet, loadOrCreateKeys } from './keys.js';
+import type { LoginRateLimit } from './rate-limit.js';
+import { looksNative, redirectMatches, redirectUriProblem } from './redirects.js';
+import { installRefreshGrace, withRefreshGrace } from './refresh-grace.js';
+import { installTokenExchange, type TokenExchangePolicy } from './token-exchange.js';
 import type { Authenticator } from './users.js';
 
 /** A resource server (MCP server) this authorization server issues tokens for. */
@@ -15,9 +24,17 @@ export interface ResourceConfig {
   scopes?: string[];
   /** Access-token lifetime in seconds. Default 3600. */
   accessTokenTtl?: number;
+  /**
+   * Scopes granted when an authorization request names this resource but no scope (MCP clients omit `scope` when
+   * the resource advertises none). Default: all of `scopes`.
+   */
+  defaultScopes?: string[];
 }
 
-/** Options of {@link createAuthorizationServer}. */
+/** An oidc-provider storage adapter: a function from model name to {@link Adapter} (e.g. from `gatehouse/storage`). */
+export type AdapterFactory = (model: string) => Adapter;
+
+/** Options of {@link createAuthorizationServer}. Security defaults (PKCE S256, exact redirects) are not options. */
 export interface AuthorizationServerOptions {
   /** The issuer identifier: the public base URL of this server, e.g. `https://auth.example.com`. */
   issuer: string;
@@ -25,8 +42,33 @@ export interface AuthorizationServerOptions {
   authenticator: Authenticator;
   /** The resources tokens may be issued for. A request naming any other resource gets `invalid_target`. */
   resources: ResourceConfig[];
-  /** Pre-registered clients, in oidc-provider's client metadata format. */
-  clients?: Configuration['clients'];
+  /** Pre-registered clients, in RFC 7591 client metadata form. */
+  clients?: readonly ClientMetadata[];
+  /**
+   * Where grants, tokens, clients, sessions and keys live. Default: this process's memory. Use
+   * `oidcAdapterFactory()` from `gatehouse/storage` for SQLite, Redis or PostgreSQL; instances sharing one store
+   * behave as one server.
+   */
+  adapter?: AdapterFactory;
+  /** Signing and cookie keys. Default: read from the store, generated there on first start. */
+  keys?: KeySet;
+  /**
+   * Seconds after a refresh-token rotation during which presenting the old token again returns the same new pair
+   * (a retried request, two tabs) instead of revoking the grant. Default 5; 0 turns the grace window off.
+   */
+  refreshTokenGraceSeconds?: number;
+  /** Which clients may exchange user tokens (RFC 8693) toward which resources. Default: none may. */
+  tokenExchange?: TokenExchangePolicy[];
+  /** Dynamic client registration. Default enabled, open. */
+  registration?: { enabled?: boolean; initialAccessToken?: string };
+  /** Client ID Metadata Documents. Default enabled, public addresses only. */
+  clientIdMetadataDocument?: ClientIdMetadataDocumentOptions;
+  /** Failed-login limits per username and client address. Default 10 per 5 minutes. */
+  loginRateLimit?: LoginRateLimit;
+  /** Trust `X-Forwarded-*` headers (behind a TLS-terminating proxy). Default false. */
+  proxy?: boolean;
+  /** Structured logs (pino). Secrets and tokens are never logged. Default: silent. */
+  logger?: Logger;
   /** Extra oidc-provider configuration, merged last. For what Gatehouse has no option for yet. */
   providerConfiguration?: Configuration;
 }
@@ -36,41 +78,84 @@ export interface AuthorizationServer {
   readonly issuer: string;
   /** The underlying oidc-provider instance. */
   readonly provider: Provider;
+  /** The store in use. */
+  readonly adapter: AdapterFactory;
   /** A `node:http` listener serving every endpoint and page. */
   readonly listener: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
+/** Bad configuration given to {@link createAuthorizationServer}. */
+export class AuthorizationServerConfigError extends GatehouseError {}
+
 const INTERACTION_PATH = /^\/interaction\/[A-Za-z0-9_-]+(?:\/(?:login|confirm))?$/;
+
+function checkClientRedirects(metadata: Record<string, unknown>): void {
+  const uris = metadata['redirect_uris'];
+  if (uris === undefined) return;
+  if (!Array.isArray(uris)) throw new oidcErrors.InvalidRedirectUri('redirect_uris must be an array');
+  for (const uri of uris) {
+    const problem = redirectUriProblem(uri);
+    if (problem) throw new oidcErrors.InvalidRedirectUri(problem);
+  }
+}
 
 /**
  * Creates an MCP authorization server on oidc-provider with the MCP profile: authorization code with PKCE S256
- * only, resource indicators required and access tokens issued as JWTs whose `aud` is the resource, RFC 9207
- * `iss` in responses, dynamic client registration, introspection, revocation, and login and consent pages.
+ * only; exact redirect matching (loopback redirects on any port for native and CIMD clients); `iss` in
+ * authorization responses (RFC 9207); resource indicators required and access tokens issued as JWTs (RFC 9068)
+ * whose `aud` is the resource; rotated refresh tokens with reuse detection and a grace window; `client_credentials`;
+ * token exchange (RFC 8693) by policy; dynamic registration (RFC 7591) and client ID metadata documents;
+ * introspection; revocation; login and consent pages.
  *
  * @example
  * ```ts
  * import { createServer } from 'node:http';
  * import { createAuthorizationServer, staticUsers } from 'gatehouse/authorization-server';
+ * import { oidcAdapterFactory } from 'gatehouse/storage';
  *
  * const as = await createAuthorizationServer({
  *   issuer: 'http://127.0.0.1:9000',
  *   authenticator: await staticUsers({ alice: 'wonderland' }),
  *   resources: [{ resource: 'http://127.0.0.1:8000/mcp', scopes: ['mcp:tools'] }],
+ *   adapter: oidcAdapterFactory({ backend: 'sqlite', path: './gatehouse.db' }),
+ *   tokenExchange: [
+ *     { clientId: 'mcp-server', from: ['http://127.0.0.1:8000/mcp'], to: [{ resource: 'https://api.example.com', scopes: ['read'] }] },
+ *   ],
  * });
  * createServer(as.listener).listen(9000, '127.0.0.1');
  * ```
  */
 export async function createAuthorizationServer(options: AuthorizationServerOptions): Promise<AuthorizationServer> {
-  const resources = new Map(options.resources.map((r) => [canonicalResourceUri(r.resource), r]));
+  let issuerUrl: URL;
+  try {
+    issuerUrl = new URL(options.issuer);
+  } catch (cause) {
+    throw new AuthorizationServerConfigError(`issuer ${options.issuer} is not a URL`, {
+      code: 'ERR_AS_CONFIG',
+      hint: 'Give the public base URL, e.g. https://auth.example.com',
+      cause,
+    });
+  }
+  const secure = issuerUrl.protocol === 'https:';
+  const resources = new Map<string, ResourceConfig>();
+  for (const r of options.resources) {
+    try {
+      resources.set(canonicalResourceUri(r.resource), r);
+    } catch (cause) {
+      throw new AuthorizationServerConfigError(`resource ${r.resource} is not a valid resource URI`, {
+        code: 'ERR_AS_CONFIG',
+        hint: 'A resource is an absolute https URL (or http on loopback) without a fragment, e.g. https://mcp.example.com/mcp',
+        cause,
+      });
+    }
+  }
   const resourceScopes = [...new Set(options.resources.flatMap((r) => r.scopes ?? []))];
-
-  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-  const signingKey = {
-    ...(await exportJWK(privateKey)),
-    kid: randomBytes(8).toString('hex'),
-    alg: 'ES256',
-    use: 'sig',
-  };
+  const adapter: AdapterFactory = options.adapter ?? memoryOidcAdapter({ purgeIntervalMs: false });
+  const keys = options.keys ?? (await loadOrCreateKeys(adapter(KEYS_MODEL)));
+  const logger = options.logger;
+  const graceSeconds = options.refreshTokenGraceSeconds ?? 5;
+  const cimd = options.clientIdMetadataDocument ?? {};
+  const cimdEnabled = cimd.enabled ?? true;
 
   const findResource = (indicator: string) => {
     try {
@@ -80,10 +165,40 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     }
   };
 
+  // Clients given in configuration follow the same rules as registered ones, and the same native inference.
+  const clients = (options.clients ?? []).map((client) => {
+    checkClientRedirects(client as Record<string, unknown>);
+    return client.application_type === undefined && looksNative(client.redirect_uris)
+      ? { ...client, application_type: 'native' as const }
+      : client;
+  });
+  const exchangers = new Set((options.tokenExchange ?? []).map((p) => p.clientId));
+  for (const policy of options.tokenExchange ?? []) {
+    for (const target of policy.to) {
+      if (!findResource(target.resource)) {
+        throw new AuthorizationServerConfigError(
+          `token exchange target ${target.resource} is not a configured resource`,
+          {
+            code: 'ERR_AS_CONFIG',
+            hint: 'Add it to resources (--resource URL=scope,…) or remove it from the policy.',
+          },
+        );
+      }
+    }
+  }
+
   const configuration: Configuration = {
-    clients: options.clients ?? [],
-    jwks: { keys: [signingKey] },
-    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    adapter: withRefreshGrace(adapter, graceSeconds) as unknown as Configuration['adapter'],
+    clients,
+    jwks: { keys: keys.signing as Configuration['jwks'] extends { keys: infer K } ? K : never },
+    cookies: {
+      keys: keys.cookies,
+      names: secure
+        ? { session: '__Host-gh_session', interaction: '__Secure-gh_interaction', resume: '__Secure-gh_resume' }
+        : { session: 'gh_session', interaction: 'gh_interaction', resume: 'gh_resume' },
+      long: { httpOnly: true, sameSite: 'lax', secure, path: '/' },
+      short: { httpOnly: true, sameSite: 'lax', secure },
+    },
     responseTypes: ['code'],
     pkce: { required: () => true },
     scopes: ['openid', 'offline_access', ...resourceScopes],
@@ -94,12 +209,46 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       token_endpoint_auth_method: 'none',
       id_token_signed_response_alg: 'ES256',
     },
+    enabledJWA: { idTokenSigningAlgValues: ['ES256'] } as Configuration['enabledJWA'],
+    // Runs for every client however it arrives (registration, configuration, metadata document): one rule set.
+    extraClientMetadata: {
+      properties: ['software_id', 'software_version'],
+      validator(ctx, key, _value, metadata) {
+        if (key !== 'software_id') return;
+        checkClientRedirects(metadata as Record<string, unknown>);
+        const raw = (ctx as { oidc?: { route?: string; body?: Record<string, unknown> } } | undefined)?.oidc;
+        if (raw?.route === 'registration' && raw.body && raw.body['application_type'] === undefined) {
+          if (looksNative(metadata['redirect_uris'])) metadata['application_type'] = 'native';
+        }
+      },
+    },
+    fetch: cimdFetch(cimd) as Configuration['fetch'],
     features: {
       devInteractions: { enabled: false },
-      registration: { enabled: true },
-      introspection: { enabled: true },
-      revocation: { enabled: true },
+      registration: {
+        enabled: options.registration?.enabled ?? true,
+        ...(options.registration?.initialAccessToken
+          ? { initialAccessToken: options.registration.initialAccessToken }
+          : {}),
+      },
+      registrationManagement: { enabled: false },
+      // A confidential client (a resource server) may introspect any token; a public one only its own.
+      introspection: {
+        enabled: true,
+        allowedPolicy: async (_ctx, client, token) =>
+          client.clientAuthMethod !== 'none' || token.clientId === client.clientId,
+      },
+      // Only the client a token was issued to may revoke it.
+      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
       clientCredentials: { enabled: true },
+      ...({
+        clientIdMetadataDocument: {
+          enabled: cimdEnabled,
+          ack: 'draft-02',
+          allowFetch: async (_ctx: unknown, id: string) => cimd.allowPrivateNetworks === true || publicTarget(id),
+          cacheDuration: cimd.cacheSeconds ?? { min: 30, max: 86400 },
+        },
+      } as Record<string, unknown>),
       resourceIndicators: {
         enabled: true,
         // MCP clients must name the resource; without one there is no audience to bind the token to.
@@ -121,12 +270,34 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
         },
       },
     },
+    fetchResponseBodyLimits: { 'client_id metadata document': cimd.maxBytes ?? 5 * 1024 } as never,
     findAccount: async (_ctx, subject) => {
       const account = options.authenticator.findAccount
         ? await options.authenticator.findAccount(subject)
         : { subject };
       if (!account) return undefined;
       return { accountId: subject, claims: async () => ({ sub: subject, ...account.claims }) };
+    },
+    // Consent is remembered per user and client, across sessions and browsers.
+    loadExistingGrant: async (ctx) => {
+      const clientId = ctx.oidc.client!.clientId;
+      const grantId =
+        ctx.oidc.result?.['consent']?.grantId ??
+        ctx.oidc.session!.grantIdFor(clientId) ??
+        (ctx.oidc.session?.accountId
+          ? (
+              (await adapter(CONSENT_MODEL).find(consentKey(ctx.oidc.session.accountId, clientId))) as
+                | { grantId?: string }
+                | undefined
+            )?.grantId
+          : undefined);
+      if (!grantId) return undefined;
+      const grant = await ctx.oidc.provider.Grant.find(grantId);
+      if (grant && grant.accountId === ctx.oidc.session?.accountId && grant.clientId === clientId) {
+        if (!ctx.oidc.session!.grantIdFor(clientId)) ctx.oidc.session!.grantIdFor(clientId, grantId);
+        return grant;
+      }
+      return undefined;
     },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     issueRefreshToken: async (_ctx, client, code) =>
@@ -157,16 +328,88 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   };
 
   const provider = new Provider(options.issuer, configuration);
+  if (options.proxy) provider.proxy = true;
+
+  // Redirect matching at /authorize: exact, or any loopback port for native and CIMD clients (field note 16).
+  const clientPrototype = provider.Client.prototype as unknown as {
+    redirectUriAllowed(this: { redirectUris: string[]; applicationType?: string }, value: string): boolean;
+  };
+  clientPrototype.redirectUriAllowed = function redirectUriAllowed(value) {
+    const anyPort =
+      this.applicationType === 'native' ||
+      (this as unknown as { clientIdMetadataDocument?: boolean }).clientIdMetadataDocument === true;
+    return redirectMatches(value, this.redirectUris, anyPort);
+  };
+
+  installRefreshGrace(provider, adapter, graceSeconds);
+  if (exchangers.size) {
+    installTokenExchange(provider, {
+      issuer: options.issuer,
+      policies: options.tokenExchange ?? [],
+      signingKeys: () => keys.signing as JWK[],
+      resourceTtl: (resource) => findResource(resource)?.accessTokenTtl,
+    });
+  }
+
+  if (logger) {
+    provider.on('server_error', (_ctx, error) =>
+      logger.error({ err: { name: error.name, message: error.message } }, 'server error'),
+    );
+    provider.on('grant.success', (ctx) =>
+      logger.info({ client: ctx.oidc.client?.clientId, grantType: ctx.oidc.params?.['grant_type'] }, 'token issued'),
+    );
+    provider.on('grant.error', (ctx, error) =>
+      logger.info(
+        {
+          client: ctx.oidc.client?.clientId,
+          grantType: ctx.oidc.params?.['grant_type'],
+          error: (error as { error?: string }).error,
+        },
+        'token request refused',
+      ),
+    );
+    provider.on('grant.revoked', (_ctx, grantId) => logger.warn({ grantId }, 'grant revoked'));
+    provider.on('authorization.error', (ctx, error) =>
+      logger.info(
+        { client: ctx.oidc?.client?.clientId, error: (error as { error?: string }).error },
+        'authorization refused',
+      ),
+    );
+    provider.on('registration_create.success', (_ctx, client) =>
+      logger.info({ client: client.clientId }, 'client registered'),
+    );
+  }
+
   const interactions = createInteractionHandler(provider, {
     authenticator: options.authenticator,
     csrfSecret: randomBytes(32),
+    adapter,
+    rateLimit: options.loginRateLimit,
+    secure,
+    logger,
   });
   const oidcListener = provider.callback();
 
+  // An authorization request without `scope` gets the named resource's default scopes.
+  const withDefaultScope = (url: string): string => {
+    const query = url.indexOf('?');
+    if (query === -1) return url;
+    const params = new URLSearchParams(url.slice(query + 1));
+    const resource = params.getAll('resource');
+    if ((params.get('scope') ?? '').trim() !== '' || resource.length !== 1) return url;
+    const config = findResource(resource[0]!);
+    const scopes = config?.defaultScopes ?? config?.scopes ?? [];
+    if (scopes.length === 0) return url;
+    params.set('scope', scopes.join(' '));
+    return `${url.slice(0, query)}?${params.toString()}`;
+  };
+
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0]!;
+    if (path === '/auth' && req.method === 'GET') req.url = withDefaultScope(req.url ?? '/');
     if (INTERACTION_PATH.test(path)) {
-      interactions(req, res).catch(() => {
+      interactions(req, res).catch((error: unknown) => {
+        logger?.error({ err: { message: (error as Error)?.message } }, 'interaction failed');
         if (!res.headersSent) res.writeHead(500, PAGE_HEADERS);
         res.end(page('Error', '<h1>Something went wrong</h1>'));
       });
@@ -175,5 +418,5 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     oidcListener(req, res);
   };
 
-  return { issuer: options.issuer, provider, listener };
+  return { issuer: options.issuer, provider, adapter, listener };
 }

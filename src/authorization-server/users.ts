@@ -1,5 +1,7 @@
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { GatehouseError } from '../oauth/errors.js';
 
 const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, keylen: number) => Promise<Buffer>;
 
@@ -59,6 +61,111 @@ export async function staticUsers(passwords: Record<string, string>): Promise<Au
     },
     async findAccount(subject) {
       return hashes.has(subject) ? { subject } : undefined;
+    },
+  };
+}
+
+/** One entry of a users file. */
+export interface UserRecord {
+  username: string;
+  /** A {@link hashPassword} hash (`scrypt$…`). Never a clear password. */
+  passwordHash: string;
+  /** The subject (`sub`); default the username. */
+  subject?: string;
+  /** Extra claims, e.g. `{ "name": "Alice", "email": "alice@example.com" }`. */
+  claims?: Record<string, unknown>;
+}
+
+/** Thrown when a users file cannot be read or has the wrong shape. */
+export class UsersFileError extends GatehouseError {}
+
+/**
+ * An authenticator over hashed user records (constant work for unknown users).
+ *
+ * @example
+ * ```ts
+ * const users = await hashedUsers([{ username: 'alice', passwordHash: await hashPassword('wonderland') }]);
+ * ```
+ */
+export async function hashedUsers(records: UserRecord[]): Promise<Authenticator> {
+  const byName = new Map(records.map((r) => [r.username, r]));
+  const bySubject = new Map(records.map((r) => [r.subject ?? r.username, r]));
+  const decoy = await hashPassword(randomBytes(16).toString('hex'));
+  const account = (r: UserRecord): Account => ({ subject: r.subject ?? r.username, claims: r.claims });
+  return {
+    async authenticate(username, password) {
+      const record = byName.get(username);
+      const ok = await verifyPassword(password, record?.passwordHash ?? decoy);
+      return ok && record ? account(record) : undefined;
+    },
+    async findAccount(subject) {
+      const record = bySubject.get(subject);
+      return record ? account(record) : undefined;
+    },
+  };
+}
+
+/**
+ * Reads a users file: JSON `{ "users": [{ "username", "passwordHash", "subject"?, "claims"? }] }`, with hashes
+ * made by {@link hashPassword} (`gatehouse admin users hash` prints one).
+ *
+ * @example
+ * ```ts
+ * import { usersFile } from 'gatehouse/authorization-server';
+ *
+ * const authenticator = await usersFile('/etc/gatehouse/users.json');
+ * ```
+ */
+export async function usersFile(path: string): Promise<Authenticator> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(path, 'utf8'));
+  } catch (cause) {
+    throw new UsersFileError(`Cannot read the users file ${path}: ${(cause as Error).message}`, {
+      code: 'ERR_USERS_FILE',
+      hint: 'Give a JSON file {"users":[{"username":"…","passwordHash":"scrypt$…"}]}.',
+      cause,
+    });
+  }
+  const users = (parsed as { users?: unknown })?.users;
+  const valid =
+    Array.isArray(users) &&
+    users.every(
+      (u) =>
+        typeof u?.username === 'string' && typeof u?.passwordHash === 'string' && u.passwordHash.startsWith('scrypt$'),
+    );
+  if (!valid) {
+    throw new UsersFileError(`The users file ${path} has the wrong shape`, {
+      code: 'ERR_USERS_FILE',
+      hint: 'Each user needs "username" and "passwordHash" (from `gatehouse admin users hash`); clear passwords are refused.',
+    });
+  }
+  return hashedUsers(users as UserRecord[]);
+}
+
+/**
+ * Tries each authenticator in turn; the first account wins. For example a superuser plus a users file.
+ *
+ * @example
+ * ```ts
+ * const authenticator = anyOf(await staticUsers({ admin: process.env.ADMIN_PASSWORD! }), await usersFile('users.json'));
+ * ```
+ */
+export function anyOf(...authenticators: Authenticator[]): Authenticator {
+  return {
+    async authenticate(username, password) {
+      for (const a of authenticators) {
+        const account = await a.authenticate(username, password);
+        if (account) return account;
+      }
+      return undefined;
+    },
+    async findAccount(subject) {
+      for (const a of authenticators) {
+        const account = a.findAccount ? await a.findAccount(subject) : undefined;
+        if (account) return account;
+      }
+      return undefined;
     },
   };
 }

@@ -31,7 +31,17 @@ export interface RunningServer {
 }
 
 /**
- * Serves a listener on `host:port` (port 0 picks a free one) and resolves once it listens.
+ * Serves a listener on `host:port` (port 0 picks a free one) and resolves once it listens. The host defaults
+ * to 127.0.0.1.
+ *
+ * @example
+ * ```ts
+ * import { listen, toNodeListener } from 'gatehouse/server';
+ *
+ * const server = await listen(toNodeListener(handler));
+ * console.log(server.url); // http://127.0.0.1:43121
+ * await server.close();
+ * ```
  */
 export async function listen(
   listener: (req: IncomingMessage, res: ServerResponse) => void,

@@ -1,125 +1,300 @@
 import { protectedResourceMetadataUrl } from '../oauth/discovery.js';
 import { OAuthProtocolError } from '../oauth/errors.js';
-import type { ProtectedResourceMetadata } from '../oauth/metadata.js';
-import { canonicalResourceUri } from '../oauth/resource-uri.js';
+import type { AuthorizationServerMetadata, ProtectedResourceMetadata } from '../oauth/metadata.js';
+import { assertSecureUrl, canonicalResourceUri, sameResource } from '../oauth/resource-uri.js';
 import { formatWwwAuthenticate } from '../oauth/www-authenticate.js';
+import { discoverAuthorizationServer } from './discovery.js';
 import { InsufficientScopeError, InvalidTokenError } from './errors.js';
+import { missingScopes, type ScopeHierarchy } from './scopes.js';
 import type { AuthInfo, TokenVerifier } from './verifier.js';
 
 /** A web-standard request handler. */
 export type FetchHandler = (request: Request) => Promise<Response>;
 
+/** What the MCP handler receives besides the request. */
+export interface McpHandlerOptions {
+  authInfo: AuthInfo;
+  /** The JSON body, when `protect()` already parsed it (to check per-tool scopes). */
+  parsedBody?: unknown;
+}
+
 /** The MCP handler `protect()` wraps: an SDK v2 `createMcpHandler()` result, or any function of that shape. */
 export type McpRequestHandler =
-  | ((request: Request, options: { authInfo: AuthInfo }) => Promise<Response>)
-  | { fetch(request: Request, options?: { authInfo?: AuthInfo }): Promise<Response> };
+  | ((request: Request, options: McpHandlerOptions) => Promise<Response>)
+  | { fetch(request: Request, options?: McpHandlerOptions): Promise<Response> };
 
 /** Options of {@link protect}. */
 export interface ProtectOptions {
-  /** This server's canonical URL, e.g. `https://mcp.example.com/mcp`. Tokens must carry it as their audience. */
+  /**
+   * This server's canonical URL, e.g. `https://mcp.example.com/mcp`: the URL clients connect to. Tokens must
+   * carry it as their audience. It is normalised (lower-case host, no default port, no trailing slash), and
+   * must be https unless it is on loopback.
+   */
   resource: string | URL;
   /** Issuers of the authorization servers that may mint tokens for this resource. */
   authorizationServers: string[];
-  /** Verifies bearer tokens, e.g. {@link jwtVerifier}. */
+  /** Verifies bearer tokens, e.g. {@link jwtVerifier} or {@link introspectionVerifier}. */
   verifier: TokenVerifier;
   /** Scopes every request needs. Missing ones answer 403 `insufficient_scope`. */
   requiredScopes?: string[];
-  /** Scopes advertised in the metadata. Defaults to `requiredScopes`. */
+  /**
+   * Scopes each tool needs on top of `requiredScopes`, by tool name. A `tools/call` without them answers 403
+   * `insufficient_scope` naming every scope the call needs. (For resources and prompts, or decisions that need
+   * the arguments, use the SDK's `scopeChallenge` with {@link requireScopes}.)
+   */
+  toolScopes?: Record<string, string[]>;
+  /** Scopes that imply others, e.g. `{ admin: ['read', 'write'] }`. Applied to every scope check. */
+  scopeHierarchy?: ScopeHierarchy;
+  /** Scopes advertised in the metadata. Defaults to `requiredScopes` plus every scope in `toolScopes`. */
   scopesSupported?: string[];
   /** A human-readable name for the metadata document. */
   resourceName?: string;
+  /** Extra members of the RFC 9728 document, e.g. `resource_documentation`. */
+  metadata?: Partial<ProtectedResourceMetadata>;
+  /**
+   * Also serve the authorization server's metadata at this server's `/.well-known/oauth-authorization-server`,
+   * for clients written against the 2025-03-26 revision of MCP, which looked for it there. `true` fetches it
+   * from the first authorization server (and refreshes it every 5 minutes); a document serves that document.
+   */
+  authorizationServerMetadata?: boolean | AuthorizationServerMetadata;
+}
+
+/** The fetch handler {@link protect} returns, with what adapters need to route to it. */
+export interface ProtectedHandler extends FetchHandler {
+  /** The canonical resource URL. */
+  readonly resource: string;
+  /** The URL of this resource's RFC 9728 metadata document (path-inserted form). */
+  readonly resourceMetadataUrl: string;
+  /** The RFC 9728 document served. */
+  readonly metadata: ProtectedResourceMetadata;
+  /** True for paths this handler answers itself or serves MCP on: the resource path and the well-known paths. */
+  handles(pathname: string): boolean;
 }
 
 const CORS_HEADERS = {
   'access-control-allow-origin': '*',
-  'access-control-allow-methods': 'GET, OPTIONS',
+  'access-control-allow-methods': 'GET, HEAD, OPTIONS',
   'access-control-allow-headers': 'mcp-protocol-version, authorization',
   'access-control-max-age': '86400',
 };
 
+/** The SDK's own default body limit; protect() reads the body first when it checks per-tool scopes. */
+const MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+async function readBody(request: Request): Promise<string | undefined> {
+  const declared = Number(request.headers.get('content-length') ?? 0);
+  if (declared > MAX_BODY_BYTES) return undefined;
+  if (!request.body) return '';
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > MAX_BODY_BYTES) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)[ ]*$/i;
+const MIRROR_TTL_MS = 5 * 60_000;
+
+function jsonDocument(method: string, body: string): Response {
+  if (method === 'OPTIONS') return new Response(null, { status: 204, headers: CORS_HEADERS });
+  if (method === 'GET' || method === 'HEAD') {
+    return new Response(method === 'HEAD' ? null : body, {
+      headers: { 'content-type': 'application/json', 'cache-control': 'max-age=300', ...CORS_HEADERS },
+    });
+  }
+  return new Response(null, { status: 405, headers: { allow: 'GET, HEAD, OPTIONS', ...CORS_HEADERS } });
+}
+
+/** The tool names of every `tools/call` in a JSON-RPC message or batch. */
+function calledTools(body: unknown): string[] {
+  const messages = Array.isArray(body) ? body : [body];
+  const names: string[] = [];
+  for (const message of messages) {
+    if (message && typeof message === 'object' && (message as { method?: unknown }).method === 'tools/call') {
+      const name = (message as { params?: { name?: unknown } }).params?.name;
+      if (typeof name === 'string') names.push(name);
+    }
+  }
+  return names;
+}
+
 /**
  * Puts OAuth in front of an MCP handler. The returned fetch handler serves RFC 9728 protected-resource metadata
  * (at the path-inserted and root well-known URLs, with CORS), answers requests without a valid token with a 401
- * challenge that points at that metadata, refuses tokens minted for another audience, and hands the verified
- * identity to the MCP handler as `authInfo`.
+ * challenge that points at that metadata, refuses tokens minted for another audience, checks the scopes the
+ * server and each tool need (403 `insufficient_scope` naming all of them), and hands the verified identity to
+ * the MCP handler as `authInfo` — tools read it as `ctx.http.authInfo`.
  *
  * @example
  * ```ts
  * import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
  * import { jwtVerifier, protect } from 'gatehouse/server';
  *
- * const resource = 'https://mcp.example.com/mcp';
  * const mcp = createMcpHandler(() => new McpServer({ name: 'example', version: '1.0.0' }));
- * const fetchHandler = protect(mcp, {
- *   resource,
+ * const handler = protect(mcp, {
+ *   resource: 'https://mcp.example.com/mcp',
  *   authorizationServers: ['https://auth.example.com'],
- *   verifier: jwtVerifier({ issuer: 'https://auth.example.com', jwksUri: 'https://auth.example.com/jwks', audience: resource }),
+ *   verifier: jwtVerifier({ issuer: 'https://auth.example.com' }),
+ *   requiredScopes: ['mcp:tools'],
+ *   toolScopes: { delete_repo: ['repo:delete'] },
+ *   scopeHierarchy: { admin: ['repo:delete'] },
  * });
+ * export default { fetch: handler }; // Workers, Bun, Deno; see toNodeListener, expressHandler, honoMiddleware
  * ```
  */
-export function protect(handler: McpRequestHandler, options: ProtectOptions): FetchHandler {
+export function protect(handler: McpRequestHandler, options: ProtectOptions): ProtectedHandler {
   const resource = canonicalResourceUri(options.resource);
-  const metadataUrl = protectedResourceMetadataUrl(resource);
+  assertSecureUrl(resource, 'resource');
+  if (!Array.isArray(options.authorizationServers) || options.authorizationServers.length === 0) {
+    throw new TypeError('protect: authorizationServers must name at least one issuer');
+  }
+  for (const issuer of options.authorizationServers) assertSecureUrl(issuer, 'authorization server');
+  if (!options.verifier || typeof options.verifier.verify !== 'function') {
+    throw new TypeError('protect: verifier must be a TokenVerifier (an object with verify(token))');
+  }
+
+  const resourceMetadataUrl = protectedResourceMetadataUrl(resource);
+  const resourcePath = new URL(resource).pathname;
   const metadataPaths = new Set([
-    new URL(metadataUrl).pathname,
+    new URL(resourceMetadataUrl).pathname,
     '/.well-known/oauth-protected-resource',
     '/.well-known/oauth-protected-resource/',
   ]);
+  const mirrorPaths = new Set<string>();
+  if (options.authorizationServerMetadata) {
+    mirrorPaths.add('/.well-known/oauth-authorization-server');
+    if (resourcePath !== '/') mirrorPaths.add(`/.well-known/oauth-authorization-server${resourcePath}`);
+  }
+
+  const requiredScopes = [...new Set(options.requiredScopes ?? [])];
+  const toolScopes = new Map(
+    Object.entries(options.toolScopes ?? {}).map(([tool, scopes]) => [tool, [...new Set(scopes)]] as const),
+  );
+  const hierarchy = options.scopeHierarchy;
+  const scopesSupported = options.scopesSupported ?? [
+    ...new Set([...requiredScopes, ...[...toolScopes.values()].flat()]),
+  ];
   const metadata: ProtectedResourceMetadata = {
+    ...options.metadata,
     resource,
     authorization_servers: options.authorizationServers,
-    scopes_supported: options.scopesSupported ?? options.requiredScopes,
+    ...(scopesSupported.length ? { scopes_supported: scopesSupported } : {}),
     bearer_methods_supported: ['header'],
     ...(options.resourceName ? { resource_name: options.resourceName } : {}),
   };
   const metadataBody = JSON.stringify(metadata);
-  const requiredScopes = options.requiredScopes ?? [];
   const scopeParam = requiredScopes.length ? requiredScopes.join(' ') : undefined;
   const callMcp =
     typeof handler === 'function'
       ? handler
-      : (request: Request, init: { authInfo: AuthInfo }) => handler.fetch(request, init);
+      : (request: Request, init: McpHandlerOptions) => handler.fetch(request, init);
+  const verifyContext = { resource };
+
+  let mirror: { body: Promise<string>; fetchedAt: number } | undefined;
+  function mirroredMetadata(): Promise<string> {
+    const configured = options.authorizationServerMetadata;
+    if (typeof configured === 'object') return Promise.resolve(JSON.stringify(configured));
+    if (!mirror || Date.now() - mirror.fetchedAt > MIRROR_TTL_MS) {
+      const body = discoverAuthorizationServer(options.authorizationServers[0]!).then((m) => JSON.stringify(m));
+      const entry = { body, fetchedAt: Date.now() };
+      body.catch(() => {
+        if (mirror === entry) mirror = undefined;
+      });
+      mirror = entry;
+    }
+    return mirror.body;
+  }
 
   function challenge(error?: OAuthProtocolError): Response {
     const header = formatWwwAuthenticate('Bearer', {
       error: error?.error,
       error_description: error?.description,
       scope: error instanceof InsufficientScopeError ? error.requiredScopes.join(' ') : scopeParam,
-      resource_metadata: metadataUrl,
+      resource_metadata: resourceMetadataUrl,
     });
     const body = error ?? new InvalidTokenError('a bearer token is required');
     return body.toResponse({ 'www-authenticate': header });
   }
 
-  return async function protectedHandler(request: Request): Promise<Response> {
+  async function protectedHandler(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    if (metadataPaths.has(url.pathname)) {
-      if (request.method === 'OPTIONS') return new Response(null, { status: 204, headers: CORS_HEADERS });
-      if (request.method === 'GET' || request.method === 'HEAD') {
-        return new Response(request.method === 'HEAD' ? null : metadataBody, {
-          headers: { 'content-type': 'application/json', 'cache-control': 'max-age=300', ...CORS_HEADERS },
-        });
+    if (metadataPaths.has(url.pathname)) return jsonDocument(request.method, metadataBody);
+    if (mirrorPaths.has(url.pathname)) {
+      try {
+        return jsonDocument(request.method, await mirroredMetadata());
+      } catch {
+        return new OAuthProtocolError('temporarily_unavailable', 'the authorization server metadata is unavailable', {
+          status: 502,
+        }).toResponse(CORS_HEADERS);
       }
-      return new Response(null, { status: 405, headers: { allow: 'GET, HEAD, OPTIONS', ...CORS_HEADERS } });
     }
 
     const authorization = request.headers.get('authorization');
     if (!authorization) return challenge();
-    const match = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)[ ]*$/i.exec(authorization);
+    const match = BEARER.exec(authorization);
     if (!match) return challenge(new InvalidTokenError('the Authorization header is not a Bearer token'));
 
     let authInfo: AuthInfo;
     try {
-      authInfo = await options.verifier.verify(match[1]!);
+      authInfo = await options.verifier.verify(match[1]!, verifyContext);
     } catch (error) {
-      if (error instanceof OAuthProtocolError) return challenge(error);
-      return new OAuthProtocolError('server_error', 'token verification failed').toResponse();
+      if (error instanceof OAuthProtocolError) {
+        return error.status === 401 || error.status === 403 ? challenge(error) : error.toResponse();
+      }
+      return new OAuthProtocolError('server_error', 'token verification failed', { cause: error }).toResponse();
     }
     if (authInfo.expiresAt !== undefined && authInfo.expiresAt * 1000 <= Date.now()) {
       return challenge(new InvalidTokenError('the token has expired'));
     }
-    const missing = requiredScopes.filter((scope) => !authInfo.scopes.includes(scope));
-    if (missing.length) return challenge(new InsufficientScopeError(requiredScopes));
-    return callMcp(request, { authInfo: { ...authInfo, resourceMetadataUrl: metadataUrl } });
-  };
+    // A second line of defence for custom verifiers: a resource they report must be this one.
+    const granted = authInfo.resource;
+    if (granted && granted.href !== resource && !sameResource(granted, resource)) {
+      return challenge(new InvalidTokenError(`audience mismatch: expected ${resource}, received ${granted.href}`));
+    }
+
+    let needed = requiredScopes;
+    let parsedBody: unknown;
+    let forward = request;
+    if (toolScopes.size && request.method === 'POST') {
+      // Read the body once, to find the tools called, and hand it on parsed so the SDK does not parse it again.
+      const text = await readBody(request);
+      if (text === undefined) {
+        return new OAuthProtocolError('invalid_request', `the request body exceeds ${MAX_BODY_BYTES} bytes`, {
+          status: 413,
+        }).toResponse();
+      }
+      try {
+        parsedBody = JSON.parse(text);
+      } catch {
+        parsedBody = undefined; // the SDK answers the parse error
+      }
+      forward = new Request(request, { body: text });
+      const perTool = calledTools(parsedBody).flatMap((tool) => toolScopes.get(tool) ?? []);
+      if (perTool.length) needed = [...new Set([...requiredScopes, ...perTool])];
+    }
+    if (needed.length && missingScopes(authInfo.scopes, needed, hierarchy).length) {
+      return challenge(new InsufficientScopeError(needed));
+    }
+    const init: McpHandlerOptions = { authInfo: { ...authInfo, resourceMetadataUrl } };
+    if (parsedBody !== undefined) init.parsedBody = parsedBody;
+    return callMcp(forward, init);
+  }
+
+  const handles = (pathname: string): boolean =>
+    metadataPaths.has(pathname) ||
+    mirrorPaths.has(pathname) ||
+    resourcePath === '/' ||
+    pathname === resourcePath ||
+    pathname === `${resourcePath}/`;
+
+  return Object.assign(protectedHandler, { resource, resourceMetadataUrl, metadata, handles });
 }

@@ -50,13 +50,21 @@ export function keychainStore(options: KeychainStoreOptions = {}): GatehouseStor
     loaded ??= loadOptional('@napi-rs/keyring', 'keychain', () => import('@napi-rs/keyring'));
     return loaded;
   };
-  const call = async <T>(fn: (k: Keyring) => Promise<T>): Promise<T> => {
-    const k = await keyring();
-    try {
-      return await fn(k);
-    } catch (error) {
-      throw translate(error, service);
-    }
+  // One keychain operation at a time: gnome-keyring was seen losing items when many were created at once, and a
+  // desktop keychain is never a hot path.
+  let queue: Promise<unknown> = Promise.resolve();
+  const call = <T>(fn: (k: Keyring) => Promise<T>): Promise<T> => {
+    const run = async () => {
+      const k = await keyring();
+      try {
+        return await fn(k);
+      } catch (error) {
+        throw translate(error, service);
+      }
+    };
+    const result = queue.then(run, run);
+    queue = result.catch(() => undefined);
+    return result;
   };
 
   const read = (key: string) =>

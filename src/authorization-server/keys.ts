@@ -1,0 +1,62 @@
+import { randomBytes } from 'node:crypto';
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import type { Adapter } from 'oidc-provider';
+
+/** The model name under which signing and cookie keys are kept in the store. */
+export const KEYS_MODEL = 'GatehouseKeys';
+const KEYS_ID = 'current';
+/** How many signing keys are kept: the current one signs, the older ones stay in the JWKS for verification. */
+const KEEP_SIGNING_KEYS = 3;
+
+/** The key material of an authorization server. Private: it never leaves the store and the process. */
+export interface KeySet {
+  /** Private JWKs; the first signs, all are published (public parts) in the JWKS. */
+  signing: JWK[];
+  /** Cookie-signing secrets; the first signs, all verify. */
+  cookies: string[];
+}
+
+async function newSigningKey(): Promise<JWK> {
+  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+  return { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg: 'ES256', use: 'sig' };
+}
+
+function isKeySet(value: unknown): value is KeySet {
+  const v = value as Partial<KeySet> | undefined;
+  return Array.isArray(v?.signing) && v.signing.length > 0 && Array.isArray(v.cookies) && v.cookies.length > 0;
+}
+
+/** Reads the key set from the store, generating and saving one on first start. */
+export async function loadOrCreateKeys(adapter: Adapter): Promise<KeySet> {
+  const existing = await adapter.find(KEYS_ID);
+  if (isKeySet(existing)) return { signing: existing.signing, cookies: existing.cookies };
+  const created: KeySet = { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] };
+  await adapter.upsert(KEYS_ID, created as never);
+  // Two instances starting at once: whoever wrote last wins, and both use what is stored.
+  const stored = await adapter.find(KEYS_ID);
+  return isKeySet(stored) ? { signing: stored.signing, cookies: stored.cookies } : created;
+}
+
+/**
+ * Adds a new signing key (it signs from the next start on) and a new cookie key; keeps the previous two signing
+ * keys in the JWKS so tokens they signed still verify. Returns the new key's `kid`.
+ *
+ * @example
+ * ```ts
+ * import { rotateKeys, KEYS_MODEL } from 'gatehouse/authorization-server';
+ * import { oidcAdapterFactory } from 'gatehouse/storage';
+ *
+ * const store = oidcAdapterFactory({ backend: 'redis', url: 'redis://127.0.0.1:6379' });
+ * const { kid } = await rotateKeys(store(KEYS_MODEL)); // then restart the servers
+ * ```
+ */
+export async function rotateKeys(adapter: Adapter): Promise<{ kid: string; kids: string[] }> {
+  const current = await loadOrCreateKeys(adapter);
+  const fresh = await newSigningKey();
+  const next: KeySet = {
+    signing: [fresh, ...current.signing].slice(0, KEEP_SIGNING_KEYS),
+    cookies: [randomBytes(32).toString('base64url'), ...current.cookies].slice(0, KEEP_SIGNING_KEYS),
+  };
+  await adapter.upsert(KEYS_ID, next as never);
+  return { kid: fresh.kid!, kids: next.signing.map((k) => k.kid!) };
+}

@@ -1,0 +1,9 @@
+// oidc-provider's built-in refresh_token grant, reused to add a grace window around it (see refresh-grace.ts).
+declare module 'oidc-provider/lib/actions/grants/refresh_token.js' {
+  export const handler: (provider: unknown, helpers: unknown, ctx: unknown) => Promise<void>;
+  export const parameters: Set<string>;
+}
+declare module 'oidc-provider/lib/helpers/grants.js' {
+  const helpers: Record<string, (...args: unknown[]) => unknown>;
+  export = helpers;
+}

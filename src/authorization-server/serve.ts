@@ -1,0 +1,299 @@
+import { mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { GatehouseError } from '../oauth/errors.js';
+import type { OidcAdapterFactory } from '../storage/oidc/common.js';
+import { type OidcAdapterOptions, oidcAdapterFactory } from '../storage/oidc/factory.js';
+import type { AuthorizationServer, AuthorizationServerOptions, ResourceConfig } from './server.js';
+import { type Authenticator, anyOf, staticUsers, usersFile } from './users.js';
+
+/** A configuration problem in `gatehouse serve` / `gatehouse admin`: message plus a one-line fix. */
+export class ServeConfigError extends GatehouseError {}
+
+const fail = (message: string, hint: string): never => {
+  throw new ServeConfigError(message, { code: 'ERR_SERVE_CONFIG', hint });
+};
+
+/** The config file (`--config FILE`, JSON). Every command-line flag has a key here; flags win. */
+export const ServeConfigSchema = z
+  .object({
+    port: z.number().int().min(0).max(65535).optional(),
+    host: z.string().optional(),
+    issuer: z.string().url().optional(),
+    store: z.string().optional(),
+    users: z.string().optional(),
+    superuser: z.string().optional(),
+    resources: z
+      .array(
+        z.object({
+          resource: z.string(),
+          scopes: z.array(z.string()).optional(),
+          accessTokenTtl: z.number().int().positive().optional(),
+          defaultScopes: z.array(z.string()).optional(),
+        }),
+      )
+      .optional(),
+    clients: z.array(z.record(z.string(), z.unknown())).optional(),
+    tokenExchange: z
+      .array(
+        z.object({
+          clientId: z.string(),
+          from: z.array(z.string()),
+          to: z.array(z.object({ resource: z.string(), scopes: z.array(z.string()) })),
+        }),
+      )
+      .optional(),
+    registration: z.object({ enabled: z.boolean().optional(), initialAccessToken: z.string().optional() }).optional(),
+    clientIdMetadataDocument: z
+      .object({
+        enabled: z.boolean().optional(),
+        allowPrivateNetworks: z.boolean().optional(),
+        maxBytes: z.number().int().positive().optional(),
+        timeoutMs: z.number().int().positive().optional(),
+        cacheSeconds: z.object({ min: z.number(), max: z.number() }).optional(),
+      })
+      .optional(),
+    refreshTokenGraceSeconds: z.number().min(0).max(300).optional(),
+    loginRateLimit: z
+      .object({ attempts: z.number().int().positive().optional(), windowSeconds: z.number().positive().optional() })
+      .optional(),
+    proxy: z.boolean().optional(),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+  })
+  .strict();
+
+/** Settings of `gatehouse serve`, after merging the config file, flags and environment. */
+export type ServeConfig = z.infer<typeof ServeConfigSchema>;
+
+/** Reads and validates a config file. */
+export async function readServeConfig(path: string): Promise<ServeConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'));
+  } catch (cause) {
+    return fail(
+      `cannot read the config file ${path}: ${(cause as Error).message}`,
+      'Give a readable JSON file to --config.',
+    );
+  }
+  const parsed = ServeConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    return fail(
+      `config file ${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`,
+      'See docs/authorization-server.md for the config file keys.',
+    );
+  }
+  return parsed.data;
+}
+
+/** Parses `--resource URL[=scope,scope]`. */
+export function parseResourceFlag(value: string): ResourceConfig {
+  const eq = value.indexOf('=');
+  const resource = eq === -1 ? value : value.slice(0, eq);
+  const scopes =
+    eq === -1
+      ? []
+      : value
+          .slice(eq + 1)
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+  if (!URL.canParse(resource)) {
+    return fail(
+      `--resource ${value}: ${resource} is not a URL`,
+      'Write --resource https://mcp.example.com/mcp=scope1,scope2',
+    );
+  }
+  return { resource, scopes };
+}
+
+/** The default data directory of `gatehouse serve`: `$GATEHOUSE_DATA_DIR`, else the platform's data directory. */
+export async function serveDataDirectory(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (env['GATEHOUSE_DATA_DIR']) return resolve(env['GATEHOUSE_DATA_DIR']);
+  const { defaultDataDirectory } = await import('../storage/file.js');
+  return defaultDataDirectory(env);
+}
+
+/**
+ * Turns a `--store` value into storage options: `memory`, `sqlite:` (a file in the data directory),
+ * `sqlite:PATH`, `redis://…`/`rediss://…`, `postgres://…`/`postgresql://…`.
+ */
+export function parseStore(store: string, dataDir: string): OidcAdapterOptions {
+  if (store === 'memory' || store === 'memory:') return { backend: 'memory' };
+  if (store === 'sqlite' || store.startsWith('sqlite:')) {
+    const rest = store.replace(/^sqlite:(\/\/)?/, '').replace(/^sqlite$/, '');
+    const path = rest === '' ? join(dataDir, 'authorization-server.db') : isAbsolute(rest) ? rest : resolve(rest);
+    return { backend: 'sqlite', path };
+  }
+  if (/^rediss?:\/\//.test(store) || /^postgres(ql)?:\/\//.test(store)) {
+    // `?prefix=` (Redis) and `?table=` (PostgreSQL) choose where the entries live; the rest goes to the driver.
+    const url = URL.parse(store);
+    if (!url)
+      return fail(`--store ${store} is not a URL`, 'Write e.g. redis://127.0.0.1:6379 or postgres://user@host/db');
+    const prefix = url.searchParams.get('prefix') ?? undefined;
+    const table = url.searchParams.get('table') ?? undefined;
+    url.searchParams.delete('prefix');
+    url.searchParams.delete('table');
+    if (table !== undefined && !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table)) {
+      return fail(
+        `--store table ${table} is not a plain identifier`,
+        'Use letters, digits and underscores, e.g. ?table=gatehouse_oidc',
+      );
+    }
+    return url.protocol.startsWith('redis')
+      ? { backend: 'redis', url: url.href, ...(prefix ? { prefix } : {}) }
+      : { backend: 'postgres', url: url.href, ...(table ? { table } : {}) };
+  }
+  return fail(
+    `unknown store ${store}`,
+    'Use --store memory, sqlite:[PATH], redis://HOST:6379 or postgres://USER@HOST/DB.',
+  );
+}
+
+/** Opens the store named by `store`, creating the SQLite directory if needed; resolves once connected. */
+export async function openStore(store: string, dataDir: string): Promise<OidcAdapterFactory> {
+  const options = parseStore(store, dataDir);
+  if (options.backend === 'sqlite') mkdirSync(dirname(options.path), { recursive: true });
+  const factory = oidcAdapterFactory(options);
+  try {
+    await factory.ready();
+  } catch (cause) {
+    await factory.close().catch(() => {});
+    return fail(
+      `cannot open the ${options.backend} store: ${(cause as Error).message}`,
+      options.backend === 'sqlite'
+        ? 'Check that the directory is writable, or pass --store memory.'
+        : `Check that ${options.backend} is running and the URL in --store is right.`,
+    );
+  }
+  return factory;
+}
+
+/** Builds the authenticator: the superuser (password from `GATEHOUSE_SUPERUSER_PASSWORD`) and/or a users file. */
+export async function buildAuthenticator(config: ServeConfig, env: NodeJS.ProcessEnv): Promise<Authenticator> {
+  const parts: Authenticator[] = [];
+  if (config.superuser) {
+    const password = env['GATEHOUSE_SUPERUSER_PASSWORD'];
+    if (!password) {
+      fail(
+        `--superuser ${config.superuser} needs a password`,
+        'Set GATEHOUSE_SUPERUSER_PASSWORD in the environment (never on the command line).',
+      );
+    }
+    if (password!.length < 8)
+      fail('GATEHOUSE_SUPERUSER_PASSWORD is shorter than 8 characters', 'Use a longer password.');
+    parts.push(await staticUsers({ [config.superuser]: password! }));
+  }
+  if (config.users) parts.push(await usersFile(config.users));
+  if (parts.length === 0) {
+    fail('no users: nobody could log in', 'Pass --superuser NAME (with GATEHOUSE_SUPERUSER_PASSWORD) or --users FILE.');
+  }
+  return parts.length === 1 ? parts[0]! : anyOf(...parts);
+}
+
+/** A running `gatehouse serve`. */
+export interface RunningAuthorizationServer {
+  /** The URL it listens on. */
+  url: string;
+  issuer: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the authorization server as `gatehouse serve` does: store, keys (kept in the store), users, resources,
+ * HTTP listener. The logger receives structured events, never secrets.
+ *
+ * @example
+ * ```ts
+ * import { serve } from 'gatehouse/authorization-server';
+ *
+ * const running = await serve(
+ *   { port: 9000, store: 'sqlite:', superuser: 'admin', resources: [{ resource: 'http://127.0.0.1:8000/mcp', scopes: ['mcp:tools'] }] },
+ *   { env: { GATEHOUSE_SUPERUSER_PASSWORD: 'a long password' } },
+ * );
+ * console.log(running.issuer);
+ * await running.close();
+ * ```
+ */
+export async function serve(
+  config: ServeConfig,
+  runtime: { env?: NodeJS.ProcessEnv; logger?: import('pino').Logger } = {},
+): Promise<RunningAuthorizationServer> {
+  const env = runtime.env ?? process.env;
+  const host = config.host ?? '127.0.0.1';
+  const port = config.port ?? 9000;
+  if (!config.resources?.length) {
+    fail(
+      'no resources: tokens could not be issued for anything',
+      'Pass --resource https://mcp.example.com/mcp=scope1,scope2',
+    );
+  }
+  const authenticator = await buildAuthenticator(config, env);
+  const dataDir = await serveDataDirectory(env);
+  const store = await openStore(config.store ?? 'sqlite:', dataDir);
+  const server = createServer();
+  try {
+    await new Promise<void>((resolveListen, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolveListen());
+    });
+  } catch (cause) {
+    await store.close();
+    return fail(
+      `cannot listen on ${host}:${port}: ${(cause as Error).message}`,
+      'Pick another --port, or stop what is using it.',
+    );
+  }
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const issuer = config.issuer ?? url;
+  const options: AuthorizationServerOptions = {
+    issuer,
+    authenticator,
+    resources: config.resources!,
+    clients: (config.clients ?? []) as unknown as AuthorizationServerOptions['clients'],
+    adapter: store,
+    tokenExchange: config.tokenExchange,
+    registration: config.registration,
+    clientIdMetadataDocument: config.clientIdMetadataDocument,
+    refreshTokenGraceSeconds: config.refreshTokenGraceSeconds,
+    loginRateLimit: config.loginRateLimit,
+    proxy: config.proxy,
+    logger: runtime.logger,
+  };
+  let as: AuthorizationServer;
+  try {
+    // Loaded here so that `gatehouse admin` never loads oidc-provider.
+    const { createAuthorizationServer } = await import('./server.js');
+    as = await createAuthorizationServer(options);
+  } catch (error) {
+    server.close();
+    await store.close();
+    throw error;
+  }
+  server.on('request', as.listener);
+  runtime.logger?.info(
+    {
+      issuer,
+      listen: url,
+      store: parseStore(config.store ?? 'sqlite:', dataDir).backend,
+      resources: config.resources!.map((r) => r.resource),
+    },
+    'authorization server listening',
+  );
+  return {
+    url,
+    issuer,
+    close: async () => {
+      await new Promise<void>((done) => {
+        server.closeAllConnections();
+        server.close(() => done());
+      });
+      await store.close();
+    },
+  };
+}

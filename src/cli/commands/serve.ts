@@ -1,0 +1,94 @@
+import { parseArgs } from 'node:util';
+import { type Command, UsageError } from '../command.js';
+
+const command: Command = {
+  summary: 'Run a self-hostable MCP authorization server (OAuth 2.1, PKCE, DCR, CIMD, token exchange)',
+  usage: `Usage: gatehouse serve [options]
+
+Runs an OAuth 2.1 authorization server with the MCP profile: authorization code + PKCE S256, resource indicators
+with JWT access tokens per resource, rotated refresh tokens, client_credentials, token exchange, dynamic client
+registration and client ID metadata documents, login and consent pages.
+
+Options:
+  --port N                 Port to listen on (default 9000; 0 picks a free one)
+  --host HOST              Address to listen on (default 127.0.0.1)
+  --issuer URL             Public base URL (default http://HOST:PORT); set it when behind a proxy
+  --store URL              memory | sqlite:[PATH] | redis://HOST:6379 | postgres://USER@HOST/DB
+                           (default sqlite: a file in the data directory, $GATEHOUSE_DATA_DIR to change)
+  --users FILE             Users file: {"users":[{"username","passwordHash"}]} (see gatehouse admin users hash)
+  --superuser NAME         A superuser; its password comes from GATEHOUSE_SUPERUSER_PASSWORD
+  --resource URL[=s1,s2]   An MCP server tokens may be issued for, with its scopes (repeatable)
+  --config FILE            JSON config file (clients, tokenExchange, registration, …); flags override it
+  --log-level LEVEL        fatal|error|warn|info|debug|silent (default info); logs are JSON on stdout
+
+Examples:
+  GATEHOUSE_SUPERUSER_PASSWORD=… gatehouse serve --superuser admin --resource http://127.0.0.1:8000/mcp=mcp:tools
+  gatehouse serve --store redis://127.0.0.1:6379 --issuer https://auth.example.com --config gatehouse.json`,
+  async run(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        port: { type: 'string' },
+        host: { type: 'string' },
+        issuer: { type: 'string' },
+        store: { type: 'string' },
+        users: { type: 'string' },
+        superuser: { type: 'string' },
+        resource: { type: 'string', multiple: true },
+        config: { type: 'string' },
+        'log-level': { type: 'string' },
+      },
+      strict: true,
+    });
+    const port = values.port === undefined ? undefined : Number(values.port);
+    if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
+      throw new UsageError('--port must be an integer between 0 and 65535');
+    }
+    if (values.issuer !== undefined && !URL.canParse(values.issuer)) {
+      throw new UsageError(`--issuer ${values.issuer} is not a URL (e.g. https://auth.example.com)`);
+    }
+    const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+    const logLevel = values['log-level'];
+    if (logLevel !== undefined && !(levels as readonly string[]).includes(logLevel)) {
+      throw new UsageError(`--log-level must be one of ${levels.join(', ')}`);
+    }
+
+    // Loaded here so that `gatehouse help` loads neither oidc-provider nor a database driver.
+    const { readServeConfig, parseResourceFlag, serve } = await import('../../authorization-server/serve.js');
+    const { pino } = await import('pino');
+    const file = values.config ? await readServeConfig(values.config) : {};
+    const config = {
+      ...file,
+      ...(port !== undefined ? { port } : {}),
+      ...(values.host ? { host: values.host } : {}),
+      ...(values.issuer ? { issuer: values.issuer } : {}),
+      ...(values.store ? { store: values.store } : {}),
+      ...(values.users ? { users: values.users } : {}),
+      ...(values.superuser ? { superuser: values.superuser } : {}),
+      ...(logLevel ? { logLevel: logLevel as (typeof levels)[number] } : {}),
+      ...(values.resource?.length ? { resources: values.resource.map(parseResourceFlag) } : {}),
+    };
+    const logger = pino({
+      level: config.logLevel ?? 'info',
+      base: { service: 'gatehouse-authorization-server' },
+      redact: {
+        paths: ['password', '*.password', 'client_secret', '*.client_secret', 'token', '*.token'],
+        censor: '[redacted]',
+      },
+    });
+    const running = await serve(config, { logger });
+    console.error(`gatehouse serve: issuer ${running.issuer}, listening on ${running.url}`);
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        logger.info('shutting down');
+        running.close().then(resolve, resolve);
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+    return 0;
+  },
+};
+export default command;

@@ -1,0 +1,297 @@
+import type { OAuth, OAuthOptions } from '../client/oauth.js';
+import { GatehouseError } from '../oauth/errors.js';
+import { isLoopbackUrl } from '../oauth/resource-uri.js';
+import { canonicalServer, isAccessTokenExpired, type StoredTokens } from '../storage/tokens.js';
+import { EXIT, UsageError } from './command.js';
+import { createOutput, type Output } from './output.js';
+import type { CliStore, StoredRecord } from './store-option.js';
+
+/**
+ * Exit codes of every command: 0 success, 1 the command failed, 2 bad usage, 3 a login is needed (no credential
+ * for the server, or it expired and cannot be refreshed), 4 the tool ran and reported an error (`call`).
+ */
+export const CLI_EXIT = { ...EXIT, loginNeeded: 3, toolError: 4 } as const;
+
+/** The environment variable holding `user:password` for a headless login, when `--login` is absent. */
+export const LOGIN_ENV = 'GATEHOUSE_LOGIN';
+
+/** Options every command takes. */
+export const GLOBAL_OPTIONS = {
+  store: { type: 'string' },
+  json: { type: 'boolean' },
+  verbose: { type: 'boolean' },
+} as const;
+
+/** Options of the commands that may log in. */
+export const AUTH_OPTIONS = {
+  login: { type: 'string' },
+  scope: { type: 'string' },
+  'client-id': { type: 'string' },
+  'client-secret': { type: 'string' },
+  'client-metadata-url': { type: 'string' },
+  'callback-port': { type: 'string' },
+  'no-browser': { type: 'boolean' },
+  'allow-http': { type: 'boolean' },
+} as const;
+
+export const GLOBAL_USAGE = `Global options:
+  --store DIR           where tokens live (default: $GATEHOUSE_STORE, else the platform data directory,
+                        ~/.local/share/gatehouse on Linux)
+  --json                machine-readable output on stdout
+  --verbose             every HTTP request of the OAuth flow, and error causes, on stderr`;
+
+export const AUTH_USAGE = `Login options (used when a login is needed):
+  --login USER:PASSWORD log in headlessly by posting the authorization server's login form
+                        (or set $GATEHOUSE_LOGIN); for tests and automation
+  --no-browser          print the login URL instead of opening a browser
+  --scope "A B"         scopes to request (default: what the server asks for)
+  --client-id ID        a pre-registered client (skips dynamic registration)
+  --client-secret S     its secret, for a confidential client
+  --client-metadata-url URL  an https URL of this client's metadata document (CIMD)
+  --callback-port N     fixed port of the loopback redirect URI http://localhost:N/callback
+  --allow-http          allow plain http to a non-loopback server (tokens travel unencrypted)`;
+
+/** A failure with its fix and exit code; printed as `gatehouse <cmd>: message` + `fix: hint`. */
+export class CliError extends GatehouseError {
+  readonly exitCode: number;
+  constructor(message: string, options: { hint: string; code?: string; exitCode?: number; cause?: unknown }) {
+    super(message, { code: options.code ?? 'ERR_CLI', hint: options.hint, cause: options.cause });
+    this.exitCode = options.exitCode ?? CLI_EXIT.failure;
+  }
+}
+
+/** No usable credential for a server: exit code 3. */
+export function loginNeeded(server: string, why: string): CliError {
+  return new CliError(`${why}: ${server}`, {
+    code: 'ERR_LOGIN_NEEDED',
+    hint: `run \`gatehouse login ${server}\` (or pass --login USER:PASSWORD for a headless login)`,
+    exitCode: CLI_EXIT.loginNeeded,
+  });
+}
+
+/** Checks an MCP server URL: http(s), and https unless on loopback or `--allow-http`. Returns it canonical. */
+export function serverUrl(value: string | undefined, allowHttp = false): string {
+  if (value === undefined) throw new UsageError('expected the MCP server URL, e.g. https://mcp.example.com/mcp');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`${JSON.stringify(value)} is not a URL; expected e.g. https://mcp.example.com/mcp`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UsageError(`${url.href} must be an http or https URL`);
+  }
+  if (url.protocol === 'http:' && !isLoopbackUrl(url) && !allowHttp) {
+    throw new UsageError(
+      `refusing plain http to ${url.host}: tokens would travel unencrypted; use https, or pass --allow-http if you must`,
+    );
+  }
+  return canonicalServer(url);
+}
+
+/** Parses `user:password` (the password may contain colons). */
+export function parseLogin(value: string | undefined): { username: string; password: string } | undefined {
+  if (value === undefined || value === '') return undefined;
+  const colon = value.indexOf(':');
+  if (colon <= 0) throw new UsageError('--login (or $GATEHOUSE_LOGIN) must be USER:PASSWORD');
+  return { username: value.slice(0, colon), password: value.slice(colon + 1) };
+}
+
+export interface AuthFlags {
+  login?: string;
+  scope?: string;
+  'client-id'?: string;
+  'client-secret'?: string;
+  'client-metadata-url'?: string;
+  'callback-port'?: string;
+  'no-browser'?: boolean;
+}
+
+/**
+ * When a login may start: `always` (login, proxy), `interactive` (only with `--login` or a terminal on stderr),
+ * `never` (token: fail with exit code 3 and say to run `gatehouse login`).
+ */
+export type LoginPolicy = 'always' | 'interactive' | 'never';
+
+/** Builds the `OAuth` of a command from its flags, with progress on stderr and the spinner while waiting. */
+export async function makeOAuth(
+  mcpUrl: string,
+  flags: AuthFlags,
+  context: { out: Output; store: CliStore; policy: LoginPolicy; clientName?: string },
+): Promise<OAuth> {
+  const { OAuth } = await import('../client/oauth.js');
+  const { out, policy } = context;
+  const login = parseLogin(flags.login ?? process.env[LOGIN_ENV]);
+  let callbackPort: number | undefined;
+  if (flags['callback-port'] !== undefined) {
+    callbackPort = Number(flags['callback-port']);
+    if (!Number.isInteger(callbackPort) || callbackPort < 1 || callbackPort > 65535) {
+      throw new UsageError('--callback-port must be an integer between 1 and 65535');
+    }
+  }
+  if (flags['client-secret'] && !flags['client-id']) throw new UsageError('--client-secret needs --client-id');
+  const metadataUrl = flags['client-metadata-url'];
+  if (metadataUrl !== undefined && !/^https:\/\/[^/]+\/./.test(metadataUrl)) {
+    throw new UsageError('--client-metadata-url must be an https URL with a path (the client ID metadata document)');
+  }
+  const mayLogIn =
+    policy === 'always' || login !== undefined || (policy === 'interactive' && process.stderr.isTTY === true);
+  const options: OAuthOptions = {
+    mcpUrl,
+    clientName: context.clientName ?? 'Gatehouse CLI',
+    tokenStorage: context.store.storage,
+    scopes: flags.scope,
+    clientId: flags['client-id'],
+    clientSecret: flags['client-secret'],
+    clientMetadataUrl: metadataUrl,
+    callbackPort,
+    login,
+    onEvent: (event) => {
+      if (event.type === 'http') out.debug(`  ${event.method} ${event.url} → ${event.status}`);
+      else if (event.type === 'refreshed') out.debug('  refreshed the access token');
+      else if (event.type === 'refresh-failed') out.debug(`  the refresh failed: ${String(event.error)}`);
+      else if (event.type === 'authorized') out.spinner.stop();
+    },
+  };
+  if (!login) {
+    options.redirectHandler = async (url) => {
+      if (!mayLogIn) throw loginNeeded(mcpUrl, 'Not logged in (or the login expired)');
+      const { assertOpenableUrl, openBrowser } = await import('../client/browser.js');
+      const safe = assertOpenableUrl(url);
+      if (flags['no-browser']) {
+        out.note(`Open this URL in a browser to log in to ${mcpUrl}:\n\n  ${safe.href}\n`);
+      } else {
+        try {
+          await openBrowser(safe);
+          out.note(`Opened the browser to log in to ${mcpUrl}. If it did not open, visit:\n\n  ${safe.href}\n`);
+        } catch {
+          out.note(`Could not open a browser. Open this URL to log in to ${mcpUrl}:\n\n  ${safe.href}\n`);
+        }
+      }
+      out.spinner.start(`Waiting for the login in the browser… ${out.paintErr('dim', '(Ctrl-C to cancel)')}`);
+    };
+  }
+  return new OAuth(options);
+}
+
+/** What one JWT says, without verifying it (for display only). */
+export function decodeJwt(token: string | undefined): Record<string, unknown> | undefined {
+  const parts = token?.split('.');
+  if (parts?.length !== 3) return undefined;
+  try {
+    const payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as unknown;
+    return typeof payload === 'object' && payload !== null ? (payload as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One credential as `status` shows it. */
+export interface CredentialSummary {
+  server: string;
+  issuer: string | null;
+  subject: string | null;
+  scopes: string[];
+  /** ISO time the access token expires, or null when the server did not say. */
+  expiresAt: string | null;
+  expired: boolean;
+  refreshable: boolean;
+  clientId: string | null;
+  /** `valid`, `expired` (refreshable), `login needed`, or `registered` (a registration but no tokens). */
+  state: 'valid' | 'expired' | 'login-needed' | 'registered';
+}
+
+export function summarize(record: StoredRecord, now: number = Date.now()): CredentialSummary {
+  const tokens: StoredTokens | undefined = record.tokens;
+  const claims = decodeJwt(tokens?.access_token) ?? {};
+  const idClaims = decodeJwt(tokens?.id_token) ?? {};
+  const issuer =
+    (typeof tokens?.['issuer'] === 'string' ? tokens['issuer'] : undefined) ??
+    record.discovery?.authorizationServerMetadata?.issuer ??
+    (typeof claims['iss'] === 'string' ? claims['iss'] : undefined) ??
+    (typeof record.client?.['issuer'] === 'string' ? (record.client['issuer'] as string) : undefined) ??
+    null;
+  const subject =
+    (typeof claims['sub'] === 'string' ? claims['sub'] : undefined) ??
+    (typeof idClaims['sub'] === 'string' ? idClaims['sub'] : undefined) ??
+    null;
+  const scope = tokens?.scope ?? (typeof claims['scope'] === 'string' ? claims['scope'] : '');
+  const expired = tokens ? isAccessTokenExpired(tokens, { now, skewSeconds: 0 }) : true;
+  const refreshExpired =
+    tokens?.refresh_token_expires_at !== undefined && tokens.refresh_token_expires_at <= Math.floor(now / 1000);
+  const refreshable = Boolean(tokens?.refresh_token) && !refreshExpired;
+  let state: CredentialSummary['state'];
+  if (!tokens) state = 'registered';
+  else if (!expired) state = 'valid';
+  else state = refreshable ? 'expired' : 'login-needed';
+  return {
+    server: record.server,
+    issuer,
+    subject,
+    scopes: scope.split(/\s+/).filter(Boolean),
+    expiresAt: tokens?.expires_at === undefined ? null : new Date(tokens.expires_at * 1000).toISOString(),
+    expired,
+    refreshable,
+    clientId: record.client?.client_id ?? null,
+    state,
+  };
+}
+
+/**
+ * Runs a command body: prints a failure as `gatehouse <name>: message` and `fix: …` (with the cause under
+ * `--verbose`) and returns its exit code. Usage errors go on to `main`, which prints them with exit code 2.
+ */
+export async function runCommand(
+  name: string,
+  args: { json?: boolean; verbose?: boolean },
+  body: (out: Output) => Promise<number>,
+): Promise<number> {
+  const out = createOutput(args);
+  try {
+    return await body(out);
+  } catch (error) {
+    out.spinner.stop();
+    if (error instanceof UsageError) throw error;
+    const { message, hint, exitCode } = describeError(error);
+    process.stderr.write(`${out.paintErr('red', `gatehouse ${name}:`)} ${message}\n`);
+    process.stderr.write(`${out.paintErr('bold', 'fix:')} ${hint}\n`);
+    if (args.verbose) {
+      let cause: unknown = error;
+      while (cause instanceof Error) {
+        process.stderr.write(`${out.paintErr('dim', cause.stack ?? String(cause))}\n`);
+        cause = cause.cause;
+      }
+    }
+    return exitCode;
+  } finally {
+    out.spinner.stop();
+  }
+}
+
+/** The message, fix and exit code of any error, including the ones other parts throw without a hint. */
+export function describeError(error: unknown): { message: string; hint: string; exitCode: number } {
+  let found: unknown = error;
+  // A login-needed error may arrive wrapped by the transport or the client.
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof CliError) {
+      found = e;
+      break;
+    }
+  }
+  if (found instanceof CliError) return { message: found.message, hint: found.hint!, exitCode: found.exitCode };
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof GatehouseError && error.hint) {
+    const loginCodes = ['ERR_UNAUTHORIZED', 'ERR_REFRESH_FAILED', 'ERR_FORBIDDEN'];
+    const exitCode = loginCodes.includes(error.code) ? CLI_EXIT.loginNeeded : CLI_EXIT.failure;
+    return { message, hint: error.hint, exitCode };
+  }
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (code === 'EACCES' || code === 'EPERM') {
+    return { message, hint: 'check the permissions of the --store directory', exitCode: CLI_EXIT.failure };
+  }
+  return {
+    message,
+    hint: 'run the command again with --verbose to see the cause; `gatehouse doctor <url>` checks the server',
+    exitCode: CLI_EXIT.failure,
+  };
+}

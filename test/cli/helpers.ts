@@ -1,0 +1,90 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
+import type { ClientMetadata } from 'oidc-provider';
+import { z } from 'zod';
+import { listen, type RunningServer, toNodeListener } from '../../src/server/node.js';
+
+export const BIN = fileURLToPath(new URL('../../bin/gatehouse.js', import.meta.url));
+
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the built CLI without blocking this process, whose event loop serves the servers under test. The
+ * environment is the test's minus anything that would leak state in (GATEHOUSE_*), plus `env`.
+ */
+export function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  const base: Record<string, string | undefined> = { ...process.env };
+  for (const key of Object.keys(base)) if (key.startsWith('GATEHOUSE_')) delete base[key];
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { encoding: 'utf8', env: defined({ ...base, NO_COLOR: '1', ...env }), timeout: 60_000 },
+      (error, stdout, stderr) => {
+        resolve({ status: error ? Number((error as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+function defined(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
+}
+
+export async function tempStore(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'gatehouse-cli-'));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** An MCP server without OAuth, with an `echo` tool. */
+export async function startOpenServer(): Promise<RunningServer & { mcpUrl: string }> {
+  const mcp = createMcpHandler(() => {
+    const server = new McpServer({ name: 'open', version: '1.0.0' });
+    server.registerTool(
+      'echo',
+      {
+        description: 'Echoes its arguments back.',
+        inputSchema: z.object({ text: z.string(), n: z.number().optional(), flag: z.boolean().optional() }),
+      },
+      async (args) => ({ content: [{ type: 'text', text: JSON.stringify(args) }] }),
+    );
+    server.registerTool('fail', { description: 'Always reports an error.' }, async () => ({
+      content: [{ type: 'text', text: 'this tool always fails' }],
+      isError: true,
+    }));
+    return server;
+  });
+  const running = await listen(toNodeListener((request) => mcp.fetch(request)));
+  return { ...running, mcpUrl: `${running.url}/mcp` };
+}
+
+/** A pre-registered confidential client that may introspect every token of the demo stack. */
+export const INTROSPECTOR: ClientMetadata = {
+  client_id: 'introspector',
+  client_secret: 'introspector-secret-0123456789',
+  token_endpoint_auth_method: 'client_secret_basic',
+  grant_types: [],
+  response_types: [],
+  redirect_uris: [],
+};
+
+export async function introspect(issuer: string, token: string): Promise<{ active: boolean; [k: string]: unknown }> {
+  const response = await fetch(`${issuer}/token/introspection`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${INTROSPECTOR.client_id}:${INTROSPECTOR.client_secret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: new URLSearchParams({ token }),
+  });
+  if (!response.ok) throw new Error(`introspection answered ${response.status}: ${await response.text()}`);
+  return (await response.json()) as { active: boolean };
+}
