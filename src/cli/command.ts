@@ -20,5 +20,13 @@ export class UsageError extends Error {
   }
 }
 
-/** Documented exit codes. */
-export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+/**
+ * Exit codes of every command: 0 success, 1 the command failed, 2 bad usage, 3 a login is needed (no credential
+ * for the server, or it expired and cannot be refreshed), 4 the tool ran and reported an error (`call`),
+ * 130 interrupted (Ctrl-C while waiting for the browser).
+ */
+export const EXIT = { ok: 0, failure: 1, usage: 2, loginNeeded: 3, toolError: 4, interrupted: 130 } as const;
+
+/** The exit codes as `gatehouse help` prints them. */
+export const EXIT_CODES_HELP =
+  'Exit codes: 0 success, 1 the command failed, 2 bad usage, 3 a login is needed, 4 the tool reported an error, 130 interrupted.';

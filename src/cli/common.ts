@@ -6,11 +6,8 @@ import { EXIT, UsageError } from './command.js';
 import { createOutput, type Output } from './output.js';
 import type { CliStore, StoredRecord } from './store-option.js';
 
-/**
- * Exit codes of every command: 0 success, 1 the command failed, 2 bad usage, 3 a login is needed (no credential
- * for the server, or it expired and cannot be refreshed), 4 the tool ran and reported an error (`call`).
- */
-export const CLI_EXIT = { ...EXIT, loginNeeded: 3, toolError: 4 } as const;
+/** The exit codes (defined once, in `command.ts`). */
+export const CLI_EXIT = EXIT;
 
 /** The environment variable holding `user:password` for a headless login, when `--login` is absent. */
 export const LOGIN_ENV = 'GATEHOUSE_LOGIN';

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { GatehouseError } from '../oauth/errors.js';
-import { type Command, EXIT, UsageError } from './command.js';
+import { type Command, EXIT, EXIT_CODES_HELP, UsageError } from './command.js';
 
 const COMMAND_NAME = /^[a-z][a-z-]*$/;
 
@@ -28,13 +28,34 @@ async function usage(): Promise<string> {
     if (command) lines.push(`  ${name.padEnd(12)}${command.summary}`);
   }
   lines.push('', 'gatehouse <command> --help   details of one command', 'gatehouse --version          the version');
-  lines.push('', 'Exit codes: 0 success, 1 the command failed, 2 bad usage.');
+  lines.push('', EXIT_CODES_HELP);
   return lines.join('\n');
 }
 
-/** Runs the CLI and resolves to the exit code (0 success, 1 failure, 2 bad usage). */
+/** Global options a person may put before the command name (`gatehouse --store DIR status`). */
+const GLOBAL_FLAGS = new Set(['--json', '--verbose']);
+const GLOBAL_VALUES = new Set(['--store']);
+
+/** Moves global options written before the command name to after it, where each command parses them. */
+function hoistGlobals(argv: string[]): string[] {
+  const globals: string[] = [];
+  let i = 0;
+  while (i < argv.length) {
+    const arg = argv[i]!;
+    const [flag] = arg.split('=', 1);
+    if (GLOBAL_FLAGS.has(arg)) globals.push(arg);
+    else if (GLOBAL_VALUES.has(flag!) && arg.includes('=')) globals.push(arg);
+    else if (GLOBAL_VALUES.has(arg) && i + 1 < argv.length) globals.push(arg, argv[++i]!);
+    else break;
+    i++;
+  }
+  if (!globals.length || i >= argv.length) return argv;
+  return [argv[i]!, ...argv.slice(i + 1), ...globals];
+}
+
+/** Runs the CLI and resolves to the exit code (see {@link EXIT}). */
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const [name, ...rest] = hoistGlobals(argv);
   if (name === '--version' || name === '-v') {
     console.log(version());
     return EXIT.ok;

@@ -2,6 +2,7 @@
  * Terminal output of the CLI: results on stdout, progress and errors on stderr, colours only on a TTY (and never
  * with `NO_COLOR`), and a spinner on stderr while waiting for something — only when stderr is a TTY.
  */
+import { EXIT } from './command.js';
 
 /**
  * Whether a stream gets ANSI colours: only a TTY, never with `NO_COLOR` set to anything but the empty string
@@ -47,7 +48,7 @@ export function spinner(stream: NodeJS.WriteStream = process.stderr, paint: Pain
   const onSigint = () => {
     stop();
     stream.write('Cancelled.\n');
-    process.exit(130);
+    process.exit(EXIT.interrupted);
   };
   const stop = (final?: string) => {
     if (timer) {

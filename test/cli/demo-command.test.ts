@@ -1,4 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
@@ -22,5 +25,33 @@ describe('gatehouse demo (the built CLI)', () => {
     const result = spawnSync(process.execPath, [bin, 'frobnicate'], { encoding: 'utf8' });
     expect(result.status).toBe(2);
     expect(result.stderr).toContain('unknown command "frobnicate"');
+  });
+
+  it('accepts global options before the command name', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-store-'));
+    const result = spawnSync(process.execPath, [bin, '--store', dir, '--json', 'status'], { encoding: 'utf8' });
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual([]);
+  });
+
+  it('lists every documented exit code in its help', () => {
+    const result = spawnSync(process.execPath, [bin, 'help'], { encoding: 'utf8' });
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain('3 a login is needed');
+    for (const name of [
+      'demo',
+      'doctor',
+      'login',
+      'status',
+      'token',
+      'logout',
+      'tools',
+      'call',
+      'proxy',
+      'serve',
+      'admin',
+    ]) {
+      expect(result.stdout).toMatch(new RegExp(`^  ${name}\\s`, 'm'));
+    }
   });
 });
