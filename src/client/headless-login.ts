@@ -144,6 +144,7 @@ export async function headlessAuthorize(
     const form = parseForms(html).find((f) => f.method === 'post');
     if (!form) {
       const text = html
+        .replace(/<(style|script)\b[\s\S]*?<\/\1>/gi, ' ')
         .replace(/<[^>]+>/g, ' ')
         .replace(/\s+/g, ' ')
         .trim();

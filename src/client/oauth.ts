@@ -30,12 +30,13 @@ import {
   TokenStorage,
 } from '../storage/tokens.js';
 import type { StoreInput } from '../storage/types.js';
-import { openBrowser as defaultOpenBrowser } from './browser.js';
+import { assertOpenableUrl, openBrowser as defaultOpenBrowser } from './browser.js';
 import { type CallbackServer, startCallbackServer } from './callback-server.js';
 import { withCredentialLock } from './credential-lock.js';
 import {
   AuthenticationError,
   AuthorizationDeniedError,
+  CallbackTimeoutError,
   DiscoveryError,
   IssuerMismatchError,
   RefreshFailedError,
@@ -81,6 +82,19 @@ export interface OAuthOptions {
   redirectHandler?: (authorizationUrl: URL) => void | Promise<void>;
   /** Log in by posting the authorization server's login form with these credentials: no browser needed. */
   login?: LoginCredentials;
+  /**
+   * Paste-back login for machines without a browser or a reachable loopback (SSH, containers): prints the
+   * authorization URL and reads the final redirect URL (copied from the browser's address bar, where the page
+   * failed to load) from stdin. `true` uses `process.stdin` / `process.stderr`; pass streams to read elsewhere.
+   * No callback server is started.
+   */
+  pasteBack?: boolean | { input?: NodeJS.ReadableStream; output?: NodeJS.WritableStream };
+  /**
+   * The `resource` parameter (RFC 8707) sent at `/authorize` and the token endpoint. Default: the MCP server's
+   * protected-resource metadata `resource`. A string overrides it; `false` omits it, for authorization servers
+   * that refuse it (Microsoft Entra ID answers `AADSTS9010010`).
+   */
+  resource?: string | false;
   /** How long to wait for the browser login. Default 300 000 ms. */
   timeoutMs?: number;
   /** Refresh this many seconds before the access token expires. Default 60. */
@@ -135,6 +149,72 @@ function portOf(uri: string | undefined): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A form-encoded token response (GitHub's answer when not asked for JSON, and some servers' answer regardless)
+ * as the JSON one the SDK parses. Other responses pass through unchanged.
+ */
+export async function jsonTokenResponse(response: Response): Promise<Response> {
+  const type = (response.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/x-www-form-urlencoded' && type !== 'text/plain') return response;
+  const text = await response.text();
+  const params = new URLSearchParams(text.trim());
+  if (!params.has('access_token') && !params.has('error')) {
+    return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers });
+  }
+  const body: Record<string, string | number> = {};
+  for (const [name, value] of params) body[name] = value;
+  if (typeof body['expires_in'] === 'string' && /^\d+$/.test(body['expires_in'])) {
+    body['expires_in'] = Number(body['expires_in']);
+  }
+  const headers = new Headers(response.headers);
+  headers.set('content-type', 'application/json');
+  headers.delete('content-length');
+  return new Response(JSON.stringify(body), { status: response.status, statusText: response.statusText, headers });
+}
+
+/** Reads lines from `input` until one is a redirect URL carrying `code` or `error`. */
+function readPastedRedirect(input: NodeJS.ReadableStream, timeoutMs: number): Promise<URL> {
+  return new Promise((resolve, reject) => {
+    let buffer = '';
+    const done = (fn: () => void) => {
+      clearTimeout(timer);
+      input.off('data', onData);
+      input.off('end', onEnd);
+      (input as { pause?: () => void }).pause?.();
+      fn();
+    };
+    const onData = (chunk: Buffer | string) => {
+      buffer += String(chunk);
+      let newline = buffer.indexOf('\n');
+      while (newline >= 0) {
+        const line = buffer.slice(0, newline).trim();
+        buffer = buffer.slice(newline + 1);
+        newline = buffer.indexOf('\n');
+        try {
+          const url = new URL(line);
+          if (url.searchParams.has('code') || url.searchParams.has('error')) return done(() => resolve(url));
+        } catch {
+          // Not a URL: keep reading.
+        }
+      }
+    };
+    const onEnd = () =>
+      done(() =>
+        reject(
+          new AuthenticationError('No redirect URL was pasted', {
+            code: 'ERR_NO_CALLBACK',
+            hint: 'Paste the full URL from the address bar of the page the login ended on.',
+          }),
+        ),
+      );
+    const timer = setTimeout(() => done(() => reject(new CallbackTimeoutError(timeoutMs))), timeoutMs);
+    timer.unref?.();
+    input.on('data', onData);
+    input.on('end', onEnd);
+    (input as { resume?: () => void }).resume?.();
+  });
 }
 
 /** Turns the SDK's errors into our typed ones, each saying what to do. */
@@ -215,6 +295,7 @@ export class OAuth implements OAuthClientProvider {
   private authorizing: Promise<void> | undefined;
   private insideLock = false;
   private inFlow = false;
+  private clientDropped = false;
   private lastTokensForAuth: StoredTokens | undefined;
   private requestedScope: string | undefined;
   private dpopSession: Promise<DpopSession> | undefined;
@@ -225,15 +306,30 @@ export class OAuth implements OAuthClientProvider {
       options.tokenStorage instanceof TokenStorage ? options.tokenStorage : new TokenStorage(options.tokenStorage);
     const base = retryingFetch(options.fetch ?? fetch);
     this.fetchFn = async (input, init) => {
-      const response = await base(input, init);
+      const method = (init?.method ?? 'GET').toUpperCase();
+      let sent = init;
+      if (method === 'POST') {
+        // Token endpoints such as GitHub's answer form-encoded unless asked for JSON.
+        const headers = new Headers(init?.headers);
+        if (!headers.has('accept')) headers.set('accept', 'application/json');
+        sent = { ...init, headers };
+      }
+      const response = await jsonTokenResponse(await base(input, sent));
       const url = input instanceof Request ? input.url : String(input);
-      options.onEvent?.({ type: 'http', method: init?.method ?? 'GET', url, status: response.status });
+      options.onEvent?.({ type: 'http', method, url, status: response.status });
       return response;
     };
+    if (options.resource !== undefined) {
+      this.validateResourceURL = async () =>
+        options.resource === false ? undefined : new URL(options.resource as string);
+    }
     if (options.dpop instanceof DpopSession) this.dpopSession = Promise.resolve(options.dpop);
     else if (options.dpop) this.dpop = () => (this.dpopSession ??= DpopSession.create());
     if (options.dpop instanceof DpopSession) this.dpop = () => this.dpopSession;
   }
+
+  /** Implements `OAuthClientProvider.validateResourceURL()` when the `resource` option is set. */
+  validateResourceURL?: (serverUrl: string | URL, resource?: string) => Promise<URL | undefined>;
 
   /** Implements `OAuthClientProvider.dpop()` when the `dpop` option is set. */
   dpop?: () => Promise<DpopSession> | undefined;
@@ -385,6 +481,7 @@ export class OAuth implements OAuthClientProvider {
    */
   async invalidateCredentials(scope: 'all' | 'client' | 'tokens' | 'verifier' | 'discovery'): Promise<void> {
     if (scope === 'all' || scope === 'verifier') this.verifier = undefined;
+    if (scope === 'all' || scope === 'client') this.clientDropped = true;
     const failed = this.lastTokensForAuth;
     await this.updateRecord((current) => {
       if (!current) return undefined;
@@ -418,7 +515,18 @@ export class OAuth implements OAuthClientProvider {
     this.options.onEvent?.({ type: 'authorization-redirect', url: authorizationUrl.href });
     if (this.options.login) {
       this.callbackUrl = await headlessAuthorize(authorizationUrl, this.redirectUrl, this.options.login, this.fetchFn);
+    } else if (this.options.pasteBack) {
+      const streams = this.options.pasteBack === true ? {} : this.options.pasteBack;
+      const output = streams.output ?? process.stderr;
+      output.write(
+        `Open this URL in a browser on any machine and log in:\n${authorizationUrl.href}\n` +
+          "The browser then fails to load a localhost page: paste that page's full URL here and press Enter.\n",
+      );
+      this.callbackUrl = await readPastedRedirect(streams.input ?? process.stdin, this.options.timeoutMs ?? 300_000);
     } else {
+      // Refuse an unsafe URL before listening on anything (the default opener would refuse it anyway).
+      if (!this.options.redirectHandler && (this.options.openBrowser ?? true) === true)
+        assertOpenableUrl(authorizationUrl);
       const ownServer = !this.server;
       const server = this.server ?? (await startCallbackServer({ port: this.port }));
       this.server = server;
@@ -550,11 +658,39 @@ export class OAuth implements OAuthClientProvider {
     );
   }
 
+  /**
+   * Logs in; when the authorization server no longer knows the cached registration (`invalid_client` at the
+   * token endpoint, or an unknown client at `/authorize`), forgets it and registers again — once.
+   */
   private async login(options: AuthorizeOptions & { serverUrl: string }): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      this.clientDropped = false;
+      const client = this.record?.client?.client_id;
+      try {
+        await this.loginOnce(options);
+        return;
+      } catch (error) {
+        const rejected =
+          this.clientDropped ||
+          (error instanceof OAuthError && (error.code === 'invalid_client' || error.code === 'unauthorized_client')) ||
+          (error instanceof AuthenticationError &&
+            error.code === 'ERR_LOGIN_FAILED' &&
+            /invalid_client|client is invalid|unknown client/i.test(error.message));
+        if (attempt > 0 || !rejected || this.options.clientId) throw error;
+        await this.updateRecord((current) =>
+          current?.client && (!client || current.client.client_id === client)
+            ? { ...current, client: undefined }
+            : current,
+        );
+      }
+    }
+  }
+
+  private async loginOnce(options: AuthorizeOptions & { serverUrl: string }): Promise<void> {
     const scope = computeScopeUnion(scopeString(this.options.scopes), options.scope);
     this.inFlow = true;
     try {
-      if (!this.options.login) await this.startServer();
+      if (!this.options.login && !this.options.pasteBack) await this.startServer();
       const result = await auth(this, {
         serverUrl: options.serverUrl,
         resourceMetadataUrl: options.resourceMetadataUrl,
@@ -627,9 +763,16 @@ export class OAuth implements OAuthClientProvider {
     }
     const client = await this.clientInformation({ issuer });
     if (!client) throw new RefreshFailedError('No client registration for this authorization server');
-    const resource = discovery.resourceMetadata
-      ? (await selectResourceURL(serverUrl, this, discovery.resourceMetadata)) && discovery.resourceMetadata.resource
-      : undefined;
+    const configured = this.options.resource;
+    const resource =
+      configured === false
+        ? undefined
+        : configured !== undefined
+          ? configured
+          : discovery.resourceMetadata
+            ? (await selectResourceURL(serverUrl, this, discovery.resourceMetadata)) &&
+              discovery.resourceMetadata.resource
+            : undefined;
     let fresh: StoredOAuthTokens;
     try {
       fresh = await refreshAuthorization(discovery.authorizationServerUrl, {
