@@ -56,8 +56,20 @@ class SqliteBackend {
     return this.#db;
   }
 
+  readonly #statements = new Map<string, BetterSqlite3.Statement>();
+
+  /** A prepared statement, compiled once per SQL text: compiling on every call cost more than running it. */
+  async statement(sql: string): Promise<BetterSqlite3.Statement> {
+    let prepared = this.#statements.get(sql);
+    if (!prepared) {
+      prepared = (await this.#db).prepare(sql);
+      this.#statements.set(sql, prepared);
+    }
+    return prepared;
+  }
+
   async purge(): Promise<number> {
-    return (await this.#db).prepare(`DELETE FROM ${this.table} WHERE expires_at <= ?`).run(Date.now()).changes;
+    return (await this.statement(`DELETE FROM ${this.table} WHERE expires_at <= ?`)).run(Date.now()).changes;
   }
 }
 
@@ -80,24 +92,24 @@ export class SqliteOidcAdapter implements Adapter {
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
     const { grantId, uid, userCode } = indexesOf(this.model, payload);
     // A consumed artifact stays consumed even if it is saved again.
-    (await this.backend.db())
-      .prepare(
+    (
+      await this.backend.statement(
         `INSERT INTO ${this.backend.table} (model, id, payload, grant_id, uid, user_code, expires_at, consumed_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
            uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at,
            consumed_at = COALESCE(consumed_at, excluded.consumed_at)`,
       )
-      .run(
-        this.model,
-        id,
-        JSON.stringify(payload),
-        grantId ?? null,
-        uid ?? null,
-        userCode ?? null,
-        typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : null,
-        typeof payload.consumed === 'number' ? payload.consumed : null,
-      );
+    ).run(
+      this.model,
+      id,
+      JSON.stringify(payload),
+      grantId ?? null,
+      uid ?? null,
+      userCode ?? null,
+      typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : null,
+      typeof payload.consumed === 'number' ? payload.consumed : null,
+    );
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -113,37 +125,34 @@ export class SqliteOidcAdapter implements Adapter {
   }
 
   async #findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
-    const row = (await this.backend.db())
-      .prepare(
+    const row = (
+      await this.backend.statement(
         `SELECT payload, consumed_at FROM ${this.backend.table} WHERE model = ? AND ${column} = ? AND ${LIVE} LIMIT 1`,
       )
-      .get(this.model, value, Date.now()) as Row | undefined;
+    ).get(this.model, value, Date.now()) as Row | undefined;
     return payloadOf(row);
   }
 
   async consume(id: string): Promise<void> {
-    const db = await this.backend.db();
     // Compare-and-set: only the first UPDATE finds consumed_at NULL; SQLite serialises writers across processes.
-    const { changes } = db
-      .prepare(
+    const { changes } = (
+      await this.backend.statement(
         `UPDATE ${this.backend.table} SET consumed_at = ? WHERE model = ? AND id = ? AND consumed_at IS NULL AND ${LIVE}`,
       )
-      .run(epochSeconds(), this.model, id, Date.now());
+    ).run(epochSeconds(), this.model, id, Date.now());
     if (changes === 1) return;
-    const exists = db
-      .prepare(`SELECT 1 FROM ${this.backend.table} WHERE model = ? AND id = ? AND ${LIVE}`)
-      .get(this.model, id, Date.now());
+    const exists = (
+      await this.backend.statement(`SELECT 1 FROM ${this.backend.table} WHERE model = ? AND id = ? AND ${LIVE}`)
+    ).get(this.model, id, Date.now());
     return alreadyConsumed(this.model, exists ? 'consumed' : 'missing');
   }
 
   async destroy(id: string): Promise<void> {
-    (await this.backend.db())
-      .prepare(`DELETE FROM ${this.backend.table} WHERE model = ? AND id = ?`)
-      .run(this.model, id);
+    (await this.backend.statement(`DELETE FROM ${this.backend.table} WHERE model = ? AND id = ?`)).run(this.model, id);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
-    (await this.backend.db()).prepare(`DELETE FROM ${this.backend.table} WHERE grant_id = ?`).run(grantId);
+    (await this.backend.statement(`DELETE FROM ${this.backend.table} WHERE grant_id = ?`)).run(grantId);
   }
 }
 
