@@ -52,6 +52,9 @@ export function page(title: string, body: string): string {
   button { margin-top: 1.5rem; padding: .6rem 1.2rem; font-size: 1rem; border-radius: 6px; border: 0;
            background: #2454d6; color: #fff; cursor: pointer; }
   button.secondary { background: #e3e6ec; color: #1d2330; margin-left: .5rem; }
+  a.button { display: block; text-align: center; padding: .6rem 1.2rem; border-radius: 6px; background: #1d2330;
+             color: #fff; text-decoration: none; font-weight: 600; }
+  ul.upstreams { list-style: none; padding: 0; display: grid; gap: .5rem; } p.or { color: #5a6275; }
   .error { color: #a31d1d; background: #fdeaea; padding: .5rem .75rem; border-radius: 6px; }
   ul { padding-left: 1.2rem; } code { background: #eef0f4; padding: 0 .25rem; border-radius: 4px; }
 </style>

@@ -17,6 +17,29 @@ export {
 } from './server.js';
 export type { TokenExchangePolicy } from './token-exchange.js';
 export {
+  type AdmissionRules,
+  createUpstreamIdentity,
+  type EntraUpstreamOptions,
+  entraUpstream,
+  type GithubUpstreamOptions,
+  type GoogleUpstreamOptions,
+  githubUpstream,
+  googleUpstream,
+  type LinkedIdentity,
+  type OidcUpstreamOptions,
+  oidcUpstream,
+  parseUpstreamSpec,
+  UpstreamConfigError,
+  UpstreamError,
+  type UpstreamErrorReason,
+  type UpstreamIdentity,
+  type UpstreamIdentityOptions,
+  type UpstreamProvider,
+  type UpstreamResource,
+  type UpstreamUser,
+  upstreamAuthenticator,
+} from './upstream/index.js';
+export {
   type Account,
   type Authenticator,
   anyOf,

@@ -1,10 +1,12 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
 import type { Adapter } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { escapeHtml, PAGE_HEADERS, page, pageHeadersFor } from './html.js';
 import { type LoginRateLimit, RateLimiter } from './rate-limit.js';
+import type { UpstreamIdentity } from './upstream/engine.js';
+import { UpstreamError } from './upstream/errors.js';
 import type { Authenticator } from './users.js';
 
 /** The model remembering consent: (account, client) → the grant the user approved. */
@@ -15,6 +17,22 @@ export const consentKey = (accountId: string, clientId: string): string =>
   `${encodeURIComponent(accountId)}:${encodeURIComponent(clientId)}`;
 
 const MAX_FORM_BYTES = 16 * 1024;
+
+/** OAuth errors the upstream error page may end an interaction with (the form is the user's, so it is checked). */
+const ABORT_ERRORS = new Set(['access_denied', 'temporarily_unavailable', 'server_error']);
+
+const UPSTREAM_LINK = /^\/upstream\/([a-z][a-z0-9-]*)\/link$/;
+
+/** Pending links (outside an authorization request) use this prefix where logins use the interaction uid. */
+const LINK_PREFIX = 'link.';
+
+const EXPIRED_PAGE = (message = 'Go back to the application and start again.') =>
+  page('Sign-in expired', `<h1>This sign-in has expired</h1><p>${escapeHtml(message)}</p>`);
+
+function seeOther(res: ServerResponse, location: string): void {
+  res.writeHead(303, { location, 'cache-control': 'no-store' });
+  res.end();
+}
 
 function send(res: ServerResponse, status: number, html: string, headers: Record<string, string> = PAGE_HEADERS): void {
   res.writeHead(status, headers);
@@ -49,6 +67,12 @@ export function createInteractionHandler(
     rateLimit?: LoginRateLimit;
     secure?: boolean;
     logger?: Logger;
+    /** Upstream identity providers offered on the login page. */
+    upstream?: UpstreamIdentity;
+    /** Show the username/password form. Default true. */
+    localLogin?: boolean;
+    /** Skip the login page and go straight to this upstream. */
+    autoUpstream?: string;
   },
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const perUser = new RateLimiter(options.rateLimit);
@@ -65,21 +89,58 @@ export function createInteractionHandler(
     return actual.length === expected.length && timingSafeEqual(actual, expected);
   };
 
+  const upstream = options.upstream;
+  const localLogin = options.localLogin ?? true;
+  const upstreamNames = new Set(upstream?.providers.map((p) => p.name) ?? []);
+
+  function upstreamLinks(uid: string): string {
+    if (!upstream?.providers.length) return '';
+    const links = upstream.providers
+      .map(
+        (p) =>
+          `<li><a class="button upstream" href="/interaction/${escapeHtml(uid)}/upstream/${escapeHtml(
+            p.name,
+          )}">Sign in with ${escapeHtml(p.displayName)}</a></li>`,
+      )
+      .join('');
+    return `<ul class="upstreams">${links}</ul>${localLogin ? '<p class="or">or with a username and password:</p>' : ''}`;
+  }
+
+  function upstreamErrorPage(uid: string, error: UpstreamError, canRetry: boolean): string {
+    return page(
+      'Sign-in failed',
+      `<h1>Sign-in failed</h1>
+<p class="error" role="alert">${escapeHtml(error.userMessage)}</p>
+<form method="post" action="/interaction/${escapeHtml(uid)}/abort">
+  <input type="hidden" name="csrf" value="${escapeHtml(csrfToken(uid))}">
+  <input type="hidden" name="error" value="${escapeHtml(ABORT_ERRORS.has(error.error) ? error.error : 'access_denied')}">
+  <input type="hidden" name="error_description" value="${escapeHtml(error.description ?? '')}">
+  <button type="submit">Back to the application</button>
+</form>
+${canRetry ? `<p><a href="/interaction/${escapeHtml(uid)}">Try again</a></p>` : ''}`,
+    );
+  }
+
   function loginPage(uid: string, clientName: string, error?: string): string {
     return page(
       'Sign in',
       `<h1>Sign in</h1>
 <p>to continue to <strong>${escapeHtml(clientName)}</strong></p>
 ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
-<form method="post" action="/interaction/${escapeHtml(uid)}/login" autocomplete="on">
+${upstreamLinks(uid)}
+${localLogin ? localForm(uid) : ''}`,
+    );
+  }
+
+  function localForm(uid: string): string {
+    return `<form method="post" action="/interaction/${escapeHtml(uid)}/login" autocomplete="on">
   <input type="hidden" name="csrf" value="${escapeHtml(csrfToken(uid))}">
   <label for="username">Username</label>
   <input id="username" name="username" type="text" autocomplete="username" required autofocus>
   <label for="password">Password</label>
   <input id="password" name="password" type="password" autocomplete="current-password" required>
   <button type="submit">Sign in</button>
-</form>`,
-    );
+</form>`;
   }
 
   function consentPage(
@@ -110,18 +171,130 @@ ${what}
     );
   }
 
+  const linkCookie = options.secure ? '__Secure-gh_upstream_link' : 'gh_upstream_link';
+  const readLinkCookie = (req: IncomingMessage): string | undefined => {
+    for (const part of (req.headers.cookie ?? '').split(';')) {
+      const [name, ...value] = part.trim().split('=');
+      if (name === linkCookie) return value.join('=');
+    }
+    return undefined;
+  };
+  const setLinkCookie = (value: string, maxAge: number) =>
+    `${linkCookie}=${value}; Path=/upstream; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${options.secure ? '; Secure' : ''}`;
+
+  /**
+   * `GET /upstream/<name>/link[?scope=…]`: a signed-in user (Gatehouse session) grants an upstream again, or links
+   * one more, outside an authorization request. The round trip is bound to this browser by a short-lived cookie.
+   */
+  async function linkUpstream(req: IncomingMessage, res: ServerResponse, name: string, url: URL): Promise<void> {
+    const target = upstream!.providers.find((p) => p.name === name);
+    if (!target) return send(res, 404, page('Not found', '<h1>No such sign-in option</h1>'));
+    const session = await provider.Session.get({ req, res, secure: options.secure === true } as never);
+    const accountId = (session as { accountId?: string }).accountId;
+    if (!accountId) {
+      return send(
+        res,
+        401,
+        page(
+          `Connect ${target.displayName}`,
+          `<h1>Connect ${escapeHtml(target.displayName)}</h1>
+<p>Your sign-in here has expired. Sign in to the application again and choose <strong>Sign in with ${escapeHtml(
+            target.displayName,
+          )}</strong>; approve the access ${escapeHtml(target.displayName)} asks for.</p>`,
+        ),
+      );
+    }
+    const scopes = (url.searchParams.get('scope') ?? '').split(' ').filter((s) => /^[\x21-\x7e]{1,200}$/.test(s));
+    const linkId = randomBytes(24).toString('base64url');
+    try {
+      const { authorizationUrl } = await upstream!.beginUpstreamLogin({
+        provider: name,
+        interactionUid: `${LINK_PREFIX}${linkId}`,
+        scopes,
+        linkTo: accountId,
+      });
+      res.writeHead(303, {
+        location: authorizationUrl,
+        'cache-control': 'no-store',
+        'set-cookie': setLinkCookie(linkId, 600),
+      });
+      res.end();
+    } catch (error) {
+      if (!(error instanceof UpstreamError)) throw error;
+      send(
+        res,
+        error.status >= 500 ? 503 : 400,
+        page(
+          'Connection failed',
+          `<h1>Connection failed</h1>
+<p class="error" role="alert">${escapeHtml(error.userMessage)}</p>`,
+        ),
+      );
+    }
+  }
+
+  async function finishLink(req: IncomingMessage, res: ServerResponse, interactionUid: string, url: URL) {
+    const expected = Buffer.from(interactionUid.slice(LINK_PREFIX.length));
+    const actual = Buffer.from(readLinkCookie(req) ?? '');
+    const clear = { 'set-cookie': setLinkCookie('', 0) };
+    if (actual.length !== expected.length || !timingSafeEqual(actual, expected)) {
+      return send(res, 400, EXPIRED_PAGE('This response does not belong to this browser. Start again.'), {
+        ...PAGE_HEADERS,
+        ...clear,
+      });
+    }
+    try {
+      const result = await upstream!.completeUpstreamLogin({ callbackUrl: url, interactionUid });
+      const name = upstream!.providers.find((p) => p.name === result.upstream)?.displayName ?? result.upstream;
+      options.logger?.info({ upstream: result.upstream, subject: result.subject }, 'upstream linked');
+      return send(
+        res,
+        200,
+        page(
+          `${name} connected`,
+          `<h1>${escapeHtml(name)} is connected</h1><p>Go back to the application and try again.</p>`,
+        ),
+        { ...PAGE_HEADERS, ...clear },
+      );
+    } catch (error) {
+      if (!(error instanceof UpstreamError)) throw error;
+      options.logger?.info({ upstream: error.upstream, reason: error.reason }, 'upstream link failed');
+      return send(
+        res,
+        error.status >= 500 ? 503 : 400,
+        page(
+          'Connection failed',
+          `<h1>Connection failed</h1><p class="error" role="alert">${escapeHtml(error.userMessage)}</p>`,
+        ),
+        { ...PAGE_HEADERS, ...clear },
+      );
+    }
+  }
+
   return async function interactionHandler(req, res) {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const [, , uidFromPath, action] = url.pathname.split('/');
+
+    // The fixed redirect URI registered upstream. oidc-provider's interaction cookie is scoped to
+    // /interaction/<uid>, so this only routes the browser there; the cookie then proves it is the same browser.
+    if (upstream && url.pathname === '/upstream/callback') {
+      try {
+        const { interactionUid } = await upstream.resolveUpstreamCallback(url);
+        if (interactionUid.startsWith(LINK_PREFIX)) return finishLink(req, res, interactionUid, url);
+        return seeOther(res, `/interaction/${encodeURIComponent(interactionUid)}/upstream/callback${url.search}`);
+      } catch (error) {
+        if (!(error instanceof UpstreamError)) throw error;
+        return send(res, 400, EXPIRED_PAGE(error.userMessage));
+      }
+    }
+    const link = UPSTREAM_LINK.exec(url.pathname);
+    if (upstream && link) return linkUpstream(req, res, link[1]!, url);
+
+    const [, , uidFromPath, action, sub] = url.pathname.split('/');
     let details: Awaited<ReturnType<Provider['interactionDetails']>>;
     try {
       details = await provider.interactionDetails(req, res);
     } catch {
-      send(
-        res,
-        400,
-        page('Sign-in expired', '<h1>This sign-in has expired</h1><p>Go back to the application and start again.</p>'),
-      );
+      send(res, 400, EXPIRED_PAGE());
       return;
     }
     const { uid, prompt, params } = details;
@@ -133,8 +306,41 @@ ${what}
     const clientName = client?.clientName ?? String(params['client_id']);
     const formHeaders = pageHeadersFor(String(params['redirect_uri']));
 
+    if (req.method === 'GET' && action === 'upstream' && upstream && sub) {
+      if (prompt.name !== 'login') {
+        return send(res, 400, page('Invalid request', '<h1>Invalid request</h1><p>You are already signed in.</p>'));
+      }
+      try {
+        if (sub === 'callback') {
+          const account = await upstream.completeUpstreamLogin({ callbackUrl: url, interactionUid: uid });
+          await provider.interactionFinished(
+            req,
+            res,
+            { login: { accountId: account.subject } },
+            { mergeWithLastSubmission: false },
+          );
+          return;
+        }
+        const { authorizationUrl } = await upstream.beginUpstreamLogin({ provider: sub, interactionUid: uid });
+        return seeOther(res, authorizationUrl);
+      } catch (error) {
+        if (!(error instanceof UpstreamError)) throw error;
+        options.logger?.info(
+          { client: String(params['client_id']), upstream: error.upstream, reason: error.reason },
+          'upstream sign-in failed',
+        );
+        const retry = error.reason !== 'login_expired' || sub !== 'callback';
+        return send(res, error.status >= 500 ? 503 : 400, upstreamErrorPage(uid, error, retry), formHeaders);
+      }
+    }
+
     if (req.method === 'GET' && action === undefined) {
-      if (prompt.name === 'login') return send(res, 200, loginPage(uid, clientName), formHeaders);
+      if (prompt.name === 'login') {
+        const requested = typeof params['upstream'] === 'string' ? params['upstream'] : undefined;
+        const chosen = requested && upstreamNames.has(requested) ? requested : options.autoUpstream;
+        if (chosen) return seeOther(res, `/interaction/${encodeURIComponent(uid)}/upstream/${chosen}`);
+        return send(res, 200, loginPage(uid, clientName), formHeaders);
+      }
       const scopes = [
         ...new Set([
           ...((details.prompt.details['missingOIDCScope'] as string[] | undefined) ?? []),
@@ -168,7 +374,21 @@ ${what}
       return;
     }
 
-    if (action === 'login' && prompt.name === 'login') {
+    if (action === 'abort') {
+      const error = form.get('error') ?? '';
+      await provider.interactionFinished(
+        req,
+        res,
+        {
+          error: ABORT_ERRORS.has(error) ? error : 'access_denied',
+          error_description: (form.get('error_description') ?? '').slice(0, 300) || 'The sign-in was not completed.',
+        },
+        { mergeWithLastSubmission: false },
+      );
+      return;
+    }
+
+    if (action === 'login' && prompt.name === 'login' && localLogin) {
       const username = (form.get('username') ?? '').slice(0, 256);
       const address = req.socket.remoteAddress ?? 'unknown';
       const userKey = `${address}\n${username}`;

@@ -7,7 +7,9 @@ import { z } from 'zod';
 import { GatehouseError } from '../oauth/errors.js';
 import type { OidcAdapterFactory } from '../storage/oidc/common.js';
 import { type OidcAdapterOptions, oidcAdapterFactory } from '../storage/oidc/factory.js';
+import type { GatehouseStore } from '../storage/types.js';
 import type { AuthorizationServer, AuthorizationServerOptions, ResourceConfig } from './server.js';
+import type { UpstreamIdentity } from './upstream/engine.js';
 import { type Authenticator, anyOf, staticUsers, usersFile } from './users.js';
 
 /** A configuration problem in `gatehouse serve` / `gatehouse admin`: message plus a one-line fix. */
@@ -61,6 +63,50 @@ export const ServeConfigSchema = z
       .object({ attempts: z.number().int().positive().optional(), windowSeconds: z.number().positive().optional() })
       .optional(),
     proxy: z.boolean().optional(),
+    /**
+     * Upstream identity providers: a spec (`github`, `google`, `entra:<tenant>`, `oidc:<issuer>`, `<name>=…`) or an
+     * object with the spec plus secrets and base-URL overrides.
+     */
+    upstreams: z
+      .array(
+        z.union([
+          z.string(),
+          z
+            .object({
+              spec: z.string(),
+              clientId: z.string().optional(),
+              clientSecret: z.string().optional(),
+              baseUrl: z.string().url().optional(),
+              apiBaseUrl: z.string().url().optional(),
+              scopes: z.array(z.string()).optional(),
+            })
+            .strict(),
+        ]),
+      )
+      .optional(),
+    /** Resources served with the user's upstream token, e.g. `{ resource: 'https://api.github.com', upstream: 'github' }`. */
+    upstreamResources: z
+      .array(z.object({ resource: z.string(), upstream: z.string(), scopes: z.array(z.string()).optional() }).strict())
+      .optional(),
+    /** The key encrypting upstream tokens at rest (base64url, 32 bytes). Default `$GATEHOUSE_UPSTREAM_KEY`. */
+    upstreamKey: z.string().optional(),
+    /** Show the username/password form. Default: true when local users are configured. */
+    localLogin: z.boolean().optional(),
+    /** Send every login straight to this upstream. */
+    autoUpstream: z.string().optional(),
+    linkByVerifiedEmail: z.boolean().optional(),
+    admission: z
+      .object({
+        allowedEmailDomains: z.array(z.string()).optional(),
+        requiredClaims: z
+          .record(
+            z.string(),
+            z.union([z.string(), z.number(), z.boolean(), z.array(z.union([z.string(), z.number(), z.boolean()]))]),
+          )
+          .optional(),
+      })
+      .strict()
+      .optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
   })
   .strict();
@@ -109,6 +155,139 @@ export function parseResourceFlag(value: string): ResourceConfig {
     );
   }
   return { resource, scopes };
+}
+
+/** Parses `--upstream-resource URL=NAME[,scope,…]`. */
+export function parseUpstreamResourceFlag(value: string): { resource: string; upstream: string; scopes?: string[] } {
+  const eq = value.indexOf('=');
+  const resource = eq === -1 ? value : value.slice(0, eq);
+  const [upstream, ...scopes] = (eq === -1 ? '' : value.slice(eq + 1)).split(',').map((s) => s.trim());
+  if (!URL.canParse(resource) || !upstream) {
+    return fail(
+      `--upstream-resource ${value}: expected URL=NAME`,
+      'Write --upstream-resource https://api.github.com=github',
+    );
+  }
+  const list = scopes.filter(Boolean);
+  return { resource, upstream, ...(list.length ? { scopes: list } : {}) };
+}
+
+/** The name an upstream spec gives its upstream: `corp` for `corp=oidc:…`, else the kind (`github`, `oidc`, …). */
+export function upstreamSpecName(spec: string): string {
+  const eq = spec.indexOf('=');
+  const colon = spec.indexOf(':');
+  if (eq > 0 && (colon === -1 || eq < colon)) return spec.slice(0, eq).trim();
+  return (colon === -1 ? spec : spec.slice(0, colon)).trim().toLowerCase();
+}
+
+type UpstreamEntry = NonNullable<ServeConfig['upstreams']>[number];
+
+/**
+ * Merges `--upstream` flags into the config file's upstreams: a flag replaces the spec of the same-named entry and
+ * keeps its secrets and overrides.
+ */
+export function mergeUpstreams(file: UpstreamEntry[] = [], flags: string[] = []): UpstreamEntry[] {
+  const byName = new Map<string, UpstreamEntry>();
+  for (const entry of file) byName.set(upstreamSpecName(typeof entry === 'string' ? entry : entry.spec), entry);
+  for (const spec of flags) {
+    const existing = byName.get(upstreamSpecName(spec));
+    byName.set(upstreamSpecName(spec), existing && typeof existing !== 'string' ? { ...existing, spec } : spec);
+  }
+  return [...byName.values()];
+}
+
+/** Opens the key-value store upstream accounts and tokens live in, beside the authorization server's data. */
+export async function openUpstreamStore(store: string, dataDir: string): Promise<GatehouseStore> {
+  const options = parseStore(store, dataDir);
+  switch (options.backend) {
+    case 'memory': {
+      const { memoryStore } = await import('../storage/memory.js');
+      return memoryStore({ namespace: 'upstream' });
+    }
+    case 'sqlite': {
+      const { sqliteStore } = await import('../storage/sqlite.js');
+      mkdirSync(dirname(options.path), { recursive: true });
+      return sqliteStore(options.path, { table: 'gatehouse_upstream', namespace: 'upstream' });
+    }
+    case 'redis': {
+      const { redisStore } = await import('../storage/redis.js');
+      return redisStore(options.url ?? 'redis://127.0.0.1:6379', { namespace: 'upstream' });
+    }
+    case 'postgres': {
+      const { postgresStore } = await import('../storage/postgres.js');
+      return postgresStore(options.url ?? '', { table: 'gatehouse_upstream', namespace: 'upstream' });
+    }
+  }
+}
+
+/**
+ * Builds the upstream-identity engine from the config (`upstreams`, `upstreamResources`, `upstreamKey`,
+ * `admission`, `linkByVerifiedEmail`): client IDs and secrets from the entries, else from
+ * `GATEHOUSE_UPSTREAM_<NAME>_CLIENT_ID` / `_CLIENT_SECRET`; the encryption key from `upstreamKey`, else
+ * `GATEHOUSE_UPSTREAM_KEY` (a memory store without one gets a fresh key per start). Undefined without upstreams.
+ */
+export async function buildUpstreamIdentity(
+  config: ServeConfig,
+  runtime: { env: NodeJS.ProcessEnv; issuer: string; dataDir: string; logger?: import('pino').Logger },
+): Promise<{ identity: UpstreamIdentity; store: GatehouseStore } | undefined> {
+  const entries = config.upstreams ?? [];
+  if (entries.length === 0) return undefined;
+  const { createUpstreamIdentity, parseUpstreamSpec, UpstreamConfigError } = await import('./upstream/index.js');
+  const storeUrl = config.store ?? 'sqlite:';
+  const backend = parseStore(storeUrl, runtime.dataDir).backend;
+  let key = config.upstreamKey ?? runtime.env['GATEHOUSE_UPSTREAM_KEY'];
+  if (!key) {
+    if (backend !== 'memory') {
+      return fail(
+        'upstream tokens need an encryption key: GATEHOUSE_UPSTREAM_KEY is not set',
+        "Set GATEHOUSE_UPSTREAM_KEY to 32 random bytes in base64url, e.g. node -e \"console.log(require('crypto').randomBytes(32).toString('base64url'))\"",
+      );
+    }
+    const { generateEncryptionKey } = await import('../storage/encrypted.js');
+    key = generateEncryptionKey();
+  }
+  const providers = entries.map((entry) => {
+    const spec = typeof entry === 'string' ? entry : entry.spec;
+    const name = upstreamSpecName(spec);
+    const options =
+      typeof entry === 'string'
+        ? {}
+        : {
+            secrets: { [name]: { clientId: entry.clientId, clientSecret: entry.clientSecret } },
+            overrides: { [name]: { baseUrl: entry.baseUrl, apiBaseUrl: entry.apiBaseUrl, scopes: entry.scopes } },
+          };
+    try {
+      const provider = parseUpstreamSpec(spec, { env: runtime.env, ...options });
+      if (!provider.clientId) {
+        fail(
+          `upstream ${name} has no client ID`,
+          `Set GATEHOUSE_UPSTREAM_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_CLIENT_ID (and _CLIENT_SECRET), or clientId in the config file.`,
+        );
+      }
+      return provider;
+    } catch (error) {
+      if (error instanceof UpstreamConfigError) return fail(`upstream ${spec}: ${error.message}`, error.hint ?? '');
+      throw error;
+    }
+  });
+  const store = await openUpstreamStore(storeUrl, runtime.dataDir);
+  try {
+    const identity = createUpstreamIdentity({
+      issuer: runtime.issuer,
+      providers,
+      store,
+      encryption: { keys: [key] },
+      resources: config.upstreamResources,
+      linkByVerifiedEmail: config.linkByVerifiedEmail,
+      admission: config.admission,
+      logger: runtime.logger,
+    });
+    return { identity, store };
+  } catch (error) {
+    await store.close();
+    if (error instanceof UpstreamConfigError) return fail(error.message, error.hint ?? '');
+    throw error;
+  }
 }
 
 /** The default data directory of `gatehouse serve`: `$GATEHOUSE_DATA_DIR`, else the platform's data directory. */
@@ -232,7 +411,11 @@ export async function serve(
       'Pass --resource https://mcp.example.com/mcp=scope1,scope2',
     );
   }
-  const authenticator = await buildAuthenticator(config, env);
+  const hasLocalUsers = config.superuser !== undefined || config.users !== undefined;
+  const upstreamOnly = !hasLocalUsers && (config.upstreams?.length ?? 0) > 0;
+  const authenticator: Authenticator = upstreamOnly
+    ? { authenticate: async () => undefined }
+    : await buildAuthenticator(config, env);
   const dataDir = await serveDataDirectory(env);
   const store = await openStore(config.store ?? 'sqlite:', dataDir);
   const server = createServer();
@@ -251,6 +434,14 @@ export async function serve(
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   const issuer = config.issuer ?? url;
+  let upstream: Awaited<ReturnType<typeof buildUpstreamIdentity>>;
+  try {
+    upstream = await buildUpstreamIdentity(config, { env, issuer, dataDir, logger: runtime.logger });
+  } catch (error) {
+    server.close();
+    await store.close();
+    throw error;
+  }
   const options: AuthorizationServerOptions = {
     issuer,
     authenticator,
@@ -264,6 +455,11 @@ export async function serve(
     loginRateLimit: config.loginRateLimit,
     proxy: config.proxy,
     logger: runtime.logger,
+    ...(upstream && {
+      upstream: upstream.identity,
+      localLogin: config.localLogin ?? !upstreamOnly,
+      ...(config.autoUpstream !== undefined && { autoUpstream: config.autoUpstream }),
+    }),
   };
   let as: AuthorizationServer;
   try {
@@ -273,6 +469,7 @@ export async function serve(
   } catch (error) {
     server.close();
     await store.close();
+    await upstream?.store.close();
     throw error;
   }
   server.on('request', as.listener);
@@ -282,6 +479,7 @@ export async function serve(
       listen: url,
       store: parseStore(config.store ?? 'sqlite:', dataDir).backend,
       resources: config.resources!.map((r) => r.resource),
+      ...(upstream && { upstreams: upstream.identity.providers.map((p) => p.name) }),
     },
     'authorization server listening',
   );
@@ -294,6 +492,7 @@ export async function serve(
         server.close(() => done());
       });
       await store.close();
+      await upstream?.store.close();
     },
   };
 }

@@ -14,6 +14,8 @@ import type { LoginRateLimit } from './rate-limit.js';
 import { looksNative, redirectMatches, redirectUriProblem } from './redirects.js';
 import { installRefreshGrace, withRefreshGrace } from './refresh-grace.js';
 import { installTokenExchange, type TokenExchangePolicy } from './token-exchange.js';
+import type { UpstreamIdentity } from './upstream/engine.js';
+import { UpstreamConfigError } from './upstream/errors.js';
 import type { Authenticator } from './users.js';
 
 /** A resource server (MCP server) this authorization server issues tokens for. */
@@ -69,6 +71,24 @@ export interface AuthorizationServerOptions {
   proxy?: boolean;
   /** Structured logs (pino). Secrets and tokens are never logged. Default: silent. */
   logger?: Logger;
+  /**
+   * Upstream identity providers (GitHub, Google, Entra, any OIDC provider) from `createUpstreamIdentity()`: the
+   * login page offers "Sign in with …" for each, upstream accounts resolve as token subjects, token exchange toward
+   * an upstream-mapped resource answers with the user's upstream token, and a revoked grant deletes the user's
+   * upstream tokens. See docs/upstream-identity.md.
+   */
+  upstream?: UpstreamIdentity;
+  /**
+   * Whether the login page shows the local username/password form. Default true. With `false` only the upstream
+   * buttons are shown (and `authenticator` may be one that accepts no password).
+   */
+  localLogin?: boolean;
+  /**
+   * Send every login straight to this upstream, without showing the login page (for headless clients). Default:
+   * the only upstream when `localLogin` is false and exactly one upstream is configured. An authorization request
+   * may also choose one with the extra parameter `upstream=<name>`.
+   */
+  autoUpstream?: string;
   /** Extra oidc-provider configuration, merged last. For what Gatehouse has no option for yet. */
   providerConfiguration?: Configuration;
 }
@@ -87,7 +107,8 @@ export interface AuthorizationServer {
 /** Bad configuration given to {@link createAuthorizationServer}. */
 export class AuthorizationServerConfigError extends GatehouseError {}
 
-const INTERACTION_PATH = /^\/interaction\/[A-Za-z0-9_-]+(?:\/(?:login|confirm))?$/;
+const INTERACTION_PATH = /^\/interaction\/[A-Za-z0-9_-]+(?:\/(?:login|confirm|abort|upstream\/[a-z][a-z0-9-]*))?$/;
+const UPSTREAM_LINK_PATH = /^\/upstream\/([a-z][a-z0-9-]*)\/link$/;
 
 function checkClientRedirects(metadata: Record<string, unknown>): void {
   const uris = metadata['redirect_uris'];
@@ -172,15 +193,46 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       ? { ...client, application_type: 'native' as const }
       : client;
   });
+  const upstream = options.upstream;
+  if (upstream) {
+    for (const p of upstream.providers) {
+      if (p.name === 'callback') {
+        throw new UpstreamConfigError('An upstream may not be named "callback".', 'Name it e.g. corp=oidc:https://…');
+      }
+    }
+  }
+  const upstreamNames = new Set(upstream?.providers.map((p) => p.name) ?? []);
+  const autoUpstream =
+    options.autoUpstream ??
+    (options.localLogin === false && upstreamNames.size === 1 ? [...upstreamNames][0] : undefined);
+  if (autoUpstream !== undefined && !upstreamNames.has(autoUpstream)) {
+    throw new AuthorizationServerConfigError(`autoUpstream ${autoUpstream} is not a configured upstream`, {
+      code: 'ERR_AS_CONFIG',
+      hint: `Configured upstreams: ${[...upstreamNames].join(', ') || 'none'}.`,
+    });
+  }
+  if (options.localLogin === false && upstreamNames.size === 0) {
+    throw new AuthorizationServerConfigError('localLogin is off and no upstream is configured: nobody could log in', {
+      code: 'ERR_AS_CONFIG',
+      hint: 'Configure an upstream (--upstream github) or local users.',
+    });
+  }
+  // Upstream subjects first (they are `u_…`), then the local users.
+  const findAccountFor = async (subject: string) => {
+    const viaUpstream = upstream ? await upstream.findAccount(subject) : undefined;
+    if (viaUpstream) return { subject: viaUpstream.subject, claims: viaUpstream.claims };
+    return options.authenticator.findAccount ? await options.authenticator.findAccount(subject) : { subject };
+  };
+
   const exchangers = new Set((options.tokenExchange ?? []).map((p) => p.clientId));
   for (const policy of options.tokenExchange ?? []) {
     for (const target of policy.to) {
-      if (!findResource(target.resource)) {
+      if (!findResource(target.resource) && !upstream?.upstreamForResource(target.resource)) {
         throw new AuthorizationServerConfigError(
           `token exchange target ${target.resource} is not a configured resource`,
           {
             code: 'ERR_AS_CONFIG',
-            hint: 'Add it to resources (--resource URL=scope,…) or remove it from the policy.',
+            hint: 'Add it to resources (--resource URL=scope,…) or map it to an upstream (--upstream-resource URL=NAME), or remove it from the policy.',
           },
         );
       }
@@ -271,10 +323,10 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       },
     },
     fetchResponseBodyLimits: { 'client_id metadata document': cimd.maxBytes ?? 5 * 1024 } as never,
+    // `upstream=<name>` on an authorization request picks the upstream to sign in with (see autoUpstream).
+    extraParams: upstream ? ['upstream'] : [],
     findAccount: async (_ctx, subject) => {
-      const account = options.authenticator.findAccount
-        ? await options.authenticator.findAccount(subject)
-        : { subject };
+      const account = await findAccountFor(subject);
       if (!account) return undefined;
       return { accountId: subject, claims: async () => ({ sub: subject, ...account.claims }) };
     },
@@ -348,6 +400,24 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       policies: options.tokenExchange ?? [],
       signingKeys: () => keys.signing as JWK[],
       resourceTtl: (resource) => findResource(resource)?.accessTokenTtl,
+      upstream,
+    });
+  }
+
+  // A revoked grant (revocation of a refresh token, refresh-token reuse) forgets the user's upstream tokens.
+  if (upstream) {
+    provider.on('grant.revoked', (ctx, grantId) => {
+      const entities = (ctx.oidc?.entities ?? {}) as Record<string, { accountId?: string } | undefined>;
+      const accountId =
+        entities['RefreshToken']?.accountId ??
+        entities['AccessToken']?.accountId ??
+        entities['AuthorizationCode']?.accountId ??
+        entities['Grant']?.accountId ??
+        entities['Account']?.accountId;
+      if (!accountId) return;
+      upstream.deleteForSubject(accountId).catch((error: unknown) => {
+        logger?.error({ grantId, err: { message: (error as Error)?.message } }, 'deleting upstream tokens failed');
+      });
     });
   }
 
@@ -382,6 +452,9 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
 
   const interactions = createInteractionHandler(provider, {
     authenticator: options.authenticator,
+    upstream,
+    localLogin: options.localLogin ?? true,
+    autoUpstream,
     csrfSecret: randomBytes(32),
     adapter,
     rateLimit: options.loginRateLimit,
@@ -407,7 +480,9 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/auth' && req.method === 'GET') req.url = withDefaultScope(req.url ?? '/');
-    if (INTERACTION_PATH.test(path)) {
+    const upstreamRoute =
+      upstream && req.method === 'GET' && (path === '/upstream/callback' || UPSTREAM_LINK_PATH.test(path));
+    if (INTERACTION_PATH.test(path) || upstreamRoute) {
       interactions(req, res).catch((error: unknown) => {
         logger?.error({ err: { message: (error as Error)?.message } }, 'interaction failed');
         if (!res.headersSent) res.writeHead(500, PAGE_HEADERS);

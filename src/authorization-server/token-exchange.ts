@@ -4,6 +4,8 @@ import type Provider from 'oidc-provider';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { canonicalResourceUri } from '../oauth/resource-uri.js';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../oauth/token-exchange.js';
+import type { UpstreamIdentity } from './upstream/engine.js';
+import { UpstreamError } from './upstream/errors.js';
 
 /**
  * Who may exchange what (RFC 8693). A confidential client — typically an MCP server — that received a user's
@@ -53,6 +55,8 @@ export function installTokenExchange(
     policies: TokenExchangePolicy[];
     signingKeys: () => JWK[];
     resourceTtl: (resource: string) => number | undefined;
+    /** Resources mapped to an upstream are answered with the user's upstream token. */
+    upstream?: UpstreamIdentity;
   },
 ): void {
   const policies = options.policies.map((p) => ({
@@ -111,6 +115,25 @@ export function installTokenExchange(
         typeof params['scope'] === 'string' && params['scope'] ? params['scope'].split(' ') : [...allowedScopes];
       const refused = requested.filter((s) => !allowedScopes.has(s));
       if (refused.length) throw new errors.InvalidScope('the policy does not allow these scopes', refused.join(' '));
+
+      // A resource served by an upstream (e.g. https://api.github.com → github): the user's own upstream token,
+      // refreshed if needed. Failures (not linked, revoked, missing scope) are OAuth errors naming the link URL.
+      if (options.upstream?.upstreamForResource(resource)) {
+        try {
+          ctx.body = await options.upstream.exchangeForUpstreamResource({
+            subject: subject.sub,
+            resource,
+            scopes: requested,
+          });
+          ctx.set('cache-control', 'no-store');
+          return;
+        } catch (error) {
+          if (!(error instanceof UpstreamError)) throw error;
+          const e = new errors.CustomOIDCProviderError(error.error, error.description);
+          if (error.status !== 400) Object.assign(e, { status: error.status, statusCode: error.status });
+          throw e;
+        }
+      }
 
       const signing = keys[0]!;
       const ttl = options.resourceTtl(resource) ?? 3600;

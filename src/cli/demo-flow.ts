@@ -1,6 +1,7 @@
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { OAuth } from '../client/oauth.js';
 import { findBearerChallenge } from '../oauth/www-authenticate.js';
+import { memoryStore } from '../storage/memory.js';
 import { startDemoStack } from '../testing/demo-stack.js';
 
 /** What the demo found; the e2e test asserts on it. */
@@ -62,6 +63,8 @@ export async function runDemo(options: { port?: number; print?: (line: string) =
     const oauth = new OAuth({
       mcpUrl: stack.mcpUrl,
       clientName: 'Gatehouse demo client',
+      // The demo's servers live only as long as this process: memory is the right store, chosen on purpose.
+      tokenStorage: memoryStore(),
       login: { username: stack.username, password: stack.password },
       onEvent: (event) => {
         if (event.type !== 'http') return;

@@ -13,6 +13,13 @@ data directory, $GATEHOUSE_DATA_DIR to change).
   gatehouse admin keys rotate             add a new signing key (servers sign with it after a restart;
                                           the previous keys stay in the JWKS)
   gatehouse admin users hash              read a password on stdin, print a users-file hash
+  gatehouse admin users list              upstream accounts (subject, email, linked upstreams)
+  gatehouse admin users show SUBJECT      one account, with its upstream identities and claims
+  gatehouse admin users unlink SUBJECT [UPSTREAM]
+                                          remove one upstream identity (or the whole account) and
+                                          delete its stored upstream tokens
+
+The users commands read the upstreams from --config (and GATEHOUSE_UPSTREAM_KEY), as gatehouse serve does.
 
 Output is one JSON object per line.`;
 
@@ -24,12 +31,32 @@ async function readStdin(): Promise<string> {
     .replace(/\r?\n$/, '');
 }
 
+/**
+ * Generated client IDs and subjects are base64url and may start with `-` (`-nX3…`): every argument that is not one of
+ * our options (or its value) is passed after `--`, so parseArgs never mistakes an ID for an option.
+ */
+function idsAsPositionals(args: string[]): string[] {
+  const options: string[] = [];
+  const positionals: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (arg === '--store' || arg === '--config') options.push(arg, ...(i + 1 < args.length ? [args[++i]!] : []));
+    else if (arg.startsWith('--store=') || arg.startsWith('--config=') || /^--[a-z]/.test(arg)) options.push(arg);
+    else positionals.push(arg);
+  }
+  return [...options, '--', ...positionals];
+}
+
 const command: Command = {
-  summary: 'Administer an authorization server store: clients, grants, signing keys, user password hashes',
+  summary: 'Administer an authorization server store: clients, grants, signing keys, users (hashes, upstream accounts)',
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseArgs({
-      args,
+      args: idsAsPositionals(args),
       options: { store: { type: 'string' }, config: { type: 'string' } },
       allowPositionals: true,
       strict: true,
@@ -39,15 +66,69 @@ const command: Command = {
       clients: ['list', 'revoke'],
       grants: ['list', 'revoke'],
       keys: ['rotate'],
-      users: ['hash'],
+      users: ['hash', 'list', 'show', 'unlink'],
     };
     if (!what || !known[what])
       throw new UsageError(`expected clients, grants, keys or users, got ${what ?? 'nothing'}`);
     if (!action || !known[what]!.includes(action)) {
       throw new UsageError(`gatehouse admin ${what} takes ${known[what]!.join(' or ')}`);
     }
-    if (action === 'revoke' && !id) throw new UsageError(`gatehouse admin ${what} revoke needs an id`);
-    if (extra.length || (action !== 'revoke' && id)) throw new UsageError('unexpected extra arguments');
+    const needsId = action === 'revoke' || action === 'show' || action === 'unlink';
+    if (needsId && !id) throw new UsageError(`gatehouse admin ${what} ${action} needs an id`);
+    const maxExtra = action === 'unlink' ? 1 : 0;
+    if (extra.length > maxExtra || (!needsId && id)) throw new UsageError('unexpected extra arguments');
+
+    if (what === 'users' && action !== 'hash') {
+      const serve = await import('../../authorization-server/serve.js');
+      const file = values.config ? await serve.readServeConfig(values.config) : {};
+      const config = { ...file, ...(values.store ? { store: values.store } : {}) };
+      if (!config.upstreams?.length) {
+        throw new UsageError('no upstreams configured: pass --config with the "upstreams" gatehouse serve uses');
+      }
+      const built = await serve.buildUpstreamIdentity(config, {
+        env: process.env,
+        issuer: config.issuer ?? 'http://127.0.0.1:9000',
+        dataDir: await serve.serveDataDirectory(),
+      });
+      const { identity, store } = built!;
+      try {
+        if (action === 'list') {
+          for (const user of await identity.accounts.list()) {
+            console.log(
+              JSON.stringify({
+                subject: user.subject,
+                email: user.claims['email'],
+                name: user.claims['name'],
+                upstreams: user.identities.map((i) => i.upstream),
+              }),
+            );
+          }
+          return 0;
+        }
+        const account = await identity.findAccount(id!);
+        if (!account) {
+          console.error(`gatehouse admin: no upstream account ${id}\nfix: run \`gatehouse admin users list\``);
+          return 1;
+        }
+        if (action === 'show') {
+          console.log(JSON.stringify(account.user));
+          return 0;
+        }
+        const upstreamName = extra[0];
+        if (upstreamName && !account.user.identities.some((i) => i.upstream === upstreamName)) {
+          console.error(
+            `gatehouse admin: ${id} has no ${upstreamName} identity\nfix: linked upstreams: ${account.user.identities.map((i) => i.upstream).join(', ')}`,
+          );
+          return 1;
+        }
+        await identity.unlink(id!, upstreamName);
+        if (!upstreamName) await identity.deleteForSubject(id!);
+        console.log(JSON.stringify({ unlinked: id, upstream: upstreamName ?? 'all' }));
+        return 0;
+      } finally {
+        await store.close();
+      }
+    }
 
     if (what === 'users') {
       const { hashPassword } = await import('../../authorization-server/users.js');
@@ -115,12 +196,27 @@ const command: Command = {
         console.log(JSON.stringify({ revoked_client: id, revoked_grants: result.grants }));
         return 0;
       }
+      const accountId = ((await store('Grant').find(id!)) as { accountId?: string } | undefined)?.accountId;
       const found = await admin.revokeGrant(store, id!);
       if (!found) {
         console.error(`gatehouse admin: no grant ${id}\nfix: run \`gatehouse admin grants list\``);
         return 1;
       }
-      console.log(JSON.stringify({ revoked_grant: id }));
+      // As the server does on grant.revoked: the user's upstream tokens go too.
+      let upstreamTokens: 'deleted' | undefined;
+      if (accountId && file.upstreams?.length) {
+        const built = await serve.buildUpstreamIdentity(
+          { ...file, store: storeUrl },
+          { env: process.env, issuer: file.issuer ?? 'http://127.0.0.1:9000', dataDir },
+        );
+        try {
+          await built!.identity.deleteForSubject(accountId);
+          upstreamTokens = 'deleted';
+        } finally {
+          await built!.store.close();
+        }
+      }
+      console.log(JSON.stringify({ revoked_grant: id, ...(upstreamTokens && { upstream_tokens: upstreamTokens }) }));
       return 0;
     } finally {
       await store.close();

@@ -18,12 +18,23 @@ Options:
   --users FILE             Users file: {"users":[{"username","passwordHash"}]} (see gatehouse admin users hash)
   --superuser NAME         A superuser; its password comes from GATEHOUSE_SUPERUSER_PASSWORD
   --resource URL[=s1,s2]   An MCP server tokens may be issued for, with its scopes (repeatable)
-  --config FILE            JSON config file (clients, tokenExchange, registration, …); flags override it
+  --upstream SPEC          Sign in through an upstream (repeatable): github | google | entra:TENANT |
+                           oidc:ISSUER | NAME=<one of those>; client ID and secret from
+                           GATEHOUSE_UPSTREAM_<NAME>_CLIENT_ID / _CLIENT_SECRET (or the config file)
+  --upstream-resource URL=NAME[,scope…]
+                           Serve URL with the user's upstream token by token exchange (repeatable),
+                           e.g. https://api.github.com=github,repo
+  --no-local-login         Only upstream sign-in on the login page (default when no users are given)
+  --auto-upstream NAME     Skip the login page and send every sign-in to this upstream
+  --config FILE            JSON config file (clients, tokenExchange, upstreams, …); flags override it
   --log-level LEVEL        fatal|error|warn|info|debug|silent (default info); logs are JSON on stdout
 
 Examples:
   GATEHOUSE_SUPERUSER_PASSWORD=… gatehouse serve --superuser admin --resource http://127.0.0.1:8000/mcp=mcp:tools
-  gatehouse serve --store redis://127.0.0.1:6379 --issuer https://auth.example.com --config gatehouse.json`,
+  gatehouse serve --store redis://127.0.0.1:6379 --issuer https://auth.example.com --config gatehouse.json
+  GATEHOUSE_UPSTREAM_KEY=… GATEHOUSE_UPSTREAM_GITHUB_CLIENT_ID=… GATEHOUSE_UPSTREAM_GITHUB_CLIENT_SECRET=… \
+    gatehouse serve --upstream github --upstream-resource https://api.github.com=github \
+    --resource http://127.0.0.1:8000/mcp=mcp:tools --config gatehouse.json   # tokenExchange policy in the file`,
   async run(args) {
     const { values } = parseArgs({
       args,
@@ -35,6 +46,10 @@ Examples:
         users: { type: 'string' },
         superuser: { type: 'string' },
         resource: { type: 'string', multiple: true },
+        upstream: { type: 'string', multiple: true },
+        'upstream-resource': { type: 'string', multiple: true },
+        'no-local-login': { type: 'boolean' },
+        'auto-upstream': { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
       },
@@ -54,7 +69,9 @@ Examples:
     }
 
     // Loaded here so that `gatehouse help` loads neither oidc-provider nor a database driver.
-    const { readServeConfig, parseResourceFlag, serve } = await import('../../authorization-server/serve.js');
+    const { readServeConfig, parseResourceFlag, parseUpstreamResourceFlag, mergeUpstreams, serve } = await import(
+      '../../authorization-server/serve.js'
+    );
     const { pino } = await import('pino');
     const file = values.config ? await readServeConfig(values.config) : {};
     const config = {
@@ -67,12 +84,34 @@ Examples:
       ...(values.superuser ? { superuser: values.superuser } : {}),
       ...(logLevel ? { logLevel: logLevel as (typeof levels)[number] } : {}),
       ...(values.resource?.length ? { resources: values.resource.map(parseResourceFlag) } : {}),
+      ...(values.upstream?.length ? { upstreams: mergeUpstreams(file.upstreams, values.upstream) } : {}),
+      ...(values['upstream-resource']?.length
+        ? {
+            upstreamResources: [
+              ...(file.upstreamResources ?? []),
+              ...values['upstream-resource'].map(parseUpstreamResourceFlag),
+            ],
+          }
+        : {}),
+      ...(values['no-local-login'] ? { localLogin: false } : {}),
+      ...(values['auto-upstream'] ? { autoUpstream: values['auto-upstream'] } : {}),
     };
     const logger = pino({
       level: config.logLevel ?? 'info',
       base: { service: 'gatehouse-authorization-server' },
       redact: {
-        paths: ['password', '*.password', 'client_secret', '*.client_secret', 'token', '*.token'],
+        paths: [
+          'password',
+          '*.password',
+          'client_secret',
+          '*.client_secret',
+          'token',
+          '*.token',
+          'access_token',
+          '*.access_token',
+          'refresh_token',
+          '*.refresh_token',
+        ],
         censor: '[redacted]',
       },
     });
