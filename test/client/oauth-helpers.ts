@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
-import { createAuthorizationServer } from '../../src/authorization-server/server.js';
+import { type AuthorizationServer, createAuthorizationServer } from '../../src/authorization-server/server.js';
 import { staticUsers } from '../../src/authorization-server/users.js';
 import { jwtVerifier } from '../../src/server/jwt-verifier.js';
 import { listen, type RunningServer, toNodeListener } from '../../src/server/node.js';
@@ -20,6 +20,8 @@ export interface OAuthTestStack {
   mcpUrl: string;
   username: string;
   password: string;
+  /** The authorization server, for tests that reach into its storage (e.g. deleting a client). */
+  as: AuthorizationServer;
   /** Successful grants at the token endpoint, by grant type. */
   grants: Record<string, number>;
   /** Every request the authorization server received (method and path). */
@@ -27,7 +29,9 @@ export interface OAuthTestStack {
   close(): Promise<void>;
 }
 
-export async function startOAuthTestStack(options: { accessTokenTtl?: number } = {}): Promise<OAuthTestStack> {
+export async function startOAuthTestStack(
+  options: { accessTokenTtl?: number; refreshTokenGraceSeconds?: number } = {},
+): Promise<OAuthTestStack> {
   let asListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   let mcpListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const asRequests: string[] = [];
@@ -42,6 +46,9 @@ export async function startOAuthTestStack(options: { accessTokenTtl?: number } =
     issuer,
     authenticator: await staticUsers({ demo: 'demo' }),
     resources: [{ resource: mcpUrl, scopes: ['mcp:tools'], accessTokenTtl: options.accessTokenTtl ?? 3600 }],
+    ...(options.refreshTokenGraceSeconds !== undefined
+      ? { refreshTokenGraceSeconds: options.refreshTokenGraceSeconds }
+      : {}),
   });
   const grants: Record<string, number> = {};
   authorizationServer.provider.on('grant.success', (ctx: { oidc: { params?: Record<string, unknown> } }) => {
@@ -70,6 +77,7 @@ export async function startOAuthTestStack(options: { accessTokenTtl?: number } =
     mcpUrl,
     username: 'demo',
     password: 'demo',
+    as: authorizationServer,
     grants,
     asRequests,
     close: async () => {
