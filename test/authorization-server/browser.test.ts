@@ -2,8 +2,9 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from '../helpers/chromium.js';
 import {
   authorizationUrl,
   decodeJwt,
@@ -16,7 +17,6 @@ import {
   USER,
 } from './helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join('test-artifacts', 'authorization-server-browser');
 
 describe('login and consent in a real browser', () => {
@@ -27,8 +27,6 @@ describe('login and consent in a real browser', () => {
   const received: URL[] = [];
 
   beforeAll(async () => {
-    // Missing Chromium fails the test (never a silent skip): `bash .ci/run` installs it.
-    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install -y chromium`);
     mkdirSync(ARTIFACTS, { recursive: true });
     as = await startAs();
     callbackServer = createServer((req, res) => {
@@ -38,16 +36,7 @@ describe('login and consent in a real browser', () => {
     });
     await new Promise<void>((resolve) => callbackServer.listen(0, '127.0.0.1', resolve));
     callbackUrl = `http://127.0.0.1:${(callbackServer.address() as AddressInfo).port}/callback`;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {

@@ -1,63 +1,27 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { authorizationUrl, Browser, pkce, type RunningAs, startAs } from './helpers.js';
+import {
+  authorizationUrl,
+  Browser,
+  type DocumentHost,
+  pkce,
+  type RunningAs,
+  startAs,
+  startDocumentHost,
+} from './helpers.js';
 
 // A metadata document host on loopback with a self-signed certificate. Only this test worker trusts it.
 process.env['NODE_TLS_REJECT_UNAUTHORIZED'] = '0';
 
 describe('client ID metadata documents (accepted)', () => {
   let as: RunningAs;
-  let host: Server;
+  let host: DocumentHost;
   let base: string;
-  const documents = new Map<string, Record<string, unknown>>();
-  const fetches = new Map<string, number>();
+  let documents: DocumentHost['documents'];
+  let fetches: DocumentHost['fetches'];
 
   beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cimd-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-days',
-        '1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
-    host = createServer(
-      { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
-      (req, res) => {
-        const path = req.url ?? '/';
-        fetches.set(path, (fetches.get(path) ?? 0) + 1);
-        const doc = documents.get(path);
-        if (!doc) {
-          res.writeHead(404).end();
-          return;
-        }
-        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600' });
-        res.end(JSON.stringify(doc));
-      },
-    );
-    await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
-    base = `https://127.0.0.1:${(host.address() as AddressInfo).port}`;
+    host = await startDocumentHost();
+    ({ base, documents, fetches } = host);
     // Loopback documents are allowed here only because the test says so.
     as = await startAs({ clientIdMetadataDocument: { allowPrivateNetworks: true } });
   });

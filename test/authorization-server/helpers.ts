@@ -1,6 +1,11 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   type AuthorizationServer,
   type AuthorizationServerOptions,
@@ -200,4 +205,63 @@ export async function loginFlow(as: { url: string }, browser = new Browser(), cl
 
 export function decodeJwt(jwt: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString('utf8'));
+}
+
+/** A host serving client ID metadata documents over https on loopback, counting how often each is fetched. */
+export interface DocumentHost {
+  /** e.g. `https://127.0.0.1:40123`; a document at path `/x.json` has the client ID `${base}/x.json`. */
+  base: string;
+  documents: Map<string, Record<string, unknown>>;
+  fetches: Map<string, number>;
+  close(): void;
+}
+
+/**
+ * Starts a {@link DocumentHost} with a fresh self-signed certificate. CIMD requires https, so the calling test
+ * worker must trust it: set `NODE_TLS_REJECT_UNAUTHORIZED=0` in that test file only.
+ */
+export async function startDocumentHost(): Promise<DocumentHost> {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cimd-'));
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-days',
+      '1',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+    ],
+    { stdio: 'ignore' },
+  );
+  const documents = new Map<string, Record<string, unknown>>();
+  const fetches = new Map<string, number>();
+  const host = createHttpsServer(
+    { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+    (req, res) => {
+      const path = req.url ?? '/';
+      fetches.set(path, (fetches.get(path) ?? 0) + 1);
+      const doc = documents.get(path);
+      if (!doc) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600' });
+      res.end(JSON.stringify(doc));
+    },
+  );
+  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
+  const base = `https://127.0.0.1:${(host.address() as AddressInfo).port}`;
+  return { base, documents, fetches, close: () => host.close() };
 }

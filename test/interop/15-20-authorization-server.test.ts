@@ -1,19 +1,15 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OAuth } from '../../src/client/index.js';
 import {
   authorizationUrl,
   Browser,
+  type DocumentHost,
   loginFlow,
   pkce,
   type RunningAs,
   register,
   startAs,
+  startDocumentHost,
   token,
 } from '../authorization-server/helpers.js';
 import { startQuirkyPeer } from './doubles.js';
@@ -24,48 +20,16 @@ process.env['NODE_TLS_REJECT_UNAUTHORIZED'] = '0';
 let noGrace: RunningAs; // oidc-provider's default: a repeated refresh token revokes the grant at once
 let grace: RunningAs; // Gatehouse's default behaviour, with a window wide enough for a slow machine
 let shortGrace: RunningAs; // a 1 s window, to see reuse after the window
-let host: Server;
+let host: DocumentHost;
 let base: string;
-const documents = new Map<string, Record<string, unknown>>();
+let documents: DocumentHost['documents'];
 
 beforeAll(async () => {
   noGrace = await startAs({ refreshTokenGraceSeconds: 0, clientIdMetadataDocument: { allowPrivateNetworks: true } });
   grace = await startAs({ refreshTokenGraceSeconds: 60 });
   shortGrace = await startAs({ refreshTokenGraceSeconds: 1 });
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-interop-cimd-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-days',
-      '1',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-    ],
-    { stdio: 'ignore' },
-  );
-  host = createServer(
-    { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
-    (req, res) => {
-      const doc = documents.get(req.url ?? '/');
-      if (!doc) return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(doc));
-    },
-  );
-  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
-  base = `https://127.0.0.1:${(host.address() as AddressInfo).port}`;
+  host = await startDocumentHost();
+  ({ base, documents } = host);
 }, 60_000);
 afterAll(async () => {
   host?.close();

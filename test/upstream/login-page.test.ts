@@ -2,16 +2,16 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { githubUpstream } from '../../src/authorization-server/upstream/index.js';
 import { staticUsers } from '../../src/authorization-server/users.js';
 import { headlessAuthorize } from '../../src/client/headless-login.js';
 import { authorizationUrl, decodeJwt, pkce, register, token } from '../authorization-server/helpers.js';
+import { launchChromium } from '../helpers/chromium.js';
 import { type GithubDouble, startGithubDouble } from './github-double.js';
 import { startUpstreamStack, type UpstreamStack } from './stack.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join('test-artifacts', 'upstream-browser');
 
 describe('a login page with local users and a GitHub upstream', () => {
@@ -168,19 +168,8 @@ describe('a login page with local users and a GitHub upstream', () => {
   it('in Chromium: the GitHub button, GitHub’s login, then Gatehouse consent, and the client gets tokens', {
     timeout: 90_000,
   }, async () => {
-    // Missing Chromium fails the test (never a silent skip): `bash .ci/run` installs it.
-    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install -y chromium`);
     mkdirSync(ARTIFACTS, { recursive: true });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
     const { url, redeem } = await start('Browser MCP Client');
     const context = await browser.newContext();
     const page = await context.newPage();
@@ -223,16 +212,7 @@ describe('a login page with local users and a GitHub upstream', () => {
   it('in Chromium: declining at GitHub shows a page saying so, and the client gets access_denied (never a forged error)', {
     timeout: 90_000,
   }, async () => {
-    browser ??= await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser ??= await launchChromium();
     const { url } = await start('Declined Client');
     // bypassCSP only so the test can tamper with the hidden error field below.
     const context = await browser.newContext({ bypassCSP: true });
