@@ -114,6 +114,15 @@ export interface OAuthOptions {
   now?: () => number;
 }
 
+/** Hooks of {@link OAuth.wrapFetch}. */
+export interface WrapFetchHooks {
+  /**
+   * Called with `true` when a request starts authorizing (a refresh or a login, bounded by `timeoutMs`) and with
+   * `false` when that ends: a caller timing the request itself (e.g. the MCP handshake) leaves that time out.
+   */
+  onAuthorizing?: (authorizing: boolean) => void;
+}
+
 /** Options of {@link OAuth.authorize}. */
 export interface AuthorizeOptions {
   /** The MCP server; default `mcpUrl`. */
@@ -818,13 +827,13 @@ export class OAuth implements OAuthClientProvider {
    * const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { fetch: oauth.wrapFetch() });
    * ```
    */
-  wrapFetch(base: FetchLike = fetch): FetchLike {
+  wrapFetch(base: FetchLike = fetch, hooks: WrapFetchHooks = {}): FetchLike {
     // Each wrapped fetch belongs to the server of its first request (an MCP transport's first request always goes
     // to the server URL itself); a request to another origin uses that origin's own credential, never this one.
     let bound: { origin: string; fetch: FetchLike } | undefined;
     const forUrl = (url: string) => {
       const owner = this.forServer(url);
-      return { origin: new URL(owner.serverKey).origin, fetch: owner.fetchWithToken(base) };
+      return { origin: new URL(owner.serverKey).origin, fetch: owner.fetchWithToken(base, hooks) };
     };
     return async (input, init) => {
       const url = String(input instanceof Request ? input.url : input);
@@ -860,7 +869,7 @@ export class OAuth implements OAuthClientProvider {
   }
 
   /** A `fetch` that sends this server's token. Only for requests to this server's origin (see wrapFetch). */
-  private fetchWithToken(base: FetchLike): FetchLike {
+  private fetchWithToken(base: FetchLike, hooks: WrapFetchHooks): FetchLike {
     const next = this.dpop ? withDpopFromProvider(this)(base) : base;
     return async (input, init) => {
       const serverUrl = this.serverKey;
@@ -880,7 +889,7 @@ export class OAuth implements OAuthClientProvider {
         if (response.status === 401 && !reauthorized) {
           reauthorized = true;
           await response.body?.cancel();
-          await this.authorize({
+          await this.authorizeFor(hooks, {
             serverUrl,
             resourceMetadataUrl: challenge.resourceMetadataUrl,
             scope: computeScopeUnion(this.requestedScope, challenge.scope),
@@ -896,7 +905,7 @@ export class OAuth implements OAuthClientProvider {
           const granted = (await this.tokens())?.scope;
           const union = computeScopeUnion(this.requestedScope, granted, challenge.scope);
           this.requestedScope = union;
-          await this.authorize({
+          await this.authorizeFor(hooks, {
             serverUrl,
             resourceMetadataUrl: challenge.resourceMetadataUrl,
             scope: union,
@@ -909,5 +918,15 @@ export class OAuth implements OAuthClientProvider {
         response = await send();
       }
     };
+  }
+
+  /** authorize(), with the hooks told when it starts and ends (a login has its own timeout: `timeoutMs`). */
+  private async authorizeFor(hooks: WrapFetchHooks, options: AuthorizeOptions): Promise<void> {
+    hooks.onAuthorizing?.(true);
+    try {
+      await this.authorize(options);
+    } finally {
+      hooks.onAuthorizing?.(false);
+    }
   }
 }
