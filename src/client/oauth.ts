@@ -21,6 +21,7 @@ import {
   selectResourceURL,
   withDpopFromProvider,
 } from '@modelcontextprotocol/client';
+import { protectedResourceMetadataUrls } from '../oauth/discovery.js';
 import {
   canonicalServer,
   isAccessTokenExpired,
@@ -698,10 +699,11 @@ export class OAuth implements OAuthClientProvider {
     }
   }
 
-  private async loginOnce(options: AuthorizeOptions & { serverUrl: string }): Promise<void> {
-    const scope = computeScopeUnion(scopeString(this.options.scopes), options.scope);
+  private async loginOnce(given: AuthorizeOptions & { serverUrl: string }): Promise<void> {
+    const scope = computeScopeUnion(scopeString(this.options.scopes), given.scope);
     this.inFlow = true;
     try {
+      const options = { ...given, resourceMetadataUrl: await this.resourceMetadataUrl(given) };
       if (!this.options.login && !this.options.pasteBack) await this.startServer();
       const result = await auth(this, {
         serverUrl: options.serverUrl,
@@ -719,6 +721,27 @@ export class OAuth implements OAuthClientProvider {
       this.server = undefined;
       await server?.close();
     }
+  }
+
+  /**
+   * The protected-resource metadata URL to use, in the documented order: the challenge's `resource_metadata`, and
+   * when that does not answer, the path form and then the root `/.well-known/oauth-protected-resource` (the SDK,
+   * given a URL, tries only that one). Without a challenge URL the SDK itself tries the path form, then the root.
+   * Discovery already cached for this server needs none.
+   */
+  private async resourceMetadataUrl(options: {
+    serverUrl: string;
+    resourceMetadataUrl?: URL;
+  }): Promise<URL | undefined> {
+    const challenged = options.resourceMetadataUrl;
+    if (!challenged || this.record?.discovery?.resourceMetadata) return challenged;
+    const candidates = [challenged.href, ...protectedResourceMetadataUrls(options.serverUrl)];
+    for (const url of new Set(candidates)) {
+      const response = await this.fetchFn(url, { headers: { accept: 'application/json' } });
+      await response.body?.cancel();
+      if (response.ok) return new URL(url);
+    }
+    return challenged; // none answers: let discovery report it on the URL the server named
   }
 
   /** Starts the callback server on the registered port; if that is taken, on another one and re-registers. */
@@ -760,7 +783,10 @@ export class OAuth implements OAuthClientProvider {
     let discovery = this.record?.discovery;
     if (!discovery?.authorizationServerMetadata) {
       try {
-        discovery = await discoverOAuthServerInfo(serverUrl, { resourceMetadataUrl, fetchFn: this.fetchFn });
+        discovery = await discoverOAuthServerInfo(serverUrl, {
+          resourceMetadataUrl: await this.resourceMetadataUrl({ serverUrl, resourceMetadataUrl }),
+          fetchFn: this.fetchFn,
+        });
       } catch (error) {
         throw new RefreshFailedError('Could not discover the authorization server to refresh the token', {
           cause: error,
