@@ -5,6 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { GatehouseError } from '../oauth/errors.js';
+import { splitScopes } from '../oauth/scopes.js';
+import { StorageDependencyError } from '../storage/errors.js';
 import type { OidcAdapterFactory } from '../storage/oidc/common.js';
 import { type OidcAdapterOptions, oidcAdapterFactory } from '../storage/oidc/factory.js';
 import type { GatehouseStore } from '../storage/types.js';
@@ -140,14 +142,7 @@ export async function readServeConfig(path: string): Promise<ServeConfig> {
 export function parseResourceFlag(value: string): ResourceConfig {
   const eq = value.indexOf('=');
   const resource = eq === -1 ? value : value.slice(0, eq);
-  const scopes =
-    eq === -1
-      ? []
-      : value
-          .slice(eq + 1)
-          .split(',')
-          .map((s) => s.trim())
-          .filter(Boolean);
+  const scopes = eq === -1 ? [] : splitScopes(value.slice(eq + 1));
   if (!URL.canParse(resource)) {
     return fail(
       `--resource ${value}: ${resource} is not a URL`,
@@ -161,7 +156,7 @@ export function parseResourceFlag(value: string): ResourceConfig {
 export function parseUpstreamResourceFlag(value: string): { resource: string; upstream: string; scopes?: string[] } {
   const eq = value.indexOf('=');
   const resource = eq === -1 ? value : value.slice(0, eq);
-  const [upstream, ...scopes] = (eq === -1 ? '' : value.slice(eq + 1)).split(',').map((s) => s.trim());
+  const [upstream, ...scopes] = splitScopes(eq === -1 ? '' : value.slice(eq + 1));
   if (!URL.canParse(resource) || !upstream) {
     return fail(
       `--upstream-resource ${value}: expected URL=NAME`,
@@ -359,6 +354,8 @@ export async function openStore(store: string, dataDir: string): Promise<OidcAda
     await factory.ready();
   } catch (cause) {
     await factory.close().catch(() => {});
+    // A missing driver package says which package to install; "is it running?" would send the user astray.
+    if (cause instanceof StorageDependencyError) return fail(cause.message, cause.hint!);
     return fail(
       `cannot open the ${options.backend} store ${storeLabel(store, options)}: ${causeMessage(cause)}`,
       options.backend === 'sqlite'
