@@ -5,6 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { GatehouseError } from '../oauth/errors.js';
+import { splitScopes } from '../oauth/scopes.js';
+import { StorageDependencyError } from '../storage/errors.js';
 import type { OidcAdapterFactory } from '../storage/oidc/common.js';
 import { type OidcAdapterOptions, oidcAdapterFactory } from '../storage/oidc/factory.js';
 import type { GatehouseStore } from '../storage/types.js';
@@ -140,14 +142,7 @@ export async function readServeConfig(path: string): Promise<ServeConfig> {
 export function parseResourceFlag(value: string): ResourceConfig {
   const eq = value.indexOf('=');
   const resource = eq === -1 ? value : value.slice(0, eq);
-  const scopes =
-    eq === -1
-      ? []
-      : value
-          .slice(eq + 1)
-          .split(',')
-          .map((s) => s.trim())
-          .filter(Boolean);
+  const scopes = eq === -1 ? [] : splitScopes(value.slice(eq + 1));
   if (!URL.canParse(resource)) {
     return fail(
       `--resource ${value}: ${resource} is not a URL`,
@@ -161,7 +156,7 @@ export function parseResourceFlag(value: string): ResourceConfig {
 export function parseUpstreamResourceFlag(value: string): { resource: string; upstream: string; scopes?: string[] } {
   const eq = value.indexOf('=');
   const resource = eq === -1 ? value : value.slice(0, eq);
-  const [upstream, ...scopes] = (eq === -1 ? '' : value.slice(eq + 1)).split(',').map((s) => s.trim());
+  const [upstream, ...scopes] = splitScopes(eq === -1 ? '' : value.slice(eq + 1));
   if (!URL.canParse(resource) || !upstream) {
     return fail(
       `--upstream-resource ${value}: expected URL=NAME`,
@@ -333,6 +328,23 @@ export function parseStore(store: string, dataDir: string): OidcAdapterOptions {
   );
 }
 
+/** The store as a person recognises it, without its password. */
+function storeLabel(store: string, options: OidcAdapterOptions): string {
+  if (options.backend === 'sqlite') return options.path;
+  const url = URL.parse(store);
+  if (!url) return store;
+  if (url.password) url.password = '***';
+  return url.href;
+}
+
+/** A driver error's message; `AggregateError` (one per address tried) has an empty one. */
+function causeMessage(cause: unknown): string {
+  const error = cause as { message?: string; code?: string; errors?: unknown[] };
+  if (error?.message) return error.message;
+  const inner = (error?.errors ?? []).map((e) => (e as Error).message).filter(Boolean);
+  return inner.length ? [...new Set(inner)].join('; ') : String(error?.code ?? cause);
+}
+
 /** Opens the store named by `store`, creating the SQLite directory if needed; resolves once connected. */
 export async function openStore(store: string, dataDir: string): Promise<OidcAdapterFactory> {
   const options = parseStore(store, dataDir);
@@ -342,8 +354,10 @@ export async function openStore(store: string, dataDir: string): Promise<OidcAda
     await factory.ready();
   } catch (cause) {
     await factory.close().catch(() => {});
+    // A missing driver package says which package to install; "is it running?" would send the user astray.
+    if (cause instanceof StorageDependencyError) return fail(cause.message, cause.hint!);
     return fail(
-      `cannot open the ${options.backend} store: ${(cause as Error).message}`,
+      `cannot open the ${options.backend} store ${storeLabel(store, options)}: ${causeMessage(cause)}`,
       options.backend === 'sqlite'
         ? 'Check that the directory is writable, or pass --store memory.'
         : `Check that ${options.backend} is running and the URL in --store is right.`,

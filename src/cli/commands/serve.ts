@@ -28,6 +28,9 @@ Options:
   --auto-upstream NAME     Skip the login page and send every sign-in to this upstream
   --config FILE            JSON config file (clients, tokenExchange, upstreams, …); flags override it
   --log-level LEVEL        fatal|error|warn|info|debug|silent (default info); logs are JSON on stdout
+  --json                   also print the "listening" line as JSON on stdout (issuer, url) instead of text
+                           on stderr
+  --verbose                --log-level debug (unless --log-level is given)
 
 Examples:
   GATEHOUSE_SUPERUSER_PASSWORD=… gatehouse serve --superuser admin --resource http://127.0.0.1:8000/mcp=mcp:tools
@@ -52,6 +55,8 @@ Examples:
         'auto-upstream': { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
+        json: { type: 'boolean' },
+        verbose: { type: 'boolean' },
       },
       strict: true,
     });
@@ -63,7 +68,7 @@ Examples:
       throw new UsageError(`--issuer ${values.issuer} is not a URL (e.g. https://auth.example.com)`);
     }
     const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-    const logLevel = values['log-level'];
+    const logLevel = values['log-level'] ?? (values.verbose ? 'debug' : undefined);
     if (logLevel !== undefined && !(levels as readonly string[]).includes(logLevel)) {
       throw new UsageError(`--log-level must be one of ${levels.join(', ')}`);
     }
@@ -115,8 +120,13 @@ Examples:
         censor: '[redacted]',
       },
     });
+    logger.debug(
+      { resources: config.resources, upstreams: config.upstreams?.length ?? 0, localLogin: config.localLogin },
+      'configuration',
+    );
     const running = await serve(config, { logger });
-    console.error(`gatehouse serve: issuer ${running.issuer}, listening on ${running.url}`);
+    if (values.json) console.log(JSON.stringify({ msg: 'listening', issuer: running.issuer, url: running.url }));
+    else console.error(`gatehouse serve: issuer ${running.issuer}, listening on ${running.url}`);
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.off('SIGINT', stop);
