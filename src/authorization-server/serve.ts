@@ -355,6 +355,23 @@ export function parseStore(store: string, dataDir: string): OidcAdapterOptions {
   );
 }
 
+/** The store as a person recognises it, without its password. */
+function storeLabel(store: string, options: OidcAdapterOptions): string {
+  if (options.backend === 'sqlite') return options.path;
+  const url = URL.parse(store);
+  if (!url) return store;
+  if (url.password) url.password = '***';
+  return url.href;
+}
+
+/** A driver error's message; `AggregateError` (one per address tried) has an empty one. */
+function causeMessage(cause: unknown): string {
+  const error = cause as { message?: string; code?: string; errors?: unknown[] };
+  if (error?.message) return error.message;
+  const inner = (error?.errors ?? []).map((e) => (e as Error).message).filter(Boolean);
+  return inner.length ? [...new Set(inner)].join('; ') : String(error?.code ?? cause);
+}
+
 /** Opens the store named by `store`, creating the SQLite directory if needed; resolves once connected. */
 export async function openStore(store: string, dataDir: string): Promise<OidcAdapterFactory> {
   const options = parseStore(store, dataDir);
@@ -367,7 +384,7 @@ export async function openStore(store: string, dataDir: string): Promise<OidcAda
     // A missing driver package says which package to install; "is it running?" would send the user astray.
     if (cause instanceof StorageDependencyError) return fail(cause.message, cause.hint!);
     return fail(
-      `cannot open the ${options.backend} store: ${(cause as Error).message}`,
+      `cannot open the ${options.backend} store ${storeLabel(store, options)}: ${causeMessage(cause)}`,
       options.backend === 'sqlite'
         ? 'Check that the directory is writable, or pass --store memory.'
         : `Check that ${options.backend} is running and the URL in --store is right.`,

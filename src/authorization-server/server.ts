@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { GatehouseError } from '../oauth/errors.js';
 import { canonicalResourceUri } from '../oauth/resource-uri.js';
 import { memoryOidcAdapter } from '../storage/oidc/memory.js';
+import { answerStoreOutage, installRetryAfter, isStoreOutage, withStoreAvailability } from './availability.js';
 import { type ClientIdMetadataDocumentOptions, cimdFetch, publicTarget } from './cimd.js';
 import { escapeHtml, PAGE_HEADERS, page } from './html.js';
 import { CONSENT_MODEL, consentKey, createInteractionHandler } from './interactions.js';
@@ -195,6 +196,8 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   }
   const resourceScopes = [...new Set(options.resources.flatMap((r) => (r.scopes ?? []).map(scopeName)))];
   const adapter: AdapterFactory = options.adapter ?? memoryOidcAdapter({ purgeIntervalMs: false });
+  // What oidc-provider sees: a store outage is its `503 temporarily_unavailable`, not a `500`.
+  const guardedAdapter = withStoreAvailability(adapter);
   const keys = options.keys ?? (await loadOrCreateKeys(adapter(KEYS_MODEL)));
   const logger = options.logger;
   const graceSeconds = options.refreshTokenGraceSeconds ?? 5;
@@ -263,7 +266,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   }
 
   const configuration: Configuration = {
-    adapter: withRefreshGrace(adapter, graceSeconds) as unknown as Configuration['adapter'],
+    adapter: withRefreshGrace(guardedAdapter, graceSeconds) as unknown as Configuration['adapter'],
     clients,
     jwks: { keys: keys.signing as Configuration['jwks'] extends { keys: infer K } ? K : never },
     cookies: {
@@ -361,7 +364,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
         ctx.oidc.session!.grantIdFor(clientId) ??
         (ctx.oidc.session?.accountId
           ? (
-              (await adapter(CONSENT_MODEL).find(consentKey(ctx.oidc.session.accountId, clientId))) as
+              (await guardedAdapter(CONSENT_MODEL).find(consentKey(ctx.oidc.session.accountId, clientId))) as
                 | { grantId?: string }
                 | undefined
             )?.grantId
@@ -404,6 +407,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
 
   const provider = new Provider(options.issuer, configuration);
   if (options.proxy) provider.proxy = true;
+  installRetryAfter(provider);
 
   // Redirect matching at /authorize: exact, or any loopback port for native and CIMD clients (field note 16).
   const clientPrototype = provider.Client.prototype as unknown as {
@@ -416,7 +420,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     return redirectMatches(value, this.redirectUris, anyPort);
   };
 
-  installRefreshGrace(provider, adapter, graceSeconds);
+  installRefreshGrace(provider, guardedAdapter, graceSeconds);
   if (exchangers.size) {
     installTokenExchange(provider, {
       issuer: options.issuer,
@@ -518,6 +522,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       upstream && req.method === 'GET' && (path === '/upstream/callback' || UPSTREAM_LINK_PATH.test(path));
     if (INTERACTION_PATH.test(path) || upstreamRoute) {
       interactions(req, res).catch((error: unknown) => {
+        if (isStoreOutage(error)) return answerStoreOutage(req, res, error);
         logger?.error({ err: { message: (error as Error)?.message } }, 'interaction failed');
         if (!res.headersSent) res.writeHead(500, PAGE_HEADERS);
         res.end(page('Error', '<h1>Something went wrong</h1>'));

@@ -22,6 +22,7 @@ import {
   withDpopFromProvider,
 } from '@modelcontextprotocol/client';
 import {
+  canonicalServer,
   isAccessTokenExpired,
   type StoredClientInformation,
   type StoredTokens,
@@ -299,6 +300,8 @@ export class OAuth implements OAuthClientProvider {
   private lastTokensForAuth: StoredTokens | undefined;
   private requestedScope: string | undefined;
   private dpopSession: Promise<DpopSession> | undefined;
+  /** The credentials of other servers this `OAuth` was shared with (see forServer), by canonical URL. */
+  private readonly servers = new Map<string, OAuth>();
 
   constructor(options: OAuthOptions = {}) {
     this.options = options;
@@ -816,10 +819,51 @@ export class OAuth implements OAuthClientProvider {
    * ```
    */
   wrapFetch(base: FetchLike = fetch): FetchLike {
+    // Each wrapped fetch belongs to the server of its first request (an MCP transport's first request always goes
+    // to the server URL itself); a request to another origin uses that origin's own credential, never this one.
+    let bound: { origin: string; fetch: FetchLike } | undefined;
+    const forUrl = (url: string) => {
+      const owner = this.forServer(url);
+      return { origin: new URL(owner.serverKey).origin, fetch: owner.fetchWithToken(base) };
+    };
+    return async (input, init) => {
+      const url = String(input instanceof Request ? input.url : input);
+      bound ??= forUrl(url);
+      const route = new URL(url).origin === bound.origin ? bound : forUrl(url);
+      return route.fetch(input, init);
+    };
+  }
+
+  /**
+   * The `OAuth` holding the credential of the MCP server at `mcpUrl`: this one when it is for that server (or not
+   * yet for any, in which case it becomes that server's), else one per server sharing this one's options and
+   * storage. Tokens are stored and sent per server: sharing one `OAuth` between servers never sends one server's
+   * token to another.
+   *
+   * @example
+   * ```ts
+   * const oauth = new OAuth({ tokenStorage: fileStore() });
+   * const notes = oauth.forServer('https://notes.example.com/mcp');
+   * const mail = oauth.forServer('https://mail.example.com/mcp'); // another credential, same storage
+   * ```
+   */
+  forServer(mcpUrl: string | URL): OAuth {
+    const key = canonicalServer(mcpUrl);
+    this.options.mcpUrl ??= String(mcpUrl);
+    if (canonicalServer(this.options.mcpUrl) === key) return this;
+    let other = this.servers.get(key);
+    if (!other) {
+      other = new OAuth({ ...this.options, mcpUrl: String(mcpUrl), tokenStorage: this.storage });
+      this.servers.set(key, other);
+    }
+    return other;
+  }
+
+  /** A `fetch` that sends this server's token. Only for requests to this server's origin (see wrapFetch). */
+  private fetchWithToken(base: FetchLike): FetchLike {
     const next = this.dpop ? withDpopFromProvider(this)(base) : base;
     return async (input, init) => {
-      const serverUrl = this.options.mcpUrl ?? String(input instanceof Request ? input.url : input);
-      this.options.mcpUrl ??= serverUrl;
+      const serverUrl = this.serverKey;
       let sent: string | undefined;
       const send = async () => {
         const tokens = await this.tokens();

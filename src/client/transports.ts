@@ -33,10 +33,9 @@ export function httpAuthFor(
   if (auth === undefined) return {};
   const oauth = auth === 'oauth' ? new OAuth({ mcpUrl: serverUrl.href }) : auth instanceof OAuth ? auth : undefined;
   if (oauth) {
-    // An OAuth handed over without mcpUrl belongs to this server (OAuthOptions.mcpUrl says so).
-    oauth.options.mcpUrl ??= serverUrl.href;
-    // wrapFetch adds the token, refreshes it, logs in on 401 and steps up on 403 insufficient_scope.
-    return { fetch: oauth.wrapFetch() };
+    // One credential per server, even when one OAuth is shared by several servers. wrapFetch adds the token,
+    // refreshes it, logs in on 401 and steps up on 403 insufficient_scope.
+    return { fetch: oauth.forServer(serverUrl).wrapFetch() };
   }
   if (typeof auth === 'string') {
     const token = auth.replace(/^Bearer\s+/i, '');
