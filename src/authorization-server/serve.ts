@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { GatehouseError } from '../oauth/errors.js';
+import { isLoopbackUrl } from '../oauth/resource-uri.js';
 import { splitScopes } from '../oauth/scopes.js';
 import { StorageDependencyError } from '../storage/errors.js';
 import type { OidcAdapterFactory } from '../storage/oidc/common.js';
@@ -30,11 +31,20 @@ export const ServeConfigSchema = z
     store: z.string().optional(),
     users: z.string().optional(),
     superuser: z.string().optional(),
+    /** The service's display name on the login and consent pages. */
+    name: z.string().min(1).max(100).optional(),
+    /** A logo URL shown on those pages: https (http on loopback) or a data:image URL. */
+    logo: z.string().optional(),
     resources: z
       .array(
         z.object({
           resource: z.string(),
-          scopes: z.array(z.string()).optional(),
+          /** Display name on the consent page. */
+          name: z.string().optional(),
+          /** Scope names, or `{ name, description }` with the sentence the consent page shows. */
+          scopes: z
+            .array(z.union([z.string(), z.object({ name: z.string(), description: z.string().optional() }).strict()]))
+            .optional(),
           accessTokenTtl: z.number().int().positive().optional(),
           defaultScopes: z.array(z.string()).optional(),
         }),
@@ -136,6 +146,23 @@ export async function readServeConfig(path: string): Promise<ServeConfig> {
     );
   }
   return parsed.data;
+}
+
+/** A logo URL the pages may load: https, http on loopback, or an inline image. */
+function checkLogo(logo: string): string {
+  const url = URL.parse(logo);
+  const ok =
+    url !== null &&
+    (url.protocol === 'https:' ||
+      (url.protocol === 'http:' && isLoopbackUrl(url)) ||
+      (url.protocol === 'data:' && /^image\/[a-z+.-]+[;,]/.test(url.pathname)));
+  if (!ok) {
+    return fail(
+      `--logo ${logo.slice(0, 80)}: not an https URL, a loopback http URL or a data:image URL`,
+      'Give an https URL of the logo, e.g. --logo https://example.com/logo.svg',
+    );
+  }
+  return logo;
 }
 
 /** Parses `--resource URL[=scope,scope]`. */
@@ -469,6 +496,10 @@ export async function serve(
     loginRateLimit: config.loginRateLimit,
     proxy: config.proxy,
     logger: runtime.logger,
+    branding: {
+      ...(config.name !== undefined && { name: config.name }),
+      ...(config.logo !== undefined && { logoUrl: checkLogo(config.logo) }),
+    },
     ...(upstream && {
       upstream: upstream.identity,
       localLogin: config.localLogin ?? !upstreamOnly,

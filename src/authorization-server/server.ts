@@ -11,6 +11,7 @@ import { type ClientIdMetadataDocumentOptions, cimdFetch, publicTarget } from '.
 import { escapeHtml, PAGE_HEADERS, page } from './html.js';
 import { CONSENT_MODEL, consentKey, createInteractionHandler } from './interactions.js';
 import { KEYS_MODEL, type KeySet, loadOrCreateKeys } from './keys.js';
+import type { Branding } from './pages.js';
 import type { LoginRateLimit } from './rate-limit.js';
 import { looksNative, redirectMatches, redirectUriProblem } from './redirects.js';
 import { installRefreshGrace, withRefreshGrace } from './refresh-grace.js';
@@ -23,8 +24,13 @@ import type { Authenticator } from './users.js';
 export interface ResourceConfig {
   /** The resource's canonical URL; it becomes the `aud` of its access tokens. */
   resource: string;
-  /** Scopes a client may request for it. */
-  scopes?: string[];
+  /** Its display name on the consent page, e.g. "Acme files". Default: the URL. */
+  name?: string;
+  /**
+   * Scopes a client may request for it: names, or `{ name, description }` to tell the user on the consent page
+   * what the scope allows (e.g. `{ name: 'mcp:tools', description: 'Use your files tools' }`).
+   */
+  scopes?: Array<string | ScopeConfig>;
   /** Access-token lifetime in seconds. Default 3600. */
   accessTokenTtl?: number;
   /**
@@ -33,6 +39,14 @@ export interface ResourceConfig {
    */
   defaultScopes?: string[];
 }
+
+/** A scope with the sentence the consent page shows for it. */
+export interface ScopeConfig {
+  name: string;
+  description?: string;
+}
+
+const scopeName = (scope: string | ScopeConfig): string => (typeof scope === 'string' ? scope : scope.name);
 
 /** An oidc-provider storage adapter: a function from model name to {@link Adapter} (e.g. from `gatehouse/storage`). */
 export type AdapterFactory = (model: string) => Adapter;
@@ -90,6 +104,15 @@ export interface AuthorizationServerOptions {
    * may also choose one with the extra parameter `upstream=<name>`.
    */
   autoUpstream?: string;
+  /**
+   * How the service presents itself on the login and consent pages: its display name and a logo URL.
+   *
+   * @example
+   * ```ts
+   * const branding = { name: 'Acme MCP', logoUrl: 'https://acme.example/logo.svg' };
+   * ```
+   */
+  branding?: Branding;
   /** Extra oidc-provider configuration, merged last. For what Gatehouse has no option for yet. */
   providerConfiguration?: Configuration;
 }
@@ -171,7 +194,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       });
     }
   }
-  const resourceScopes = [...new Set(options.resources.flatMap((r) => r.scopes ?? []))];
+  const resourceScopes = [...new Set(options.resources.flatMap((r) => (r.scopes ?? []).map(scopeName)))];
   const adapter: AdapterFactory = options.adapter ?? memoryOidcAdapter({ purgeIntervalMs: false });
   // What oidc-provider sees: a store outage is its `503 temporarily_unavailable`, not a `500`.
   const guardedAdapter = withStoreAvailability(adapter);
@@ -316,7 +339,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
           const config = findResource(indicator);
           if (!config) throw new oidcErrors.InvalidTarget(`unknown resource ${indicator}`);
           return {
-            scope: (config.scopes ?? []).join(' '),
+            scope: (config.scopes ?? []).map(scopeName).join(' '),
             audience: indicator,
             accessTokenTTL: config.accessTokenTtl ?? 3600,
             accessTokenFormat: 'jwt',
@@ -464,6 +487,17 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     rateLimit: options.loginRateLimit,
     secure,
     logger,
+    ...(options.branding && { branding: options.branding }),
+    describeResource: (indicator) => {
+      const config = findResource(indicator);
+      if (!config) return undefined;
+      const scopes: Record<string, string> = {};
+      for (const scope of config.scopes ?? []) {
+        if (typeof scope !== 'string' && scope.description) scopes[scope.name] = scope.description;
+      }
+      return { ...(config.name !== undefined && { name: config.name }), scopes };
+    },
+    findAccount: findAccountFor,
   });
   const oidcListener = provider.callback();
 
@@ -475,7 +509,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     const resource = params.getAll('resource');
     if ((params.get('scope') ?? '').trim() !== '' || resource.length !== 1) return url;
     const config = findResource(resource[0]!);
-    const scopes = config?.defaultScopes ?? config?.scopes ?? [];
+    const scopes = config?.defaultScopes ?? config?.scopes?.map(scopeName) ?? [];
     if (scopes.length === 0) return url;
     params.set('scope', scopes.join(' '));
     return `${url.slice(0, query)}?${params.toString()}`;

@@ -26,6 +26,8 @@ Options:
                            e.g. https://api.github.com=github,repo
   --no-local-login         Only upstream sign-in on the login page (default when no users are given)
   --auto-upstream NAME     Skip the login page and send every sign-in to this upstream
+  --name NAME              The service's name on the login and consent pages ("Sign in to NAME")
+  --logo URL               A logo on those pages (https, loopback http, or data:image)
   --config FILE            JSON config file (clients, tokenExchange, upstreams, …); flags override it
   --log-level LEVEL        fatal|error|warn|info|debug|silent (default info); logs are JSON on stdout
   --json                   also print the "listening" line as JSON on stdout (issuer, url) instead of text
@@ -55,6 +57,8 @@ Examples:
         'auto-upstream': { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
+        name: { type: 'string' },
+        logo: { type: 'string' },
         json: { type: 'boolean' },
         verbose: { type: 'boolean' },
       },
@@ -87,6 +91,8 @@ Examples:
       ...(values.store ? { store: values.store } : {}),
       ...(values.users ? { users: values.users } : {}),
       ...(values.superuser ? { superuser: values.superuser } : {}),
+      ...(values.name ? { name: values.name } : {}),
+      ...(values.logo ? { logo: values.logo } : {}),
       ...(logLevel ? { logLevel: logLevel as (typeof levels)[number] } : {}),
       ...(values.resource?.length ? { resources: values.resource.map(parseResourceFlag) } : {}),
       ...(values.upstream?.length ? { upstreams: mergeUpstreams(file.upstreams, values.upstream) } : {}),
