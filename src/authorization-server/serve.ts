@@ -8,6 +8,7 @@ import { GatehouseError } from '../oauth/errors.js';
 import type { OidcAdapterFactory } from '../storage/oidc/common.js';
 import { type OidcAdapterOptions, oidcAdapterFactory } from '../storage/oidc/factory.js';
 import type { GatehouseStore } from '../storage/types.js';
+import { SIGNING_ALGORITHMS } from './keys.js';
 import type { AuthorizationServer, AuthorizationServerOptions, ResourceConfig } from './server.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
 import { type Authenticator, anyOf, staticUsers, usersFile } from './users.js';
@@ -35,6 +36,8 @@ export const ServeConfigSchema = z
           scopes: z.array(z.string()).optional(),
           accessTokenTtl: z.number().int().positive().optional(),
           defaultScopes: z.array(z.string()).optional(),
+          accessTokenFormat: z.enum(['jwt', 'opaque']).optional(),
+          signingAlg: z.enum(SIGNING_ALGORITHMS).optional(),
         }),
       )
       .optional(),
@@ -44,7 +47,9 @@ export const ServeConfigSchema = z
         z.object({
           clientId: z.string(),
           from: z.array(z.string()),
-          to: z.array(z.object({ resource: z.string(), scopes: z.array(z.string()) })),
+          to: z.array(
+            z.object({ resource: z.string(), scopes: z.array(z.string()), beyondConsent: z.boolean().optional() }),
+          ),
         }),
       )
       .optional(),
@@ -136,25 +141,29 @@ export async function readServeConfig(path: string): Promise<ServeConfig> {
   return parsed.data;
 }
 
-/** Parses `--resource URL[=scope,scope]`. */
+const RESOURCE_FLAG_HINT =
+  'Write --resource https://mcp.example.com/mcp=scope1,scope2[,format=jwt|opaque][,alg=RS256|ES256][,ttl=SECONDS]';
+
+/**
+ * Parses `--resource URL[=item,item,…]`: each item is a scope, or one of the options `format=jwt|opaque`,
+ * `alg=RS256|ES256` and `ttl=SECONDS` (the access-token lifetime).
+ */
 export function parseResourceFlag(value: string): ResourceConfig {
   const eq = value.indexOf('=');
   const resource = eq === -1 ? value : value.slice(0, eq);
-  const scopes =
-    eq === -1
-      ? []
-      : value
-          .slice(eq + 1)
-          .split(',')
-          .map((s) => s.trim())
-          .filter(Boolean);
-  if (!URL.canParse(resource)) {
-    return fail(
-      `--resource ${value}: ${resource} is not a URL`,
-      'Write --resource https://mcp.example.com/mcp=scope1,scope2',
-    );
+  if (!URL.canParse(resource)) return fail(`--resource ${value}: ${resource} is not a URL`, RESOURCE_FLAG_HINT);
+  const config: ResourceConfig = { resource, scopes: [] };
+  const items = eq === -1 ? [] : value.slice(eq + 1).split(',');
+  for (const item of items.map((s) => s.trim()).filter(Boolean)) {
+    const [key, setting] = item.split('=', 2) as [string, string | undefined];
+    if (setting === undefined) config.scopes!.push(item);
+    else if (key === 'format' && (setting === 'jwt' || setting === 'opaque')) config.accessTokenFormat = setting;
+    else if (key === 'alg' && (SIGNING_ALGORITHMS as readonly string[]).includes(setting)) {
+      config.signingAlg = setting as ResourceConfig['signingAlg'];
+    } else if (key === 'ttl' && /^[1-9][0-9]*$/.test(setting)) config.accessTokenTtl = Number(setting);
+    else return fail(`--resource ${value}: ${item} is not a known option or a valid value`, RESOURCE_FLAG_HINT);
   }
-  return { resource, scopes };
+  return config;
 }
 
 /** Parses `--upstream-resource URL=NAME[,scope,…]`. */
