@@ -38,6 +38,7 @@ export const ServeConfigSchema = z
           defaultScopes: z.array(z.string()).optional(),
           accessTokenFormat: z.enum(['jwt', 'opaque']).optional(),
           signingAlg: z.enum(SIGNING_ALGORITHMS).optional(),
+          requireDpop: z.boolean().optional(),
         }),
       )
       .optional(),
@@ -142,11 +143,11 @@ export async function readServeConfig(path: string): Promise<ServeConfig> {
 }
 
 const RESOURCE_FLAG_HINT =
-  'Write --resource https://mcp.example.com/mcp=scope1,scope2[,format=jwt|opaque][,alg=RS256|ES256][,ttl=SECONDS]';
+  'Write --resource https://mcp.example.com/mcp=scope1,scope2[,format=jwt|opaque][,alg=RS256|ES256][,ttl=SECONDS][,dpop=required]';
 
 /**
  * Parses `--resource URL[=item,item,…]`: each item is a scope, or one of the options `format=jwt|opaque`,
- * `alg=RS256|ES256` and `ttl=SECONDS` (the access-token lifetime).
+ * `alg=RS256|ES256`, `ttl=SECONDS` (the access-token lifetime) and `dpop=required` (only DPoP-bound tokens).
  */
 export function parseResourceFlag(value: string): ResourceConfig {
   const eq = value.indexOf('=');
@@ -161,6 +162,7 @@ export function parseResourceFlag(value: string): ResourceConfig {
     else if (key === 'alg' && (SIGNING_ALGORITHMS as readonly string[]).includes(setting)) {
       config.signingAlg = setting as ResourceConfig['signingAlg'];
     } else if (key === 'ttl' && /^[1-9][0-9]*$/.test(setting)) config.accessTokenTtl = Number(setting);
+    else if (key === 'dpop' && setting === 'required') config.requireDpop = true;
     else return fail(`--resource ${value}: ${item} is not a known option or a valid value`, RESOURCE_FLAG_HINT);
   }
   return config;

@@ -41,6 +41,8 @@ export interface ResourceConfig {
   accessTokenFormat?: AccessTokenFormat;
   /** The algorithm JWT access tokens are signed with: `RS256` (default; every verifier accepts it) or `ES256`. */
   signingAlg?: SigningAlgorithm;
+  /** Issue only DPoP-bound (RFC 9449) access tokens for it: a token request without a DPoP proof is refused. */
+  requireDpop?: boolean;
   /**
    * Scopes granted when an authorization request names this resource but no scope (MCP clients omit `scope` when
    * the resource advertises none). Default: all of `scopes`.
@@ -289,7 +291,14 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     enabledJWA: { idTokenSigningAlgValues: ['RS256', 'ES256'] } as Configuration['enabledJWA'],
     // Every JWT access token is recorded as it is issued, so that introspection and revocation know it.
     formats: { customizers: { jwt: recordJwtAccessToken as never } },
-    extraTokenClaims: async (_ctx, token) => tokenExchangeClaims(token),
+    extraTokenClaims: async (_ctx, token) => {
+      const audience = (token as { aud?: unknown }).aud;
+      const config = typeof audience === 'string' ? findResource(audience) : undefined;
+      if (config?.requireDpop && !(token as { jkt?: string }).jkt) {
+        throw new oidcErrors.InvalidRequest(`${config.resource} accepts only DPoP-bound tokens: send a DPoP proof`);
+      }
+      return tokenExchangeClaims(token);
+    },
     // Runs for every client however it arrives (registration, configuration, metadata document): one rule set.
     extraClientMetadata: {
       properties: ['software_id', 'software_version'],

@@ -19,7 +19,7 @@ Options:
   --superuser NAME         A superuser; its password comes from GATEHOUSE_SUPERUSER_PASSWORD
   --resource URL[=s1,s2]   An MCP server tokens may be issued for, with its scopes (repeatable); options
                            among the scopes: format=jwt|opaque (default jwt), alg=RS256|ES256 (default
-                           RS256), ttl=SECONDS (access-token lifetime, default 3600)
+                           RS256), ttl=SECONDS (access-token lifetime, default 3600), dpop=required
   --upstream SPEC          Sign in through an upstream (repeatable): github | google | entra:TENANT |
                            oidc:ISSUER | NAME=<one of those>; client ID and secret from
                            GATEHOUSE_UPSTREAM_<NAME>_CLIENT_ID / _CLIENT_SECRET (or the config file)
