@@ -6,7 +6,7 @@ const command: Command = {
   usage: `Usage: gatehouse serve [options]
 
 Runs an OAuth 2.1 authorization server with the MCP profile: authorization code + PKCE S256, resource indicators
-with JWT access tokens per resource, rotated refresh tokens, client_credentials, token exchange, dynamic client
+with JWT or opaque access tokens per resource, rotated refresh tokens, client_credentials, token exchange, dynamic client
 registration and client ID metadata documents, login and consent pages.
 
 Options:
@@ -17,7 +17,9 @@ Options:
                            (default sqlite: a file in the data directory, $GATEHOUSE_DATA_DIR to change)
   --users FILE             Users file: {"users":[{"username","passwordHash"}]} (see gatehouse admin users hash)
   --superuser NAME         A superuser; its password comes from GATEHOUSE_SUPERUSER_PASSWORD
-  --resource URL[=s1,s2]   An MCP server tokens may be issued for, with its scopes (repeatable)
+  --resource URL[=s1,s2]   An MCP server tokens may be issued for, with its scopes (repeatable); options
+                           among the scopes: format=jwt|opaque (default jwt), alg=RS256|ES256 (default
+                           RS256), ttl=SECONDS (access-token lifetime, default 3600), dpop=required
   --upstream SPEC          Sign in through an upstream (repeatable): github | google | entra:TENANT |
                            oidc:ISSUER | NAME=<one of those>; client ID and secret from
                            GATEHOUSE_UPSTREAM_<NAME>_CLIENT_ID / _CLIENT_SECRET (or the config file)
