@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type Command, UsageError } from '../command.js';
+import { parseLogLevel, runUntilSignal, serviceLogger } from '../service.js';
 
 const command: Command = {
   summary: 'Run a self-hostable MCP authorization server (OAuth 2.1, PKCE, DCR, CIMD, token exchange)',
@@ -62,17 +63,12 @@ Examples:
     if (values.issuer !== undefined && !URL.canParse(values.issuer)) {
       throw new UsageError(`--issuer ${values.issuer} is not a URL (e.g. https://auth.example.com)`);
     }
-    const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-    const logLevel = values['log-level'];
-    if (logLevel !== undefined && !(levels as readonly string[]).includes(logLevel)) {
-      throw new UsageError(`--log-level must be one of ${levels.join(', ')}`);
-    }
+    const logLevel = parseLogLevel(values['log-level']);
 
     // Loaded here so that `gatehouse help` loads neither oidc-provider nor a database driver.
     const { readServeConfig, parseResourceFlag, parseUpstreamResourceFlag, mergeUpstreams, serve } = await import(
       '../../authorization-server/serve.js'
     );
-    const { pino } = await import('pino');
     const file = values.config ? await readServeConfig(values.config) : {};
     const config = {
       ...file,
@@ -82,7 +78,7 @@ Examples:
       ...(values.store ? { store: values.store } : {}),
       ...(values.users ? { users: values.users } : {}),
       ...(values.superuser ? { superuser: values.superuser } : {}),
-      ...(logLevel ? { logLevel: logLevel as (typeof levels)[number] } : {}),
+      ...(logLevel ? { logLevel } : {}),
       ...(values.resource?.length ? { resources: values.resource.map(parseResourceFlag) } : {}),
       ...(values.upstream?.length ? { upstreams: mergeUpstreams(file.upstreams, values.upstream) } : {}),
       ...(values['upstream-resource']?.length
@@ -96,38 +92,10 @@ Examples:
       ...(values['no-local-login'] ? { localLogin: false } : {}),
       ...(values['auto-upstream'] ? { autoUpstream: values['auto-upstream'] } : {}),
     };
-    const logger = pino({
-      level: config.logLevel ?? 'info',
-      base: { service: 'gatehouse-authorization-server' },
-      redact: {
-        paths: [
-          'password',
-          '*.password',
-          'client_secret',
-          '*.client_secret',
-          'token',
-          '*.token',
-          'access_token',
-          '*.access_token',
-          'refresh_token',
-          '*.refresh_token',
-        ],
-        censor: '[redacted]',
-      },
-    });
+    const logger = await serviceLogger('gatehouse-authorization-server', config.logLevel);
     const running = await serve(config, { logger });
     console.error(`gatehouse serve: issuer ${running.issuer}, listening on ${running.url}`);
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        logger.info('shutting down');
-        running.close().then(resolve, resolve);
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
-    return 0;
+    return runUntilSignal(running.close, logger);
   },
 };
 export default command;
