@@ -1,6 +1,7 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { JSONRPCMessage, JSONRPCRequest, RequestId } from '@modelcontextprotocol/client';
-import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import type { Logger } from 'pino';
 import { type SessionIdentity, type UpstreamChannel, UpstreamUnavailableError } from './channel.js';
 import type { UpstreamConfig } from './config.js';
@@ -18,6 +19,69 @@ type Message = JSONRPCMessage & { id?: RequestId; method?: string; params?: Reco
 
 const INIT_TIMEOUT_MS = 60_000;
 const STDERR_TAIL = 5;
+
+/** A spawned stdio server: newline-delimited JSON-RPC on stdin/stdout, stderr read line by line. */
+class StdioProcess {
+  private constructor(readonly child: ChildProcess) {}
+
+  static start(
+    config: UpstreamConfig,
+    extraEnv: Record<string, string>,
+    on: { message(m: Message): void; exit(how: string): void; stderr(line: string): void },
+  ): Promise<StdioProcess> {
+    const child = spawn(config.command!, config.args ?? [], {
+      // Only a minimal inherited environment (PATH, HOME, …): the gateway's own secrets stay with the gateway.
+      env: { ...getDefaultEnvironment(), ...config.env, ...extraEnv },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(config.cwd ? { cwd: config.cwd } : {}),
+      windowsHide: true,
+    });
+    const process = new StdioProcess(child);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (!line.trim()) return;
+      try {
+        on.message(JSON.parse(line) as Message);
+      } catch {
+        on.stderr(`(not JSON-RPC on stdout) ${line.slice(0, 200)}`);
+      }
+    });
+    createInterface({ input: child.stderr! }).on('line', on.stderr);
+    child.stdin!.on('error', () => {}); // a write after exit; the exit handler reports it
+    return new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('spawn', () => {
+        child.off('error', reject);
+        child.once('exit', (code, signal) => on.exit(signal ? `signal ${signal}` : `code ${code}`));
+        resolve(process);
+      });
+    });
+  }
+
+  get pid(): number | null {
+    return this.child.pid ?? null;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  send(message: JSONRPCMessage): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (!this.child.stdin?.writable) return reject(new Error('the process is not running'));
+      this.child.stdin.write(`${JSON.stringify(message)}\n`, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.stdin?.end();
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 2000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
 
 /** One session's attachment to a shared process. */
 class Attachment implements UpstreamChannel {
@@ -51,7 +115,7 @@ class Attachment implements UpstreamChannel {
  */
 class SharedProcess {
   readonly sessions = new Set<Attachment>();
-  #transport: StdioClientTransport | undefined;
+  #transport: StdioProcess | undefined;
   #starting: Promise<void> | undefined;
   /** The handshake the server saw first; replayed after a restart. */
   #initialize: JSONRPCRequest | undefined;
@@ -109,28 +173,23 @@ class SharedProcess {
   async #start(identity: SessionIdentity): Promise<void> {
     const { config, name } = this.pool.options;
     const extra = (await this.pool.options.environment?.(identity)) ?? {};
-    const transport = new StdioClientTransport({
-      command: config.command!,
-      args: config.args ?? [],
-      env: { ...config.env, ...extra },
-      ...(config.cwd ? { cwd: config.cwd } : {}),
-      stderr: 'pipe',
-    });
-    transport.onmessage = (message) => this.#fromUpstream(message as Message);
-    transport.onclose = () => this.#exited(transport);
-    const stderr = transport.stderr;
-    if (stderr) {
-      createInterface({ input: stderr as unknown as NodeJS.ReadableStream }).on('line', (line) => {
+    this.#stderrTail = [];
+    const transport = await StdioProcess.start(config, extra, {
+      message: (message) => this.#fromUpstream(message),
+      exit: (how) => this.#exited(transport, how),
+      stderr: (line) => {
         this.#stderrTail.push(line);
         if (this.#stderrTail.length > STDERR_TAIL) this.#stderrTail.shift();
-        this.pool.options.logger?.debug({ upstream: name, pid: transport.pid, stderr: line }, 'upstream stderr');
-      });
-    }
-    try {
-      await transport.start();
-    } catch (cause) {
+        this.pool.options.logger?.debug({ upstream: name, stderr: line }, 'upstream stderr');
+      },
+    }).catch((cause: Error) => {
       throw new UpstreamUnavailableError(
-        `upstream "${name}" could not be started (${config.command}): ${(cause as Error).message}`,
+        `upstream "${name}" could not be started (${config.command}): ${cause.message}`,
+      );
+    });
+    if (!transport.running) {
+      throw new UpstreamUnavailableError(
+        `upstream "${name}" exited right after starting: ${this.#stderrTail.join(' | ')}`,
       );
     }
     this.#transport = transport;
@@ -139,13 +198,10 @@ class SharedProcess {
     this.pool.options.logger?.info({ upstream: name, pid: transport.pid, owner: this.key }, 'upstream process started');
   }
 
-  #exited(transport: StdioClientTransport): void {
+  #exited(transport: StdioProcess, how: string): void {
     if (this.#transport !== transport) return; // stopped on purpose
     this.#transport = undefined;
     const { name } = this.pool.options;
-    const exit = (transport as unknown as { _process?: { exitCode: number | null; signalCode: string | null } })
-      ._process;
-    const how = exit?.signalCode ? `signal ${exit.signalCode}` : `code ${exit?.exitCode ?? 'unknown'}`;
     const tail = this.#stderrTail.length ? `; its last output: ${this.#stderrTail.join(' | ')}` : '';
     const reason = `upstream "${name}" exited (${how}) before answering; it restarts on the next request${tail}`;
     this.pool.options.logger?.warn({ upstream: name, exit: how }, 'upstream process exited');
