@@ -13,7 +13,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KEYS_MODEL } from '../../src/authorization-server/keys.js';
 import { oidcAdapterFactory } from '../../src/storage/oidc/factory.js';
-import { openSqlite } from '../../src/storage/sqlite.js';
+import { openSqlite } from '../../src/storage/sqlite-driver.js';
 import { token } from '../authorization-server/helpers.js';
 import { login, refresh } from './flows.js';
 import { BIN, DOWNSTREAM, RESOURCE, serveFailure, startServe } from './services.js';

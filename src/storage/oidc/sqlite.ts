@@ -1,5 +1,5 @@
-import type BetterSqlite3 from 'better-sqlite3';
-import { openSqlite, sqlIdentifier } from '../sqlite.js';
+import { sqlIdentifier } from '../sqlite.js';
+import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../sqlite-driver.js';
 import { AtRest, type AtRestOptions, FORMAT_MARKER } from './at-rest.js';
 import {
   type Adapter,
@@ -30,7 +30,7 @@ const LEGACY = `substr(payload, 1, 1) = '{'`;
 
 /** Shared state of one SQLite backend: one connection, prepared statements. */
 class SqliteBackend {
-  readonly #db: Promise<BetterSqlite3.Database>;
+  readonly #db: Promise<SqliteDatabase>;
 
   constructor(
     path: string,
@@ -57,18 +57,18 @@ class SqliteBackend {
     });
   }
 
-  db(): Promise<BetterSqlite3.Database> {
+  db(): Promise<SqliteDatabase> {
     return this.#db;
   }
 
-  readonly #statements = new Map<string, BetterSqlite3.Statement>();
+  readonly #statements = new Map<string, SqliteStatement>();
 
   /** A prepared statement, compiled once per SQL text: compiling on every call cost more than running it. */
-  async statement(sql: string): Promise<BetterSqlite3.Statement> {
+  async statement(sql: string): Promise<SqliteStatement> {
     return this.prepared(await this.#db, sql);
   }
 
-  prepared(db: BetterSqlite3.Database, sql: string): BetterSqlite3.Statement {
+  prepared(db: SqliteDatabase, sql: string): SqliteStatement {
     let prepared = this.#statements.get(sql);
     if (!prepared) {
       prepared = db.prepare(sql);
@@ -78,7 +78,7 @@ class SqliteBackend {
   }
 
   /** Writes an entry: hashed key and indexes, sealed payload. A consumed artifact stays consumed if saved again. */
-  write(db: BetterSqlite3.Database, model: string, id: string, payload: AdapterPayload, expiresIn?: number): void {
+  write(db: SqliteDatabase, model: string, id: string, payload: AdapterPayload, expiresIn?: number): void {
     const { grantId, uid, userCode } = indexesOf(model, payload);
     const key = this.atRest.lookup(model, id);
     this.prepared(
@@ -101,7 +101,7 @@ class SqliteBackend {
   }
 
   async purge(): Promise<number> {
-    return (await this.statement(`DELETE FROM ${this.table} WHERE expires_at <= ?`)).run(Date.now()).changes;
+    return Number((await this.statement(`DELETE FROM ${this.table} WHERE expires_at <= ?`)).run(Date.now()).changes);
   }
 
   /**
@@ -118,31 +118,39 @@ class SqliteBackend {
         | undefined;
     let rewrote = 0;
     // Synchronous, in one IMMEDIATE transaction: another process migrating at the same time waits, then finds the marker.
-    db.transaction(() => {
-      if (readMarker()) return;
-      const now = Date.now();
-      const rows = db
-        .prepare(`SELECT model, id, payload, expires_at, consumed_at FROM ${this.table} WHERE ${LEGACY}`)
-        .all() as Array<{
-        model: string;
-        id: string;
-        payload: string;
-        expires_at: number | null;
-        consumed_at: number | null;
-      }>;
-      for (const row of rows) {
-        if (row.expires_at !== null && row.expires_at <= now) continue;
-        const payload = JSON.parse(row.payload) as AdapterPayload;
-        if (row.consumed_at !== null) payload.consumed = row.consumed_at;
-        this.write(db, row.model, row.id, payload, row.expires_at === null ? undefined : (row.expires_at - now) / 1000);
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      if (!readMarker()) {
+        const now = Date.now();
+        const rows = db
+          .prepare(`SELECT model, id, payload, expires_at, consumed_at FROM ${this.table} WHERE ${LEGACY}`)
+          .all() as Array<{
+          model: string;
+          id: string;
+          payload: string;
+          expires_at: number | null;
+          consumed_at: number | null;
+        }>;
+        for (const row of rows) {
+          if (row.expires_at !== null && row.expires_at <= now) continue;
+          const payload = JSON.parse(row.payload) as AdapterPayload;
+          if (row.consumed_at !== null) payload.consumed = Number(row.consumed_at);
+          const expiresIn = row.expires_at === null ? undefined : (Number(row.expires_at) - now) / 1000;
+          this.write(db, row.model, row.id, payload, expiresIn);
+        }
+        db.prepare(`DELETE FROM ${this.table} WHERE ${LEGACY}`).run();
+        this.write(db, FORMAT_MARKER.model, FORMAT_MARKER.id, { format: 2 } as never);
+        rewrote = rows.length;
       }
-      db.prepare(`DELETE FROM ${this.table} WHERE ${LEGACY}`).run();
-      this.write(db, FORMAT_MARKER.model, FORMAT_MARKER.id, { format: 2 } as never);
-      rewrote = rows.length;
-    }).immediate();
+      db.exec('COMMIT');
+    } catch (error) {
+      db.exec('ROLLBACK');
+      throw error;
+    }
     if (rewrote > 0) {
+      // No clear copy may stay behind in free pages or the write-ahead log.
       db.exec('VACUUM');
-      db.pragma('wal_checkpoint(TRUNCATE)');
+      db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
     }
     this.atRest.checkMarker('sqlite', markerKey, readMarker()!.payload);
   }
@@ -193,7 +201,7 @@ export class SqliteOidcAdapter implements Adapter {
         `UPDATE ${this.backend.table} SET consumed_at = ? WHERE model = ? AND id = ? AND consumed_at IS NULL AND ${LIVE}`,
       )
     ).run(epochSeconds(), this.model, key, Date.now());
-    if (changes === 1) return;
+    if (Number(changes) === 1) return;
     const exists = (
       await this.backend.statement(`SELECT 1 FROM ${this.backend.table} WHERE model = ? AND id = ? AND ${LIVE}`)
     ).get(this.model, key, Date.now());
@@ -209,7 +217,7 @@ export class SqliteOidcAdapter implements Adapter {
 
   async revokeByGrantId(grantId: string): Promise<void> {
     (await this.backend.statement(`DELETE FROM ${this.backend.table} WHERE grant_id = ?`)).run(
-      this.backend.atRest.index('grant', grantId),
+      this.backend.atRest.index('grant', grantId)!,
     );
   }
 }
@@ -265,12 +273,17 @@ export function sqliteOidcAdapter(options: SqliteOidcAdapterOptions): OidcAdapte
       }>;
       const update = db.prepare(`UPDATE ${backend.table} SET payload = ? WHERE model = ? AND id = ?`);
       let changed = 0;
-      db.transaction(() => {
+      db.exec('BEGIN IMMEDIATE');
+      try {
         for (const row of rows) {
           const resealed = backend.atRest.reseal(row.id, row.payload);
-          if (resealed !== undefined) changed += update.run(resealed, row.model, row.id).changes;
+          if (resealed !== undefined) changed += Number(update.run(resealed, row.model, row.id).changes);
         }
-      })();
+        db.exec('COMMIT');
+      } catch (error) {
+        db.exec('ROLLBACK');
+        throw error;
+      }
       return changed;
     },
   });
