@@ -155,7 +155,7 @@ function configFile(): string {
         },
       ],
       tokenExchange: [
-        { clientId: EXCHANGER.id, from: [RESOURCE], to: [{ resource: DOWNSTREAM, scopes: ['api:read'] }] },
+        { clientId: EXCHANGER.id, from: [RESOURCE], to: [{ resource: DOWNSTREAM, scopes: ['mcp:tools'] }] },
       ],
     }),
   );
@@ -177,7 +177,7 @@ describe('data at rest under gatehouse serve', () => {
         '--resource',
         `${RESOURCE}=mcp:tools`,
         '--resource',
-        `${DOWNSTREAM}=api:read`,
+        `${DOWNSTREAM}=mcp:tools`,
       ];
       const server = await startServe(args, { GATEHOUSE_DATA_DIR: at.dataDir });
       let secrets: Record<string, string>;
@@ -195,7 +195,7 @@ describe('data at rest under gatehouse serve', () => {
             subject_token: rotated.body['access_token']!,
             subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
             resource: DOWNSTREAM,
-            scope: 'api:read',
+            scope: 'mcp:tools',
             client_id: EXCHANGER.id,
             client_secret: EXCHANGER.secret,
           },
