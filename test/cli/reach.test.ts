@@ -67,7 +67,7 @@ describe("the CLI's reach (what mcp-remote and MCP Inspector users rely on)", ()
   });
 
   it('runs a stdio server given after -- : tools, resources, read, prompts, prompt, ping (server-everything)', {
-    timeout: 90_000,
+    timeout: 120_000,
   }, async () => {
     const env = { GATEHOUSE_STORE: store.dir };
     // Independent processes, run side by side.
@@ -109,7 +109,7 @@ describe("the CLI's reach (what mcp-remote and MCP Inspector users rely on)", ()
   });
 
   // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal ${VAR} is what the CLI expands
-  it('expands ${VAR} in --header, and says which variable is missing', async () => {
+  it('expands ${VAR} in --header, and says which variable is missing', { timeout: 60_000 }, async () => {
     const env = { GATEHOUSE_STORE: store.dir, GATEHOUSE_TEST_API_KEY: 'key-from-the-environment' };
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal ${VAR} is what the CLI expands
     const header = 'X-Api-Key: ${GATEHOUSE_TEST_API_KEY}';
@@ -221,7 +221,9 @@ describe("the CLI's reach (what mcp-remote and MCP Inspector users rely on)", ()
     }
   });
 
-  it('install writes each client its entry in its own file and shape, keeping the others', async () => {
+  it('install writes each client its entry in its own file and shape, keeping the others', {
+    timeout: 60_000,
+  }, async () => {
     const home = join(store.dir, 'home');
     const env = { HOME: home, XDG_CONFIG_HOME: undefined, APPDATA: undefined };
     const files = {
