@@ -4,7 +4,7 @@ import type Provider from 'oidc-provider';
 import type { Adapter } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { escapeHtml, PAGE_HEADERS, page, pageHeadersFor } from './html.js';
-import { type LoginRateLimit, RateLimiter } from './rate-limit.js';
+import { clientAddress, type LoginLimiter, type TrustProxy } from './rate-limit.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
 import { UpstreamError } from './upstream/errors.js';
 import type { Authenticator } from './users.js';
@@ -39,6 +39,12 @@ function send(res: ServerResponse, status: number, html: string, headers: Record
   res.end(html);
 }
 
+/** A client that asked for JSON rather than a page (a headless login). */
+function prefersJson(req: IncomingMessage): boolean {
+  const accept = req.headers.accept ?? '';
+  return accept.includes('application/json') && !accept.includes('text/html');
+}
+
 async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   const type = req.headers['content-type'] ?? '';
   if (!type.startsWith('application/x-www-form-urlencoded')) throw new Error('expected a form submission');
@@ -62,9 +68,12 @@ export function createInteractionHandler(
   provider: Provider,
   options: {
     authenticator: Authenticator;
-    csrfSecret: Buffer;
+    /** HMAC keys of the form tokens, shared by every instance (derived from the stored keys); the first signs. */
+    formTokenSecrets: () => readonly Buffer[];
     adapter: (model: string) => Adapter;
-    rateLimit?: LoginRateLimit;
+    loginLimiter: LoginLimiter;
+    /** Which proxies' `X-Forwarded-For` names the client address for the login limits. */
+    trustProxy?: TrustProxy;
     secure?: boolean;
     logger?: Logger;
     /** Upstream identity providers offered on the login page. */
@@ -75,18 +84,18 @@ export function createInteractionHandler(
     autoUpstream?: string;
   },
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const perUser = new RateLimiter(options.rateLimit);
-  const perAddress = new RateLimiter({
-    attempts: (options.rateLimit?.attempts ?? 10) * 5,
-    windowSeconds: options.rateLimit?.windowSeconds ?? 300,
-  });
+  const limits = options.loginLimiter;
   const consents = options.adapter(CONSENT_MODEL);
-  const csrfToken = (uid: string) => createHmac('sha256', options.csrfSecret).update(uid).digest('base64url');
+  const sign = (secret: Buffer, uid: string) => createHmac('sha256', secret).update(uid).digest('base64url');
+  const csrfToken = (uid: string) => sign(options.formTokenSecrets()[0]!, uid);
+  // Any current key verifies, so a form rendered before a key rotation still posts.
   const csrfValid = (uid: string, token: string | null) => {
     if (!token) return false;
-    const expected = Buffer.from(csrfToken(uid));
     const actual = Buffer.from(token);
-    return actual.length === expected.length && timingSafeEqual(actual, expected);
+    return options.formTokenSecrets().some((secret) => {
+      const expected = Buffer.from(sign(secret, uid));
+      return actual.length === expected.length && timingSafeEqual(actual, expected);
+    });
   };
 
   const upstream = options.upstream;
@@ -390,27 +399,26 @@ ${what}
 
     if (action === 'login' && prompt.name === 'login' && localLogin) {
       const username = (form.get('username') ?? '').slice(0, 256);
-      const address = req.socket.remoteAddress ?? 'unknown';
-      const userKey = `${address}\n${username}`;
-      const wait = Math.max(perUser.blocked(userKey), perAddress.blocked(address));
+      const address = clientAddress(req, options.trustProxy);
+      const wait = await limits.wait(address, username);
       if (wait > 0) {
         options.logger?.warn({ client: String(params['client_id']) }, 'login rate limited');
+        const message = `Too many failed sign-in attempts. Try again in ${wait} seconds.`;
         res.setHeader('retry-after', String(wait));
-        return send(
-          res,
-          429,
-          loginPage(uid, clientName, `Too many failed sign-in attempts. Try again in ${wait} seconds.`),
-          formHeaders,
-        );
+        if (prefersJson(req)) {
+          res.writeHead(429, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+          res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: message }));
+          return;
+        }
+        return send(res, 429, loginPage(uid, clientName, message), formHeaders);
       }
       const account = await options.authenticator.authenticate(username, (form.get('password') ?? '').slice(0, 1024));
       if (!account) {
-        perUser.failure(userKey);
-        perAddress.failure(address);
+        await limits.failure(address, username);
         options.logger?.info({ client: String(params['client_id']) }, 'login failed');
         return send(res, 401, loginPage(uid, clientName, 'Invalid username or password.'), formHeaders);
       }
-      perUser.success(userKey);
+      await limits.success(address, username);
       await provider.interactionFinished(
         req,
         res,
