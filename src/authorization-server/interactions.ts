@@ -180,6 +180,22 @@ ${what}
     );
   }
 
+  function nothingToApprovePage(uid: string, clientName: string, redirectHost: string, resources: unknown[]): string {
+    const names = resources.map((r) => `<code>${escapeHtml(String(r))}</code>`).join(', ');
+    return page(
+      'Nothing to authorize',
+      `<h1>Nothing to authorize</h1>
+<p><strong>${escapeHtml(clientName)}</strong> asked for access to ${names || 'a resource'}, which has no scopes configured and
+none were requested, so no access can be granted. The administrator can give it scopes
+(<code>--resource URL=scope</code>).</p>
+<p>You will be sent back to <strong>${escapeHtml(redirectHost)}</strong>.</p>
+<form method="post" action="/interaction/${escapeHtml(uid)}/confirm">
+  <input type="hidden" name="csrf" value="${escapeHtml(csrfToken(uid))}">
+  <button type="submit" name="decision" value="deny">Back to the application</button>
+</form>`,
+    );
+  }
+
   const linkCookie = options.secure ? '__Secure-gh_upstream_link' : 'gh_upstream_link';
   const readLinkCookie = (req: IncomingMessage): string | undefined => {
     for (const part of (req.headers.cookie ?? '').split(';')) {
@@ -358,6 +374,15 @@ ${what}
       ];
       const redirect = URL.parse(String(params['redirect_uri']));
       const redirectHost = redirect?.host || redirect?.protocol || String(params['redirect_uri']);
+      // oidc-provider issues nothing without a granted scope: say so, rather than offer an approval that fails.
+      if (scopes.length === 0 && details.grantId === undefined) {
+        return send(
+          res,
+          200,
+          nothingToApprovePage(uid, clientName, redirectHost, [params['resource']].flat()),
+          formHeaders,
+        );
+      }
       return send(
         res,
         200,
@@ -431,11 +456,21 @@ ${what}
     }
 
     if (action === 'confirm' && prompt.name === 'consent') {
-      if (form.get('decision') !== 'approve') {
+      const nothing =
+        details.grantId === undefined &&
+        !(details.prompt.details['missingOIDCScope'] as string[] | undefined)?.length &&
+        Object.values((details.prompt.details['missingResourceScopes'] as Record<string, string[]>) ?? {}).flat()
+          .length === 0;
+      if (form.get('decision') !== 'approve' || nothing) {
         await provider.interactionFinished(
           req,
           res,
-          { error: 'access_denied', error_description: 'The user denied the request.' },
+          {
+            error: 'access_denied',
+            error_description: nothing
+              ? 'The resource has no scopes configured and none were requested.'
+              : 'The user denied the request.',
+          },
           { mergeWithLastSubmission: false },
         );
         return;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authorizationUrl, Browser, pkce, register, token } from '../authorization-server/helpers.js';
-import { type Cluster, INTROSPECTOR, PASSWORD, RESOURCE, startCluster } from './cluster.js';
+import { type Cluster, INTROSPECTOR, PASSWORD, RESOURCE, redeemCode, startCluster } from './cluster.js';
 
 const REDIRECT = 'http://127.0.0.1:4712/callback';
 const ADMIN = { username: 'admin', password: PASSWORD };
@@ -37,14 +37,7 @@ async function login(cluster: Cluster, address: string) {
   expect(last.html).not.toContain('form token');
   expect(callback?.searchParams.get('code'), last.html).toBeTruthy();
   const steps = cluster.log.slice(first);
-  const tokens = await token(cluster, {
-    grant_type: 'authorization_code',
-    code: callback!.searchParams.get('code')!,
-    redirect_uri: REDIRECT,
-    code_verifier: verifier,
-    client_id: clientId,
-    resource: RESOURCE,
-  });
+  const tokens = await redeemCode(cluster, { callback, redirectUri: REDIRECT, verifier, clientId, resource: RESOURCE });
   return { clientId, tokens, steps, browser };
 }
 

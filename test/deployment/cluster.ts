@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, fetch as undiciFetch } from 'undici';
+import { token } from '../authorization-server/helpers.js';
 import { BIN, cli } from '../cli/helpers.js';
 
 const DOC = fileURLToPath(new URL('../../docs/authorization-server.md', import.meta.url));
@@ -231,4 +232,19 @@ async function dropStore(backend: 'redis' | 'postgres', suffix: string, table: s
   const pool = new pg.default.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres', max: 1 });
   await pool.query(`DROP TABLE IF EXISTS ${table}, ${table}_login_limits`);
   await pool.end();
+}
+
+/** Redeems the code of an authorization callback (PKCE verifier, resource) at `server`'s token endpoint. */
+export function redeemCode(
+  server: { url: string },
+  grant: { callback: URL | undefined; redirectUri: string; verifier: string; clientId: string; resource: string },
+) {
+  return token(server, {
+    grant_type: 'authorization_code',
+    code: grant.callback?.searchParams.get('code') ?? '',
+    redirect_uri: grant.redirectUri,
+    code_verifier: grant.verifier,
+    client_id: grant.clientId,
+    resource: grant.resource,
+  });
 }
