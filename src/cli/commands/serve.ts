@@ -1,12 +1,13 @@
 import { parseArgs } from 'node:util';
 import { type Command, UsageError } from '../command.js';
+import { parseLogLevel, runUntilSignal, serviceLogger } from '../service.js';
 
 const command: Command = {
   summary: 'Run a self-hostable MCP authorization server (OAuth 2.1, PKCE, DCR, CIMD, token exchange)',
   usage: `Usage: gatehouse serve [options]
 
 Runs an OAuth 2.1 authorization server with the MCP profile: authorization code + PKCE S256, resource indicators
-with JWT access tokens per resource, rotated refresh tokens, client_credentials, token exchange, dynamic client
+with JWT or opaque access tokens per resource, rotated refresh tokens, client_credentials, token exchange, dynamic client
 registration and client ID metadata documents, login and consent pages.
 
 Options:
@@ -17,7 +18,9 @@ Options:
                            (default sqlite: a file in the data directory, $GATEHOUSE_DATA_DIR to change)
   --users FILE             Users file: {"users":[{"username","passwordHash"}]} (see gatehouse admin users hash)
   --superuser NAME         A superuser; its password comes from GATEHOUSE_SUPERUSER_PASSWORD
-  --resource URL[=s1,s2]   An MCP server tokens may be issued for, with its scopes (repeatable)
+  --resource URL[=s1,s2]   An MCP server tokens may be issued for, with its scopes (repeatable); options
+                           among the scopes: format=jwt|opaque (default jwt), alg=RS256|ES256 (default
+                           RS256), ttl=SECONDS (access-token lifetime, default 3600), dpop=required
   --upstream SPEC          Sign in through an upstream (repeatable): github | google | entra:TENANT |
                            oidc:ISSUER | NAME=<one of those>; client ID and secret from
                            GATEHOUSE_UPSTREAM_<NAME>_CLIENT_ID / _CLIENT_SECRET (or the config file)
@@ -28,8 +31,13 @@ Options:
   --auto-upstream NAME     Skip the login page and send every sign-in to this upstream
   --trust-proxy N|CIDRS    Behind N proxies (or proxies at these addresses, e.g. 10.0.0.0/8,loopback):
                            X-Forwarded-For from them names the client for the login rate limits
+  --name NAME              The service's name on the login and consent pages ("Sign in to NAME")
+  --logo URL               A logo on those pages (https, loopback http, or data:image)
   --config FILE            JSON config file (clients, tokenExchange, upstreams, …); flags override it
   --log-level LEVEL        fatal|error|warn|info|debug|silent (default info); logs are JSON on stdout
+  --json                   also print the "listening" line as JSON on stdout (issuer, url) instead of text
+                           on stderr
+  --verbose                --log-level debug (unless --log-level is given)
 
 Examples:
   GATEHOUSE_SUPERUSER_PASSWORD=… gatehouse serve --superuser admin --resource http://127.0.0.1:8000/mcp=mcp:tools
@@ -55,6 +63,10 @@ Examples:
         config: { type: 'string' },
         'trust-proxy': { type: 'string' },
         'log-level': { type: 'string' },
+        name: { type: 'string' },
+        logo: { type: 'string' },
+        json: { type: 'boolean' },
+        verbose: { type: 'boolean' },
       },
       strict: true,
     });
@@ -65,17 +77,12 @@ Examples:
     if (values.issuer !== undefined && !URL.canParse(values.issuer)) {
       throw new UsageError(`--issuer ${values.issuer} is not a URL (e.g. https://auth.example.com)`);
     }
-    const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-    const logLevel = values['log-level'];
-    if (logLevel !== undefined && !(levels as readonly string[]).includes(logLevel)) {
-      throw new UsageError(`--log-level must be one of ${levels.join(', ')}`);
-    }
+    const logLevel = parseLogLevel(values['log-level'] ?? (values.verbose ? 'debug' : undefined));
 
     // Loaded here so that `gatehouse help` loads neither oidc-provider nor a database driver.
     const { readServeConfig, parseResourceFlag, parseUpstreamResourceFlag, mergeUpstreams, serve } = await import(
       '../../authorization-server/serve.js'
     );
-    const { pino } = await import('pino');
     const file = values.config ? await readServeConfig(values.config) : {};
     const config = {
       ...file,
@@ -85,7 +92,9 @@ Examples:
       ...(values.store ? { store: values.store } : {}),
       ...(values.users ? { users: values.users } : {}),
       ...(values.superuser ? { superuser: values.superuser } : {}),
-      ...(logLevel ? { logLevel: logLevel as (typeof levels)[number] } : {}),
+      ...(values.name ? { name: values.name } : {}),
+      ...(values.logo ? { logo: values.logo } : {}),
+      ...(logLevel ? { logLevel } : {}),
       ...(values.resource?.length ? { resources: values.resource.map(parseResourceFlag) } : {}),
       ...(values.upstream?.length ? { upstreams: mergeUpstreams(file.upstreams, values.upstream) } : {}),
       ...(values['upstream-resource']?.length
@@ -100,38 +109,15 @@ Examples:
       ...(values['trust-proxy'] !== undefined ? { trustProxy: values['trust-proxy'] } : {}),
       ...(values['auto-upstream'] ? { autoUpstream: values['auto-upstream'] } : {}),
     };
-    const logger = pino({
-      level: config.logLevel ?? 'info',
-      base: { service: 'gatehouse-authorization-server' },
-      redact: {
-        paths: [
-          'password',
-          '*.password',
-          'client_secret',
-          '*.client_secret',
-          'token',
-          '*.token',
-          'access_token',
-          '*.access_token',
-          'refresh_token',
-          '*.refresh_token',
-        ],
-        censor: '[redacted]',
-      },
-    });
+    const logger = await serviceLogger('gatehouse-authorization-server', config.logLevel);
+    logger.debug(
+      { resources: config.resources, upstreams: config.upstreams?.length ?? 0, localLogin: config.localLogin },
+      'configuration',
+    );
     const running = await serve(config, { logger });
-    console.error(`gatehouse serve: issuer ${running.issuer}, listening on ${running.url}`);
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        logger.info('shutting down');
-        running.close().then(resolve, resolve);
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
-    return 0;
+    if (values.json) console.log(JSON.stringify({ msg: 'listening', issuer: running.issuer, url: running.url }));
+    else console.error(`gatehouse serve: issuer ${running.issuer}, listening on ${running.url}`);
+    return runUntilSignal(running.close, logger);
   },
 };
 export default command;
