@@ -26,6 +26,24 @@ const EVERYTHING = join(ROOT, 'node_modules/@modelcontextprotocol/server-everyth
 const BIN = (name, file) => join(ROOT, 'node_modules', name, file);
 const children = [];
 
+/** Resolves once something accepts connections on the port. */
+async function portOpen(port, ms = 60_000) {
+  const { connect } = await import('node:net');
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on port ${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function freePort() {
   const server = createServer();
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
@@ -157,7 +175,7 @@ async function subjects() {
     '--logLevel',
     'none',
   ]);
-  await new Promise((r) => setTimeout(r, 1500));
+  await portOpen(sport);
   list.push({
     name: 'supergateway',
     client: await retry(() => connectHttp(`http://127.0.0.1:${sport}/mcp`)),
@@ -174,7 +192,7 @@ async function subjects() {
     process.execPath,
     EVERYTHING,
   ]);
-  await new Promise((r) => setTimeout(r, 1500));
+  await portOpen(pport);
   list.push({
     name: 'mcp-proxy',
     client: await retry(() => connectHttp(`http://127.0.0.1:${pport}/mcp`)),
