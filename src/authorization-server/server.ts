@@ -346,6 +346,9 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
         if (raw?.route === 'registration' && raw.body && raw.body['application_type'] === undefined) {
           if (looksNative(metadata['redirect_uris'])) metadata['application_type'] = 'native';
         }
+        // The SDK registers with the scope of its first login; kept, it would refuse every MCP step-up (403
+        // insufficient_scope -> a wider scope) with invalid_scope. The resources' scopes bound what is granted.
+        if (raw?.route === 'registration') delete metadata['scope'];
       },
     },
     fetch: cimdFetch(cimd) as Configuration['fetch'],
