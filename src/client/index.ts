@@ -40,6 +40,7 @@ export {
 } from './errors.js';
 export { headlessAuthorize, type LoginCredentials } from './headless-login.js';
 export { type AssertionContext, type IdJagOptions, MachineAuth, type MachineAuthOptions } from './machine.js';
+export { clientFetch } from './network.js';
 export { type AuthorizeOptions, OAuth, type OAuthEvent, type OAuthOptions } from './oauth.js';
 export type { ToolResult } from './results.js';
 export {

@@ -44,6 +44,7 @@ import {
 } from './errors.js';
 import { retryingFetch } from './fetch-retry.js';
 import { headlessAuthorize, type LoginCredentials } from './headless-login.js';
+import { clientFetch } from './network.js';
 
 /** What the OAuth flow is doing, for progress output. `http` events carry every request the flow makes. */
 export type OAuthEvent =
@@ -103,7 +104,7 @@ export interface OAuthOptions {
   maxStepUps?: number;
   /** Sender-constrain tokens with DPoP (RFC 9449): `true` for a fresh key, or your own session. */
   dpop?: boolean | DpopSession;
-  /** `fetch` used for every OAuth request. */
+  /** `fetch` used for every OAuth request. Default: {@link clientFetch} (proxy variables and extra CAs honoured). */
   fetch?: typeof fetch;
   /** Receives progress events. */
   onEvent?: (event: OAuthEvent) => void;
@@ -304,7 +305,7 @@ export class OAuth implements OAuthClientProvider {
     this.options = options;
     this.storage =
       options.tokenStorage instanceof TokenStorage ? options.tokenStorage : new TokenStorage(options.tokenStorage);
-    const base = retryingFetch(options.fetch ?? fetch);
+    const base = retryingFetch(options.fetch ?? clientFetch);
     this.fetchFn = async (input, init) => {
       const method = (init?.method ?? 'GET').toUpperCase();
       let sent = init;
@@ -815,7 +816,7 @@ export class OAuth implements OAuthClientProvider {
    * const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { fetch: oauth.wrapFetch() });
    * ```
    */
-  wrapFetch(base: FetchLike = fetch): FetchLike {
+  wrapFetch(base: FetchLike = clientFetch): FetchLike {
     const next = this.dpop ? withDpopFromProvider(this)(base) : base;
     return async (input, init) => {
       const serverUrl = this.options.mcpUrl ?? String(input instanceof Request ? input.url : input);

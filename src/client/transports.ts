@@ -11,6 +11,7 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from '@modelcontextprotocol/client';
+import { clientFetch } from './network.js';
 import { OAuth } from './oauth.js';
 import type { ClientAuth, ResolvedSource } from './source.js';
 
@@ -25,12 +26,15 @@ export interface OpenSession {
   dispose?: () => Promise<void>;
 }
 
-/** @internal What the transports need for an `auth` option: an SDK auth provider, or OAuth's own `fetch`. */
+/**
+ * @internal What the transports need for an `auth` option: an SDK auth provider, or OAuth's own `fetch`. Every
+ * variant sends its requests through {@link clientFetch}, so proxies and extra CAs apply to the MCP traffic too.
+ */
 export function httpAuthFor(
   auth: ClientAuth | undefined,
   serverUrl: URL,
-): { authProvider?: AuthProvider | OAuthClientProvider; fetch?: FetchLike } {
-  if (auth === undefined) return {};
+): { authProvider?: AuthProvider | OAuthClientProvider; fetch: FetchLike } {
+  if (auth === undefined) return { fetch: clientFetch };
   const oauth = auth === 'oauth' ? new OAuth({ mcpUrl: serverUrl.href }) : auth instanceof OAuth ? auth : undefined;
   if (oauth) {
     // An OAuth handed over without mcpUrl belongs to this server (OAuthOptions.mcpUrl says so).
@@ -40,9 +44,9 @@ export function httpAuthFor(
   }
   if (typeof auth === 'string') {
     const token = auth.replace(/^Bearer\s+/i, '');
-    return { authProvider: { token: async () => token } };
+    return { authProvider: { token: async () => token }, fetch: clientFetch };
   }
-  return { authProvider: auth };
+  return { authProvider: auth, fetch: clientFetch };
 }
 
 /**

@@ -29,17 +29,44 @@ export interface OAuthTestStack {
   close(): Promise<void>;
 }
 
+type Listener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** A private key and certificate (PEM) for a test https server. */
+export interface TlsIdentity {
+  key: string;
+  cert: string;
+}
+
+/**
+ * Starts the stack. With `tls`, the authorization server and the MCP server serve https with that certificate
+ * (the verifier in this process reads the keys over a plain loopback listener, as it does not trust the test CA).
+ * `onRequest` sees every request either server receives, with the socket it came on.
+ */
 export async function startOAuthTestStack(
-  options: { accessTokenTtl?: number; refreshTokenGraceSeconds?: number } = {},
+  options: {
+    accessTokenTtl?: number;
+    refreshTokenGraceSeconds?: number;
+    tls?: TlsIdentity;
+    onRequest?: (server: 'as' | 'mcp', req: IncomingMessage) => void;
+  } = {},
 ): Promise<OAuthTestStack> {
-  let asListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
-  let mcpListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  let asListener: Listener | undefined;
+  let mcpListener: Listener | undefined;
   const asRequests: string[] = [];
-  const asServer: RunningServer = await listen((req, res) => {
+  const serve = (listener: Listener) => listen(listener, { tls: options.tls });
+  const asHandler: Listener = (req, res) => {
     asRequests.push(`${req.method} ${req.url}`);
+    options.onRequest?.('as', req);
     asListener!(req, res);
+  };
+  const asServer: RunningServer = await serve(asHandler);
+  const keysServer: RunningServer | undefined = options.tls
+    ? await listen((req, res) => asListener!(req, res))
+    : undefined;
+  const mcpServer: RunningServer = await serve((req, res) => {
+    options.onRequest?.('mcp', req);
+    mcpListener!(req, res);
   });
-  const mcpServer: RunningServer = await listen((req, res) => mcpListener!(req, res));
   const issuer = asServer.url;
   const mcpUrl = `${mcpServer.url}/mcp`;
   const authorizationServer = await createAuthorizationServer({
@@ -69,7 +96,7 @@ export async function startOAuthTestStack(
       resource: mcpUrl,
       authorizationServers: [issuer],
       requiredScopes: ['mcp:tools'],
-      verifier: jwtVerifier({ issuer, jwksUri: `${issuer}/jwks`, audience: mcpUrl }),
+      verifier: jwtVerifier({ issuer, jwksUri: `${keysServer?.url ?? issuer}/jwks`, audience: mcpUrl }),
     }),
   );
   return {
@@ -81,7 +108,7 @@ export async function startOAuthTestStack(
     grants,
     asRequests,
     close: async () => {
-      await Promise.all([asServer.close(), mcpServer.close()]);
+      await Promise.all([asServer.close(), mcpServer.close(), keysServer?.close()]);
     },
   };
 }
@@ -93,25 +120,15 @@ export async function temporaryDirectory(name: string): Promise<{ path: string; 
 
 let built: Promise<string> | undefined;
 
-/** The files child processes import: our OAuth client and what it depends on (not the rest of src/client). */
+/** The files child processes import: the whole client (Client, OAuth, ...) and what it depends on. */
 const CHILD_SOURCES = async (): Promise<string[]> => {
-  const client = [
-    'oauth.ts',
-    'browser.ts',
-    'callback-server.ts',
-    'credential-lock.ts',
-    'errors.ts',
-    'fetch-retry.ts',
-    'headless-login.ts',
-    'machine.ts',
-  ].map((f) => join('client', f));
-  const rest: string[] = [];
-  for (const dir of ['oauth', 'storage']) {
+  const files: string[] = [];
+  for (const dir of ['client', 'oauth', 'storage']) {
     for (const f of await readdir(join(repo, 'src', dir), { recursive: true })) {
-      if (f.endsWith('.ts')) rest.push(join(dir, f));
+      if (f.endsWith('.ts')) files.push(join(dir, f));
     }
   }
-  return [...client, ...rest];
+  return files;
 };
 
 /**

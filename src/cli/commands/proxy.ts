@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { clientFetch } from '../../client/network.js';
 import { type Command, UsageError } from '../command.js';
 import {
   AUTH_OPTIONS,
@@ -67,7 +68,7 @@ running are answered to the client as JSON-RPC errors and printed on stderr with
           ? undefined
           : await makeOAuth(url, values, { out, store, policy: 'always', clientName: 'Gatehouse proxy' });
       out.debug(`gatehouse proxy: forwarding stdio to ${url} (${strategy}), tokens in ${store.directory}`);
-      await runProxy({ url: new URL(url), strategy, headers, fetch: oauth?.wrapFetch(), out });
+      await runProxy({ url: new URL(url), strategy, headers, fetch: oauth?.wrapFetch() ?? clientFetch, out });
       return CLI_EXIT.ok;
     });
   },
