@@ -25,7 +25,7 @@ export async function listEntries(options: OidcAdapterOptions, model: string): P
         hint: 'Point --store at the SQLite file, Redis or PostgreSQL the server uses.',
       });
     case 'sqlite': {
-      const { openSqlite } = await import('../storage/sqlite.js');
+      const { openSqlite } = await import('../storage/sqlite-driver.js');
       const db = await openSqlite(options.path);
       try {
         const rows = db

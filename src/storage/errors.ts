@@ -46,10 +46,10 @@ export class KeychainUnavailableError extends StorageError {
 
 /** An optional driver package (`pg`, `better-sqlite3`, ...) needed by the chosen backend is not installed. */
 export class StorageDependencyError extends StorageError {
-  constructor(pkg: string, backend: string, options: { cause?: unknown } = {}) {
-    super(`The ${backend} backend needs the package "${pkg}", which could not be loaded.`, {
+  constructor(pkg: string, backend: string, options: { cause?: unknown; message?: string; hint?: string } = {}) {
+    super(options.message ?? `The ${backend} backend needs the package "${pkg}", which could not be loaded.`, {
       code: 'ERR_STORAGE_DEPENDENCY',
-      hint: `Install it next to gatehouse: npm install ${pkg}`,
+      hint: options.hint ?? `Install it next to gatehouse: npm install ${pkg}`,
       cause: options.cause,
     });
   }
@@ -80,5 +80,32 @@ export class RecordFormatError extends StorageError {
 export class StorageConfigError extends StorageError {
   constructor(message: string, hint?: string) {
     super(message, hint === undefined ? { code: 'ERR_STORAGE_CONFIG' } : { code: 'ERR_STORAGE_CONFIG', hint });
+  }
+}
+
+/**
+ * The backing store (Redis, PostgreSQL, …) did not answer: refused, dropped, or slower than the deadline. Transient:
+ * retry after `retryAfterSeconds`. The authorization server answers `503 temporarily_unavailable` for it.
+ *
+ * @example
+ * ```ts
+ * import { StoreUnavailableError } from 'gatehouse/storage';
+ *
+ * try {
+ *   await adapter('Client').find('some-client');
+ * } catch (error) {
+ *   if (error instanceof StoreUnavailableError) console.error(`${error.message}; retry in ${error.retryAfterSeconds} s`);
+ * }
+ * ```
+ */
+export class StoreUnavailableError extends StorageError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, options: { cause?: unknown; retryAfterSeconds?: number } = {}) {
+    super(message, {
+      code: 'ERR_STORAGE_UNAVAILABLE',
+      hint: 'Check that the store is running and reachable; requests succeed again as soon as it is back.',
+      cause: options.cause,
+    });
+    this.retryAfterSeconds = options.retryAfterSeconds ?? 1;
   }
 }

@@ -147,6 +147,10 @@ describe('proxies and extra CAs, for every request the client makes', () => {
   const seen: Array<{ server: 'as' | 'mcp'; peerPort: number; request: string }> = [];
   let asHost: string;
   let mcpHost: string;
+  const record = (server: 'as' | 'mcp') => (req: IncomingMessage) => {
+    seen.push({ server, peerPort: req.socket.remotePort ?? 0, request: `${req.method} ${req.url}` });
+    return false;
+  };
 
   beforeAll(async () => {
     src = await buildClientForChildren();
@@ -155,8 +159,7 @@ describe('proxies and extra CAs, for every request the client makes', () => {
     caFile = certificates.caFile;
     stack = await startOAuthTestStack({
       tls: certificates,
-      onRequest: (server, req) =>
-        seen.push({ server, peerPort: req.socket.remotePort ?? 0, request: `${req.method} ${req.url}` }),
+      front: { as: record('as'), mcp: record('mcp') },
     });
     asHost = new URL(stack.issuer).host;
     mcpHost = new URL(stack.mcpUrl).host;

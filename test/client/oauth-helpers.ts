@@ -17,7 +17,11 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** A real authorization server and protected MCP server on loopback, with a configurable token lifetime. */
 export interface OAuthTestStack {
   issuer: string;
+  /** The first MCP server; `mcpUrls` lists all of them (each on its own origin). */
   mcpUrl: string;
+  mcpUrls: string[];
+  /** The `Authorization` header of every request each MCP server received (`''` when absent), by MCP URL. */
+  authorizationHeaders: Map<string, string[]>;
   username: string;
   password: string;
   /** The authorization server, for tests that reach into its storage (e.g. deleting a client). */
@@ -29,7 +33,11 @@ export interface OAuthTestStack {
   close(): Promise<void>;
 }
 
-type Listener = (req: IncomingMessage, res: ServerResponse) => void;
+/**
+ * Answers a request before the real server does (returns `true` when it did): a test's way to make a real server
+ * misbehave in one respect, e.g. not serve one metadata document.
+ */
+export type FrontHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 /** A private key and certificate (PEM) for a test https server. */
 export interface TlsIdentity {
@@ -38,41 +46,53 @@ export interface TlsIdentity {
 }
 
 /**
- * Starts the stack. With `tls`, the authorization server and the MCP server serve https with that certificate
+ * Starts the stack. With `tls`, the authorization server and the MCP servers serve https with that certificate
  * (the verifier in this process reads the keys over a plain loopback listener, as it does not trust the test CA).
- * `onRequest` sees every request either server receives, with the socket it came on.
  */
 export async function startOAuthTestStack(
   options: {
     accessTokenTtl?: number;
     refreshTokenGraceSeconds?: number;
+    servers?: number;
+    front?: { mcp?: FrontHandler; as?: FrontHandler };
     tls?: TlsIdentity;
-    onRequest?: (server: 'as' | 'mcp', req: IncomingMessage) => void;
   } = {},
 ): Promise<OAuthTestStack> {
-  let asListener: Listener | undefined;
-  let mcpListener: Listener | undefined;
+  let asListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const asRequests: string[] = [];
-  const serve = (listener: Listener) => listen(listener, { tls: options.tls });
-  const asHandler: Listener = (req, res) => {
-    asRequests.push(`${req.method} ${req.url}`);
-    options.onRequest?.('as', req);
-    asListener!(req, res);
-  };
-  const asServer: RunningServer = await serve(asHandler);
-  const keysServer: RunningServer | undefined = options.tls
-    ? await listen((req, res) => asListener!(req, res))
-    : undefined;
-  const mcpServer: RunningServer = await serve((req, res) => {
-    options.onRequest?.('mcp', req);
-    mcpListener!(req, res);
-  });
+  const asServer: RunningServer = await listen(
+    (req, res) => {
+      asRequests.push(`${req.method} ${req.url}`);
+      if (options.front?.as?.(req, res)) return;
+      asListener!(req, res);
+    },
+    { tls: options.tls },
+  );
+  const keysServer = options.tls ? await listen((req, res) => asListener!(req, res)) : undefined;
   const issuer = asServer.url;
-  const mcpUrl = `${mcpServer.url}/mcp`;
+  const authorizationHeaders = new Map<string, string[]>();
+  const mcpListeners = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
+  const mcpServers: RunningServer[] = [];
+  for (let i = 0; i < (options.servers ?? 1); i++) {
+    let url = '';
+    const server = await listen(
+      (req, res) => {
+        authorizationHeaders.get(url)!.push(req.headers.authorization ?? '');
+        if (options.front?.mcp?.(req, res)) return;
+        mcpListeners.get(url)!(req, res);
+      },
+      { tls: options.tls },
+    );
+    url = `${server.url}/mcp`;
+    authorizationHeaders.set(url, []);
+    mcpServers.push(server);
+  }
+  const mcpUrls = [...authorizationHeaders.keys()];
+  const ttl = options.accessTokenTtl ?? 3600;
   const authorizationServer = await createAuthorizationServer({
     issuer,
     authenticator: await staticUsers({ demo: 'demo' }),
-    resources: [{ resource: mcpUrl, scopes: ['mcp:tools'], accessTokenTtl: options.accessTokenTtl ?? 3600 }],
+    resources: mcpUrls.map((resource) => ({ resource, scopes: ['mcp:tools'], accessTokenTtl: ttl })),
     ...(options.refreshTokenGraceSeconds !== undefined
       ? { refreshTokenGraceSeconds: options.refreshTokenGraceSeconds }
       : {}),
@@ -83,32 +103,39 @@ export async function startOAuthTestStack(
     grants[type] = (grants[type] ?? 0) + 1;
   });
   asListener = authorizationServer.listener;
-  const mcp = createMcpHandler(() => {
-    const server = new McpServer({ name: 'oauth-test', version: '0.1.0' });
-    server.registerTool('whoami', { description: 'Returns the caller.' }, async (ctx) => {
-      const subject = (ctx.http?.authInfo?.extra?.['subject'] as string | undefined) ?? null;
-      return { content: [{ type: 'text', text: JSON.stringify({ subject }) }], structuredContent: { subject } };
+  for (const mcpUrl of mcpUrls) {
+    const mcp = createMcpHandler(() => {
+      const server = new McpServer({ name: 'oauth-test', version: '0.1.0' });
+      server.registerTool('whoami', { description: 'Returns the caller.' }, async (ctx) => {
+        const subject = (ctx.http?.authInfo?.extra?.['subject'] as string | undefined) ?? null;
+        return { content: [{ type: 'text', text: JSON.stringify({ subject }) }], structuredContent: { subject } };
+      });
+      return server;
     });
-    return server;
-  });
-  mcpListener = toNodeListener(
-    protect(mcp, {
-      resource: mcpUrl,
-      authorizationServers: [issuer],
-      requiredScopes: ['mcp:tools'],
-      verifier: jwtVerifier({ issuer, jwksUri: `${keysServer?.url ?? issuer}/jwks`, audience: mcpUrl }),
-    }),
-  );
+    mcpListeners.set(
+      mcpUrl,
+      toNodeListener(
+        protect(mcp, {
+          resource: mcpUrl,
+          authorizationServers: [issuer],
+          requiredScopes: ['mcp:tools'],
+          verifier: jwtVerifier({ issuer, jwksUri: `${keysServer?.url ?? issuer}/jwks`, audience: mcpUrl }),
+        }),
+      ),
+    );
+  }
   return {
     issuer,
-    mcpUrl,
+    mcpUrl: mcpUrls[0]!,
+    mcpUrls,
+    authorizationHeaders,
     username: 'demo',
     password: 'demo',
     as: authorizationServer,
     grants,
     asRequests,
     close: async () => {
-      await Promise.all([asServer.close(), mcpServer.close(), keysServer?.close()]);
+      await Promise.all([asServer.close(), keysServer?.close(), ...mcpServers.map((server) => server.close())]);
     },
   };
 }

@@ -1,5 +1,5 @@
-import type BetterSqlite3 from 'better-sqlite3';
-import { openSqlite, sqlIdentifier } from '../sqlite.js';
+import { sqlIdentifier } from '../sqlite.js';
+import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../sqlite-driver.js';
 import {
   type Adapter,
   type AdapterPayload,
@@ -26,7 +26,7 @@ interface Row {
 
 /** Shared state of one SQLite backend: one connection, prepared statements. */
 class SqliteBackend {
-  readonly #db: Promise<BetterSqlite3.Database>;
+  readonly #db: Promise<SqliteDatabase>;
 
   constructor(path: string, table: string) {
     this.#db = openSqlite(path).then((db) => {
@@ -52,14 +52,14 @@ class SqliteBackend {
 
   readonly table: string;
 
-  db(): Promise<BetterSqlite3.Database> {
+  db(): Promise<SqliteDatabase> {
     return this.#db;
   }
 
-  readonly #statements = new Map<string, BetterSqlite3.Statement>();
+  readonly #statements = new Map<string, SqliteStatement>();
 
   /** A prepared statement, compiled once per SQL text: compiling on every call cost more than running it. */
-  async statement(sql: string): Promise<BetterSqlite3.Statement> {
+  async statement(sql: string): Promise<SqliteStatement> {
     let prepared = this.#statements.get(sql);
     if (!prepared) {
       prepared = (await this.#db).prepare(sql);
@@ -69,7 +69,7 @@ class SqliteBackend {
   }
 
   async purge(): Promise<number> {
-    return (await this.statement(`DELETE FROM ${this.table} WHERE expires_at <= ?`)).run(Date.now()).changes;
+    return Number((await this.statement(`DELETE FROM ${this.table} WHERE expires_at <= ?`)).run(Date.now()).changes);
   }
 }
 
@@ -82,7 +82,7 @@ function payloadOf(row: Row | undefined): AdapterPayload | undefined {
   return payload;
 }
 
-/** oidc-provider adapter over SQLite (`better-sqlite3`); several processes may share the file. */
+/** oidc-provider adapter over SQLite (`node:sqlite` or `better-sqlite3`); several processes may share the file. */
 export class SqliteOidcAdapter implements Adapter {
   constructor(
     readonly model: string,
@@ -140,7 +140,7 @@ export class SqliteOidcAdapter implements Adapter {
         `UPDATE ${this.backend.table} SET consumed_at = ? WHERE model = ? AND id = ? AND consumed_at IS NULL AND ${LIVE}`,
       )
     ).run(epochSeconds(), this.model, id, Date.now());
-    if (changes === 1) return;
+    if (Number(changes) === 1) return;
     const exists = (
       await this.backend.statement(`SELECT 1 FROM ${this.backend.table} WHERE model = ? AND id = ? AND ${LIVE}`)
     ).get(this.model, id, Date.now());
