@@ -1,4 +1,5 @@
 import { AuthenticationError } from './errors.js';
+import { clientFetch } from './network.js';
 
 /** Credentials for logging in without a browser, by posting the authorization server's login form. */
 export interface LoginCredentials {
@@ -133,7 +134,7 @@ export async function headlessAuthorize(
   authorizationUrl: URL,
   redirectUri: string,
   credentials: LoginCredentials,
-  fetchFn: typeof fetch = fetch,
+  fetchFn: typeof fetch = clientFetch,
 ): Promise<URL> {
   const target = new URL(redirectUri);
   const isCallback = (url: URL) => url.origin === target.origin && url.pathname === target.pathname;

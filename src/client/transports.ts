@@ -12,6 +12,7 @@ import {
   type Transport,
 } from '@modelcontextprotocol/client';
 import { defaultTokenStore } from '../storage/default.js';
+import { clientFetch } from './network.js';
 import { OAuth, type WrapFetchHooks } from './oauth.js';
 import type { ClientAuth, ResolvedSource } from './source.js';
 
@@ -41,26 +42,29 @@ function defaultOAuthFor(owner: object, serverUrl: URL): OAuth {
   return oauth;
 }
 
-/** @internal What the transports need for an `auth` option: an SDK auth provider, or OAuth's own `fetch`. */
+/**
+ * @internal What the transports need for an `auth` option: an SDK auth provider, or OAuth's own `fetch`. Every
+ * variant sends its requests through {@link clientFetch}, so proxies and extra CAs apply to the MCP traffic too.
+ */
 export function httpAuthFor(
   auth: ClientAuth | undefined,
   serverUrl: URL,
   hooks: WrapFetchHooks = {},
   owner?: object,
-): { authProvider?: AuthProvider | OAuthClientProvider; fetch?: FetchLike } {
-  if (auth === undefined) return {};
+): { authProvider?: AuthProvider | OAuthClientProvider; fetch: FetchLike } {
+  if (auth === undefined) return { fetch: clientFetch };
   const oauth =
     auth === 'oauth' ? defaultOAuthFor(owner ?? serverUrl, serverUrl) : auth instanceof OAuth ? auth : undefined;
   if (oauth) {
     // One credential per server, even when one OAuth is shared by several servers. wrapFetch adds the token,
     // refreshes it, logs in on 401 and steps up on 403 insufficient_scope.
-    return { fetch: oauth.forServer(serverUrl).wrapFetch(fetch, hooks) };
+    return { fetch: oauth.forServer(serverUrl).wrapFetch(clientFetch, hooks) };
   }
   if (typeof auth === 'string') {
     const token = auth.replace(/^Bearer\s+/i, '');
-    return { authProvider: { token: async () => token } };
+    return { authProvider: { token: async () => token }, fetch: clientFetch };
   }
-  return { authProvider: auth };
+  return { authProvider: auth, fetch: clientFetch };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { clientFetch } from '../../client/network.js';
 import { type Command, UsageError } from '../command.js';
 import {
   AUTH_OPTIONS,
@@ -76,7 +77,7 @@ running are answered to the client as JSON-RPC errors and printed on stderr with
         url: new URL(url),
         strategy,
         headers,
-        fetch: oauth?.wrapFetch(),
+        fetch: oauth?.wrapFetch() ?? clientFetch,
         out,
         ...(toolAllowed && { toolAllowed }),
       });
