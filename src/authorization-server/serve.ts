@@ -5,6 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { GatehouseError } from '../oauth/errors.js';
+import { isLoopbackUrl } from '../oauth/resource-uri.js';
+import { splitScopes } from '../oauth/scopes.js';
+import { StorageDependencyError } from '../storage/errors.js';
 import type { OidcAdapterFactory } from '../storage/oidc/common.js';
 import { type OidcAdapterOptions, oidcAdapterFactory } from '../storage/oidc/factory.js';
 import type { GatehouseStore } from '../storage/types.js';
@@ -29,11 +32,20 @@ export const ServeConfigSchema = z
     store: z.string().optional(),
     users: z.string().optional(),
     superuser: z.string().optional(),
+    /** The service's display name on the login and consent pages. */
+    name: z.string().min(1).max(100).optional(),
+    /** A logo URL shown on those pages: https (http on loopback) or a data:image URL. */
+    logo: z.string().optional(),
     resources: z
       .array(
         z.object({
           resource: z.string(),
-          scopes: z.array(z.string()).optional(),
+          /** Display name on the consent page. */
+          name: z.string().optional(),
+          /** Scope names, or `{ name, description }` with the sentence the consent page shows. */
+          scopes: z
+            .array(z.union([z.string(), z.object({ name: z.string(), description: z.string().optional() }).strict()]))
+            .optional(),
           accessTokenTtl: z.number().int().positive().optional(),
           defaultScopes: z.array(z.string()).optional(),
           accessTokenFormat: z.enum(['jwt', 'opaque']).optional(),
@@ -142,6 +154,23 @@ export async function readServeConfig(path: string): Promise<ServeConfig> {
   return parsed.data;
 }
 
+/** A logo URL the pages may load: https, http on loopback, or an inline image. */
+function checkLogo(logo: string): string {
+  const url = URL.parse(logo);
+  const ok =
+    url !== null &&
+    (url.protocol === 'https:' ||
+      (url.protocol === 'http:' && isLoopbackUrl(url)) ||
+      (url.protocol === 'data:' && /^image\/[a-z+.-]+[;,]/.test(url.pathname)));
+  if (!ok) {
+    return fail(
+      `--logo ${logo.slice(0, 80)}: not an https URL, a loopback http URL or a data:image URL`,
+      'Give an https URL of the logo, e.g. --logo https://example.com/logo.svg',
+    );
+  }
+  return logo;
+}
+
 const RESOURCE_FLAG_HINT =
   'Write --resource https://mcp.example.com/mcp=scope1,scope2[,format=jwt|opaque][,alg=RS256|ES256][,ttl=SECONDS][,dpop=required]';
 
@@ -154,8 +183,7 @@ export function parseResourceFlag(value: string): ResourceConfig {
   const resource = eq === -1 ? value : value.slice(0, eq);
   if (!URL.canParse(resource)) return fail(`--resource ${value}: ${resource} is not a URL`, RESOURCE_FLAG_HINT);
   const config: ResourceConfig = { resource, scopes: [] };
-  const items = eq === -1 ? [] : value.slice(eq + 1).split(',');
-  for (const item of items.map((s) => s.trim()).filter(Boolean)) {
+  for (const item of eq === -1 ? [] : splitScopes(value.slice(eq + 1))) {
     const [key, setting] = item.split('=', 2) as [string, string | undefined];
     if (setting === undefined) config.scopes!.push(item);
     else if (key === 'format' && (setting === 'jwt' || setting === 'opaque')) config.accessTokenFormat = setting;
@@ -172,7 +200,7 @@ export function parseResourceFlag(value: string): ResourceConfig {
 export function parseUpstreamResourceFlag(value: string): { resource: string; upstream: string; scopes?: string[] } {
   const eq = value.indexOf('=');
   const resource = eq === -1 ? value : value.slice(0, eq);
-  const [upstream, ...scopes] = (eq === -1 ? '' : value.slice(eq + 1)).split(',').map((s) => s.trim());
+  const [upstream, ...scopes] = splitScopes(eq === -1 ? '' : value.slice(eq + 1));
   if (!URL.canParse(resource) || !upstream) {
     return fail(
       `--upstream-resource ${value}: expected URL=NAME`,
@@ -344,6 +372,23 @@ export function parseStore(store: string, dataDir: string): OidcAdapterOptions {
   );
 }
 
+/** The store as a person recognises it, without its password. */
+function storeLabel(store: string, options: OidcAdapterOptions): string {
+  if (options.backend === 'sqlite') return options.path;
+  const url = URL.parse(store);
+  if (!url) return store;
+  if (url.password) url.password = '***';
+  return url.href;
+}
+
+/** A driver error's message; `AggregateError` (one per address tried) has an empty one. */
+function causeMessage(cause: unknown): string {
+  const error = cause as { message?: string; code?: string; errors?: unknown[] };
+  if (error?.message) return error.message;
+  const inner = (error?.errors ?? []).map((e) => (e as Error).message).filter(Boolean);
+  return inner.length ? [...new Set(inner)].join('; ') : String(error?.code ?? cause);
+}
+
 /** Opens the store named by `store`, creating the SQLite directory if needed; resolves once connected. */
 export async function openStore(store: string, dataDir: string): Promise<OidcAdapterFactory> {
   const options = parseStore(store, dataDir);
@@ -353,8 +398,10 @@ export async function openStore(store: string, dataDir: string): Promise<OidcAda
     await factory.ready();
   } catch (cause) {
     await factory.close().catch(() => {});
+    // A missing driver package says which package to install; "is it running?" would send the user astray.
+    if (cause instanceof StorageDependencyError) return fail(cause.message, cause.hint!);
     return fail(
-      `cannot open the ${options.backend} store: ${(cause as Error).message}`,
+      `cannot open the ${options.backend} store ${storeLabel(store, options)}: ${causeMessage(cause)}`,
       options.backend === 'sqlite'
         ? 'Check that the directory is writable, or pass --store memory.'
         : `Check that ${options.backend} is running and the URL in --store is right.`,
@@ -466,6 +513,10 @@ export async function serve(
     loginRateLimit: config.loginRateLimit,
     proxy: config.proxy,
     logger: runtime.logger,
+    branding: {
+      ...(config.name !== undefined && { name: config.name }),
+      ...(config.logo !== undefined && { logoUrl: checkLogo(config.logo) }),
+    },
     ...(upstream && {
       upstream: upstream.identity,
       localLogin: config.localLogin ?? !upstreamOnly,

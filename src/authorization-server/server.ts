@@ -6,10 +6,12 @@ import type { Logger } from 'pino';
 import { GatehouseError } from '../oauth/errors.js';
 import { canonicalResourceUri } from '../oauth/resource-uri.js';
 import { memoryOidcAdapter } from '../storage/oidc/memory.js';
+import { answerStoreOutage, installRetryAfter, isStoreOutage, withStoreAvailability } from './availability.js';
 import { type ClientIdMetadataDocumentOptions, cimdFetch, publicTarget } from './cimd.js';
 import { escapeHtml, PAGE_HEADERS, page } from './html.js';
 import { CONSENT_MODEL, consentKey, createInteractionHandler } from './interactions.js';
 import { KEYS_MODEL, type KeySet, loadOrCreateKeys, type SigningAlgorithm } from './keys.js';
+import type { Branding } from './pages.js';
 import type { LoginRateLimit } from './rate-limit.js';
 import { looksNative, redirectMatches, redirectUriProblem } from './redirects.js';
 import { installRefreshGrace, withRefreshGrace } from './refresh-grace.js';
@@ -29,8 +31,13 @@ import type { Authenticator } from './users.js';
 export interface ResourceConfig {
   /** The resource's canonical URL; it becomes the `aud` of its access tokens. */
   resource: string;
-  /** Scopes a client may request for it. */
-  scopes?: string[];
+  /** Its display name on the consent page, e.g. "Acme files". Default: the URL. */
+  name?: string;
+  /**
+   * Scopes a client may request for it: names, or `{ name, description }` to tell the user on the consent page
+   * what the scope allows (e.g. `{ name: 'mcp:tools', description: 'Use your files tools' }`).
+   */
+  scopes?: Array<string | ScopeConfig>;
   /** Access-token lifetime in seconds, for every grant (code, refresh, client credentials, exchange). Default 3600. */
   accessTokenTtl?: number;
   /**
@@ -49,6 +56,14 @@ export interface ResourceConfig {
    */
   defaultScopes?: string[];
 }
+
+/** A scope with the sentence the consent page shows for it. */
+export interface ScopeConfig {
+  name: string;
+  description?: string;
+}
+
+const scopeName = (scope: string | ScopeConfig): string => (typeof scope === 'string' ? scope : scope.name);
 
 /** An oidc-provider storage adapter: a function from model name to {@link Adapter} (e.g. from `gatehouse/storage`). */
 export type AdapterFactory = (model: string) => Adapter;
@@ -106,6 +121,15 @@ export interface AuthorizationServerOptions {
    * may also choose one with the extra parameter `upstream=<name>`.
    */
   autoUpstream?: string;
+  /**
+   * How the service presents itself on the login and consent pages: its display name and a logo URL.
+   *
+   * @example
+   * ```ts
+   * const branding = { name: 'Acme MCP', logoUrl: 'https://acme.example/logo.svg' };
+   * ```
+   */
+  branding?: Branding;
   /** Extra oidc-provider configuration, merged last. For what Gatehouse has no option for yet. */
   providerConfiguration?: Configuration;
 }
@@ -130,7 +154,7 @@ const UPSTREAM_LINK_PATH = /^\/upstream\/([a-z][a-z0-9-]*)\/link$/;
 function resourceServerSettings(indicator: string, config: ResourceConfig) {
   return resourceServerInfo({
     audience: indicator,
-    scope: (config.scopes ?? []).join(' '),
+    scope: (config.scopes ?? []).map(scopeName).join(' '),
     accessTokenTtl: config.accessTokenTtl,
     format: config.accessTokenFormat,
     signingAlg: config.signingAlg,
@@ -197,8 +221,10 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       });
     }
   }
-  const resourceScopes = [...new Set(options.resources.flatMap((r) => r.scopes ?? []))];
+  const resourceScopes = [...new Set(options.resources.flatMap((r) => (r.scopes ?? []).map(scopeName)))];
   const adapter: AdapterFactory = options.adapter ?? memoryOidcAdapter({ purgeIntervalMs: false });
+  // What oidc-provider sees: a store outage is its `503 temporarily_unavailable`, not a `500`.
+  const guardedAdapter = withStoreAvailability(adapter);
   const keys = options.keys ?? (await loadOrCreateKeys(adapter(KEYS_MODEL)));
   const logger = options.logger;
   const graceSeconds = options.refreshTokenGraceSeconds ?? 5;
@@ -267,7 +293,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   }
 
   const configuration: Configuration = {
-    adapter: withRefreshGrace(adapter, graceSeconds) as unknown as Configuration['adapter'],
+    adapter: withRefreshGrace(guardedAdapter, graceSeconds) as unknown as Configuration['adapter'],
     clients,
     jwks: { keys: keys.signing as Configuration['jwks'] extends { keys: infer K } ? K : never },
     cookies: {
@@ -373,7 +399,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
         ctx.oidc.session!.grantIdFor(clientId) ??
         (ctx.oidc.session?.accountId
           ? (
-              (await adapter(CONSENT_MODEL).find(consentKey(ctx.oidc.session.accountId, clientId))) as
+              (await guardedAdapter(CONSENT_MODEL).find(consentKey(ctx.oidc.session.accountId, clientId))) as
                 | { grantId?: string }
                 | undefined
             )?.grantId
@@ -417,6 +443,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
 
   const provider = new Provider(options.issuer, configuration);
   if (options.proxy) provider.proxy = true;
+  installRetryAfter(provider);
 
   // Redirect matching at /authorize: exact, or any loopback port for native and CIMD clients (field note 16).
   const clientPrototype = provider.Client.prototype as unknown as {
@@ -429,7 +456,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     return redirectMatches(value, this.redirectUris, anyPort);
   };
 
-  installRefreshGrace(provider, adapter, graceSeconds);
+  installRefreshGrace(provider, guardedAdapter, graceSeconds);
   if (exchangers.size) {
     installTokenExchange(provider, {
       issuer: options.issuer,
@@ -500,6 +527,17 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     rateLimit: options.loginRateLimit,
     secure,
     logger,
+    ...(options.branding && { branding: options.branding }),
+    describeResource: (indicator) => {
+      const config = findResource(indicator);
+      if (!config) return undefined;
+      const scopes: Record<string, string> = {};
+      for (const scope of config.scopes ?? []) {
+        if (typeof scope !== 'string' && scope.description) scopes[scope.name] = scope.description;
+      }
+      return { ...(config.name !== undefined && { name: config.name }), scopes };
+    },
+    findAccount: findAccountFor,
   });
   const oidcListener = provider.callback();
   const jwtFront = structuredTokenFront({
@@ -517,7 +555,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     const resource = params.getAll('resource');
     if ((params.get('scope') ?? '').trim() !== '' || resource.length !== 1) return url;
     const config = findResource(resource[0]!);
-    const scopes = config?.defaultScopes ?? config?.scopes ?? [];
+    const scopes = config?.defaultScopes ?? config?.scopes?.map(scopeName) ?? [];
     if (scopes.length === 0) return url;
     params.set('scope', scopes.join(' '));
     return `${url.slice(0, query)}?${params.toString()}`;
@@ -530,6 +568,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       upstream && req.method === 'GET' && (path === '/upstream/callback' || UPSTREAM_LINK_PATH.test(path));
     if (INTERACTION_PATH.test(path) || upstreamRoute) {
       interactions(req, res).catch((error: unknown) => {
+        if (isStoreOutage(error)) return answerStoreOutage(req, res, error);
         logger?.error({ err: { message: (error as Error)?.message } }, 'interaction failed');
         if (!res.headersSent) res.writeHead(500, PAGE_HEADERS);
         res.end(page('Error', '<h1>Something went wrong</h1>'));

@@ -1,6 +1,7 @@
 import type { OAuth, OAuthOptions } from '../client/oauth.js';
 import { GatehouseError } from '../oauth/errors.js';
 import { isLoopbackUrl } from '../oauth/resource-uri.js';
+import { splitScopes } from '../oauth/scopes.js';
 import { canonicalServer, isAccessTokenExpired, type StoredTokens } from '../storage/tokens.js';
 import { EXIT, UsageError } from './command.js';
 import { createOutput, type Output } from './output.js';
@@ -41,7 +42,7 @@ export const AUTH_USAGE = `Login options (used when a login is needed):
   --login USER:PASSWORD log in headlessly by posting the authorization server's login form
                         (or set $GATEHOUSE_LOGIN); for tests and automation
   --no-browser          print the login URL instead of opening a browser
-  --scope "A B"         scopes to request (default: what the server asks for)
+  --scope "A B"         scopes to request, separated by spaces or commas (default: what the server asks for)
   --client-id ID        a pre-registered client (skips dynamic registration)
   --client-secret S     its secret, for a confidential client
   --client-metadata-url URL  an https URL of this client's metadata document (CIMD)
@@ -137,7 +138,7 @@ export async function makeOAuth(
     mcpUrl,
     clientName: context.clientName ?? 'Gatehouse CLI',
     tokenStorage: context.store.storage,
-    scopes: flags.scope,
+    scopes: flags.scope === undefined ? undefined : splitScopes(flags.scope).join(' '),
     clientId: flags['client-id'],
     clientSecret: flags['client-secret'],
     clientMetadataUrl: metadataUrl,
@@ -168,7 +169,26 @@ export async function makeOAuth(
       out.spinner.start(`Waiting for the login in the browser… ${out.paintErr('dim', '(Ctrl-C to cancel)')}`);
     };
   }
+  pendingLogins.push({ store: context.store, server: mcpUrl });
   return new OAuth(options);
+}
+
+/** Servers a command may have started a login to: on failure, what that login left half-done is removed. */
+const pendingLogins: Array<{ store: CliStore; server: string }> = [];
+
+/**
+ * After a failed command: deletes the records a login left without tokens (a dynamic registration, cached
+ * discovery), so `status` never shows a "registered, not logged in" server nobody logged in to. Checked under
+ * the credential lock, so a login another process finished meanwhile is kept.
+ */
+async function forgetIncompleteLogins(): Promise<void> {
+  const { withCredentialLock } = await import('../client/credential-lock.js');
+  for (const { store, server } of pendingLogins.splice(0)) {
+    await withCredentialLock(store.storage.keyFor(server), async () => {
+      const record = await store.storage.read(server).catch(() => undefined);
+      if (record && !record.tokens) await store.storage.delete(server);
+    }).catch(() => {});
+  }
 }
 
 /** What one JWT says, without verifying it (for display only). */
@@ -248,20 +268,22 @@ export async function runCommand(
     return await body(out);
   } catch (error) {
     out.spinner.stop();
+    await forgetIncompleteLogins();
     if (error instanceof UsageError) throw error;
     const { message, hint, exitCode } = describeError(error);
     process.stderr.write(`${out.paintErr('red', `gatehouse ${name}:`)} ${message}\n`);
     process.stderr.write(`${out.paintErr('bold', 'fix:')} ${hint}\n`);
-    if (args.verbose) {
-      let cause: unknown = error;
-      while (cause instanceof Error) {
-        process.stderr.write(`${out.paintErr('dim', cause.stack ?? String(cause))}\n`);
-        cause = cause.cause;
-      }
-    }
+    if (args.verbose) writeErrorCauses(error, (text) => out.paintErr('dim', text));
     return exitCode;
   } finally {
     out.spinner.stop();
+  }
+}
+
+/** `--verbose`: the stack of an error and of each of its causes, on stderr. */
+export function writeErrorCauses(error: unknown, paint: (text: string) => string = (text) => text): void {
+  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
+    process.stderr.write(`${paint(cause.stack ?? String(cause))}\n`);
   }
 }
 

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { GatehouseError } from '../oauth/errors.js';
 import { type Command, EXIT, EXIT_CODES_HELP, UsageError } from './command.js';
+import { explainParseError, isParseError, nearest } from './parse-errors.js';
 
 const COMMAND_NAME = /^[a-z][a-z-]*$/;
 
@@ -68,7 +69,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = await loadCommand(name);
   if (!command) {
-    console.error(`gatehouse: unknown command "${name}"\nfix: run \`gatehouse help\` for the list of commands`);
+    const guess = nearest(name, commandNames());
+    const fix = guess ? `did you mean \`gatehouse ${guess}\`? ` : '';
+    console.error(`gatehouse: unknown command "${name}"\nfix: ${fix}run \`gatehouse help\` for the list of commands`);
     return EXIT.usage;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -78,10 +81,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (error) {
-    const parseError =
-      error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
-    if (error instanceof UsageError || parseError) {
-      console.error(`gatehouse ${name}: ${(error as Error).message}\nfix: see \`gatehouse ${name} --help\``);
+    if (error instanceof UsageError || isParseError(error)) {
+      const message = isParseError(error) ? explainParseError(error, command.usage) : error.message;
+      console.error(`gatehouse ${name}: ${message}\nfix: see \`gatehouse ${name} --help\``);
       return EXIT.usage;
     }
     throw error;

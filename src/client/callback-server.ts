@@ -29,8 +29,8 @@ export interface CallbackServer {
   readonly redirectUri: string;
   /**
    * Waits for the authorization response whose `state` equals `expectedState` (compared in constant time).
-   * Rejects with {@link CallbackTimeoutError} after `timeoutMs` (default 300 s), and with an
-   * {@link AuthenticationError} (`ERR_STATE_MISMATCH`) when a response with another state arrives.
+   * Rejects with {@link CallbackTimeoutError} after `timeoutMs` (default 300 s). A response with another state is
+   * answered `400` and ignored: the login keeps waiting for its own.
    */
   waitForCallback(expectedState: string, timeoutMs?: number): Promise<CallbackResult>;
   close(): Promise<void>;
@@ -155,14 +155,8 @@ export async function startCallbackServer(options: CallbackServerOptions = {}): 
     }
     const current = waiter;
     if (!result.state || !constantTimeEqual(result.state, current.state)) {
+      // A stray or forged request (an old tab, another site) must not end the login the user is finishing.
       page(res, 400, 'Login failed', 'The response does not belong to the login this application started.');
-      waiter = undefined;
-      current.reject(
-        new AuthenticationError('The authorization response has the wrong state', {
-          code: 'ERR_STATE_MISMATCH',
-          hint: 'Start the login again and finish it in the browser tab that opened last.',
-        }),
-      );
       return;
     }
     waiter = undefined;

@@ -25,6 +25,7 @@ export {
   isLoopbackUrl,
   sameResource,
 } from './resource-uri.js';
+export { splitScopes } from './scopes.js';
 export { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from './token-exchange.js';
 export {
   type Challenge,

@@ -82,3 +82,30 @@ export class StorageConfigError extends StorageError {
     super(message, hint === undefined ? { code: 'ERR_STORAGE_CONFIG' } : { code: 'ERR_STORAGE_CONFIG', hint });
   }
 }
+
+/**
+ * The backing store (Redis, PostgreSQL, …) did not answer: refused, dropped, or slower than the deadline. Transient:
+ * retry after `retryAfterSeconds`. The authorization server answers `503 temporarily_unavailable` for it.
+ *
+ * @example
+ * ```ts
+ * import { StoreUnavailableError } from 'gatehouse/storage';
+ *
+ * try {
+ *   await adapter('Client').find('some-client');
+ * } catch (error) {
+ *   if (error instanceof StoreUnavailableError) console.error(`${error.message}; retry in ${error.retryAfterSeconds} s`);
+ * }
+ * ```
+ */
+export class StoreUnavailableError extends StorageError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, options: { cause?: unknown; retryAfterSeconds?: number } = {}) {
+    super(message, {
+      code: 'ERR_STORAGE_UNAVAILABLE',
+      hint: 'Check that the store is running and reachable; requests succeed again as soon as it is back.',
+      cause: options.cause,
+    });
+    this.retryAfterSeconds = options.retryAfterSeconds ?? 1;
+  }
+}

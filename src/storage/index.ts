@@ -28,6 +28,7 @@ export {
   StorageConfigError,
   StorageDependencyError,
   StorageError,
+  StoreUnavailableError,
 } from './errors.js';
 export { defaultDataDirectory, type FileStoreOptions, fileStore } from './file.js';
 export { type KeychainStoreOptions, keychainStore } from './keychain.js';

@@ -17,7 +17,11 @@ export interface PostgresStoreOptions {
 /** Opens a `pg` pool, loading the driver lazily. */
 export async function openPgPool(connectionString: string, config: PoolConfig = {}): Promise<Pool> {
   const pg = await loadOptional('pg', 'PostgreSQL', () => import('pg'));
-  return new pg.default.Pool({ connectionString, max: 10, ...config });
+  // Connecting fails fast (an unreachable database is an outage, not a wait); idle connections dropped by a
+  // database restart are replaced on next use instead of crashing the process.
+  const pool = new pg.default.Pool({ connectionString, max: 10, connectionTimeoutMillis: 2000, ...config });
+  pool.on('error', () => {});
+  return pool;
 }
 
 /**
@@ -26,6 +30,9 @@ export async function openPgPool(connectionString: string, config: PoolConfig = 
  */
 export async function withSchemaLock(pool: Pool, name: string, sql: string): Promise<void> {
   const client = await pool.connect();
+  // A checked-out client has no pool listener: without one, a dropped connection would crash the process.
+  const ignore = () => {};
+  client.on('error', ignore);
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [name]);
@@ -35,6 +42,7 @@ export async function withSchemaLock(pool: Pool, name: string, sql: string): Pro
     await client.query('ROLLBACK').catch(() => {});
     throw error;
   } finally {
+    client.off('error', ignore);
     client.release();
   }
 }

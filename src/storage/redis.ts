@@ -24,13 +24,26 @@ export interface RedisStoreOptions {
   client?: RedisClientLike;
 }
 
-/** Connects a node-redis client, loading `@redis/client` lazily. */
+/**
+ * Connects a node-redis client, loading `@redis/client` lazily. The first connection fails after a few tries (an
+ * unreachable Redis at start is a configuration error); once connected, the client reconnects forever with at
+ * most 500 ms between tries, and commands issued while it is disconnected fail at once instead of queueing.
+ */
 export async function connectRedis(url: string): Promise<RedisClientLike> {
   const { createClient } = await loadOptional('@redis/client', 'Redis', () => import('@redis/client'));
-  const client = createClient({ url });
+  let connected = false;
+  const client = createClient({
+    url,
+    disableOfflineQueue: true,
+    socket: {
+      connectTimeout: 2000,
+      reconnectStrategy: (retries, cause) => (!connected && retries >= 2 ? cause : Math.min(50 * 2 ** retries, 500)),
+    },
+  });
   // node-redis emits 'error' on connection problems; without a listener Node would crash the process.
   client.on('error', () => {});
   await client.connect();
+  connected = true;
   return client as unknown as RedisClientLike;
 }
 

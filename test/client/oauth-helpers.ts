@@ -17,7 +17,11 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** A real authorization server and protected MCP server on loopback, with a configurable token lifetime. */
 export interface OAuthTestStack {
   issuer: string;
+  /** The first MCP server; `mcpUrls` lists all of them (each on its own origin). */
   mcpUrl: string;
+  mcpUrls: string[];
+  /** The `Authorization` header of every request each MCP server received (`''` when absent), by MCP URL. */
+  authorizationHeaders: Map<string, string[]>;
   username: string;
   password: string;
   /** The authorization server, for tests that reach into its storage (e.g. deleting a client). */
@@ -29,23 +33,48 @@ export interface OAuthTestStack {
   close(): Promise<void>;
 }
 
+/**
+ * Answers a request before the real server does (returns `true` when it did): a test's way to make a real server
+ * misbehave in one respect, e.g. not serve one metadata document.
+ */
+export type FrontHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
+
 export async function startOAuthTestStack(
-  options: { accessTokenTtl?: number; refreshTokenGraceSeconds?: number } = {},
+  options: {
+    accessTokenTtl?: number;
+    refreshTokenGraceSeconds?: number;
+    servers?: number;
+    front?: { mcp?: FrontHandler; as?: FrontHandler };
+  } = {},
 ): Promise<OAuthTestStack> {
   let asListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
-  let mcpListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const asRequests: string[] = [];
   const asServer: RunningServer = await listen((req, res) => {
     asRequests.push(`${req.method} ${req.url}`);
+    if (options.front?.as?.(req, res)) return;
     asListener!(req, res);
   });
-  const mcpServer: RunningServer = await listen((req, res) => mcpListener!(req, res));
   const issuer = asServer.url;
-  const mcpUrl = `${mcpServer.url}/mcp`;
+  const authorizationHeaders = new Map<string, string[]>();
+  const mcpListeners = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
+  const mcpServers: RunningServer[] = [];
+  for (let i = 0; i < (options.servers ?? 1); i++) {
+    let url = '';
+    const server = await listen((req, res) => {
+      authorizationHeaders.get(url)!.push(req.headers.authorization ?? '');
+      if (options.front?.mcp?.(req, res)) return;
+      mcpListeners.get(url)!(req, res);
+    });
+    url = `${server.url}/mcp`;
+    authorizationHeaders.set(url, []);
+    mcpServers.push(server);
+  }
+  const mcpUrls = [...authorizationHeaders.keys()];
+  const ttl = options.accessTokenTtl ?? 3600;
   const authorizationServer = await createAuthorizationServer({
     issuer,
     authenticator: await staticUsers({ demo: 'demo' }),
-    resources: [{ resource: mcpUrl, scopes: ['mcp:tools'], accessTokenTtl: options.accessTokenTtl ?? 3600 }],
+    resources: mcpUrls.map((resource) => ({ resource, scopes: ['mcp:tools'], accessTokenTtl: ttl })),
     ...(options.refreshTokenGraceSeconds !== undefined
       ? { refreshTokenGraceSeconds: options.refreshTokenGraceSeconds }
       : {}),
@@ -56,32 +85,39 @@ export async function startOAuthTestStack(
     grants[type] = (grants[type] ?? 0) + 1;
   });
   asListener = authorizationServer.listener;
-  const mcp = createMcpHandler(() => {
-    const server = new McpServer({ name: 'oauth-test', version: '0.1.0' });
-    server.registerTool('whoami', { description: 'Returns the caller.' }, async (ctx) => {
-      const subject = (ctx.http?.authInfo?.extra?.['subject'] as string | undefined) ?? null;
-      return { content: [{ type: 'text', text: JSON.stringify({ subject }) }], structuredContent: { subject } };
+  for (const mcpUrl of mcpUrls) {
+    const mcp = createMcpHandler(() => {
+      const server = new McpServer({ name: 'oauth-test', version: '0.1.0' });
+      server.registerTool('whoami', { description: 'Returns the caller.' }, async (ctx) => {
+        const subject = (ctx.http?.authInfo?.extra?.['subject'] as string | undefined) ?? null;
+        return { content: [{ type: 'text', text: JSON.stringify({ subject }) }], structuredContent: { subject } };
+      });
+      return server;
     });
-    return server;
-  });
-  mcpListener = toNodeListener(
-    protect(mcp, {
-      resource: mcpUrl,
-      authorizationServers: [issuer],
-      requiredScopes: ['mcp:tools'],
-      verifier: jwtVerifier({ issuer, jwksUri: `${issuer}/jwks`, audience: mcpUrl }),
-    }),
-  );
+    mcpListeners.set(
+      mcpUrl,
+      toNodeListener(
+        protect(mcp, {
+          resource: mcpUrl,
+          authorizationServers: [issuer],
+          requiredScopes: ['mcp:tools'],
+          verifier: jwtVerifier({ issuer, jwksUri: `${issuer}/jwks`, audience: mcpUrl }),
+        }),
+      ),
+    );
+  }
   return {
     issuer,
-    mcpUrl,
+    mcpUrl: mcpUrls[0]!,
+    mcpUrls,
+    authorizationHeaders,
     username: 'demo',
     password: 'demo',
     as: authorizationServer,
     grants,
     asRequests,
     close: async () => {
-      await Promise.all([asServer.close(), mcpServer.close()]);
+      await Promise.all([asServer.close(), ...mcpServers.map((server) => server.close())]);
     },
   };
 }

@@ -101,6 +101,26 @@ describe('OAuth browser login through the loopback callback server', () => {
     expect(b.opened).toHaveLength(1);
   });
 
+  it('answers a stray callback with the wrong state 400 and completes the login with the right one', async () => {
+    let oauth: OAuth;
+    const strays: number[] = [];
+    oauth = new OAuth({
+      mcpUrl: stack.mcpUrl,
+      tokenStorage: new Map(),
+      lockDirectory: locks.path,
+      openBrowser: async (url) => {
+        const final = await headlessAuthorize(url, oauth.redirectUrl, credentials());
+        const stray = new URL(final);
+        stray.searchParams.set('state', 'not-the-state-of-this-login');
+        strays.push((await fetch(stray)).status);
+        strays.push((await fetch(`${oauth.redirectUrl}?error=access_denied&state=forged`)).status);
+        await (await fetch(final)).text();
+      },
+    });
+    expect(await whoami(oauth)).toBe('demo');
+    expect(strays).toEqual([400, 400]);
+  });
+
   it('raises AuthorizationDeniedError when the user refuses', async () => {
     const oauth = new OAuth({
       mcpUrl: stack.mcpUrl,

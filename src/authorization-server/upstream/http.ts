@@ -1,3 +1,4 @@
+import { splitScopes } from '../../oauth/scopes.js';
 import { UpstreamError } from './errors.js';
 
 /** A token endpoint answer, normalised (GitHub answers form-encoded unless asked for JSON; both are read). */
@@ -15,12 +16,6 @@ export interface UpstreamTokenResponse {
 export type UpstreamClientAuth = 'client_secret_basic' | 'client_secret_post' | 'none';
 
 export const USER_AGENT = 'gatehouse-upstream';
-
-/** Splits a scope string on spaces or commas. */
-export function splitScopes(value: unknown): string[] | undefined {
-  if (typeof value !== 'string') return undefined;
-  return value.split(/[\s,]+/).filter(Boolean);
-}
 
 /** Parses a body as JSON, or as `application/x-www-form-urlencoded`, whatever the content type claims. */
 export function parseTokenBody(text: string, contentType: string): Record<string, unknown> | undefined {
@@ -139,7 +134,7 @@ export async function tokenRequest(options: {
   if (json['expires_in'] !== undefined && Number.isFinite(expiresIn) && expiresIn > 0) result.expires_in = expiresIn;
   if (typeof json['refresh_token'] === 'string' && json['refresh_token']) result.refresh_token = json['refresh_token'];
   if (typeof json['id_token'] === 'string' && json['id_token']) result.id_token = json['id_token'];
-  const scope = splitScopes(json['scope']);
+  const scope = typeof json['scope'] === 'string' ? splitScopes(json['scope']) : undefined;
   if (scope) result.scope = scope;
   return result;
 }

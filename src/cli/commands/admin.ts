@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type Command, UsageError } from '../command.js';
+import { writeErrorCauses } from '../common.js';
 
 const USAGE = `Usage: gatehouse admin <what> <action> [id] [--store URL] [--config FILE]
 
@@ -21,7 +22,8 @@ data directory, $GATEHOUSE_DATA_DIR to change).
 
 The users commands read the upstreams from --config (and GATEHOUSE_UPSTREAM_KEY), as gatehouse serve does.
 
-Output is one JSON object per line.`;
+Output is one JSON object per line (--json is accepted and changes nothing). --verbose prints the causes of
+an error on stderr.`;
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -51,175 +53,188 @@ function idsAsPositionals(args: string[]): string[] {
   return [...options, '--', ...positionals];
 }
 
+async function administer(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: idsAsPositionals(args),
+    options: {
+      store: { type: 'string' },
+      config: { type: 'string' },
+      json: { type: 'boolean' },
+      verbose: { type: 'boolean' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const [what, action, id, ...extra] = positionals;
+  const known: Record<string, string[]> = {
+    clients: ['list', 'revoke'],
+    grants: ['list', 'revoke'],
+    keys: ['rotate'],
+    users: ['hash', 'list', 'show', 'unlink'],
+  };
+  if (!what || !known[what]) throw new UsageError(`expected clients, grants, keys or users, got ${what ?? 'nothing'}`);
+  if (!action || !known[what]!.includes(action)) {
+    throw new UsageError(`gatehouse admin ${what} takes ${known[what]!.join(' or ')}`);
+  }
+  const needsId = action === 'revoke' || action === 'show' || action === 'unlink';
+  if (needsId && !id) throw new UsageError(`gatehouse admin ${what} ${action} needs an id`);
+  const maxExtra = action === 'unlink' ? 1 : 0;
+  if (extra.length > maxExtra || (!needsId && id)) throw new UsageError('unexpected extra arguments');
+
+  if (what === 'users' && action !== 'hash') {
+    const serve = await import('../../authorization-server/serve.js');
+    const file = values.config ? await serve.readServeConfig(values.config) : {};
+    const config = { ...file, ...(values.store ? { store: values.store } : {}) };
+    if (!config.upstreams?.length) {
+      throw new UsageError('no upstreams configured: pass --config with the "upstreams" gatehouse serve uses');
+    }
+    const built = await serve.buildUpstreamIdentity(config, {
+      env: process.env,
+      issuer: config.issuer ?? 'http://127.0.0.1:9000',
+      dataDir: await serve.serveDataDirectory(),
+    });
+    const { identity, store } = built!;
+    try {
+      if (action === 'list') {
+        for (const user of await identity.accounts.list()) {
+          console.log(
+            JSON.stringify({
+              subject: user.subject,
+              email: user.claims['email'],
+              name: user.claims['name'],
+              upstreams: user.identities.map((i) => i.upstream),
+            }),
+          );
+        }
+        return 0;
+      }
+      const account = await identity.findAccount(id!);
+      if (!account) {
+        console.error(`gatehouse admin: no upstream account ${id}\nfix: run \`gatehouse admin users list\``);
+        return 1;
+      }
+      if (action === 'show') {
+        console.log(JSON.stringify(account.user));
+        return 0;
+      }
+      const upstreamName = extra[0];
+      if (upstreamName && !account.user.identities.some((i) => i.upstream === upstreamName)) {
+        console.error(
+          `gatehouse admin: ${id} has no ${upstreamName} identity\nfix: linked upstreams: ${account.user.identities.map((i) => i.upstream).join(', ')}`,
+        );
+        return 1;
+      }
+      await identity.unlink(id!, upstreamName);
+      if (!upstreamName) await identity.deleteForSubject(id!);
+      console.log(JSON.stringify({ unlinked: id, upstream: upstreamName ?? 'all' }));
+      return 0;
+    } finally {
+      await store.close();
+    }
+  }
+
+  if (what === 'users') {
+    const { hashPassword } = await import('../../authorization-server/users.js');
+    const password = await readStdin();
+    if (password.length < 8) throw new UsageError('the password on stdin is shorter than 8 characters');
+    console.log(await hashPassword(password));
+    return 0;
+  }
+
+  const serve = await import('../../authorization-server/serve.js');
+  const admin = await import('../../authorization-server/admin.js');
+  const file = values.config ? await serve.readServeConfig(values.config) : {};
+  const storeUrl = values.store ?? file.store ?? 'sqlite:';
+  const dataDir = await serve.serveDataDirectory();
+  const options = serve.parseStore(storeUrl, dataDir);
+  if (options.backend === 'memory') {
+    await admin.listEntries(options, 'Client'); // throws the explanation
+  }
+  const store = await serve.openStore(storeUrl, dataDir);
+  try {
+    if (what === 'keys') {
+      const rotated = await admin.rotateStoredKeys(store);
+      console.log(JSON.stringify({ rotated: rotated.kid, published: rotated.kids }));
+      console.error('Restart the servers to sign with the new key; tokens signed with older keys keep verifying.');
+      return 0;
+    }
+    if (what === 'clients' && action === 'list') {
+      for (const { id: clientId, payload } of await admin.listEntries(options, 'Client')) {
+        console.log(
+          JSON.stringify({
+            client_id: clientId,
+            client_name: payload['client_name'],
+            application_type: payload['application_type'],
+            redirect_uris: payload['redirect_uris'],
+            grant_types: payload['grant_types'],
+          }),
+        );
+      }
+      return 0;
+    }
+    if (what === 'grants' && action === 'list') {
+      for (const { id: grantId, payload } of await admin.listEntries(options, 'Grant')) {
+        const resources = payload['resources'] as Record<string, string> | undefined;
+        console.log(
+          JSON.stringify({
+            grant_id: grantId,
+            account: payload['accountId'],
+            client_id: payload['clientId'],
+            scope: payload['openid'] ? (payload['openid'] as { scope?: string }).scope : undefined,
+            resources,
+            expires_at: payload['exp'],
+          }),
+        );
+      }
+      return 0;
+    }
+    if (what === 'clients') {
+      const result = await admin.revokeClient(store, options, id!);
+      if (!result.found && result.grants === 0) {
+        console.error(
+          `gatehouse admin: no registered client ${id}\nfix: run \`gatehouse admin clients list\` (clients from --config are removed there)`,
+        );
+        return 1;
+      }
+      console.log(JSON.stringify({ revoked_client: id, revoked_grants: result.grants }));
+      return 0;
+    }
+    const accountId = ((await store('Grant').find(id!)) as { accountId?: string } | undefined)?.accountId;
+    const found = await admin.revokeGrant(store, id!);
+    if (!found) {
+      console.error(`gatehouse admin: no grant ${id}\nfix: run \`gatehouse admin grants list\``);
+      return 1;
+    }
+    // As the server does on grant.revoked: the user's upstream tokens go too.
+    let upstreamTokens: 'deleted' | undefined;
+    if (accountId && file.upstreams?.length) {
+      const built = await serve.buildUpstreamIdentity(
+        { ...file, store: storeUrl },
+        { env: process.env, issuer: file.issuer ?? 'http://127.0.0.1:9000', dataDir },
+      );
+      try {
+        await built!.identity.deleteForSubject(accountId);
+        upstreamTokens = 'deleted';
+      } finally {
+        await built!.store.close();
+      }
+    }
+    console.log(JSON.stringify({ revoked_grant: id, ...(upstreamTokens && { upstream_tokens: upstreamTokens }) }));
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
+
 const command: Command = {
   summary: 'Administer an authorization server store: clients, grants, signing keys, users (hashes, upstream accounts)',
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args: idsAsPositionals(args),
-      options: { store: { type: 'string' }, config: { type: 'string' } },
-      allowPositionals: true,
-      strict: true,
-    });
-    const [what, action, id, ...extra] = positionals;
-    const known: Record<string, string[]> = {
-      clients: ['list', 'revoke'],
-      grants: ['list', 'revoke'],
-      keys: ['rotate'],
-      users: ['hash', 'list', 'show', 'unlink'],
-    };
-    if (!what || !known[what])
-      throw new UsageError(`expected clients, grants, keys or users, got ${what ?? 'nothing'}`);
-    if (!action || !known[what]!.includes(action)) {
-      throw new UsageError(`gatehouse admin ${what} takes ${known[what]!.join(' or ')}`);
-    }
-    const needsId = action === 'revoke' || action === 'show' || action === 'unlink';
-    if (needsId && !id) throw new UsageError(`gatehouse admin ${what} ${action} needs an id`);
-    const maxExtra = action === 'unlink' ? 1 : 0;
-    if (extra.length > maxExtra || (!needsId && id)) throw new UsageError('unexpected extra arguments');
-
-    if (what === 'users' && action !== 'hash') {
-      const serve = await import('../../authorization-server/serve.js');
-      const file = values.config ? await serve.readServeConfig(values.config) : {};
-      const config = { ...file, ...(values.store ? { store: values.store } : {}) };
-      if (!config.upstreams?.length) {
-        throw new UsageError('no upstreams configured: pass --config with the "upstreams" gatehouse serve uses');
-      }
-      const built = await serve.buildUpstreamIdentity(config, {
-        env: process.env,
-        issuer: config.issuer ?? 'http://127.0.0.1:9000',
-        dataDir: await serve.serveDataDirectory(),
-      });
-      const { identity, store } = built!;
-      try {
-        if (action === 'list') {
-          for (const user of await identity.accounts.list()) {
-            console.log(
-              JSON.stringify({
-                subject: user.subject,
-                email: user.claims['email'],
-                name: user.claims['name'],
-                upstreams: user.identities.map((i) => i.upstream),
-              }),
-            );
-          }
-          return 0;
-        }
-        const account = await identity.findAccount(id!);
-        if (!account) {
-          console.error(`gatehouse admin: no upstream account ${id}\nfix: run \`gatehouse admin users list\``);
-          return 1;
-        }
-        if (action === 'show') {
-          console.log(JSON.stringify(account.user));
-          return 0;
-        }
-        const upstreamName = extra[0];
-        if (upstreamName && !account.user.identities.some((i) => i.upstream === upstreamName)) {
-          console.error(
-            `gatehouse admin: ${id} has no ${upstreamName} identity\nfix: linked upstreams: ${account.user.identities.map((i) => i.upstream).join(', ')}`,
-          );
-          return 1;
-        }
-        await identity.unlink(id!, upstreamName);
-        if (!upstreamName) await identity.deleteForSubject(id!);
-        console.log(JSON.stringify({ unlinked: id, upstream: upstreamName ?? 'all' }));
-        return 0;
-      } finally {
-        await store.close();
-      }
-    }
-
-    if (what === 'users') {
-      const { hashPassword } = await import('../../authorization-server/users.js');
-      const password = await readStdin();
-      if (password.length < 8) throw new UsageError('the password on stdin is shorter than 8 characters');
-      console.log(await hashPassword(password));
-      return 0;
-    }
-
-    const serve = await import('../../authorization-server/serve.js');
-    const admin = await import('../../authorization-server/admin.js');
-    const file = values.config ? await serve.readServeConfig(values.config) : {};
-    const storeUrl = values.store ?? file.store ?? 'sqlite:';
-    const dataDir = await serve.serveDataDirectory();
-    const options = serve.parseStore(storeUrl, dataDir);
-    if (options.backend === 'memory') {
-      await admin.listEntries(options, 'Client'); // throws the explanation
-    }
-    const store = await serve.openStore(storeUrl, dataDir);
     try {
-      if (what === 'keys') {
-        const rotated = await admin.rotateStoredKeys(store);
-        console.log(JSON.stringify({ rotated: rotated.kid, published: rotated.kids }));
-        console.error('Restart the servers to sign with the new key; tokens signed with older keys keep verifying.');
-        return 0;
-      }
-      if (what === 'clients' && action === 'list') {
-        for (const { id: clientId, payload } of await admin.listEntries(options, 'Client')) {
-          console.log(
-            JSON.stringify({
-              client_id: clientId,
-              client_name: payload['client_name'],
-              application_type: payload['application_type'],
-              redirect_uris: payload['redirect_uris'],
-              grant_types: payload['grant_types'],
-            }),
-          );
-        }
-        return 0;
-      }
-      if (what === 'grants' && action === 'list') {
-        for (const { id: grantId, payload } of await admin.listEntries(options, 'Grant')) {
-          const resources = payload['resources'] as Record<string, string> | undefined;
-          console.log(
-            JSON.stringify({
-              grant_id: grantId,
-              account: payload['accountId'],
-              client_id: payload['clientId'],
-              scope: payload['openid'] ? (payload['openid'] as { scope?: string }).scope : undefined,
-              resources,
-              expires_at: payload['exp'],
-            }),
-          );
-        }
-        return 0;
-      }
-      if (what === 'clients') {
-        const result = await admin.revokeClient(store, options, id!);
-        if (!result.found && result.grants === 0) {
-          console.error(
-            `gatehouse admin: no registered client ${id}\nfix: run \`gatehouse admin clients list\` (clients from --config are removed there)`,
-          );
-          return 1;
-        }
-        console.log(JSON.stringify({ revoked_client: id, revoked_grants: result.grants }));
-        return 0;
-      }
-      const accountId = ((await store('Grant').find(id!)) as { accountId?: string } | undefined)?.accountId;
-      const found = await admin.revokeGrant(store, id!);
-      if (!found) {
-        console.error(`gatehouse admin: no grant ${id}\nfix: run \`gatehouse admin grants list\``);
-        return 1;
-      }
-      // As the server does on grant.revoked: the user's upstream tokens go too.
-      let upstreamTokens: 'deleted' | undefined;
-      if (accountId && file.upstreams?.length) {
-        const built = await serve.buildUpstreamIdentity(
-          { ...file, store: storeUrl },
-          { env: process.env, issuer: file.issuer ?? 'http://127.0.0.1:9000', dataDir },
-        );
-        try {
-          await built!.identity.deleteForSubject(accountId);
-          upstreamTokens = 'deleted';
-        } finally {
-          await built!.store.close();
-        }
-      }
-      console.log(JSON.stringify({ revoked_grant: id, ...(upstreamTokens && { upstream_tokens: upstreamTokens }) }));
-      return 0;
-    } finally {
-      await store.close();
+      return await administer(args);
+    } catch (error) {
+      if (args.includes('--verbose')) writeErrorCauses(error);
+      throw error;
     }
   },
 };

@@ -28,8 +28,13 @@ Options:
                            e.g. https://api.github.com=github,repo
   --no-local-login         Only upstream sign-in on the login page (default when no users are given)
   --auto-upstream NAME     Skip the login page and send every sign-in to this upstream
+  --name NAME              The service's name on the login and consent pages ("Sign in to NAME")
+  --logo URL               A logo on those pages (https, loopback http, or data:image)
   --config FILE            JSON config file (clients, tokenExchange, upstreams, …); flags override it
   --log-level LEVEL        fatal|error|warn|info|debug|silent (default info); logs are JSON on stdout
+  --json                   also print the "listening" line as JSON on stdout (issuer, url) instead of text
+                           on stderr
+  --verbose                --log-level debug (unless --log-level is given)
 
 Examples:
   GATEHOUSE_SUPERUSER_PASSWORD=… gatehouse serve --superuser admin --resource http://127.0.0.1:8000/mcp=mcp:tools
@@ -54,6 +59,10 @@ Examples:
         'auto-upstream': { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
+        name: { type: 'string' },
+        logo: { type: 'string' },
+        json: { type: 'boolean' },
+        verbose: { type: 'boolean' },
       },
       strict: true,
     });
@@ -65,7 +74,7 @@ Examples:
       throw new UsageError(`--issuer ${values.issuer} is not a URL (e.g. https://auth.example.com)`);
     }
     const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-    const logLevel = values['log-level'];
+    const logLevel = values['log-level'] ?? (values.verbose ? 'debug' : undefined);
     if (logLevel !== undefined && !(levels as readonly string[]).includes(logLevel)) {
       throw new UsageError(`--log-level must be one of ${levels.join(', ')}`);
     }
@@ -84,6 +93,8 @@ Examples:
       ...(values.store ? { store: values.store } : {}),
       ...(values.users ? { users: values.users } : {}),
       ...(values.superuser ? { superuser: values.superuser } : {}),
+      ...(values.name ? { name: values.name } : {}),
+      ...(values.logo ? { logo: values.logo } : {}),
       ...(logLevel ? { logLevel: logLevel as (typeof levels)[number] } : {}),
       ...(values.resource?.length ? { resources: values.resource.map(parseResourceFlag) } : {}),
       ...(values.upstream?.length ? { upstreams: mergeUpstreams(file.upstreams, values.upstream) } : {}),
@@ -117,8 +128,13 @@ Examples:
         censor: '[redacted]',
       },
     });
+    logger.debug(
+      { resources: config.resources, upstreams: config.upstreams?.length ?? 0, localLogin: config.localLogin },
+      'configuration',
+    );
     const running = await serve(config, { logger });
-    console.error(`gatehouse serve: issuer ${running.issuer}, listening on ${running.url}`);
+    if (values.json) console.log(JSON.stringify({ msg: 'listening', issuer: running.issuer, url: running.url }));
+    else console.error(`gatehouse serve: issuer ${running.issuer}, listening on ${running.url}`);
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.off('SIGINT', stop);

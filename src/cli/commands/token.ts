@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { isAccessTokenExpired } from '../../storage/tokens.js';
+import { isAccessTokenExpired, type StoredTokens } from '../../storage/tokens.js';
 import { type Command, UsageError } from '../command.js';
 import {
   AUTH_OPTIONS,
@@ -26,7 +26,8 @@ to run \`gatehouse login\` — unless --login USER:PASSWORD (or $GATEHOUSE_LOGIN
   curl -H "Authorization: Bearer $(gatehouse token https://mcp.example.com/mcp)" …
 
 Options:
-  --json                { access_token, token_type, expires_at, scope } instead of the bare token
+  --json                { access_token, token_type, expires_at, expires_in, scope } instead of the bare
+                        token; expires_at in seconds since the epoch (null when the server did not say)
 ${AUTH_USAGE}
 
 ${GLOBAL_USAGE}
@@ -43,19 +44,31 @@ Exit codes: 0 printed, 1 failed, 2 bad usage, 3 a login is needed.`,
     return runCommand('token', values, async (out) => {
       const store = openStore(values.store);
       const oauth = await makeOAuth(url, values, { out, store, policy: 'never' });
-      const usable = (t: Awaited<ReturnType<typeof oauth.tokens>>) => t && !isAccessTokenExpired(t, { skewSeconds: 0 });
-      let tokens = await oauth.tokens();
+      // oauth.tokens() refreshes a token about to expire; the stored record then has its absolute expiry.
+      const stored = async () => {
+        await oauth.tokens();
+        return (await store.storage.read(url))?.tokens;
+      };
+      const usable = (t: StoredTokens | undefined): t is StoredTokens =>
+        t !== undefined && !isAccessTokenExpired(t, { skewSeconds: 0 });
+      let tokens = await stored();
       if (!usable(tokens)) {
         const headless = values.login !== undefined || Boolean(process.env[LOGIN_ENV]);
         if (!headless)
           throw loginNeeded(url, tokens ? 'The credential expired and could not be refreshed' : 'Not logged in');
         await oauth.authorize();
-        tokens = await oauth.tokens();
+        tokens = await stored();
       }
-      if (!tokens || !usable(tokens)) throw loginNeeded(url, 'No valid access token');
+      if (!usable(tokens)) throw loginNeeded(url, 'No valid access token');
       if (values.json) {
-        const { access_token, token_type, expires_at, scope } = tokens as typeof tokens & { expires_at?: number };
-        out.printJson({ access_token, token_type, expires_at: expires_at ?? null, scope: scope ?? null });
+        const { access_token, token_type, expires_at, scope } = tokens;
+        out.printJson({
+          access_token,
+          token_type,
+          expires_at: expires_at ?? null,
+          expires_in: expires_at === undefined ? null : Math.max(0, expires_at - Math.floor(Date.now() / 1000)),
+          scope: scope ?? null,
+        });
       } else out.print(tokens.access_token);
       return CLI_EXIT.ok;
     });

@@ -1,4 +1,5 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider';
+import { StoreUnavailableError } from '../errors.js';
 
 export type { Adapter, AdapterPayload };
 
@@ -82,4 +83,68 @@ export interface OidcAdapterCommonOptions {
   purgeIntervalMs?: number | false;
   /** Called with errors from the background purge. Default: ignore. */
   onError?: (error: unknown) => void;
+}
+
+/**
+ * How long one store operation may take before it counts as an outage. Generous next to the ~1 ms a healthy store
+ * takes, and short enough that a request answers `503` well within 2 s instead of hanging.
+ */
+export const STORE_DEADLINE_MS = 1500;
+
+const TRANSPORT_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+const DRIVER_ERRORS = new Set([
+  'ClientClosedError',
+  'ClientOfflineError',
+  'SocketClosedUnexpectedlyError',
+  'ConnectionTimeoutError',
+  'SocketTimeoutError',
+  'ReconnectStrategyError',
+]);
+
+/**
+ * Whether an error means "the store is not reachable" rather than "the request is wrong": transport errors, the
+ * node-redis offline/closed errors, and PostgreSQL's connection-exception (08xxx) and shutdown (57P0x) states.
+ */
+export function isConnectionError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const { code } = error as { code?: unknown };
+  if (typeof code === 'string' && (TRANSPORT_CODES.has(code) || /^(08|57P0)/.test(code))) return true;
+  if (DRIVER_ERRORS.has(error.name) || DRIVER_ERRORS.has(error.constructor.name)) return true;
+  if (/Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(error.message)) {
+    return true;
+  }
+  const { errors } = error as { errors?: unknown };
+  return Array.isArray(errors) && errors.some(isConnectionError);
+}
+
+/**
+ * Runs one store operation with a deadline, turning an unreachable or silent store into
+ * {@link StoreUnavailableError}; any other error passes through unchanged.
+ */
+export async function guarded<T>(store: string, operation: Promise<T>, deadlineMs = STORE_DEADLINE_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new StoreUnavailableError(`the ${store} store did not answer within ${deadlineMs} ms`)),
+      deadlineMs,
+    );
+  });
+  try {
+    return await Promise.race([operation, deadline]);
+  } catch (error) {
+    if (error instanceof StoreUnavailableError || !isConnectionError(error)) throw error;
+    throw new StoreUnavailableError(`the ${store} store is unavailable: ${(error as Error).message}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
 }

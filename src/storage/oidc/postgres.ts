@@ -5,6 +5,7 @@ import {
   type Adapter,
   type AdapterPayload,
   alreadyConsumed,
+  guarded,
   indexesOf,
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
@@ -56,8 +57,12 @@ class PostgresBackend {
     this.pool.catch(() => {});
   }
 
-  async query<R extends object = Record<string, unknown>>(sql: string, params: unknown[]) {
-    return (await this.pool).query<R>(sql, params);
+  /** Runs a query with the store deadline; an unreachable database becomes `StoreUnavailableError`. */
+  query<R extends object = Record<string, unknown>>(sql: string, params: unknown[]) {
+    return guarded(
+      'postgres',
+      this.pool.then((pool) => pool.query<R>(sql, params)),
+    );
   }
 
   async purge(): Promise<number> {

@@ -4,6 +4,7 @@ import {
   type AdapterPayload,
   alreadyConsumed,
   epochSeconds,
+  guarded,
   indexesOf,
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
@@ -74,8 +75,13 @@ class RedisBackend {
     this.client.catch(() => {});
   }
 
-  async eval(script: string, keys: string[], args: string[]): Promise<unknown> {
-    return (await this.client).eval(script, { keys, arguments: args });
+  /** Runs a command with the store deadline; an unreachable Redis becomes `StoreUnavailableError`. */
+  call<T>(command: (client: RedisClientLike) => Promise<T>): Promise<T> {
+    return guarded('redis', this.client.then(command));
+  }
+
+  eval(script: string, keys: string[], args: string[]): Promise<unknown> {
+    return this.call((client) => client.eval(script, { keys, arguments: args }));
   }
 }
 
@@ -127,7 +133,7 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async #findByIndex(indexKey: string): Promise<AdapterPayload | undefined> {
-    const id = await (await this.backend.client).get(indexKey);
+    const id = await this.backend.call((client) => client.get(indexKey));
     return typeof id === 'string' ? this.find(id) : undefined;
   }
 
@@ -138,7 +144,7 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
-    await (await this.backend.client).del(this.#key(id));
+    await this.backend.call((client) => client.del(this.#key(id)));
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
