@@ -55,7 +55,12 @@ describe('token exchange checks (gatehouse serve)', () => {
     const answer =
       (resource: string) => async (_ctx: unknown, access: import('../../src/server/index.js').AccessContext) => {
         const text = access.hasResourceError(resource)
-          ? JSON.stringify(access.getResourceError(resource))
+          ? JSON.stringify({
+              ...access.getResourceError(resource),
+              line: `${access.getResourceError(resource)}`,
+              summary: `${access}`,
+              plural: access.getResourceErrors(),
+            })
           : access.access(resource).accessToken;
         return { content: [{ type: 'text' as const, text }] };
       };
@@ -101,6 +106,10 @@ describe('token exchange checks (gatehouse serve)', () => {
     const user = await userTokens(as.url, mcp.mcpUrl, 'mcp:tools api:read offline_access');
     const error = JSON.parse(await toolText(user.body['access_token']!, 'api_write'));
     expect(error).toMatchObject({ error: 'invalid_scope', message: expect.stringMatching(/consent/) });
+    // AccessContext errors read well in a template string, and the seed's plural accessor exists.
+    expect(error.line).toMatch(/^invalid_scope: .*consent/);
+    expect(error.summary).toMatch(new RegExp(`^error: ${API}: invalid_scope: `));
+    expect(error.plural[API]).toMatchObject({ error: 'invalid_scope' });
   });
 
   it('grants beyond consent only where the policy says so (beyondConsent), in the target resource’s format', async () => {
