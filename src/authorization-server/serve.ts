@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,9 +7,9 @@ import { z } from 'zod';
 import { GatehouseError } from '../oauth/errors.js';
 import { isLoopbackUrl } from '../oauth/resource-uri.js';
 import { splitScopes } from '../oauth/scopes.js';
-import { StorageDependencyError } from '../storage/errors.js';
+import { StorageConfigError, StorageDependencyError } from '../storage/errors.js';
 import type { OidcAdapterFactory } from '../storage/oidc/common.js';
-import { type OidcAdapterOptions, oidcAdapterFactory } from '../storage/oidc/factory.js';
+import { oidcAdapterFactory } from '../storage/oidc/factory.js';
 import type { GatehouseStore } from '../storage/types.js';
 import { SIGNING_ALGORITHMS } from './keys.js';
 import type { AuthorizationServer, AuthorizationServerOptions, ResourceConfig } from './server.js';
@@ -183,6 +183,7 @@ export function parseResourceFlag(value: string): ResourceConfig {
   const resource = eq === -1 ? value : value.slice(0, eq);
   if (!URL.canParse(resource)) return fail(`--resource ${value}: ${resource} is not a URL`, RESOURCE_FLAG_HINT);
   const config: ResourceConfig = { resource, scopes: [] };
+  // Scopes and options are separated by commas or spaces, as everywhere scopes are written.
   for (const item of eq === -1 ? [] : splitScopes(value.slice(eq + 1))) {
     const [key, setting] = item.split('=', 2) as [string, string | undefined];
     if (setting === undefined) config.scopes!.push(item);
@@ -245,7 +246,7 @@ export async function openUpstreamStore(store: string, dataDir: string): Promise
     }
     case 'sqlite': {
       const { sqliteStore } = await import('../storage/sqlite.js');
-      mkdirSync(dirname(options.path), { recursive: true });
+      prepareSqliteFile(options.path);
       return sqliteStore(options.path, { table: 'gatehouse_upstream', namespace: 'upstream' });
     }
     case 'redis': {
@@ -336,11 +337,18 @@ export async function serveDataDirectory(env: NodeJS.ProcessEnv = process.env): 
   return defaultDataDirectory(env);
 }
 
+/** Where `--store` points: the backend and its address, before keys are added. */
+export type StoreLocation =
+  | { backend: 'memory' }
+  | { backend: 'sqlite'; path: string }
+  | { backend: 'redis'; url: string; prefix?: string }
+  | { backend: 'postgres'; url: string; table?: string };
+
 /**
  * Turns a `--store` value into storage options: `memory`, `sqlite:` (a file in the data directory),
  * `sqlite:PATH`, `redis://…`/`rediss://…`, `postgres://…`/`postgresql://…`.
  */
-export function parseStore(store: string, dataDir: string): OidcAdapterOptions {
+export function parseStore(store: string, dataDir: string): StoreLocation {
   if (store === 'memory' || store === 'memory:') return { backend: 'memory' };
   if (store === 'sqlite' || store.startsWith('sqlite:')) {
     const rest = store.replace(/^sqlite:(\/\/)?/, '').replace(/^sqlite$/, '');
@@ -373,7 +381,7 @@ export function parseStore(store: string, dataDir: string): OidcAdapterOptions {
 }
 
 /** The store as a person recognises it, without its password. */
-function storeLabel(store: string, options: OidcAdapterOptions): string {
+function storeLabel(store: string, options: StoreLocation): string {
   if (options.backend === 'sqlite') return options.path;
   const url = URL.parse(store);
   if (!url) return store;
@@ -389,11 +397,77 @@ function causeMessage(cause: unknown): string {
   return inner.length ? [...new Set(inner)].join('; ') : String(error?.code ?? cause);
 }
 
-/** Opens the store named by `store`, creating the SQLite directory if needed; resolves once connected. */
-export async function openStore(store: string, dataDir: string): Promise<OidcAdapterFactory> {
+const STORE_KEY_FILE = 'store.key';
+
+/**
+ * The at-rest keys of the store, newest first: `GATEHOUSE_STORE_KEY` (comma-separated), else the key file
+ * `store.key` in the data directory, created (0600, in a 0700 directory) with a random key on first start. Every
+ * instance sharing a store must end up with the same keys.
+ */
+export function storeKeys(env: NodeJS.ProcessEnv, dataDir: string): string[] {
+  const parse = (text: string, source: string) => {
+    const keys = text
+      .split(/[,\s]+/)
+      .map((k) => k.trim())
+      .filter(Boolean);
+    for (const key of keys) {
+      if (!/^[A-Za-z0-9_-]{43}$/.test(key)) {
+        fail(
+          `${source} holds something that is not a 32-byte base64url key`,
+          "Generate one with node -e \"console.log(require('crypto').randomBytes(32).toString('base64url'))\"",
+        );
+      }
+    }
+    if (keys.length === 0) fail(`${source} is empty`, 'Put the at-rest key there, or remove it to start afresh.');
+    return keys;
+  };
+  const fromEnv = env['GATEHOUSE_STORE_KEY'];
+  if (fromEnv !== undefined && fromEnv !== '') return parse(fromEnv, 'GATEHOUSE_STORE_KEY');
+  const path = join(dataDir, STORE_KEY_FILE);
+  try {
+    return parse(readFileSync(path, 'utf8'), path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Written aside, then linked into place: of several instances starting at once on one data directory, one key wins.
+  const staged = `${path}.${process.pid}.tmp`;
+  writeFileSync(staged, `${generateKey()}\n`, { mode: 0o600, flag: 'wx' });
+  try {
+    linkSync(staged, path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  } finally {
+    unlinkSync(staged);
+  }
+  return parse(readFileSync(path, 'utf8'), path);
+}
+
+function generateKey(): string {
+  return Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(32))).toString('base64url');
+}
+
+/** Creates the SQLite file's directory (0700) and the file itself (0600) before SQLite opens it. */
+function prepareSqliteFile(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  closeSync(openSync(path, 'a', 0o600));
+}
+
+/**
+ * Opens the store named by `store` with its at-rest keys ({@link storeKeys}), creating the SQLite file if needed;
+ * resolves once connected, migrated and checked.
+ */
+export async function openStore(
+  store: string,
+  dataDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<OidcAdapterFactory> {
   const options = parseStore(store, dataDir);
-  if (options.backend === 'sqlite') mkdirSync(dirname(options.path), { recursive: true });
-  const factory = oidcAdapterFactory(options);
+  if (options.backend === 'sqlite') prepareSqliteFile(options.path);
+  const factory =
+    options.backend === 'memory'
+      ? oidcAdapterFactory(options)
+      : oidcAdapterFactory({ ...options, encryptionKeys: storeKeys(env, dataDir) });
   try {
     await factory.ready();
   } catch (cause) {
@@ -402,9 +476,11 @@ export async function openStore(store: string, dataDir: string): Promise<OidcAda
     if (cause instanceof StorageDependencyError) return fail(cause.message, cause.hint!);
     return fail(
       `cannot open the ${options.backend} store ${storeLabel(store, options)}: ${causeMessage(cause)}`,
-      options.backend === 'sqlite'
-        ? 'Check that the directory is writable, or pass --store memory.'
-        : `Check that ${options.backend} is running and the URL in --store is right.`,
+      cause instanceof StorageConfigError && cause.hint
+        ? cause.hint
+        : options.backend === 'sqlite'
+          ? 'Check that the directory is writable, or pass --store memory.'
+          : `Check that ${options.backend} is running and the URL in --store is right.`,
     );
   }
   return factory;
@@ -475,7 +551,7 @@ export async function serve(
     ? { authenticate: async () => undefined }
     : await buildAuthenticator(config, env);
   const dataDir = await serveDataDirectory(env);
-  const store = await openStore(config.store ?? 'sqlite:', dataDir);
+  const store = await openStore(config.store ?? 'sqlite:', dataDir, env);
   const server = createServer();
   try {
     await new Promise<void>((resolveListen, reject) => {

@@ -11,6 +11,7 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from '@modelcontextprotocol/client';
+import { defaultTokenStore } from '../storage/default.js';
 import { OAuth, type WrapFetchHooks } from './oauth.js';
 import type { ClientAuth, ResolvedSource } from './source.js';
 
@@ -25,14 +26,31 @@ export interface OpenSession {
   dispose?: () => Promise<void>;
 }
 
+const defaultOAuths = new WeakMap<object, OAuth>();
+
+/**
+ * `auth: 'oauth'`: one `OAuth` per source of a `Client` (so `close()` and reconnecting reuse the login), storing
+ * its credential where the CLI does (encrypted, see `openDefaultTokenStore`).
+ */
+function defaultOAuthFor(owner: object, serverUrl: URL): OAuth {
+  let oauth = defaultOAuths.get(owner);
+  if (!oauth) {
+    oauth = new OAuth({ mcpUrl: serverUrl.href, tokenStorage: defaultTokenStore() });
+    defaultOAuths.set(owner, oauth);
+  }
+  return oauth;
+}
+
 /** @internal What the transports need for an `auth` option: an SDK auth provider, or OAuth's own `fetch`. */
 export function httpAuthFor(
   auth: ClientAuth | undefined,
   serverUrl: URL,
   hooks: WrapFetchHooks = {},
+  owner?: object,
 ): { authProvider?: AuthProvider | OAuthClientProvider; fetch?: FetchLike } {
   if (auth === undefined) return {};
-  const oauth = auth === 'oauth' ? new OAuth({ mcpUrl: serverUrl.href }) : auth instanceof OAuth ? auth : undefined;
+  const oauth =
+    auth === 'oauth' ? defaultOAuthFor(owner ?? serverUrl, serverUrl) : auth instanceof OAuth ? auth : undefined;
   if (oauth) {
     // One credential per server, even when one OAuth is shared by several servers. wrapFetch adds the token,
     // refreshes it, logs in on 401 and steps up on 403 insufficient_scope.
@@ -148,7 +166,12 @@ export async function openSession(
       const oauth = source.auth === 'oauth' || source.auth instanceof OAuth;
       const deadline = () => (oauth ? new HandshakeDeadline(timeout ?? DEFAULT_HANDSHAKE_TIMEOUT) : undefined);
       let current: HandshakeDeadline | undefined;
-      const auth = httpAuthFor(source.auth, source.url, { onAuthorizing: (on) => current?.hooks.onAuthorizing?.(on) });
+      const auth = httpAuthFor(
+        source.auth,
+        source.url,
+        { onAuthorizing: (on) => current?.hooks.onAuthorizing?.(on) },
+        source,
+      );
       const attempt = (transport: Transport) => {
         current = deadline();
         return connectWith(make, transport, timeout, current);

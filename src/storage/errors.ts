@@ -46,10 +46,10 @@ export class KeychainUnavailableError extends StorageError {
 
 /** An optional driver package (`pg`, `better-sqlite3`, ...) needed by the chosen backend is not installed. */
 export class StorageDependencyError extends StorageError {
-  constructor(pkg: string, backend: string, options: { cause?: unknown } = {}) {
-    super(`The ${backend} backend needs the package "${pkg}", which could not be loaded.`, {
+  constructor(pkg: string, backend: string, options: { cause?: unknown; message?: string; hint?: string } = {}) {
+    super(options.message ?? `The ${backend} backend needs the package "${pkg}", which could not be loaded.`, {
       code: 'ERR_STORAGE_DEPENDENCY',
-      hint: `Install it next to gatehouse: npm install ${pkg}`,
+      hint: options.hint ?? `Install it next to gatehouse: npm install ${pkg}`,
       cause: options.cause,
     });
   }

@@ -1,6 +1,6 @@
-import type BetterSqlite3 from 'better-sqlite3';
 import { StorageConfigError } from './errors.js';
-import { brand, checkNamespace, type GatehouseStore, isTtl, KeyedMutex, loadOptional, toJson } from './types.js';
+import { openSqlite, type SqliteDatabase } from './sqlite-driver.js';
+import { brand, checkNamespace, type GatehouseStore, isTtl, KeyedMutex, toJson } from './types.js';
 
 /** Options of {@link sqliteStore}. */
 export interface SqliteStoreOptions {
@@ -8,17 +8,6 @@ export interface SqliteStoreOptions {
   table?: string;
   /** Default `default`. */
   namespace?: string;
-}
-
-/** Opens a database with the settings every Gatehouse SQLite user wants: WAL, a busy timeout, foreign keys. */
-export async function openSqlite(path: string): Promise<BetterSqlite3.Database> {
-  const { default: Database } = await loadOptional('better-sqlite3', 'SQLite', () => import('better-sqlite3'));
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  // Several processes may share the file (e.g. two `gatehouse serve`): wait for the writer instead of failing.
-  db.pragma('busy_timeout = 5000');
-  db.pragma('synchronous = NORMAL');
-  return db;
 }
 
 /** Validates an SQL identifier we interpolate (table names cannot be bound as parameters). */
@@ -30,8 +19,8 @@ export function sqlIdentifier(name: string): string {
 }
 
 /**
- * A key-value store in an SQLite file (through `better-sqlite3`, installed separately). Expired rows are hidden on
- * read and purged on write.
+ * A key-value store in an SQLite file, through Node's built-in `node:sqlite` (Node >= 22.13) or, on older Nodes, the
+ * optional peer `better-sqlite3`. Expired rows are hidden on read and purged on write.
  *
  * @example
  * ```ts
@@ -44,10 +33,10 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Gat
   const table = sqlIdentifier(options.table ?? 'gatehouse_kv');
   const namespace = checkNamespace(options.namespace ?? 'default');
   const mutex = new KeyedMutex();
-  let opened: Promise<BetterSqlite3.Database> | undefined;
+  let opened: Promise<SqliteDatabase> | undefined;
   let writes = 0;
 
-  const db = (): Promise<BetterSqlite3.Database> => {
+  const db = (): Promise<SqliteDatabase> => {
     opened ??= openSqlite(path).then((database) => {
       database.exec(`CREATE TABLE IF NOT EXISTS ${table} (
         namespace TEXT NOT NULL,
@@ -62,13 +51,13 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Gat
     return opened;
   };
 
-  const read = (database: BetterSqlite3.Database, key: string): unknown => {
+  const read = (database: SqliteDatabase, key: string): unknown => {
     const row = database
       .prepare(`SELECT value FROM ${table} WHERE namespace = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)`)
       .get(namespace, key, Date.now()) as { value: string } | undefined;
     return row === undefined ? undefined : JSON.parse(row.value);
   };
-  const write = (database: BetterSqlite3.Database, key: string, value: unknown, ttlMs?: number): void => {
+  const write = (database: SqliteDatabase, key: string, value: unknown, ttlMs?: number): void => {
     database
       .prepare(
         `INSERT INTO ${table} (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)
@@ -77,7 +66,7 @@ export function sqliteStore(path: string, options: SqliteStoreOptions = {}): Gat
       .run(namespace, key, toJson(value), isTtl(ttlMs) ? Date.now() + ttlMs : null);
     if (++writes % 256 === 0) database.prepare(`DELETE FROM ${table} WHERE expires_at <= ?`).run(Date.now());
   };
-  const remove = (database: BetterSqlite3.Database, key: string): boolean =>
+  const remove = (database: SqliteDatabase, key: string): boolean =>
     database.prepare(`DELETE FROM ${table} WHERE namespace = ? AND key = ?`).run(namespace, key).changes > 0;
 
   return brand<GatehouseStore>({

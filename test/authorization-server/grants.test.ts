@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { anyOf, hashPassword, staticUsers, usersFile } from '../../src/authorization-server/index.js';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../../src/oauth/index.js';
+import { generateEncryptionKey } from '../../src/storage/encrypted.js';
 import { oidcAdapterFactory } from '../../src/storage/oidc/factory.js';
 import {
   authorizationUrl,
@@ -63,8 +64,10 @@ describe('refresh-token rotation', () => {
 
 describe('refresh-token reuse across two instances sharing Redis', () => {
   const prefix = `gatehouse-test-${randomBytes(4).toString('hex')}:`;
-  const adapterA = oidcAdapterFactory({ backend: 'redis', url: 'redis://127.0.0.1:6379', prefix });
-  const adapterB = oidcAdapterFactory({ backend: 'redis', url: 'redis://127.0.0.1:6379', prefix });
+  // Both instances hold the same at-rest key, as every instance sharing a store must.
+  const encryptionKeys = [generateEncryptionKey()];
+  const adapterA = oidcAdapterFactory({ backend: 'redis', url: 'redis://127.0.0.1:6379', prefix, encryptionKeys });
+  const adapterB = oidcAdapterFactory({ backend: 'redis', url: 'redis://127.0.0.1:6379', prefix, encryptionKeys });
   let a: RunningAs;
   let b: RunningAs;
   beforeAll(async () => {

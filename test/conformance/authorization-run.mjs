@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { node22 as node22Path } from '../helpers/node22.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dist = join(root, 'dist');
@@ -16,12 +17,13 @@ if (!existsSync(join(dist, 'authorization-server', 'serve.js'))) {
   console.error('conformance-authorization: dist/ is missing\nfix: run `npm run build` first');
   process.exit(1);
 }
-const node22 = join(root, 'node_modules', 'node', 'bin', 'node');
 const suite = join(root, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
-if (!existsSync(node22) || !existsSync(suite)) {
-  console.error('conformance-authorization: the conformance suite or Node 22 is not installed\nfix: run `npm install`');
+if (!existsSync(suite)) {
+  console.error('conformance-authorization: the conformance suite is not installed\nfix: run `npm install`');
   process.exit(1);
 }
+// The suite's runner needs Node 22; npm fetches it on first use.
+const node22 = node22Path();
 
 const { serve } = await import(join(dist, 'authorization-server', 'serve.js'));
 const { headlessAuthorize } = await import(join(dist, 'client', 'headless-login.js'));

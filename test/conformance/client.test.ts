@@ -1,8 +1,8 @@
 // Runs the official MCP conformance suite (@modelcontextprotocol/conformance, pinned) against our client
 // (test/conformance/client.mjs, started through `npm run -s conformance-client --`), at the default spec version
 // and at 2026-07-28, and turns every auth/* scenario into a test (no expected failures). Other client scenarios
-// (initialize, tools_call, ...) belong to the Client API and are not asserted here. The suite's runner needs Node 22: it runs on the
-// node@22 devDependency; our client runs on the machine's Node.
+// (initialize, tools_call, ...) belong to the Client API and are not asserted here. The suite's runner needs Node 22: it runs on
+// a Node 22 that npm fetches on first use (test/helpers/node22.mjs); our client runs on the machine's Node.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
@@ -10,9 +10,10 @@ import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildClientForChildren, temporaryDirectory } from '../client/oauth-helpers.js';
+import { node22 as fetchNode22 } from '../helpers/node22.mjs';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const node22 = join(repo, 'node_modules', 'node', 'bin', 'node');
+const node22 = fetchNode22();
 const runner = join(repo, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
 
 /** The machine's Node, not the node@22 devDependency that npm puts first on PATH. */

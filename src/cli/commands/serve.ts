@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type Command, UsageError } from '../command.js';
+import { parseLogLevel, runUntilSignal, serviceLogger } from '../service.js';
 
 const command: Command = {
   summary: 'Run a self-hostable MCP authorization server (OAuth 2.1, PKCE, DCR, CIMD, token exchange)',
@@ -73,17 +74,12 @@ Examples:
     if (values.issuer !== undefined && !URL.canParse(values.issuer)) {
       throw new UsageError(`--issuer ${values.issuer} is not a URL (e.g. https://auth.example.com)`);
     }
-    const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-    const logLevel = values['log-level'] ?? (values.verbose ? 'debug' : undefined);
-    if (logLevel !== undefined && !(levels as readonly string[]).includes(logLevel)) {
-      throw new UsageError(`--log-level must be one of ${levels.join(', ')}`);
-    }
+    const logLevel = parseLogLevel(values['log-level'] ?? (values.verbose ? 'debug' : undefined));
 
     // Loaded here so that `gatehouse help` loads neither oidc-provider nor a database driver.
     const { readServeConfig, parseResourceFlag, parseUpstreamResourceFlag, mergeUpstreams, serve } = await import(
       '../../authorization-server/serve.js'
     );
-    const { pino } = await import('pino');
     const file = values.config ? await readServeConfig(values.config) : {};
     const config = {
       ...file,
@@ -95,7 +91,7 @@ Examples:
       ...(values.superuser ? { superuser: values.superuser } : {}),
       ...(values.name ? { name: values.name } : {}),
       ...(values.logo ? { logo: values.logo } : {}),
-      ...(logLevel ? { logLevel: logLevel as (typeof levels)[number] } : {}),
+      ...(logLevel ? { logLevel } : {}),
       ...(values.resource?.length ? { resources: values.resource.map(parseResourceFlag) } : {}),
       ...(values.upstream?.length ? { upstreams: mergeUpstreams(file.upstreams, values.upstream) } : {}),
       ...(values['upstream-resource']?.length
@@ -109,25 +105,7 @@ Examples:
       ...(values['no-local-login'] ? { localLogin: false } : {}),
       ...(values['auto-upstream'] ? { autoUpstream: values['auto-upstream'] } : {}),
     };
-    const logger = pino({
-      level: config.logLevel ?? 'info',
-      base: { service: 'gatehouse-authorization-server' },
-      redact: {
-        paths: [
-          'password',
-          '*.password',
-          'client_secret',
-          '*.client_secret',
-          'token',
-          '*.token',
-          'access_token',
-          '*.access_token',
-          'refresh_token',
-          '*.refresh_token',
-        ],
-        censor: '[redacted]',
-      },
-    });
+    const logger = await serviceLogger('gatehouse-authorization-server', config.logLevel);
     logger.debug(
       { resources: config.resources, upstreams: config.upstreams?.length ?? 0, localLogin: config.localLogin },
       'configuration',
@@ -135,17 +113,7 @@ Examples:
     const running = await serve(config, { logger });
     if (values.json) console.log(JSON.stringify({ msg: 'listening', issuer: running.issuer, url: running.url }));
     else console.error(`gatehouse serve: issuer ${running.issuer}, listening on ${running.url}`);
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        logger.info('shutting down');
-        running.close().then(resolve, resolve);
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
-    return 0;
+    return runUntilSignal(running.close, logger);
   },
 };
 export default command;

@@ -136,5 +136,14 @@ export function memoryOidcAdapter(options: OidcAdapterCommonOptions = {}): OidcA
     close: async () => {
       if (timer) clearInterval(timer);
     },
+    list: async (model: string) => {
+      backend.purge();
+      return [...backend.entries.values()]
+        .filter((entry) => entry.model === model)
+        .map((entry) => ({ id: entry.id, payload: payloadOf(entry)! }))
+        .sort((a, b) => a.id.localeCompare(b.id));
+    },
+    // Process memory is not at rest: nothing is sealed, nothing to re-seal.
+    rekey: async () => 0,
   });
 }

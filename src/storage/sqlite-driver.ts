@@ -1,0 +1,101 @@
+import { StorageDependencyError } from './errors.js';
+import { loadOptional } from './types.js';
+
+// One small seam over the two SQLite drivers Gatehouse can use: Node's built-in `node:sqlite` (no flag from Node
+// 22.13 / 23.4, nothing to compile) and, on older Nodes, the optional peer `better-sqlite3`. Both expose the same
+// synchronous shape (`exec`, `prepare().run/get`, `close`), so the store and the oidc adapter are written once
+// against the structural types below; no driver's own types reach the public `.d.ts` files.
+
+/** A value SQLite binds or returns. */
+export type SqliteValue = string | number | bigint | null | Uint8Array;
+
+/** A prepared statement: the part both drivers share. */
+export interface SqliteStatement {
+  run(...params: SqliteValue[]): { changes: number | bigint };
+  get(...params: SqliteValue[]): unknown;
+  all(...params: SqliteValue[]): unknown[];
+}
+
+/** An open SQLite connection: the part both drivers share. */
+export interface SqliteDatabase {
+  exec(sql: string): void;
+  prepare(sql: string): SqliteStatement;
+  close(): void;
+}
+
+/** Which driver opened the database. */
+export type SqliteDriverName = 'node:sqlite' | 'better-sqlite3';
+
+interface SqliteDriver {
+  name: SqliteDriverName;
+  open(path: string): SqliteDatabase;
+}
+
+interface NodeSqliteModule {
+  DatabaseSync: new (path: string) => SqliteDatabase;
+}
+
+/**
+ * `node:sqlite` when this Node provides it without a flag, else undefined. Node prints an ExperimentalWarning the
+ * first time the module loads; it describes our internal choice of driver, not anything the user did, so exactly
+ * that warning is dropped while we load it.
+ */
+function builtinSqlite(): NodeSqliteModule | undefined {
+  const getBuiltinModule = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
+  if (typeof getBuiltinModule !== 'function') return undefined;
+  const emitWarning = process.emitWarning;
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    const text = typeof warning === 'string' ? warning : warning.message;
+    if (/^SQLite is an experimental feature/.test(text)) return;
+    return (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
+  }) as typeof process.emitWarning;
+  try {
+    return getBuiltinModule.call(process, 'node:sqlite') as NodeSqliteModule | undefined;
+  } finally {
+    process.emitWarning = emitWarning;
+  }
+}
+
+let driver: Promise<SqliteDriver> | undefined;
+
+async function loadDriver(): Promise<SqliteDriver> {
+  const builtin = builtinSqlite();
+  if (builtin) return { name: 'node:sqlite', open: (path) => new builtin.DatabaseSync(path) };
+  const { default: Database } = await loadOptional('better-sqlite3', 'SQLite', async () => {
+    // A variable specifier keeps TypeScript from needing the optional package's types.
+    const specifier = 'better-sqlite3';
+    return (await import(specifier)) as { default: new (path: string) => SqliteDatabase };
+  }).catch((error: unknown) => {
+    if (!(error instanceof StorageDependencyError)) throw error;
+    throw new StorageDependencyError('better-sqlite3', 'SQLite', {
+      cause: error.cause,
+      message: `The SQLite backend needs Node >= 22.13 (built-in node:sqlite) or the package "better-sqlite3"; this is Node ${process.versions.node} and better-sqlite3 could not be loaded.`,
+      hint: 'Install it next to gatehouse: npm install better-sqlite3 (or run on Node >= 22.13, which has SQLite built in).',
+    });
+  });
+  return { name: 'better-sqlite3', open: (path) => new Database(path) };
+}
+
+/** The driver, loaded once; a failed load is retried on the next call (e.g. after `npm install better-sqlite3`). */
+function sqliteDriver(): Promise<SqliteDriver> {
+  driver ??= loadDriver().catch((error: unknown) => {
+    driver = undefined;
+    throw error;
+  });
+  return driver;
+}
+
+/** The driver this process uses: `node:sqlite` where Node has it built in, else `better-sqlite3`. */
+export async function sqliteDriverName(): Promise<SqliteDriverName> {
+  return (await sqliteDriver()).name;
+}
+
+/** Opens a database with the settings every Gatehouse SQLite user wants: WAL, a busy timeout, fast syncs. */
+export async function openSqlite(path: string): Promise<SqliteDatabase> {
+  const db = (await sqliteDriver()).open(path);
+  db.exec('PRAGMA journal_mode = WAL');
+  // Several processes may share the file (e.g. two `gatehouse serve`): wait for the writer instead of failing.
+  db.exec('PRAGMA busy_timeout = 5000');
+  db.exec('PRAGMA synchronous = NORMAL');
+  return db;
+}
