@@ -1,6 +1,6 @@
 import { closeSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -12,6 +12,7 @@ import type { OidcAdapterFactory } from '../storage/oidc/common.js';
 import { oidcAdapterFactory } from '../storage/oidc/factory.js';
 import type { GatehouseStore } from '../storage/types.js';
 import { SIGNING_ALGORITHMS } from './keys.js';
+import { type LoginRateLimitStore, parseTrustProxy, type TrustProxy } from './rate-limit.js';
 import type { AuthorizationServer, AuthorizationServerOptions, ResourceConfig } from './server.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
 import { type Authenticator, anyOf, staticUsers, usersFile } from './users.js';
@@ -78,9 +79,22 @@ export const ServeConfigSchema = z
       .optional(),
     refreshTokenGraceSeconds: z.number().min(0).max(300).optional(),
     loginRateLimit: z
-      .object({ attempts: z.number().int().positive().optional(), windowSeconds: z.number().positive().optional() })
+      .object({
+        attempts: z.number().int().positive().optional(),
+        addressAttempts: z.number().int().positive().optional(),
+        accountAttempts: z.number().int().positive().optional(),
+        windowSeconds: z.number().positive().optional(),
+      })
+      .strict()
       .optional(),
     proxy: z.boolean().optional(),
+    /**
+     * Proxies whose `X-Forwarded-For` names the client address: a hop count, or addresses/CIDRs (`loopback`,
+     * `10.0.0.0/8`), as a list or comma-separated. Implies `proxy`.
+     */
+    trustProxy: z.union([z.number().int().min(0).max(10), z.string(), z.array(z.string())]).optional(),
+    /** Extra oidc-provider configuration, deep-merged into Gatehouse's (the MCP profile stays). */
+    providerConfiguration: z.record(z.string(), z.unknown()).optional(),
     /**
      * Upstream identity providers: a spec (`github`, `google`, `entra:<tenant>`, `oidc:<issuer>`, `<name>=…`) or an
      * object with the spec plus secrets and base-URL overrides.
@@ -508,6 +522,38 @@ export async function buildAuthenticator(config: ServeConfig, env: NodeJS.Proces
   return parts.length === 1 ? parts[0]! : anyOf(...parts);
 }
 
+function unavailable(res: ServerResponse): void {
+  res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'cache-control': 'no-store' });
+  res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'the server did not start' }));
+}
+
+/**
+ * Opens the connection the login rate limits share through (the Redis or PostgreSQL the server stores in), so
+ * instances count failures together. Memory and SQLite count in the process.
+ */
+async function openLoginLimitsStore(
+  options: StoreLocation,
+): Promise<{ store: LoginRateLimitStore; close: () => Promise<unknown> } | undefined> {
+  if (options.backend === 'redis') {
+    const { connectRedis } = await import('../storage/redis.js');
+    const client = await connectRedis(options.url ?? 'redis://127.0.0.1:6379');
+    return {
+      store: { backend: 'redis', client, prefix: `${options.prefix ?? 'gatehouse:oidc:'}limits:` },
+      close: async () => (client.close ?? client.quit)?.call(client),
+    };
+  }
+  if (options.backend === 'postgres') {
+    const { openPgPool } = await import('../storage/postgres.js');
+    const pool = await openPgPool(options.url ?? '', { max: 2 });
+    pool.on('error', () => {});
+    return {
+      store: { backend: 'postgres', pool, table: `${options.table ?? 'gatehouse_oidc'}_login_limits` },
+      close: () => pool.end(),
+    };
+  }
+  return undefined;
+}
+
 /** A running `gatehouse serve`. */
 export interface RunningAuthorizationServer {
   /** The URL it listens on. */
@@ -551,66 +597,103 @@ export async function serve(
     ? { authenticate: async () => undefined }
     : await buildAuthenticator(config, env);
   const dataDir = await serveDataDirectory(env);
-  const store = await openStore(config.store ?? 'sqlite:', dataDir, env);
-  const server = createServer();
-  try {
-    await new Promise<void>((resolveListen, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolveListen());
-    });
-  } catch (cause) {
-    await store.close();
-    return fail(
-      `cannot listen on ${host}:${port}: ${(cause as Error).message}`,
-      'Pick another --port, or stop what is using it.',
-    );
+  let trustProxy: TrustProxy | undefined;
+  if (config.trustProxy !== undefined) {
+    try {
+      trustProxy = parseTrustProxy(config.trustProxy);
+    } catch (error) {
+      fail(
+        `--trust-proxy ${String(config.trustProxy)}: ${(error as Error).message}`,
+        'Give the number of proxies in front (e.g. --trust-proxy 1) or their addresses (e.g. --trust-proxy 10.0.0.0/8,loopback).',
+      );
+    }
   }
-  const address = server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const store = await openStore(config.store ?? 'sqlite:', dataDir, env);
+  const closers: Array<() => Promise<unknown>> = [() => store.close()];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close().catch(() => {});
+  };
+
+  // Requests are answered only once the server can answer them: until then they wait (and get 503 if start-up
+  // fails). The port opens after everything is built, unless the issuer must be read from the port (`--port 0`).
+  const server = createServer();
+  let ready: AuthorizationServer['listener'] | undefined;
+  let failed = false;
+  const waiting: Array<[IncomingMessage, ServerResponse]> = [];
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (ready) return ready(req, res);
+    if (failed) return unavailable(res);
+    waiting.push([req, res]);
+  });
+  const listen = async () => {
+    try {
+      await new Promise<void>((resolveListen, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolveListen();
+        });
+      });
+    } catch (cause) {
+      await closeAll();
+      return fail(
+        `cannot listen on ${host}:${port}: ${(cause as Error).message}`,
+        'Pick another --port, or stop what is using it.',
+      );
+    }
+    const address = server.address() as AddressInfo;
+    return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  };
+  const listenFirst = config.issuer === undefined && port === 0;
+  let url = listenFirst ? await listen() : `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const issuer = config.issuer ?? url;
   let upstream: Awaited<ReturnType<typeof buildUpstreamIdentity>>;
-  try {
-    upstream = await buildUpstreamIdentity(config, { env, issuer, dataDir, logger: runtime.logger });
-  } catch (error) {
-    server.close();
-    await store.close();
-    throw error;
-  }
-  const options: AuthorizationServerOptions = {
-    issuer,
-    authenticator,
-    resources: config.resources!,
-    clients: (config.clients ?? []) as unknown as AuthorizationServerOptions['clients'],
-    adapter: store,
-    tokenExchange: config.tokenExchange,
-    registration: config.registration,
-    clientIdMetadataDocument: config.clientIdMetadataDocument,
-    refreshTokenGraceSeconds: config.refreshTokenGraceSeconds,
-    loginRateLimit: config.loginRateLimit,
-    proxy: config.proxy,
-    logger: runtime.logger,
-    branding: {
-      ...(config.name !== undefined && { name: config.name }),
-      ...(config.logo !== undefined && { logoUrl: checkLogo(config.logo) }),
-    },
-    ...(upstream && {
-      upstream: upstream.identity,
-      localLogin: config.localLogin ?? !upstreamOnly,
-      ...(config.autoUpstream !== undefined && { autoUpstream: config.autoUpstream }),
-    }),
-  };
   let as: AuthorizationServer;
   try {
+    upstream = await buildUpstreamIdentity(config, { env, issuer, dataDir, logger: runtime.logger });
+    if (upstream) closers.push(() => upstream!.store.close());
+    const limitsStore = await openLoginLimitsStore(parseStore(config.store ?? 'sqlite:', dataDir));
+    if (limitsStore) closers.push(limitsStore.close);
+    const options: AuthorizationServerOptions = {
+      issuer,
+      authenticator,
+      resources: config.resources!,
+      clients: (config.clients ?? []) as unknown as AuthorizationServerOptions['clients'],
+      adapter: store,
+      tokenExchange: config.tokenExchange,
+      registration: config.registration,
+      clientIdMetadataDocument: config.clientIdMetadataDocument,
+      refreshTokenGraceSeconds: config.refreshTokenGraceSeconds,
+      loginRateLimit: { ...config.loginRateLimit, ...(limitsStore && { store: limitsStore.store }) },
+      proxy: config.proxy,
+      ...(trustProxy !== undefined && { trustProxy }),
+      ...(config.providerConfiguration && {
+        providerConfiguration: config.providerConfiguration as AuthorizationServerOptions['providerConfiguration'],
+      }),
+      logger: runtime.logger,
+      branding: {
+        ...(config.name !== undefined && { name: config.name }),
+        ...(config.logo !== undefined && { logoUrl: checkLogo(config.logo) }),
+      },
+      ...(upstream && {
+        upstream: upstream.identity,
+        localLogin: config.localLogin ?? !upstreamOnly,
+        ...(config.autoUpstream !== undefined && { autoUpstream: config.autoUpstream }),
+      }),
+    };
     // Loaded here so that `gatehouse admin` never loads oidc-provider.
     const { createAuthorizationServer } = await import('./server.js');
     as = await createAuthorizationServer(options);
   } catch (error) {
+    failed = true;
+    for (const [, res] of waiting.splice(0)) unavailable(res);
     server.close();
-    await store.close();
-    await upstream?.store.close();
+    await closeAll();
     throw error;
   }
-  server.on('request', as.listener);
+  if (!listenFirst) url = await listen();
+  ready = as.listener;
+  for (const [req, res] of waiting.splice(0)) as.listener(req, res);
   runtime.logger?.info(
     {
       issuer,
@@ -629,8 +712,7 @@ export async function serve(
         server.closeAllConnections();
         server.close(() => done());
       });
-      await store.close();
-      await upstream?.store.close();
+      await closeAll();
     },
   };
 }
