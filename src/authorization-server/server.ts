@@ -16,6 +16,7 @@ import { mergeProviderConfiguration } from './provider-configuration.js';
 import { createLoginLimiter, type LoginRateLimit, type TrustProxy } from './rate-limit.js';
 import { looksNative, redirectMatches, redirectUriProblem } from './redirects.js';
 import { installRefreshGrace, withRefreshGrace } from './refresh-grace.js';
+import { withJsonBody } from './request-body.js';
 import { installTokenExchange, type TokenExchangePolicy, tokenExchangeClaims } from './token-exchange.js';
 import {
   type AccessTokenFormat,
@@ -596,6 +597,17 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       return;
     }
     if (jwtFront(req, res, path)) return;
+    if (
+      path === '/reg' &&
+      req.method === 'POST' &&
+      (req.headers['content-type'] ?? '').startsWith('application/json')
+    ) {
+      // No token_endpoint_auth_method means this server's default, `none` (public MCP clients): no secret.
+      withJsonBody(req, res, oidcListener, (body) => {
+        body['token_endpoint_auth_method'] ??= 'none';
+      });
+      return;
+    }
     oidcListener(req, res);
   };
 

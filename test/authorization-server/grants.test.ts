@@ -205,6 +205,56 @@ describe('token exchange (RFC 8693)', () => {
   });
 });
 
+describe('token exchange: the subject account must still be enabled', () => {
+  it('refuses to exchange the token of an account the authenticator no longer finds', async () => {
+    const users = await staticUsers({ alice: 'wonderland' });
+    let disabled = false;
+    const as = await startAs({
+      authenticator: {
+        authenticate: (username, password) => users.authenticate(username, password),
+        findAccount: async (subject) => (disabled ? undefined : { subject }),
+      },
+      clients: [
+        {
+          client_id: 'mcp-server',
+          client_secret: 'mcp-server-secret-long-enough-123',
+          grant_types: [TOKEN_EXCHANGE_GRANT_TYPE],
+          redirect_uris: [],
+          response_types: [],
+          token_endpoint_auth_method: 'client_secret_basic',
+        },
+      ],
+      tokenExchange: [
+        {
+          clientId: 'mcp-server',
+          from: [RESOURCE],
+          to: [{ resource: DOWNSTREAM, scopes: ['api:read'], beyondConsent: true }],
+        },
+      ],
+    });
+    try {
+      const flow = await loginFlow(as);
+      const exchange = () =>
+        token(
+          as,
+          {
+            grant_type: TOKEN_EXCHANGE_GRANT_TYPE,
+            subject_token: flow.first.body['access_token']!,
+            subject_token_type: TOKEN_TYPE.accessToken,
+            resource: DOWNSTREAM,
+          },
+          { id: 'mcp-server', secret: 'mcp-server-secret-long-enough-123' },
+        );
+      expect((await exchange()).status).toBe(200);
+      disabled = true;
+      const refused = await exchange();
+      expect(refused.body).toMatchObject({ error: 'invalid_grant' }); // oidc-provider keeps the reason out of the answer
+    } finally {
+      await as.close();
+    }
+  });
+});
+
 describe('users, login and consent', () => {
   let as: RunningAs;
   let dir: string;
