@@ -32,6 +32,20 @@ export interface JwtVerifierOptions {
   cacheTtl?: number;
   /** At most this many verified tokens are remembered; the oldest go first. Default 10 000. */
   cacheSize?: number;
+  /**
+   * Require the JOSE header `typ: at+jwt` (RFC 9068 §2.1; `application/at+jwt` too, case-insensitively), so an ID
+   * token or another JWT signed by the same issuer is never taken for an access token. Default `true`; set `false`
+   * only for a foreign issuer whose access tokens omit it.
+   *
+   * @example
+   * ```ts
+   * import { jwtVerifier } from 'gatehouse/server';
+   *
+   * // An IdP whose access tokens carry `typ: JWT` or no `typ` at all:
+   * const verifier = jwtVerifier({ issuer: 'https://idp.example.com', requireAccessTokenType: false });
+   * ```
+   */
+  requireAccessTokenType?: boolean;
 }
 
 const DEFAULT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
@@ -57,6 +71,9 @@ function isKeySetUnavailable(error: unknown): boolean {
 function describeJoseError(error: unknown, issuer: string): string {
   if (error instanceof joseErrors.JWTExpired) return 'the token has expired';
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    if (error.claim === 'typ') {
+      return 'the token is not an access token: its JOSE header typ must be at+jwt (RFC 9068)';
+    }
     if (error.claim === 'iss') return `issuer mismatch: expected ${issuer}, received ${String(error.payload.iss)}`;
     return `claim ${error.claim} is invalid: ${error.reason}`;
   }
@@ -120,6 +137,8 @@ export function jwtVerifier(options: JwtVerifierOptions): TokenVerifier {
   const cooldownDuration = (options.jwksCooldown ?? 30) * 1000;
   const cacheTtl = (options.cacheTtl ?? 60) * 1000;
   const cacheSize = options.cacheSize ?? 10_000;
+  // jose compares typ case-insensitively and without the `application/` prefix.
+  const typ = options.requireAccessTokenType === false ? undefined : 'at+jwt';
   // Keyed by the whole token (and the audience): a result is reused only for exactly the bytes verified.
   const verified = new Map<string, { authInfo: AuthInfo; until: number }>();
 
@@ -163,7 +182,7 @@ export function jwtVerifier(options: JwtVerifierOptions): TokenVerifier {
       }
       let payload: JWTPayload;
       try {
-        ({ payload } = await jwtVerify(token, keys, { issuer, algorithms, clockTolerance }));
+        ({ payload } = await jwtVerify(token, keys, { issuer, algorithms, clockTolerance, ...(typ ? { typ } : {}) }));
       } catch (error) {
         if (isKeySetUnavailable(error)) {
           throw new OAuthProtocolError('temporarily_unavailable', `the keys of ${issuer} cannot be fetched`, {

@@ -53,9 +53,11 @@ export interface ProtectOptions {
   /** Extra members of the RFC 9728 document, e.g. `resource_documentation`. */
   metadata?: Partial<ProtectedResourceMetadata>;
   /**
-   * Also serve the authorization server's metadata at this server's `/.well-known/oauth-authorization-server`,
-   * for clients written against the 2025-03-26 revision of MCP, which looked for it there. `true` fetches it
-   * from the first authorization server (and refreshes it every 5 minutes); a document serves that document.
+   * The legacy discovery mirror: also serve the authorization server's metadata on this server, for clients
+   * written against the 2025-03-26 revision of MCP, which looked for it here — at `/.well-known/oauth-authorization-server`
+   * and `/.well-known/openid-configuration`, each path-inserted and path-appended too — and the protected-resource
+   * metadata path-appended (`/mcp/.well-known/oauth-protected-resource`). `true` fetches the AS metadata from the
+   * first authorization server (and refreshes it every 5 minutes); a document serves that document.
    */
   authorizationServerMetadata?: boolean | AuthorizationServerMetadata;
   /**
@@ -74,7 +76,10 @@ export interface ProtectedHandler extends FetchHandler {
   readonly resourceMetadataUrl: string;
   /** The RFC 9728 document served. */
   readonly metadata: ProtectedResourceMetadata;
-  /** True for paths this handler answers itself or serves MCP on: the resource path and the well-known paths. */
+  /**
+   * True for paths this handler answers itself or serves MCP on: the resource path and the well-known paths.
+   * Any other path answers 404.
+   */
   handles(pathname: string): boolean;
 }
 
@@ -176,10 +181,18 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
     '/.well-known/oauth-protected-resource',
     '/.well-known/oauth-protected-resource/',
   ]);
+  // The legacy mirror answers every URL clients of the 2025-03-26 era probe (seed 003's Cursor log lists them):
+  // the AS metadata under both well-known names, path-inserted and path-appended, and the path-appended RFC 9728 URL.
   const mirrorPaths = new Set<string>();
   if (options.authorizationServerMetadata) {
-    mirrorPaths.add('/.well-known/oauth-authorization-server');
-    if (resourcePath !== '/') mirrorPaths.add(`/.well-known/oauth-authorization-server${resourcePath}`);
+    for (const name of ['oauth-authorization-server', 'openid-configuration']) {
+      mirrorPaths.add(`/.well-known/${name}`);
+      if (resourcePath !== '/') {
+        mirrorPaths.add(`/.well-known/${name}${resourcePath}`);
+        mirrorPaths.add(`${resourcePath}/.well-known/${name}`);
+      }
+    }
+    if (resourcePath !== '/') metadataPaths.add(`${resourcePath}/.well-known/oauth-protected-resource`);
   }
 
   const requiredScopes = [...new Set(options.requiredScopes ?? [])];
@@ -263,6 +276,13 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
   async function protectedHandler(request: Request): Promise<Response> {
     const url = new URL(request.url);
     if (metadataPaths.has(url.pathname)) return jsonDocument(request.method, metadataBody);
+    // Not ours: a 401 here would send clients into a login that can never help.
+    if (!handles(url.pathname)) {
+      return Response.json(
+        { error: 'not_found', error_description: `no resource at ${url.pathname}` },
+        { status: 404 },
+      );
+    }
     if (mirrorPaths.has(url.pathname)) {
       try {
         return jsonDocument(request.method, await mirroredMetadata());

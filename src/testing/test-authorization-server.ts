@@ -81,6 +81,8 @@ export interface MintTokenOptions {
   issuer?: string;
   /** Sign with a key the JWKS does not publish, to test key checks. */
   untrustedKey?: boolean;
+  /** The JOSE `typ` header. Default `at+jwt` (RFC 9068); `null` omits it, as some foreign issuers do. */
+  typ?: string | null;
 }
 
 /** A running in-process authorization server for tests. */
@@ -179,7 +181,11 @@ export async function startTestAuthorizationServer(
       ...(mint.scopes?.length ? { scope: mint.scopes.join(' ') } : {}),
       client_id: mint.clientId ?? 'test-client',
     })
-      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: signing.kid })
+      .setProtectedHeader({
+        alg: 'ES256',
+        kid: signing.kid,
+        ...(mint.typ === null ? {} : { typ: mint.typ ?? 'at+jwt' }),
+      })
       .setIssuer(mint.issuer ?? issuer)
       .setSubject(mint.subject ?? 'user')
       .setAudience(mint.audience)
