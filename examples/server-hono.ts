@@ -1,5 +1,5 @@
 /**
- * An MCP server in Hono behind Gatehouse, with opaque tokens checked by introspection (RFC 7662).
+ * An MCP server in Hono behind Gatehouse, with its tokens (JWT or opaque) checked by introspection (RFC 7662).
  *
  *   ISSUER=https://auth.example.com RESOURCE=https://mcp.example.com/mcp \
  *   CLIENT_ID=mcp-server CLIENT_SECRET=… npx tsx examples/server-hono.ts

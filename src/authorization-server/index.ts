@@ -5,6 +5,7 @@
  */
 export type { ClientIdMetadataDocumentOptions } from './cimd.js';
 export { KEYS_MODEL, type KeySet, loadOrCreateKeys, rotateKeys } from './keys.js';
+export type { Branding } from './pages.js';
 export type { LoginRateLimit } from './rate-limit.js';
 export { type RunningAuthorizationServer, type ServeConfig, ServeConfigError, serve } from './serve.js';
 export {
@@ -14,6 +15,7 @@ export {
   type AuthorizationServerOptions,
   createAuthorizationServer,
   type ResourceConfig,
+  type ScopeConfig,
 } from './server.js';
 export type { TokenExchangePolicy } from './token-exchange.js';
 export {

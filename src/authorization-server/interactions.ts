@@ -4,10 +4,16 @@ import type Provider from 'oidc-provider';
 import type { Adapter } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { escapeHtml, PAGE_HEADERS, page, pageHeadersFor } from './html.js';
+import {
+  type Branding,
+  describeScope,
+  consentPage as renderConsentPage,
+  loginPage as renderLoginPage,
+} from './pages.js';
 import { type LoginRateLimit, RateLimiter } from './rate-limit.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
 import { UpstreamError } from './upstream/errors.js';
-import type { Authenticator } from './users.js';
+import type { Account, Authenticator } from './users.js';
 
 /** The model remembering consent: (account, client) → the grant the user approved. */
 export const CONSENT_MODEL = 'GatehouseConsent';
@@ -73,6 +79,12 @@ export function createInteractionHandler(
     localLogin?: boolean;
     /** Skip the login page and go straight to this upstream. */
     autoUpstream?: string;
+    /** The service's name and logo on the pages. */
+    branding?: Branding;
+    /** A resource's display name and scope descriptions, for the consent page. */
+    describeResource?: (indicator: string) => { name?: string; scopes: Record<string, string> } | undefined;
+    /** The account signed in, for "Signed in as …" on the consent page. */
+    findAccount?: (subject: string) => Promise<Account | undefined>;
   },
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const perUser = new RateLimiter(options.rateLimit);
@@ -92,19 +104,7 @@ export function createInteractionHandler(
   const upstream = options.upstream;
   const localLogin = options.localLogin ?? true;
   const upstreamNames = new Set(upstream?.providers.map((p) => p.name) ?? []);
-
-  function upstreamLinks(uid: string): string {
-    if (!upstream?.providers.length) return '';
-    const links = upstream.providers
-      .map(
-        (p) =>
-          `<li><a class="button upstream" href="/interaction/${escapeHtml(uid)}/upstream/${escapeHtml(
-            p.name,
-          )}">Sign in with ${escapeHtml(p.displayName)}</a></li>`,
-      )
-      .join('');
-    return `<ul class="upstreams">${links}</ul>${localLogin ? '<p class="or">or with a username and password:</p>' : ''}`;
-  }
+  const branding = options.branding ?? {};
 
   function upstreamErrorPage(uid: string, error: UpstreamError, canRetry: boolean): string {
     return page(
@@ -122,53 +122,74 @@ ${canRetry ? `<p><a href="/interaction/${escapeHtml(uid)}">Try again</a></p>` : 
   }
 
   function loginPage(uid: string, clientName: string, error?: string): string {
-    return page(
-      'Sign in',
-      `<h1>Sign in</h1>
-<p>to continue to <strong>${escapeHtml(clientName)}</strong></p>
-${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
-${upstreamLinks(uid)}
-${localLogin ? localForm(uid) : ''}`,
-    );
+    return renderLoginPage({
+      uid,
+      csrf: csrfToken(uid),
+      branding,
+      clientName,
+      upstreams: upstream?.providers ?? [],
+      localLogin,
+      ...(error !== undefined && { error }),
+    });
   }
 
-  function localForm(uid: string): string {
-    return `<form method="post" action="/interaction/${escapeHtml(uid)}/login" autocomplete="on">
-  <input type="hidden" name="csrf" value="${escapeHtml(csrfToken(uid))}">
-  <label for="username">Username</label>
-  <input id="username" name="username" type="text" autocomplete="username" required autofocus>
-  <label for="password">Password</label>
-  <input id="password" name="password" type="password" autocomplete="current-password" required>
-  <button type="submit">Sign in</button>
-</form>`;
-  }
-
-  function consentPage(
-    uid: string,
-    clientName: string,
+  /** The consent page for this interaction: the client, the servers and scopes asked for, the account. */
+  async function consentPage(
+    details: Awaited<ReturnType<Provider['interactionDetails']>>,
+    client: InstanceType<Provider['Client']> | undefined,
     redirectHost: string,
-    scopes: string[],
-    approvedBefore: boolean,
-  ): string {
-    const items = scopes.length
-      ? scopes.map((scope) => `<li><code>${escapeHtml(scope)}</code></li>`).join('')
-      : '<li>basic access</li>';
-    const what =
-      approvedBefore && scopes.length === 0
-        ? `<p>You approved <strong>${escapeHtml(clientName)}</strong> before. Apps on this device can claim its name, so please confirm it is you who started this sign-in.</p>`
-        : `<p><strong>${escapeHtml(clientName)}</strong> wants to access your account with:</p>
-<ul>${items}</ul>`;
-    return page(
-      'Authorize access',
-      `<h1>Authorize ${escapeHtml(clientName)}</h1>
-${what}
-<p>After you decide, you will be sent to <strong>${escapeHtml(redirectHost)}</strong>.</p>
-<form method="post" action="/interaction/${escapeHtml(uid)}/confirm">
-  <input type="hidden" name="csrf" value="${escapeHtml(csrfToken(uid))}">
-  <button type="submit" name="decision" value="approve">Approve</button>
-  <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
-</form>`,
-    );
+  ): Promise<string> {
+    const { uid, params } = details;
+    const clientId = String(params['client_id']);
+    const missing = (details.prompt.details['missingResourceScopes'] as Record<string, string[]> | undefined) ?? {};
+    const requested = [params['resource']].flat().filter((r): r is string => typeof r === 'string');
+    const resources = [...new Set([...requested, ...Object.keys(missing)])].map((uri) => {
+      const described = options.describeResource?.(uri);
+      return {
+        uri,
+        ...(described?.name !== undefined && { name: described.name }),
+        scopes: (missing[uri] ?? []).map((name) =>
+          describeScope({
+            name,
+            ...(described?.scopes[name] !== undefined && { description: described.scopes[name] }),
+          }),
+        ),
+      };
+    });
+    // oidc-provider lists resource scopes among the OIDC ones too: show each once, under its server.
+    const underServers = new Set(Object.values(missing).flat());
+    const otherScopes = ((details.prompt.details['missingOIDCScope'] as string[] | undefined) ?? [])
+      .filter((name) => !underServers.has(name))
+      .map((name) => describeScope({ name }));
+    const accountId = String(details.session?.accountId ?? '');
+    const account = await options.findAccount?.(accountId).catch(() => undefined);
+    const claims = account?.claims ?? {};
+    const shown = [claims['name'], claims['email'], claims['preferred_username']].find((c) => typeof c === 'string');
+    const label = shown ? `${String(shown)}${shown === accountId ? '' : ` (${accountId})`}` : accountId;
+    // "Not you?": the same authorization request again, with prompt=login so that another account can sign in.
+    const again = new URLSearchParams();
+    for (const [name, value] of Object.entries(params)) {
+      if (name === 'prompt' || value === undefined) continue;
+      for (const one of [value].flat()) again.append(name, String(one));
+    }
+    again.set('prompt', 'login');
+    const clientUri = client?.metadata()['client_uri'];
+    return renderConsentPage({
+      uid,
+      csrf: csrfToken(uid),
+      branding,
+      client: {
+        name: client?.clientName ?? clientId,
+        clientId,
+        ...(typeof clientUri === 'string' && { uri: clientUri }),
+        metadataDocument: /^https:\/\//.test(clientId),
+      },
+      resources,
+      otherScopes,
+      account: { label, switchUrl: `/auth?${again}` },
+      redirectHost,
+      approvedBefore: details.grantId !== undefined,
+    });
   }
 
   const linkCookie = options.secure ? '__Secure-gh_upstream_link' : 'gh_upstream_link';
@@ -304,7 +325,7 @@ ${what}
     }
     const client = await provider.Client.find(String(params['client_id']));
     const clientName = client?.clientName ?? String(params['client_id']);
-    const formHeaders = pageHeadersFor(String(params['redirect_uri']));
+    const formHeaders = pageHeadersFor(String(params['redirect_uri']), branding.logoUrl);
 
     if (req.method === 'GET' && action === 'upstream' && upstream && sub) {
       if (prompt.name !== 'login') {
@@ -341,20 +362,9 @@ ${what}
         if (chosen) return seeOther(res, `/interaction/${encodeURIComponent(uid)}/upstream/${chosen}`);
         return send(res, 200, loginPage(uid, clientName), formHeaders);
       }
-      const scopes = [
-        ...new Set([
-          ...((details.prompt.details['missingOIDCScope'] as string[] | undefined) ?? []),
-          ...Object.values((details.prompt.details['missingResourceScopes'] as Record<string, string[]>) ?? {}).flat(),
-        ]),
-      ];
       const redirect = URL.parse(String(params['redirect_uri']));
       const redirectHost = redirect?.host || redirect?.protocol || String(params['redirect_uri']);
-      return send(
-        res,
-        200,
-        consentPage(uid, clientName, redirectHost, scopes, details.grantId !== undefined),
-        formHeaders,
-      );
+      return send(res, 200, await consentPage(details, client, redirectHost), formHeaders);
     }
 
     if (req.method !== 'POST') {

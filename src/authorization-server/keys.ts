@@ -5,20 +5,32 @@ import type { Adapter } from 'oidc-provider';
 /** The model name under which signing and cookie keys are kept in the store. */
 export const KEYS_MODEL = 'GatehouseKeys';
 const KEYS_ID = 'current';
-/** How many signing keys are kept: the current one signs, the older ones stay in the JWKS for verification. */
+/** How many signing keys are kept per algorithm: the current one signs, older ones stay in the JWKS to verify. */
 const KEEP_SIGNING_KEYS = 3;
+/**
+ * The access-token signing algorithms: RS256, which RFC 9068 requires every resource server to accept, and ES256.
+ * Each has its own key; both are published and rotated together.
+ */
+export const SIGNING_ALGORITHMS = ['RS256', 'ES256'] as const;
+/** One of {@link SIGNING_ALGORITHMS}. */
+export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
 
 /** The key material of an authorization server. Private: it never leaves the store and the process. */
 export interface KeySet {
-  /** Private JWKs; the first signs, all are published (public parts) in the JWKS. */
+  /** Private JWKs, one current key per algorithm first; the first of each `alg` signs, all are published. */
   signing: JWK[];
   /** Cookie-signing secrets; the first signs, all verify. */
   cookies: string[];
 }
 
-async function newSigningKey(): Promise<JWK> {
-  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-  return { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg: 'ES256', use: 'sig' };
+async function newSigningKey(alg: SigningAlgorithm): Promise<JWK> {
+  const { privateKey } = await generateKeyPair(alg, { extractable: true });
+  return { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg, use: 'sig' };
+}
+
+/** A fresh key for every signing algorithm. */
+async function newSigningKeys(): Promise<JWK[]> {
+  return Promise.all(SIGNING_ALGORITHMS.map(newSigningKey));
 }
 
 function isKeySet(value: unknown): value is KeySet {
@@ -29,8 +41,19 @@ function isKeySet(value: unknown): value is KeySet {
 /** Reads the key set from the store, generating and saving one on first start. */
 export async function loadOrCreateKeys(adapter: Adapter): Promise<KeySet> {
   const existing = await adapter.find(KEYS_ID);
-  if (isKeySet(existing)) return { signing: existing.signing, cookies: existing.cookies };
-  const created: KeySet = { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] };
+  if (isKeySet(existing)) {
+    // A key set from before an algorithm was added gets a key for it, kept beside the existing ones.
+    const missing = SIGNING_ALGORITHMS.filter((alg) => !existing.signing.some((k) => k.alg === alg));
+    if (missing.length === 0) return { signing: existing.signing, cookies: existing.cookies };
+    const upgraded: KeySet = {
+      signing: [...(await Promise.all(missing.map(newSigningKey))), ...existing.signing],
+      cookies: existing.cookies,
+    };
+    await adapter.upsert(KEYS_ID, upgraded as never);
+    const stored = await adapter.find(KEYS_ID);
+    return isKeySet(stored) ? { signing: stored.signing, cookies: stored.cookies } : upgraded;
+  }
+  const created: KeySet = { signing: await newSigningKeys(), cookies: [randomBytes(32).toString('base64url')] };
   await adapter.upsert(KEYS_ID, created as never);
   // Two instances starting at once: whoever wrote last wins, and both use what is stored.
   const stored = await adapter.find(KEYS_ID);
@@ -38,8 +61,8 @@ export async function loadOrCreateKeys(adapter: Adapter): Promise<KeySet> {
 }
 
 /**
- * Adds a new signing key (it signs from the next start on) and a new cookie key; keeps the previous two signing
- * keys in the JWKS so tokens they signed still verify. Returns the new key's `kid`.
+ * Adds a new signing key per algorithm (they sign from the next start on) and a new cookie key; keeps the previous
+ * two keys of each algorithm in the JWKS so tokens they signed still verify. Returns the first new key's `kid`.
  *
  * @example
  * ```ts
@@ -52,11 +75,11 @@ export async function loadOrCreateKeys(adapter: Adapter): Promise<KeySet> {
  */
 export async function rotateKeys(adapter: Adapter): Promise<{ kid: string; kids: string[] }> {
   const current = await loadOrCreateKeys(adapter);
-  const fresh = await newSigningKey();
+  const fresh = await newSigningKeys();
   const next: KeySet = {
-    signing: [fresh, ...current.signing].slice(0, KEEP_SIGNING_KEYS),
+    signing: [...fresh, ...current.signing].slice(0, KEEP_SIGNING_KEYS * SIGNING_ALGORITHMS.length),
     cookies: [randomBytes(32).toString('base64url'), ...current.cookies].slice(0, KEEP_SIGNING_KEYS),
   };
   await adapter.upsert(KEYS_ID, next as never);
-  return { kid: fresh.kid!, kids: next.signing.map((k) => k.kid!) };
+  return { kid: fresh[0]!.kid!, kids: next.signing.map((k) => k.kid!) };
 }

@@ -5,11 +5,13 @@ import type { AddressInfo } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { GatehouseError } from '../oauth/errors.js';
+import { isLoopbackUrl } from '../oauth/resource-uri.js';
 import { splitScopes } from '../oauth/scopes.js';
 import { StorageDependencyError } from '../storage/errors.js';
 import type { OidcAdapterFactory } from '../storage/oidc/common.js';
 import { type OidcAdapterOptions, oidcAdapterFactory } from '../storage/oidc/factory.js';
 import type { GatehouseStore } from '../storage/types.js';
+import { SIGNING_ALGORITHMS } from './keys.js';
 import type { AuthorizationServer, AuthorizationServerOptions, ResourceConfig } from './server.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
 import { type Authenticator, anyOf, staticUsers, usersFile } from './users.js';
@@ -30,13 +32,25 @@ export const ServeConfigSchema = z
     store: z.string().optional(),
     users: z.string().optional(),
     superuser: z.string().optional(),
+    /** The service's display name on the login and consent pages. */
+    name: z.string().min(1).max(100).optional(),
+    /** A logo URL shown on those pages: https (http on loopback) or a data:image URL. */
+    logo: z.string().optional(),
     resources: z
       .array(
         z.object({
           resource: z.string(),
-          scopes: z.array(z.string()).optional(),
+          /** Display name on the consent page. */
+          name: z.string().optional(),
+          /** Scope names, or `{ name, description }` with the sentence the consent page shows. */
+          scopes: z
+            .array(z.union([z.string(), z.object({ name: z.string(), description: z.string().optional() }).strict()]))
+            .optional(),
           accessTokenTtl: z.number().int().positive().optional(),
           defaultScopes: z.array(z.string()).optional(),
+          accessTokenFormat: z.enum(['jwt', 'opaque']).optional(),
+          signingAlg: z.enum(SIGNING_ALGORITHMS).optional(),
+          requireDpop: z.boolean().optional(),
         }),
       )
       .optional(),
@@ -46,7 +60,9 @@ export const ServeConfigSchema = z
         z.object({
           clientId: z.string(),
           from: z.array(z.string()),
-          to: z.array(z.object({ resource: z.string(), scopes: z.array(z.string()) })),
+          to: z.array(
+            z.object({ resource: z.string(), scopes: z.array(z.string()), beyondConsent: z.boolean().optional() }),
+          ),
         }),
       )
       .optional(),
@@ -138,18 +154,47 @@ export async function readServeConfig(path: string): Promise<ServeConfig> {
   return parsed.data;
 }
 
-/** Parses `--resource URL[=scope,scope]`. */
+/** A logo URL the pages may load: https, http on loopback, or an inline image. */
+function checkLogo(logo: string): string {
+  const url = URL.parse(logo);
+  const ok =
+    url !== null &&
+    (url.protocol === 'https:' ||
+      (url.protocol === 'http:' && isLoopbackUrl(url)) ||
+      (url.protocol === 'data:' && /^image\/[a-z+.-]+[;,]/.test(url.pathname)));
+  if (!ok) {
+    return fail(
+      `--logo ${logo.slice(0, 80)}: not an https URL, a loopback http URL or a data:image URL`,
+      'Give an https URL of the logo, e.g. --logo https://example.com/logo.svg',
+    );
+  }
+  return logo;
+}
+
+const RESOURCE_FLAG_HINT =
+  'Write --resource https://mcp.example.com/mcp=scope1,scope2[,format=jwt|opaque][,alg=RS256|ES256][,ttl=SECONDS][,dpop=required]';
+
+/**
+ * Parses `--resource URL[=item,item,…]`: each item is a scope, or one of the options `format=jwt|opaque`,
+ * `alg=RS256|ES256`, `ttl=SECONDS` (the access-token lifetime) and `dpop=required` (only DPoP-bound tokens).
+ */
 export function parseResourceFlag(value: string): ResourceConfig {
   const eq = value.indexOf('=');
   const resource = eq === -1 ? value : value.slice(0, eq);
-  const scopes = eq === -1 ? [] : splitScopes(value.slice(eq + 1));
-  if (!URL.canParse(resource)) {
-    return fail(
-      `--resource ${value}: ${resource} is not a URL`,
-      'Write --resource https://mcp.example.com/mcp=scope1,scope2',
-    );
+  if (!URL.canParse(resource)) return fail(`--resource ${value}: ${resource} is not a URL`, RESOURCE_FLAG_HINT);
+  const config: ResourceConfig = { resource, scopes: [] };
+  // Scopes and options are separated by commas or spaces, as everywhere scopes are written.
+  for (const item of eq === -1 ? [] : splitScopes(value.slice(eq + 1))) {
+    const [key, setting] = item.split('=', 2) as [string, string | undefined];
+    if (setting === undefined) config.scopes!.push(item);
+    else if (key === 'format' && (setting === 'jwt' || setting === 'opaque')) config.accessTokenFormat = setting;
+    else if (key === 'alg' && (SIGNING_ALGORITHMS as readonly string[]).includes(setting)) {
+      config.signingAlg = setting as ResourceConfig['signingAlg'];
+    } else if (key === 'ttl' && /^[1-9][0-9]*$/.test(setting)) config.accessTokenTtl = Number(setting);
+    else if (key === 'dpop' && setting === 'required') config.requireDpop = true;
+    else return fail(`--resource ${value}: ${item} is not a known option or a valid value`, RESOURCE_FLAG_HINT);
   }
-  return { resource, scopes };
+  return config;
 }
 
 /** Parses `--upstream-resource URL=NAME[,scope,…]`. */
@@ -469,6 +514,10 @@ export async function serve(
     loginRateLimit: config.loginRateLimit,
     proxy: config.proxy,
     logger: runtime.logger,
+    branding: {
+      ...(config.name !== undefined && { name: config.name }),
+      ...(config.logo !== undefined && { logoUrl: checkLogo(config.logo) }),
+    },
     ...(upstream && {
       upstream: upstream.identity,
       localLogin: config.localLogin ?? !upstreamOnly,

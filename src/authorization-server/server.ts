@@ -10,11 +10,19 @@ import { answerStoreOutage, installRetryAfter, isStoreOutage, withStoreAvailabil
 import { type ClientIdMetadataDocumentOptions, cimdFetch, publicTarget } from './cimd.js';
 import { escapeHtml, PAGE_HEADERS, page } from './html.js';
 import { CONSENT_MODEL, consentKey, createInteractionHandler } from './interactions.js';
-import { KEYS_MODEL, type KeySet, loadOrCreateKeys } from './keys.js';
+import { KEYS_MODEL, type KeySet, loadOrCreateKeys, type SigningAlgorithm } from './keys.js';
+import type { Branding } from './pages.js';
 import type { LoginRateLimit } from './rate-limit.js';
 import { looksNative, redirectMatches, redirectUriProblem } from './redirects.js';
 import { installRefreshGrace, withRefreshGrace } from './refresh-grace.js';
-import { installTokenExchange, type TokenExchangePolicy } from './token-exchange.js';
+import { installTokenExchange, type TokenExchangePolicy, tokenExchangeClaims } from './token-exchange.js';
+import {
+  type AccessTokenFormat,
+  reachedLegitimately,
+  recordJwtAccessToken,
+  resourceServerInfo,
+  structuredTokenFront,
+} from './token-formats.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
 import { UpstreamConfigError } from './upstream/errors.js';
 import type { Authenticator } from './users.js';
@@ -23,16 +31,39 @@ import type { Authenticator } from './users.js';
 export interface ResourceConfig {
   /** The resource's canonical URL; it becomes the `aud` of its access tokens. */
   resource: string;
-  /** Scopes a client may request for it. */
-  scopes?: string[];
-  /** Access-token lifetime in seconds. Default 3600. */
+  /** Its display name on the consent page, e.g. "Acme files". Default: the URL. */
+  name?: string;
+  /**
+   * Scopes a client may request for it: names, or `{ name, description }` to tell the user on the consent page
+   * what the scope allows (e.g. `{ name: 'mcp:tools', description: 'Use your files tools' }`).
+   */
+  scopes?: Array<string | ScopeConfig>;
+  /** Access-token lifetime in seconds, for every grant (code, refresh, client credentials, exchange). Default 3600. */
   accessTokenTtl?: number;
+  /**
+   * `jwt` (RFC 9068, default): resource servers verify tokens offline with the JWKS (`jwtVerifier`). `opaque`: a
+   * random handle they must introspect (`introspectionVerifier`). Tokens of both formats can be introspected and
+   * revoked.
+   */
+  accessTokenFormat?: AccessTokenFormat;
+  /** The algorithm JWT access tokens are signed with: `RS256` (default; every verifier accepts it) or `ES256`. */
+  signingAlg?: SigningAlgorithm;
+  /** Issue only DPoP-bound (RFC 9449) access tokens for it: a token request without a DPoP proof is refused. */
+  requireDpop?: boolean;
   /**
    * Scopes granted when an authorization request names this resource but no scope (MCP clients omit `scope` when
    * the resource advertises none). Default: all of `scopes`.
    */
   defaultScopes?: string[];
 }
+
+/** A scope with the sentence the consent page shows for it. */
+export interface ScopeConfig {
+  name: string;
+  description?: string;
+}
+
+const scopeName = (scope: string | ScopeConfig): string => (typeof scope === 'string' ? scope : scope.name);
 
 /** An oidc-provider storage adapter: a function from model name to {@link Adapter} (e.g. from `gatehouse/storage`). */
 export type AdapterFactory = (model: string) => Adapter;
@@ -90,6 +121,15 @@ export interface AuthorizationServerOptions {
    * may also choose one with the extra parameter `upstream=<name>`.
    */
   autoUpstream?: string;
+  /**
+   * How the service presents itself on the login and consent pages: its display name and a logo URL.
+   *
+   * @example
+   * ```ts
+   * const branding = { name: 'Acme MCP', logoUrl: 'https://acme.example/logo.svg' };
+   * ```
+   */
+  branding?: Branding;
   /** Extra oidc-provider configuration, merged last. For what Gatehouse has no option for yet. */
   providerConfiguration?: Configuration;
 }
@@ -110,6 +150,16 @@ export class AuthorizationServerConfigError extends GatehouseError {}
 
 const INTERACTION_PATH = /^\/interaction\/[A-Za-z0-9_-]+(?:\/(?:login|confirm|abort|upstream\/[a-z][a-z0-9-]*))?$/;
 const UPSTREAM_LINK_PATH = /^\/upstream\/([a-z][a-z0-9-]*)\/link$/;
+
+function resourceServerSettings(indicator: string, config: ResourceConfig) {
+  return resourceServerInfo({
+    audience: indicator,
+    scope: (config.scopes ?? []).map(scopeName).join(' '),
+    accessTokenTtl: config.accessTokenTtl,
+    format: config.accessTokenFormat,
+    signingAlg: config.signingAlg,
+  });
+}
 
 function checkClientRedirects(metadata: Record<string, unknown>): void {
   const uris = metadata['redirect_uris'];
@@ -171,7 +221,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       });
     }
   }
-  const resourceScopes = [...new Set(options.resources.flatMap((r) => r.scopes ?? []))];
+  const resourceScopes = [...new Set(options.resources.flatMap((r) => (r.scopes ?? []).map(scopeName)))];
   const adapter: AdapterFactory = options.adapter ?? memoryOidcAdapter({ purgeIntervalMs: false });
   // What oidc-provider sees: a store outage is its `503 temporarily_unavailable`, not a `500`.
   const guardedAdapter = withStoreAvailability(adapter);
@@ -262,9 +312,19 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: 'none',
-      id_token_signed_response_alg: 'ES256',
+      id_token_signed_response_alg: 'RS256',
     },
-    enabledJWA: { idTokenSigningAlgValues: ['ES256'] } as Configuration['enabledJWA'],
+    enabledJWA: { idTokenSigningAlgValues: ['RS256', 'ES256'] } as Configuration['enabledJWA'],
+    // Every JWT access token is recorded as it is issued, so that introspection and revocation know it.
+    formats: { customizers: { jwt: recordJwtAccessToken as never } },
+    extraTokenClaims: async (_ctx, token) => {
+      const audience = (token as { aud?: unknown }).aud;
+      const config = typeof audience === 'string' ? findResource(audience) : undefined;
+      if (config?.requireDpop && !(token as { jkt?: string }).jkt) {
+        throw new oidcErrors.InvalidRequest(`${config.resource} accepts only DPoP-bound tokens: send a DPoP proof`);
+      }
+      return tokenExchangeClaims(token);
+    },
     // Runs for every client however it arrives (registration, configuration, metadata document): one rule set.
     extraClientMetadata: {
       properties: ['software_id', 'software_version'],
@@ -290,11 +350,15 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       // A confidential client (a resource server) may introspect any token; a public one only its own.
       introspection: {
         enabled: true,
-        allowedPolicy: async (_ctx, client, token) =>
-          client.clientAuthMethod !== 'none' || token.clientId === client.clientId,
+        allowedPolicy: async (ctx, client, token) =>
+          reachedLegitimately(ctx, token) && (client.clientAuthMethod !== 'none' || token.clientId === client.clientId),
       },
       // Only the client a token was issued to may revoke it.
-      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+      revocation: {
+        enabled: true,
+        allowedPolicy: async (ctx, client, token) =>
+          reachedLegitimately(ctx, token) && token.clientId === client.clientId,
+      },
       clientCredentials: { enabled: true },
       ...({
         clientIdMetadataDocument: {
@@ -315,13 +379,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
         getResourceServerInfo: async (_ctx, indicator) => {
           const config = findResource(indicator);
           if (!config) throw new oidcErrors.InvalidTarget(`unknown resource ${indicator}`);
-          return {
-            scope: (config.scopes ?? []).join(' '),
-            audience: indicator,
-            accessTokenTTL: config.accessTokenTtl ?? 3600,
-            accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: 'ES256' } },
-          };
+          return resourceServerSettings(indicator, config);
         },
       },
     },
@@ -360,9 +418,10 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       (code.scopes.has('offline_access') || client.applicationType === 'native'),
     rotateRefreshToken: true,
     ttl: {
-      AccessToken: 3600,
+      // The resource's lifetime (accessTokenTtl), for every grant.
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 3600,
       AuthorizationCode: 60,
-      ClientCredentials: 600,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 600,
       Grant: 14 * 24 * 3600,
       IdToken: 3600,
       Interaction: 3600,
@@ -403,7 +462,11 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       issuer: options.issuer,
       policies: options.tokenExchange ?? [],
       signingKeys: () => keys.signing as JWK[],
-      resourceTtl: (resource) => findResource(resource)?.accessTokenTtl,
+      accountActive: async (subject) => (await findAccountFor(subject)) !== undefined,
+      resourceServer: (resource) => {
+        const config = findResource(resource);
+        return config && resourceServerSettings(resource, config);
+      },
       upstream,
     });
   }
@@ -464,8 +527,25 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     rateLimit: options.loginRateLimit,
     secure,
     logger,
+    ...(options.branding && { branding: options.branding }),
+    describeResource: (indicator) => {
+      const config = findResource(indicator);
+      if (!config) return undefined;
+      const scopes: Record<string, string> = {};
+      for (const scope of config.scopes ?? []) {
+        if (typeof scope !== 'string' && scope.description) scopes[scope.name] = scope.description;
+      }
+      return { ...(config.name !== undefined && { name: config.name }), scopes };
+    },
+    findAccount: findAccountFor,
   });
   const oidcListener = provider.callback();
+  const jwtFront = structuredTokenFront({
+    issuer: options.issuer,
+    signingKeys: () => keys.signing as JWK[],
+    paths: ['/token/introspection', '/token/revocation'],
+    next: oidcListener,
+  });
 
   // An authorization request without `scope` gets the named resource's default scopes.
   const withDefaultScope = (url: string): string => {
@@ -475,7 +555,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     const resource = params.getAll('resource');
     if ((params.get('scope') ?? '').trim() !== '' || resource.length !== 1) return url;
     const config = findResource(resource[0]!);
-    const scopes = config?.defaultScopes ?? config?.scopes ?? [];
+    const scopes = config?.defaultScopes ?? config?.scopes?.map(scopeName) ?? [];
     if (scopes.length === 0) return url;
     params.set('scope', scopes.join(' '));
     return `${url.slice(0, query)}?${params.toString()}`;
@@ -495,6 +575,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       });
       return;
     }
+    if (jwtFront(req, res, path)) return;
     oidcListener(req, res);
   };
 

@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { createLocalJWKSet, importJWK, type JWK, type JWTPayload, jwtVerify, SignJWT } from 'jose';
+import { createLocalJWKSet, decodeProtectedHeader, type JWK, jwtVerify } from 'jose';
 import type Provider from 'oidc-provider';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { canonicalResourceUri } from '../oauth/resource-uri.js';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../oauth/token-exchange.js';
+import { jwtRecordId, publicJwks, type resourceServerInfo } from './token-formats.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
 import { UpstreamError } from './upstream/errors.js';
 
@@ -26,8 +26,67 @@ export interface TokenExchangePolicy {
   clientId: string;
   /** Audiences the subject token may carry: the resources this client serves. */
   from: string[];
-  /** Downstream resources, each with the scopes the client may ask for. */
-  to: Array<{ resource: string; scopes: string[] }>;
+  /**
+   * Downstream resources, each with the scopes the client may ask for. The issued scopes are also limited to those
+   * the user consented to (the subject token's scopes), unless `beyondConsent` is `true` for that resource.
+   */
+  to: Array<{ resource: string; scopes: string[]; beyondConsent?: boolean }>;
+}
+
+/** The `act` claim of each exchanged token, read by `extraTokenClaims` as the token is issued. */
+const actors = new WeakMap<object, Record<string, unknown>>();
+
+/** `extraTokenClaims`: the `act` (actor) claim of a token issued by token exchange. */
+export function tokenExchangeClaims(token: object): Record<string, unknown> | undefined {
+  const act = actors.get(token);
+  return act ? { act } : undefined;
+}
+
+interface SubjectToken {
+  accountId: string;
+  grantId?: string;
+  aud?: string | string[];
+  scope?: string;
+  exp?: number;
+  extra?: unknown;
+}
+
+/**
+ * The access token a subject token stands for, JWT or opaque, still valid and not revoked, whose grant is still
+ * active and whose account can still sign in. Anything else is `invalid_grant`.
+ */
+async function findSubjectToken(
+  ctx: KoaContextWithOIDC,
+  value: string,
+  options: { issuer: string; signingKeys: () => JWK[]; accountActive: (subject: string) => Promise<boolean> },
+): Promise<SubjectToken> {
+  const { provider } = ctx.oidc;
+  let id = value;
+  let isJwt = false;
+  try {
+    isJwt = !!decodeProtectedHeader(value);
+  } catch {
+    isJwt = false;
+  }
+  if (isJwt) {
+    try {
+      const keys = createLocalJWKSet({ keys: publicJwks(options.signingKeys()) });
+      const { payload } = await jwtVerify(value, keys, { issuer: options.issuer, typ: 'at+jwt' });
+      id = jwtRecordId(String(payload.jti));
+    } catch {
+      throw new errors.InvalidGrant('subject_token is invalid or expired');
+    }
+  }
+  const token = (await provider.AccessToken.find(id)) as unknown as SubjectToken | undefined;
+  if (!token) throw new errors.InvalidGrant('subject_token is invalid, expired or revoked');
+  if (typeof token.accountId !== 'string') throw new errors.InvalidGrant('subject_token has no subject');
+  if (token.grantId) {
+    const grant = await provider.Grant.find(token.grantId);
+    if (!grant) throw new errors.InvalidGrant('the grant of subject_token was revoked');
+  }
+  if (!(await options.accountActive(token.accountId)))
+    throw new errors.InvalidGrant('the account of subject_token is disabled or gone');
+  return token;
 }
 
 function canonical(value: string): string | undefined {
@@ -54,7 +113,10 @@ export function installTokenExchange(
     issuer: string;
     policies: TokenExchangePolicy[];
     signingKeys: () => JWK[];
-    resourceTtl: (resource: string) => number | undefined;
+    /** Whether the subject's account still exists and may sign in. */
+    accountActive: (subject: string) => Promise<boolean>;
+    /** The resource-server settings of a configured resource (format, algorithm, lifetime). */
+    resourceServer: (resource: string) => ReturnType<typeof resourceServerInfo> | undefined;
     /** Resources mapped to an upstream are answered with the user's upstream token. */
     upstream?: UpstreamIdentity;
   },
@@ -63,12 +125,14 @@ export function installTokenExchange(
     clientId: p.clientId,
     from: new Set(p.from.map((r) => canonicalResourceUri(r))),
     to: new Map(p.to.map((t) => [canonicalResourceUri(t.resource), new Set(t.scopes)])),
+    beyondConsent: new Set(p.to.filter((t) => t.beyondConsent === true).map((t) => canonicalResourceUri(t.resource))),
   }));
 
   provider.registerGrantType(
     TOKEN_EXCHANGE_GRANT_TYPE,
     async (ctx: KoaContextWithOIDC) => {
       const client = ctx.oidc.client!;
+      const { provider } = ctx.oidc;
       const params = ctx.oidc.params as Record<string, unknown>;
       if (client.clientAuthMethod === 'none') {
         throw new errors.UnauthorizedClient('token exchange requires an authenticated (confidential) client');
@@ -88,18 +152,7 @@ export function installTokenExchange(
         throw new errors.InvalidRequest(`requested_token_type must be ${TOKEN_TYPE.accessToken}`);
       }
 
-      const keys = options.signingKeys();
-      let subject: JWTPayload;
-      try {
-        const publicKeys = keys.map(({ d: _d, ...pub }) => pub);
-        ({ payload: subject } = await jwtVerify(subjectToken, createLocalJWKSet({ keys: publicKeys }), {
-          issuer: options.issuer,
-          typ: 'at+jwt',
-        }));
-      } catch {
-        throw new errors.InvalidGrant('subject_token is invalid or expired');
-      }
-      if (typeof subject.sub !== 'string') throw new errors.InvalidGrant('subject_token has no subject');
+      const subject = await findSubjectToken(ctx, subjectToken, options);
       const audiences = (Array.isArray(subject.aud) ? subject.aud : [subject.aud ?? '']).map(canonical);
 
       const target = single(params['resource'], 'resource') ?? single(params['audience'], 'audience');
@@ -115,13 +168,21 @@ export function installTokenExchange(
         typeof params['scope'] === 'string' && params['scope'] ? params['scope'].split(' ') : [...allowedScopes];
       const refused = requested.filter((s) => !allowedScopes.has(s));
       if (refused.length) throw new errors.InvalidScope('the policy does not allow these scopes', refused.join(' '));
+      // The user consented to the subject token's scopes; more only when the policy says so explicitly.
+      if (!rule.beyondConsent.has(resource)) {
+        const consented = new Set((subject.scope ?? '').split(' ').filter(Boolean));
+        const unconsented = requested.filter((s) => !consented.has(s));
+        if (unconsented.length) {
+          throw new errors.InvalidScope('the user did not consent to these scopes', unconsented.join(' '));
+        }
+      }
 
       // A resource served by an upstream (e.g. https://api.github.com → github): the user's own upstream token,
       // refreshed if needed. Failures (not linked, revoked, missing scope) are OAuth errors naming the link URL.
       if (options.upstream?.upstreamForResource(resource)) {
         try {
           ctx.body = await options.upstream.exchangeForUpstreamResource({
-            subject: subject.sub,
+            subject: subject.accountId,
             resource,
             scopes: requested,
           });
@@ -135,32 +196,32 @@ export function installTokenExchange(
         }
       }
 
-      const signing = keys[0]!;
-      const ttl = options.resourceTtl(resource) ?? 3600;
-      const actor: Record<string, unknown> = { sub: client.clientId, client_id: client.clientId };
-      if (subject['act']) actor['act'] = subject['act'];
+      const info = options.resourceServer(resource);
+      if (!info) throw new errors.InvalidTarget('the policy does not allow exchanging toward this resource');
+      const token = new provider.AccessToken({
+        accountId: subject.accountId,
+        client,
+        scope: requested.join(' '),
+        gty: TOKEN_EXCHANGE_GRANT_TYPE,
+      } as never);
+      token.resourceServer = new provider.ResourceServer(resource, info);
       const now = Math.floor(Date.now() / 1000);
       // The exchanged token never outlives the user's token it was derived from.
-      const exp = Math.min(now + ttl, typeof subject.exp === 'number' ? subject.exp : now + ttl);
-      const accessToken = await new SignJWT({
-        client_id: client.clientId,
-        scope: requested.join(' '),
-        act: actor,
-      })
-        .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: signing.kid! })
-        .setIssuer(options.issuer)
-        .setSubject(subject.sub)
-        .setAudience(resource)
-        .setIssuedAt(now)
-        .setExpirationTime(exp)
-        .setJti(randomBytes(16).toString('base64url'))
-        .sign(await importJWK(signing, 'ES256'));
-
+      (token as unknown as { expiresIn: number }).expiresIn = Math.max(
+        1,
+        Math.min(info.accessTokenTTL, (subject.exp ?? now + info.accessTokenTTL) - now),
+      );
+      const actor: Record<string, unknown> = { sub: client.clientId, client_id: client.clientId };
+      const previousActor = (subject.extra as Record<string, unknown> | undefined)?.['act'];
+      if (previousActor) actor['act'] = previousActor;
+      actors.set(token, actor);
+      ctx.oidc.entity('AccessToken', token);
+      const value = await token.save();
       ctx.body = {
-        access_token: accessToken,
+        access_token: value,
         issued_token_type: TOKEN_TYPE.accessToken,
-        token_type: 'Bearer',
-        expires_in: exp - now,
+        token_type: token.tokenType,
+        expires_in: token.expiration,
         scope: requested.join(' '),
       };
     },

@@ -59,7 +59,10 @@ export interface ClientOptions {
   auth?: ClientAuth;
   /** Timeout of each request, in milliseconds. Default: the SDK's 60 s. */
   timeout?: number;
-  /** Timeout of connecting (starting the process, the handshake, an OAuth login), in milliseconds. Default 60 s. */
+  /**
+   * Timeout of connecting (starting the process and the MCP handshake), in milliseconds. Default 60 s. An OAuth
+   * login during the handshake is not counted: it has its own timeout (`OAuth`'s `timeoutMs`, default 300 s).
+   */
   connectTimeout?: number;
   /** Extra environment variables for a stdio server (added to `PATH`, `HOME` and the like). */
   env?: Record<string, string>;
@@ -77,6 +80,12 @@ export interface ClientOptions {
   samplingHandler?: SamplingHandler;
   /** Answers elicitation requests; declares the `elicitation` capability. */
   elicitationHandler?: ElicitationHandler;
+}
+
+/** Options of {@link Client.connect}. */
+export interface ConnectOptions {
+  /** Timeout of the handshake in milliseconds; overrides the client's `connectTimeout`. A login is not counted. */
+  timeout?: number;
 }
 
 /** Per-request options. */
@@ -104,6 +113,7 @@ export interface ServerFailure {
 /** A reference for {@link Client.complete}: a prompt by name, or a resource template by URI template. */
 export type CompletionRef = { type: 'ref/prompt'; name: string } | { type: 'ref/resource'; uri: string };
 
+const DEFAULT_CONNECT_TIMEOUT = 60_000;
 const DEFAULT_CLIENT_INFO: Implementation = { name: 'gatehouse', version: '0.1.0' };
 const URI_WITH_AUTHORITY = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/(.*)$/s;
 
@@ -225,33 +235,33 @@ export class Client implements AsyncDisposable {
    * throws only when none connects. Calling it again while connected does nothing, except retry the servers in
    * {@link failures}.
    */
-  async connect(): Promise<this> {
+  async connect(options: ConnectOptions = {}): Promise<this> {
     const complete = this.#sources.kind === 'single' || this.#failures.length === 0;
     if (this.isConnected() && complete) return this;
-    this.#connecting ??= this.#connectAll().finally(() => {
+    this.#connecting ??= this.#connectAll(options.timeout ?? this.options.connectTimeout).finally(() => {
       this.#connecting = undefined;
     });
     await this.#connecting;
     return this;
   }
 
-  async #connectAll(): Promise<void> {
+  async #connectAll(timeout: number | undefined): Promise<void> {
     if (this.#sources.kind === 'single') {
       const source = this.#sources.source;
       try {
-        this.#sessions.set('', await this.#open(source, undefined));
+        this.#sessions.set('', await this.#open(source, undefined, timeout));
       } catch (error) {
-        throw this.#connectError(error, source, undefined);
+        throw this.#connectError(error, source, undefined, timeout);
       }
     } else {
       // Connected servers stay as they are: connecting again retries only the missing ones.
       const entries = [...this.#sources.servers].filter(([name]) => !this.#sessions.has(name));
-      const settled = await Promise.allSettled(entries.map(([name, source]) => this.#open(source, name)));
+      const settled = await Promise.allSettled(entries.map(([name, source]) => this.#open(source, name, timeout)));
       const failures: ServerFailure[] = [];
       settled.forEach((outcome, i) => {
         const [name, source] = entries[i]!;
         if (outcome.status === 'fulfilled') this.#sessions.set(name, outcome.value);
-        else failures.push({ server: name, error: asError(this.#connectError(outcome.reason, source, name)) });
+        else failures.push({ server: name, error: asError(this.#connectError(outcome.reason, source, name, timeout)) });
       });
       this.#failures = failures;
       if (this.#sessions.size === 0) {
@@ -277,8 +287,8 @@ export class Client implements AsyncDisposable {
       .catch(() => {});
   }
 
-  #connectError(error: unknown, source: ResolvedSource, server: string | undefined): unknown {
-    const typed = toClientError(error, { method: 'connect', timeout: this.options.connectTimeout, server });
+  #connectError(error: unknown, source: ResolvedSource, server: string | undefined, timeout?: number): unknown {
+    const typed = toClientError(error, { method: 'connect', timeout: timeout ?? DEFAULT_CONNECT_TIMEOUT, server });
     if (typed instanceof ConnectionError) {
       const tsx = source.kind === 'stdio' && source.args.includes('tsx');
       const reason =
@@ -299,8 +309,8 @@ export class Client implements AsyncDisposable {
     return typed;
   }
 
-  async #open(source: ResolvedSource, server: string | undefined): Promise<OpenSession> {
-    const session = await openSession(source, () => this.#makeSdkClient(server), this.options.connectTimeout);
+  async #open(source: ResolvedSource, server: string | undefined, timeout: number | undefined): Promise<OpenSession> {
+    const session = await openSession(source, () => this.#makeSdkClient(server), timeout);
     // A server that goes away (the process exits, the stream ends) is no longer connected.
     session.sdk.onclose = () => {
       if (this.#sessions.get(server ?? '') !== session) return; // closed on purpose

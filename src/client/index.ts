@@ -16,6 +16,7 @@ export {
   Client,
   type ClientOptions,
   type CompletionRef,
+  type ConnectOptions,
   type ElicitationHandler,
   type LogMessage,
   type ProgressHandler,
@@ -40,7 +41,7 @@ export {
 } from './errors.js';
 export { headlessAuthorize, type LoginCredentials } from './headless-login.js';
 export { type AssertionContext, type IdJagOptions, MachineAuth, type MachineAuthOptions } from './machine.js';
-export { type AuthorizeOptions, OAuth, type OAuthEvent, type OAuthOptions } from './oauth.js';
+export { type AuthorizeOptions, OAuth, type OAuthEvent, type OAuthOptions, type WrapFetchHooks } from './oauth.js';
 export type { ToolResult } from './results.js';
 export {
   type ClientAuth,

@@ -21,6 +21,7 @@ import {
   selectResourceURL,
   withDpopFromProvider,
 } from '@modelcontextprotocol/client';
+import { protectedResourceMetadataUrls } from '../oauth/discovery.js';
 import {
   canonicalServer,
   isAccessTokenExpired,
@@ -112,6 +113,15 @@ export interface OAuthOptions {
   lockDirectory?: string;
   /** Clock in milliseconds, for tests. Give the same one to the `TokenStorage`. */
   now?: () => number;
+}
+
+/** Hooks of {@link OAuth.wrapFetch}. */
+export interface WrapFetchHooks {
+  /**
+   * Called with `true` when a request starts authorizing (a refresh or a login, bounded by `timeoutMs`) and with
+   * `false` when that ends: a caller timing the request itself (e.g. the MCP handshake) leaves that time out.
+   */
+  onAuthorizing?: (authorizing: boolean) => void;
 }
 
 /** Options of {@link OAuth.authorize}. */
@@ -689,10 +699,11 @@ export class OAuth implements OAuthClientProvider {
     }
   }
 
-  private async loginOnce(options: AuthorizeOptions & { serverUrl: string }): Promise<void> {
-    const scope = computeScopeUnion(scopeString(this.options.scopes), options.scope);
+  private async loginOnce(given: AuthorizeOptions & { serverUrl: string }): Promise<void> {
+    const scope = computeScopeUnion(scopeString(this.options.scopes), given.scope);
     this.inFlow = true;
     try {
+      const options = { ...given, resourceMetadataUrl: await this.resourceMetadataUrl(given) };
       if (!this.options.login && !this.options.pasteBack) await this.startServer();
       const result = await auth(this, {
         serverUrl: options.serverUrl,
@@ -710,6 +721,27 @@ export class OAuth implements OAuthClientProvider {
       this.server = undefined;
       await server?.close();
     }
+  }
+
+  /**
+   * The protected-resource metadata URL to use, in the documented order: the challenge's `resource_metadata`, and
+   * when that does not answer, the path form and then the root `/.well-known/oauth-protected-resource` (the SDK,
+   * given a URL, tries only that one). Without a challenge URL the SDK itself tries the path form, then the root.
+   * Discovery already cached for this server needs none.
+   */
+  private async resourceMetadataUrl(options: {
+    serverUrl: string;
+    resourceMetadataUrl?: URL;
+  }): Promise<URL | undefined> {
+    const challenged = options.resourceMetadataUrl;
+    if (!challenged || this.record?.discovery?.resourceMetadata) return challenged;
+    const candidates = [challenged.href, ...protectedResourceMetadataUrls(options.serverUrl)];
+    for (const url of new Set(candidates)) {
+      const response = await this.fetchFn(url, { headers: { accept: 'application/json' } });
+      await response.body?.cancel();
+      if (response.ok) return new URL(url);
+    }
+    return challenged; // none answers: let discovery report it on the URL the server named
   }
 
   /** Starts the callback server on the registered port; if that is taken, on another one and re-registers. */
@@ -751,7 +783,10 @@ export class OAuth implements OAuthClientProvider {
     let discovery = this.record?.discovery;
     if (!discovery?.authorizationServerMetadata) {
       try {
-        discovery = await discoverOAuthServerInfo(serverUrl, { resourceMetadataUrl, fetchFn: this.fetchFn });
+        discovery = await discoverOAuthServerInfo(serverUrl, {
+          resourceMetadataUrl: await this.resourceMetadataUrl({ serverUrl, resourceMetadataUrl }),
+          fetchFn: this.fetchFn,
+        });
       } catch (error) {
         throw new RefreshFailedError('Could not discover the authorization server to refresh the token', {
           cause: error,
@@ -818,13 +853,13 @@ export class OAuth implements OAuthClientProvider {
    * const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { fetch: oauth.wrapFetch() });
    * ```
    */
-  wrapFetch(base: FetchLike = fetch): FetchLike {
+  wrapFetch(base: FetchLike = fetch, hooks: WrapFetchHooks = {}): FetchLike {
     // Each wrapped fetch belongs to the server of its first request (an MCP transport's first request always goes
     // to the server URL itself); a request to another origin uses that origin's own credential, never this one.
     let bound: { origin: string; fetch: FetchLike } | undefined;
     const forUrl = (url: string) => {
       const owner = this.forServer(url);
-      return { origin: new URL(owner.serverKey).origin, fetch: owner.fetchWithToken(base) };
+      return { origin: new URL(owner.serverKey).origin, fetch: owner.fetchWithToken(base, hooks) };
     };
     return async (input, init) => {
       const url = String(input instanceof Request ? input.url : input);
@@ -860,7 +895,7 @@ export class OAuth implements OAuthClientProvider {
   }
 
   /** A `fetch` that sends this server's token. Only for requests to this server's origin (see wrapFetch). */
-  private fetchWithToken(base: FetchLike): FetchLike {
+  private fetchWithToken(base: FetchLike, hooks: WrapFetchHooks): FetchLike {
     const next = this.dpop ? withDpopFromProvider(this)(base) : base;
     return async (input, init) => {
       const serverUrl = this.serverKey;
@@ -880,7 +915,7 @@ export class OAuth implements OAuthClientProvider {
         if (response.status === 401 && !reauthorized) {
           reauthorized = true;
           await response.body?.cancel();
-          await this.authorize({
+          await this.authorizeFor(hooks, {
             serverUrl,
             resourceMetadataUrl: challenge.resourceMetadataUrl,
             scope: computeScopeUnion(this.requestedScope, challenge.scope),
@@ -896,7 +931,7 @@ export class OAuth implements OAuthClientProvider {
           const granted = (await this.tokens())?.scope;
           const union = computeScopeUnion(this.requestedScope, granted, challenge.scope);
           this.requestedScope = union;
-          await this.authorize({
+          await this.authorizeFor(hooks, {
             serverUrl,
             resourceMetadataUrl: challenge.resourceMetadataUrl,
             scope: union,
@@ -909,5 +944,15 @@ export class OAuth implements OAuthClientProvider {
         response = await send();
       }
     };
+  }
+
+  /** authorize(), with the hooks told when it starts and ends (a login has its own timeout: `timeoutMs`). */
+  private async authorizeFor(hooks: WrapFetchHooks, options: AuthorizeOptions): Promise<void> {
+    hooks.onAuthorizing?.(true);
+    try {
+      await this.authorize(options);
+    } finally {
+      hooks.onAuthorizing?.(false);
+    }
   }
 }

@@ -11,7 +11,7 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from '@modelcontextprotocol/client';
-import { OAuth } from './oauth.js';
+import { OAuth, type WrapFetchHooks } from './oauth.js';
 import type { ClientAuth, ResolvedSource } from './source.js';
 
 /** How a connected server is reached. */
@@ -29,13 +29,14 @@ export interface OpenSession {
 export function httpAuthFor(
   auth: ClientAuth | undefined,
   serverUrl: URL,
+  hooks: WrapFetchHooks = {},
 ): { authProvider?: AuthProvider | OAuthClientProvider; fetch?: FetchLike } {
   if (auth === undefined) return {};
   const oauth = auth === 'oauth' ? new OAuth({ mcpUrl: serverUrl.href }) : auth instanceof OAuth ? auth : undefined;
   if (oauth) {
     // One credential per server, even when one OAuth is shared by several servers. wrapFetch adds the token,
     // refreshes it, logs in on 401 and steps up on 403 insufficient_scope.
-    return { fetch: oauth.forServer(serverUrl).wrapFetch() };
+    return { fetch: oauth.forServer(serverUrl).wrapFetch(fetch, hooks) };
   }
   if (typeof auth === 'string') {
     const token = auth.replace(/^Bearer\s+/i, '');
@@ -57,14 +58,78 @@ function shouldFallBackToSse(error: unknown): boolean {
   return error instanceof SdkError && error.code === SdkErrorCode.ClientHttpNotImplemented;
 }
 
-async function connectWith(make: () => SdkClient, transport: Transport, timeout: number | undefined) {
+/** The SDK's default request timeout, which also bounds the handshake when none is given. */
+const DEFAULT_HANDSHAKE_TIMEOUT = 60_000;
+const NO_SDK_TIMEOUT = 2_147_483_647;
+
+/**
+ * The handshake's own timeout: a clock that stops while the request is authorizing (a browser login has its own
+ * timeout, `OAuth`'s `timeoutMs`), so a slow login never fails as a slow server.
+ */
+class HandshakeDeadline {
+  readonly controller = new AbortController();
+  #remaining: number;
+  #startedAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #authorizing = 0;
+  #done = false;
+
+  constructor(readonly timeout: number) {
+    this.#remaining = timeout;
+    this.#run();
+  }
+
+  readonly hooks: WrapFetchHooks = {
+    onAuthorizing: (authorizing) => {
+      if (authorizing && this.#authorizing++ === 0) {
+        clearTimeout(this.#timer);
+        this.#remaining -= Date.now() - this.#startedAt;
+      } else if (!authorizing && --this.#authorizing === 0) {
+        this.#run();
+      }
+    },
+  };
+
+  #run(): void {
+    if (this.#done) return; // connected: later logins belong to the requests, not the handshake
+    this.#startedAt = Date.now();
+    this.#timer = setTimeout(
+      () =>
+        this.controller.abort(
+          new SdkError(SdkErrorCode.RequestTimeout, 'Request timed out', { timeout: this.timeout }),
+        ),
+      Math.max(0, this.#remaining),
+    );
+  }
+
+  dispose(): void {
+    this.#done = true;
+    clearTimeout(this.#timer);
+  }
+}
+
+async function connectWith(
+  make: () => SdkClient,
+  transport: Transport,
+  timeout: number | undefined,
+  deadline?: HandshakeDeadline,
+) {
   const sdk = make();
   try {
-    await sdk.connect(transport, timeout === undefined ? undefined : { timeout });
+    await sdk.connect(
+      transport,
+      deadline
+        ? { timeout: NO_SDK_TIMEOUT, signal: deadline.controller.signal }
+        : timeout === undefined
+          ? undefined
+          : { timeout },
+    );
     return sdk;
   } catch (error) {
     await sdk.close().catch(() => {});
     throw error;
+  } finally {
+    deadline?.dispose();
   }
 }
 
@@ -79,16 +144,24 @@ export async function openSession(
 ): Promise<OpenSession> {
   switch (source.kind) {
     case 'http': {
-      const auth = httpAuthFor(source.auth, source.url);
+      // With OAuth the handshake may include a login: its clock stops meanwhile (see HandshakeDeadline).
+      const oauth = source.auth === 'oauth' || source.auth instanceof OAuth;
+      const deadline = () => (oauth ? new HandshakeDeadline(timeout ?? DEFAULT_HANDSHAKE_TIMEOUT) : undefined);
+      let current: HandshakeDeadline | undefined;
+      const auth = httpAuthFor(source.auth, source.url, { onAuthorizing: (on) => current?.hooks.onAuthorizing?.(on) });
+      const attempt = (transport: Transport) => {
+        current = deadline();
+        return connectWith(make, transport, timeout, current);
+      };
       const requestInit = source.headers ? { headers: source.headers } : undefined;
       const sse = () => new SSEClientTransport(source.url, { ...auth, requestInit });
-      if (source.transport === 'sse') return { sdk: await connectWith(make, sse(), timeout), transport: 'sse' };
+      if (source.transport === 'sse') return { sdk: await attempt(sse()), transport: 'sse' };
       const http = new StreamableHTTPClientTransport(source.url, { ...auth, requestInit });
       try {
-        return { sdk: await connectWith(make, http, timeout), transport: 'streamable-http' };
+        return { sdk: await attempt(http), transport: 'streamable-http' };
       } catch (error) {
         if (source.transport !== 'auto' || !shouldFallBackToSse(error)) throw error;
-        return { sdk: await connectWith(make, sse(), timeout), transport: 'sse' };
+        return { sdk: await attempt(sse()), transport: 'sse' };
       }
     }
     case 'stdio': {

@@ -4,6 +4,7 @@ import type { AuthorizationServerMetadata, ProtectedResourceMetadata } from '../
 import { assertSecureUrl, canonicalResourceUri, sameResource } from '../oauth/resource-uri.js';
 import { formatWwwAuthenticate } from '../oauth/www-authenticate.js';
 import { discoverAuthorizationServer } from './discovery.js';
+import { boundKeyThumbprint, type DpopOptions, dpopChecker, InvalidDpopProofError, UseDpopNonceError } from './dpop.js';
 import { InsufficientScopeError, InvalidTokenError } from './errors.js';
 import { missingScopes, type ScopeHierarchy } from './scopes.js';
 import type { AuthInfo, TokenVerifier } from './verifier.js';
@@ -57,6 +58,12 @@ export interface ProtectOptions {
    * from the first authorization server (and refreshes it every 5 minutes); a document serves that document.
    */
   authorizationServerMetadata?: boolean | AuthorizationServerMetadata;
+  /**
+   * DPoP (RFC 9449). Always on: a token presented as `Authorization: DPoP` is checked with its proof (`htm`, `htu`,
+   * `iat`, `jti` replay, `ath`, `cnf.jkt`), and a DPoP-bound token presented as `Bearer` is refused. These options
+   * require DPoP, choose algorithms, share the replay cache between instances and turn server nonces on.
+   */
+  dpop?: DpopOptions;
 }
 
 /** The fetch handler {@link protect} returns, with what adapters need to route to it. */
@@ -101,7 +108,7 @@ async function readBody(request: Request): Promise<string | undefined> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)[ ]*$/i;
+const AUTHORIZATION = /^(Bearer|DPoP)[ ]+([A-Za-z0-9\-._~+/]+=*)[ ]*$/i;
 const MIRROR_TTL_MS = 5 * 60_000;
 
 function jsonDocument(method: string, body: string): Response {
@@ -183,6 +190,7 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
   const scopesSupported = options.scopesSupported ?? [
     ...new Set([...requiredScopes, ...[...toolScopes.values()].flat()]),
   ];
+  const dpop = dpopChecker(options.dpop);
   const metadata: ProtectedResourceMetadata = {
     ...options.metadata,
     resource,
@@ -190,6 +198,8 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
     ...(scopesSupported.length ? { scopes_supported: scopesSupported } : {}),
     bearer_methods_supported: ['header'],
     ...(options.resourceName ? { resource_name: options.resourceName } : {}),
+    dpop_signing_alg_values_supported: dpop.algorithms,
+    ...(dpop.required ? { dpop_bound_access_tokens_required: true } : {}),
   };
   const metadataBody = JSON.stringify(metadata);
   const scopeParam = requiredScopes.length ? requiredScopes.join(' ') : undefined;
@@ -214,15 +224,40 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
     return mirror.body;
   }
 
-  function challenge(error?: OAuthProtocolError): Response {
-    const header = formatWwwAuthenticate('Bearer', {
-      error: error?.error,
-      error_description: error?.description,
-      scope: error instanceof InsufficientScopeError ? error.requiredScopes.join(' ') : scopeParam,
-      resource_metadata: resourceMetadataUrl,
-    });
+  /**
+   * The 401/403 answer: a `Bearer` challenge (unless DPoP is required) and a `DPoP` challenge with `algs`; the
+   * error goes on the challenge of the scheme the client used (DPoP errors always on the DPoP one).
+   */
+  function challenge(error?: OAuthProtocolError, scheme: 'bearer' | 'dpop' = 'bearer'): Response {
+    const onDpop =
+      dpop.required ||
+      scheme === 'dpop' ||
+      error instanceof InvalidDpopProofError ||
+      error instanceof UseDpopNonceError;
+    const scope = error instanceof InsufficientScopeError ? error.requiredScopes.join(' ') : scopeParam;
+    const errorParams = { error: error?.error, error_description: error?.description };
+    const challenges: string[] = [];
+    if (!dpop.required) {
+      challenges.push(
+        formatWwwAuthenticate('Bearer', {
+          ...(onDpop ? {} : errorParams),
+          scope,
+          resource_metadata: resourceMetadataUrl,
+        }),
+      );
+    }
+    challenges.push(
+      formatWwwAuthenticate('DPoP', {
+        ...(onDpop ? errorParams : {}),
+        ...(dpop.required ? { scope, resource_metadata: resourceMetadataUrl } : {}),
+        algs: dpop.algorithms.join(' '),
+      }),
+    );
+    const headers: Record<string, string> = { 'www-authenticate': challenges.join(', ') };
+    const nonce = dpop.nonce();
+    if (nonce) headers['dpop-nonce'] = nonce;
     const body = error ?? new InvalidTokenError('a bearer token is required');
-    return body.toResponse({ 'www-authenticate': header });
+    return body.toResponse(headers);
   }
 
   async function protectedHandler(request: Request): Promise<Response> {
@@ -240,25 +275,49 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
 
     const authorization = request.headers.get('authorization');
     if (!authorization) return challenge();
-    const match = BEARER.exec(authorization);
-    if (!match) return challenge(new InvalidTokenError('the Authorization header is not a Bearer token'));
+    const match = AUTHORIZATION.exec(authorization);
+    if (!match) return challenge(new InvalidTokenError('the Authorization header is not a Bearer or DPoP token'));
+    const scheme = match[1]!.toLowerCase() as 'bearer' | 'dpop';
+    const token = match[2]!;
 
     let authInfo: AuthInfo;
     try {
-      authInfo = await options.verifier.verify(match[1]!, verifyContext);
+      authInfo = await options.verifier.verify(token, verifyContext);
     } catch (error) {
       if (error instanceof OAuthProtocolError) {
-        return error.status === 401 || error.status === 403 ? challenge(error) : error.toResponse();
+        return error.status === 401 || error.status === 403 ? challenge(error, scheme) : error.toResponse();
       }
       return new OAuthProtocolError('server_error', 'token verification failed', { cause: error }).toResponse();
     }
+    // Sender-constrained tokens (RFC 9449 §7): a bound token needs its proof, a proof needs a bound token.
+    const jkt = boundKeyThumbprint(authInfo.extra?.['claims']);
+    if (scheme === 'bearer' && jkt) {
+      return challenge(
+        new InvalidTokenError('this token is DPoP-bound: present it as Authorization: DPoP with a proof'),
+      );
+    }
+    if (scheme === 'bearer' && dpop.required) {
+      return challenge(new InvalidTokenError('this resource accepts only DPoP-bound tokens'));
+    }
+    if (scheme === 'dpop') {
+      if (!jkt) return challenge(new InvalidTokenError('the token is not DPoP-bound: present it as Bearer'), 'dpop');
+      try {
+        await dpop.verify(request, new URL(url.pathname, resource).href, token, jkt);
+      } catch (error) {
+        if (error instanceof OAuthProtocolError) return challenge(error, 'dpop');
+        throw error;
+      }
+    }
     if (authInfo.expiresAt !== undefined && authInfo.expiresAt * 1000 <= Date.now()) {
-      return challenge(new InvalidTokenError('the token has expired'));
+      return challenge(new InvalidTokenError('the token has expired'), scheme);
     }
     // A second line of defence for custom verifiers: a resource they report must be this one.
     const granted = authInfo.resource;
     if (granted && granted.href !== resource && !sameResource(granted, resource)) {
-      return challenge(new InvalidTokenError(`audience mismatch: expected ${resource}, received ${granted.href}`));
+      return challenge(
+        new InvalidTokenError(`audience mismatch: expected ${resource}, received ${granted.href}`),
+        scheme,
+      );
     }
 
     let needed = requiredScopes;
@@ -282,11 +341,17 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
       if (perTool.length) needed = [...new Set([...requiredScopes, ...perTool])];
     }
     if (needed.length && missingScopes(authInfo.scopes, needed, hierarchy).length) {
-      return challenge(new InsufficientScopeError(needed));
+      return challenge(new InsufficientScopeError(needed), scheme);
     }
     const init: McpHandlerOptions = { authInfo: { ...authInfo, resourceMetadataUrl } };
     if (parsedBody !== undefined) init.parsedBody = parsedBody;
-    return callMcp(forward, init);
+    const response = await callMcp(forward, init);
+    const nonce = scheme === 'dpop' ? dpop.nonce() : undefined;
+    if (!nonce) return response;
+    // A fresh nonce on every DPoP answer (RFC 9449 §8.2), so clients rarely meet use_dpop_nonce.
+    const withNonce = new Response(response.body, response);
+    withNonce.headers.set('dpop-nonce', nonce);
+    return withNonce;
   }
 
   const handles = (pathname: string): boolean =>

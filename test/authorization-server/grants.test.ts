@@ -135,7 +135,11 @@ describe('token exchange (RFC 8693)', () => {
     as = await startAs({
       clients: [confidential(mcpServer), confidential(other)],
       tokenExchange: [
-        { clientId: 'mcp-server', from: [RESOURCE], to: [{ resource: DOWNSTREAM, scopes: ['api:read'] }] },
+        {
+          clientId: 'mcp-server',
+          from: [RESOURCE],
+          to: [{ resource: DOWNSTREAM, scopes: ['api:read'], beyondConsent: true }],
+        },
       ],
     });
   });

@@ -33,13 +33,25 @@ export interface OAuthTestStack {
   close(): Promise<void>;
 }
 
+/**
+ * Answers a request before the real server does (returns `true` when it did): a test's way to make a real server
+ * misbehave in one respect, e.g. not serve one metadata document.
+ */
+export type FrontHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
+
 export async function startOAuthTestStack(
-  options: { accessTokenTtl?: number; refreshTokenGraceSeconds?: number; servers?: number } = {},
+  options: {
+    accessTokenTtl?: number;
+    refreshTokenGraceSeconds?: number;
+    servers?: number;
+    front?: { mcp?: FrontHandler; as?: FrontHandler };
+  } = {},
 ): Promise<OAuthTestStack> {
   let asListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const asRequests: string[] = [];
   const asServer: RunningServer = await listen((req, res) => {
     asRequests.push(`${req.method} ${req.url}`);
+    if (options.front?.as?.(req, res)) return;
     asListener!(req, res);
   });
   const issuer = asServer.url;
@@ -50,6 +62,7 @@ export async function startOAuthTestStack(
     let url = '';
     const server = await listen((req, res) => {
       authorizationHeaders.get(url)!.push(req.headers.authorization ?? '');
+      if (options.front?.mcp?.(req, res)) return;
       mcpListeners.get(url)!(req, res);
     });
     url = `${server.url}/mcp`;

@@ -15,8 +15,8 @@ function runModule(code: string, args: string[] = []): string {
 }
 
 describe('the built package', () => {
-  it('exposes the five documented subpaths', () => {
-    for (const subpath of ['./client', './server', './authorization-server', './storage', './testing']) {
+  it('exposes the documented subpaths', () => {
+    for (const subpath of ['./client', './server', './authorization-server', './storage', './testing', './gateway']) {
       expect(subpaths).toContain(subpath);
     }
   });
@@ -27,31 +27,34 @@ describe('the built package', () => {
     expect(Number(out.trim())).toBeGreaterThan(0);
   });
 
-  it('loads neither oidc-provider nor a database driver when importing gatehouse/client', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-loads-'));
-    const log = join(dir, 'loaded.txt');
-    writeFileSync(log, '');
-    const hooks = join(dir, 'hooks.mjs');
-    writeFileSync(
-      hooks,
-      `import { appendFileSync } from 'node:fs';
+  it.each(['client', 'gateway'])(
+    'loads neither oidc-provider nor a database driver when importing gatehouse/%s',
+    (part) => {
+      const dir = mkdtempSync(join(tmpdir(), 'gatehouse-loads-'));
+      const log = join(dir, 'loaded.txt');
+      writeFileSync(log, '');
+      const hooks = join(dir, 'hooks.mjs');
+      writeFileSync(
+        hooks,
+        `import { appendFileSync } from 'node:fs';
 export async function resolve(specifier, context, next) {
   const result = await next(specifier, context);
   appendFileSync(${JSON.stringify(log)}, result.url + '\\n');
   return result;
 }`,
-    );
-    const register = join(dir, 'register.mjs');
-    writeFileSync(
-      register,
-      `import { register } from 'node:module'; import { pathToFileURL } from 'node:url';
+      );
+      const register = join(dir, 'register.mjs');
+      writeFileSync(
+        register,
+        `import { register } from 'node:module'; import { pathToFileURL } from 'node:url';
 register(pathToFileURL(${JSON.stringify(hooks)}));`,
-    );
-    runModule(`await import('gatehouse/client');`, ['--import', register]);
-    const loaded = readFileSync(log, 'utf8');
-    expect(loaded).toContain('/dist/client/index.js');
-    for (const heavy of ['oidc-provider', 'better-sqlite3', '/pg/', '@keyv/redis', '@keyv/postgres', '@redis/']) {
-      expect(loaded).not.toContain(heavy);
-    }
-  });
+      );
+      runModule(`await import('gatehouse/${part}');`, ['--import', register]);
+      const loaded = readFileSync(log, 'utf8');
+      expect(loaded).toContain(`/dist/${part}/index.js`);
+      for (const heavy of ['oidc-provider', 'better-sqlite3', '/pg/', '@keyv/redis', '@keyv/postgres', '@redis/']) {
+        expect(loaded).not.toContain(heavy);
+      }
+    },
+  );
 });

@@ -154,6 +154,7 @@ describe('protect() with jwtVerifier against the test authorization server', () 
         scopes_supported: ['mcp:tools', 'admin:write', 'admin:read'],
         bearer_methods_supported: ['header'],
         resource_name: 'Test server',
+        dpop_signing_alg_values_supported: ['ES256', 'RS256', 'PS256', 'EdDSA'],
       });
     }
     const preflight = await fetch(`${origin}/.well-known/oauth-protected-resource/mcp`, {

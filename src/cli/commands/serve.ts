@@ -1,12 +1,13 @@
 import { parseArgs } from 'node:util';
 import { type Command, UsageError } from '../command.js';
+import { parseLogLevel, runUntilSignal, serviceLogger } from '../service.js';
 
 const command: Command = {
   summary: 'Run a self-hostable MCP authorization server (OAuth 2.1, PKCE, DCR, CIMD, token exchange)',
   usage: `Usage: gatehouse serve [options]
 
 Runs an OAuth 2.1 authorization server with the MCP profile: authorization code + PKCE S256, resource indicators
-with JWT access tokens per resource, rotated refresh tokens, client_credentials, token exchange, dynamic client
+with JWT or opaque access tokens per resource, rotated refresh tokens, client_credentials, token exchange, dynamic client
 registration and client ID metadata documents, login and consent pages.
 
 Options:
@@ -17,7 +18,9 @@ Options:
                            (default sqlite: a file in the data directory, $GATEHOUSE_DATA_DIR to change)
   --users FILE             Users file: {"users":[{"username","passwordHash"}]} (see gatehouse admin users hash)
   --superuser NAME         A superuser; its password comes from GATEHOUSE_SUPERUSER_PASSWORD
-  --resource URL[=s1,s2]   An MCP server tokens may be issued for, with its scopes (repeatable)
+  --resource URL[=s1,s2]   An MCP server tokens may be issued for, with its scopes (repeatable); options
+                           among the scopes: format=jwt|opaque (default jwt), alg=RS256|ES256 (default
+                           RS256), ttl=SECONDS (access-token lifetime, default 3600), dpop=required
   --upstream SPEC          Sign in through an upstream (repeatable): github | google | entra:TENANT |
                            oidc:ISSUER | NAME=<one of those>; client ID and secret from
                            GATEHOUSE_UPSTREAM_<NAME>_CLIENT_ID / _CLIENT_SECRET (or the config file)
@@ -26,6 +29,8 @@ Options:
                            e.g. https://api.github.com=github,repo
   --no-local-login         Only upstream sign-in on the login page (default when no users are given)
   --auto-upstream NAME     Skip the login page and send every sign-in to this upstream
+  --name NAME              The service's name on the login and consent pages ("Sign in to NAME")
+  --logo URL               A logo on those pages (https, loopback http, or data:image)
   --config FILE            JSON config file (clients, tokenExchange, upstreams, …); flags override it
   --log-level LEVEL        fatal|error|warn|info|debug|silent (default info); logs are JSON on stdout
   --json                   also print the "listening" line as JSON on stdout (issuer, url) instead of text
@@ -55,6 +60,8 @@ Examples:
         'auto-upstream': { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
+        name: { type: 'string' },
+        logo: { type: 'string' },
         json: { type: 'boolean' },
         verbose: { type: 'boolean' },
       },
@@ -67,17 +74,12 @@ Examples:
     if (values.issuer !== undefined && !URL.canParse(values.issuer)) {
       throw new UsageError(`--issuer ${values.issuer} is not a URL (e.g. https://auth.example.com)`);
     }
-    const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-    const logLevel = values['log-level'] ?? (values.verbose ? 'debug' : undefined);
-    if (logLevel !== undefined && !(levels as readonly string[]).includes(logLevel)) {
-      throw new UsageError(`--log-level must be one of ${levels.join(', ')}`);
-    }
+    const logLevel = parseLogLevel(values['log-level'] ?? (values.verbose ? 'debug' : undefined));
 
     // Loaded here so that `gatehouse help` loads neither oidc-provider nor a database driver.
     const { readServeConfig, parseResourceFlag, parseUpstreamResourceFlag, mergeUpstreams, serve } = await import(
       '../../authorization-server/serve.js'
     );
-    const { pino } = await import('pino');
     const file = values.config ? await readServeConfig(values.config) : {};
     const config = {
       ...file,
@@ -87,7 +89,9 @@ Examples:
       ...(values.store ? { store: values.store } : {}),
       ...(values.users ? { users: values.users } : {}),
       ...(values.superuser ? { superuser: values.superuser } : {}),
-      ...(logLevel ? { logLevel: logLevel as (typeof levels)[number] } : {}),
+      ...(values.name ? { name: values.name } : {}),
+      ...(values.logo ? { logo: values.logo } : {}),
+      ...(logLevel ? { logLevel } : {}),
       ...(values.resource?.length ? { resources: values.resource.map(parseResourceFlag) } : {}),
       ...(values.upstream?.length ? { upstreams: mergeUpstreams(file.upstreams, values.upstream) } : {}),
       ...(values['upstream-resource']?.length
@@ -101,25 +105,7 @@ Examples:
       ...(values['no-local-login'] ? { localLogin: false } : {}),
       ...(values['auto-upstream'] ? { autoUpstream: values['auto-upstream'] } : {}),
     };
-    const logger = pino({
-      level: config.logLevel ?? 'info',
-      base: { service: 'gatehouse-authorization-server' },
-      redact: {
-        paths: [
-          'password',
-          '*.password',
-          'client_secret',
-          '*.client_secret',
-          'token',
-          '*.token',
-          'access_token',
-          '*.access_token',
-          'refresh_token',
-          '*.refresh_token',
-        ],
-        censor: '[redacted]',
-      },
-    });
+    const logger = await serviceLogger('gatehouse-authorization-server', config.logLevel);
     logger.debug(
       { resources: config.resources, upstreams: config.upstreams?.length ?? 0, localLogin: config.localLogin },
       'configuration',
@@ -127,17 +113,7 @@ Examples:
     const running = await serve(config, { logger });
     if (values.json) console.log(JSON.stringify({ msg: 'listening', issuer: running.issuer, url: running.url }));
     else console.error(`gatehouse serve: issuer ${running.issuer}, listening on ${running.url}`);
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        logger.info('shutting down');
-        running.close().then(resolve, resolve);
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
-    return 0;
+    return runUntilSignal(running.close, logger);
   },
 };
 export default command;

@@ -1,0 +1,148 @@
+/**
+ * The login and consent pages: what the user reads before signing in and before granting access. Rendering only —
+ * `interactions.ts` decides which page to show and handles the forms. Every value goes through {@link html}, so
+ * every value is escaped.
+ */
+import { html, page, type SafeHtml } from './html.js';
+
+/** How the service presents itself on its pages (`gatehouse serve --name … --logo …`). */
+export interface Branding {
+  /** The service's display name, e.g. "Acme MCP". Default: none (the pages then say "Sign in"). */
+  name?: string;
+  /** An `https:` (or loopback `http:`, or `data:image/…`) URL of a logo shown above the page's heading. */
+  logoUrl?: string;
+}
+
+/** A scope as the consent page lists it. */
+export interface ScopeView {
+  name: string;
+  description?: string;
+}
+
+/** Descriptions of the scopes every authorization server knows, used when the configuration gives none. */
+const STANDARD_SCOPES: Record<string, string> = {
+  openid: 'Know your account identifier',
+  profile: 'See your name',
+  email: 'See your email address',
+  offline_access: 'Keep access while you are away, without asking you to sign in again',
+};
+
+/** Adds the standard description to a scope the configuration did not describe. */
+export function describeScope(scope: ScopeView): ScopeView {
+  const description = scope.description ?? STANDARD_SCOPES[scope.name];
+  return description === undefined ? scope : { ...scope, description };
+}
+
+function brandHeader(branding: Branding): SafeHtml {
+  if (!branding.name && !branding.logoUrl) return html``;
+  return html`<header class="brand">${branding.logoUrl && html`<img src="${branding.logoUrl}" alt="${branding.name ? `${branding.name} logo` : 'Logo'}" height="40">`}${branding.name && html`<span>${branding.name}</span>`}</header>`;
+}
+
+/** What the login page shows. */
+export interface LoginView {
+  uid: string;
+  csrf: string;
+  branding: Branding;
+  clientName: string;
+  /** Upstream identity providers offered as buttons. */
+  upstreams: ReadonlyArray<{ name: string; displayName: string }>;
+  localLogin: boolean;
+  error?: string;
+}
+
+/** The login page: which service you sign in to, for which application; upstream buttons and/or the form. */
+export function loginPage(view: LoginView): string {
+  const { uid, csrf, branding } = view;
+  const upstreams = view.upstreams.length
+    ? html`<ul class="upstreams">${view.upstreams.map(
+        (p) =>
+          html`<li><a class="button upstream" href="/interaction/${uid}/upstream/${p.name}">Sign in with ${p.displayName}</a></li>`,
+      )}</ul>${view.localLogin && html`<p class="or">or with a username and password:</p>`}`
+    : html``;
+  const form =
+    view.localLogin &&
+    html`<form method="post" action="/interaction/${uid}/login" autocomplete="on">
+  <input type="hidden" name="csrf" value="${csrf}">
+  <label for="username">Username</label>
+  <input id="username" name="username" type="text" autocomplete="username" required autofocus>
+  <label for="password">Password</label>
+  <input id="password" name="password" type="password" autocomplete="current-password" required>
+  <button type="submit">Sign in</button>
+</form>`;
+  return page(
+    branding.name ? `Sign in – ${branding.name}` : 'Sign in',
+    html`${brandHeader(branding)}
+<h1>${branding.name ? `Sign in to ${branding.name}` : 'Sign in'}</h1>
+<p>to continue to <strong>${view.clientName}</strong></p>
+${view.error && html`<p class="error" role="alert">${view.error}</p>`}
+${upstreams}
+${form}`,
+  );
+}
+
+/** What the consent page shows. */
+export interface ConsentView {
+  uid: string;
+  csrf: string;
+  branding: Branding;
+  client: {
+    name: string;
+    clientId: string;
+    /** The client's `client_uri`, when it gave one. */
+    uri?: string;
+    /** The client_id is the URL of its metadata document (CIMD): the name is what that document claims. */
+    metadataDocument: boolean;
+  };
+  /** The MCP servers (resources) the access is for, each with the scopes asked for it. */
+  resources: Array<{ uri: string; name?: string; scopes: ScopeView[] }>;
+  /** Scopes not tied to a resource (`openid`, `offline_access`, …). */
+  otherScopes: ScopeView[];
+  /** The account signed in, as shown, and where "not you?" leads (the same request, asking for a new sign-in). */
+  account: { label: string; switchUrl: string };
+  redirectHost: string;
+  /** A grant exists and nothing new is asked: confirm it is really this user. */
+  approvedBefore: boolean;
+}
+
+function scopeList(scopes: ScopeView[]): SafeHtml {
+  if (scopes.length === 0) return html`<ul class="scopes"><li>Basic access</li></ul>`;
+  return html`<ul class="scopes">${scopes.map(
+    (s) =>
+      html`<li>${s.description ? html`${s.description} <code>${s.name}</code>` : html`<code>${s.name}</code>`}</li>`,
+  )}</ul>`;
+}
+
+/** The consent page: who asks (the client), for what (servers and scopes), on whose behalf (the account). */
+export function consentPage(view: ConsentView): string {
+  const { uid, csrf, branding, client } = view;
+  const identity = client.metadataDocument
+    ? html`<p class="client-id">Client ID <code>${client.clientId}</code> (the name above is what this document says; check the address)</p>`
+    : client.uri
+      ? html`<p class="client-id">${client.uri}</p>`
+      : html``;
+  const resources = view.resources.map(
+    (r) =>
+      html`<section class="resource" aria-label="${r.name ?? r.uri}"><h2>${r.name ?? r.uri}</h2>${r.name && html`<p class="uri"><code>${r.uri}</code></p>`}${scopeList(r.scopes)}</section>`,
+  );
+  const asked = view.resources.some((r) => r.scopes.length > 0) || view.otherScopes.length > 0;
+  const what =
+    view.approvedBefore && !asked
+      ? html`<p>You approved <strong>${client.name}</strong> before. Apps on this device can claim its name, so please confirm it is you who started this sign-in.</p>${resources}`
+      : html`<p><strong>${client.name}</strong> asks to access ${view.resources.length === 1 ? 'this MCP server' : 'these MCP servers'} as you:</p>${resources}${
+          view.otherScopes.length > 0 && html`<h2>And also</h2>${scopeList(view.otherScopes)}`
+        }`;
+  return page(
+    'Authorize access',
+    html`${brandHeader(branding)}
+<h1>Authorize ${client.name}</h1>
+${identity}
+<p class="account">Signed in as <strong>${view.account.label}</strong>. <a href="${view.account.switchUrl}">Not you? Sign in as someone else</a></p>
+${what}
+<p>After you decide, you will be sent to <strong>${view.redirectHost}</strong>.</p>
+<form method="post" action="/interaction/${uid}/confirm">
+  <input type="hidden" name="csrf" value="${csrf}">
+  <button type="submit" name="decision" value="approve">Approve</button>
+  <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
+</form>`,
+  );
+}

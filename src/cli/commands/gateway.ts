@@ -1,0 +1,174 @@
+import { parseArgs } from 'node:util';
+import { type Command, UsageError } from '../command.js';
+import { parseLogLevel, runUntilSignal, serviceLogger } from '../service.js';
+
+const command: Command = {
+  summary:
+    'Put OAuth in front of any MCP server (a stdio command or an HTTP URL), with an embedded authorization server',
+  usage: `Usage: gatehouse gateway [options] -- COMMAND [ARGS…]
+       gatehouse gateway [options] --upstream URL
+       gatehouse gateway [options] --config FILE
+
+Serves MCP servers that have no OAuth behind a protected streamable-HTTP endpoint: a stdio command (one process
+per user, or per session), or an HTTP server (streamable HTTP or SSE). An authorization server runs in the same
+process (its data in the data directory) unless --issuer names an external one. The caller's token never reaches
+the upstream; each MCP request leaves one audit line (JSON on stdout).
+
+Options:
+  --upstream URL           An HTTP upstream (streamable HTTP; --sse for the 2024-11-05 SSE transport)
+  --sse                    The --upstream speaks the SSE transport
+  --config FILE            JSON {"mcpServers": {NAME: {command|url, …}}, …}: several upstreams at /NAME/mcp
+  --port N                 Port to listen on (default 8080; 0 picks a free one)
+  --host HOST              Address to listen on (default 127.0.0.1)
+  --public-url URL         The URL clients reach the gateway at (behind TLS or a load balancer)
+  --issuer URL             Use this external authorization server instead of the embedded one
+  --store URL              Embedded AS store: memory | sqlite:[PATH] | redis://… | postgres://… (default sqlite:)
+  --superuser NAME         A login for the embedded AS; its password from GATEHOUSE_SUPERUSER_PASSWORD
+  --users FILE             Users file for the embedded AS (see gatehouse admin users hash)
+  --scope SCOPE            A scope every request needs (repeatable)
+  --isolation user|session One stdio process per user (default) or per MCP session
+  --idle-timeout SECONDS   Stop a stdio process this long after its last session closed (default 300)
+  --max-processes N        At most this many stdio processes (default 20)
+  --env NAME=VALUE         Environment of the stdio process (repeatable; \${VAR} expands)
+  --header NAME=VALUE      Header sent to the HTTP upstream (repeatable; \${VAR} expands)
+  --log-arguments          Put tool-call arguments in the audit trail
+  --log-level LEVEL        fatal|error|warn|info|debug|silent (default info)
+
+Without --superuser or --users, the first start creates the user "admin" with a random password, prints it once,
+and keeps only its hash (gateway-users.json in the data directory, $GATEHOUSE_DATA_DIR to change).
+
+Examples:
+  gatehouse gateway -- npx -y @modelcontextprotocol/server-everything
+  gatehouse gateway --upstream http://127.0.0.1:3000/mcp --port 8080
+  gatehouse gateway --config gateway.json --public-url https://mcp.example.com`,
+  async run(args) {
+    const dash = args.indexOf('--');
+    const own = dash === -1 ? args : args.slice(0, dash);
+    const commandLine = dash === -1 ? [] : args.slice(dash + 1);
+    const { values } = parseArgs({
+      args: own,
+      options: {
+        upstream: { type: 'string' },
+        sse: { type: 'boolean' },
+        config: { type: 'string' },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        'public-url': { type: 'string' },
+        issuer: { type: 'string' },
+        store: { type: 'string' },
+        superuser: { type: 'string' },
+        users: { type: 'string' },
+        scope: { type: 'string', multiple: true },
+        isolation: { type: 'string' },
+        'idle-timeout': { type: 'string' },
+        'max-processes': { type: 'string' },
+        env: { type: 'string', multiple: true },
+        header: { type: 'string', multiple: true },
+        'log-arguments': { type: 'boolean' },
+        'log-level': { type: 'string' },
+      },
+      strict: true,
+    });
+    const sources = [commandLine.length > 0, values.upstream !== undefined, values.config !== undefined];
+    if (sources.filter(Boolean).length !== 1) {
+      throw new UsageError('give exactly one upstream: `-- COMMAND [ARGS…]`, --upstream URL, or --config FILE');
+    }
+    const port = values.port === undefined ? undefined : Number(values.port);
+    if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
+      throw new UsageError('--port must be an integer between 0 and 65535');
+    }
+    for (const flag of ['public-url', 'issuer', 'upstream'] as const) {
+      const value = values[flag];
+      if (value !== undefined && !URL.canParse(value)) throw new UsageError(`--${flag} ${value} is not a URL`);
+    }
+    if (values.isolation !== undefined && values.isolation !== 'user' && values.isolation !== 'session') {
+      throw new UsageError('--isolation must be user or session');
+    }
+    const positive = (flag: 'idle-timeout' | 'max-processes') => {
+      const value = values[flag];
+      if (value === undefined) return undefined;
+      const n = Number(value);
+      if (!(n > 0) || (flag === 'max-processes' && !Number.isInteger(n))) {
+        throw new UsageError(`--${flag} must be a positive number`);
+      }
+      return n;
+    };
+    const idleTimeoutSeconds = positive('idle-timeout');
+    const maxProcesses = positive('max-processes');
+    const pairs = (flag: 'env' | 'header') =>
+      values[flag]?.length
+        ? Object.fromEntries(
+            values[flag].map((pair) => {
+              const eq = pair.indexOf('=');
+              if (eq <= 0) throw new UsageError(`--${flag} ${pair}: write NAME=VALUE`);
+              return [pair.slice(0, eq), pair.slice(eq + 1)];
+            }),
+          )
+        : undefined;
+    const logLevel = parseLogLevel(values['log-level']);
+
+    const { readGatewayConfig, startGateway } = await import('../../gateway/index.js');
+    type Config = import('../../gateway/index.js').GatewayConfig;
+    type Upstream = import('../../gateway/index.js').UpstreamConfig;
+    const file: Config = values.config ? await readGatewayConfig(values.config) : { mcpServers: {} };
+    const shared: Upstream = {
+      ...(values.scope?.length && { scopes: values.scope }),
+      ...(values.isolation && { isolation: values.isolation as 'user' | 'session' }),
+      ...(idleTimeoutSeconds !== undefined && { idleTimeoutSeconds }),
+      ...(maxProcesses !== undefined && { maxProcesses }),
+    };
+    let mcpServers = file.mcpServers;
+    if (commandLine.length) {
+      const env = pairs('env');
+      mcpServers = {
+        mcp: { path: '/mcp', command: commandLine[0]!, args: commandLine.slice(1), ...(env && { env }), ...shared },
+      };
+    } else if (values.upstream) {
+      const headers = pairs('header');
+      mcpServers = {
+        mcp: {
+          path: '/mcp',
+          url: values.upstream,
+          type: values.sse ? 'sse' : 'http',
+          ...(headers && { headers }),
+          ...shared,
+        },
+      };
+    }
+    const config: Config = {
+      ...file,
+      mcpServers,
+      ...(port !== undefined && { port }),
+      ...(values.host && { host: values.host }),
+      ...(values['public-url'] && { publicUrl: values['public-url'] }),
+      ...(values.issuer && { issuer: values.issuer }),
+      ...(values.store && { store: values.store }),
+      ...(values.superuser && { superuser: values.superuser }),
+      ...(values.users && { users: values.users }),
+      ...(values['log-arguments'] && { logArguments: true }),
+      ...(logLevel && { logLevel }),
+    };
+    const logger = await serviceLogger('gatehouse-gateway', config.logLevel);
+    const running = await startGateway(config, { logger });
+    const lines = ['gatehouse gateway: listening on ' + running.url];
+    for (const upstream of running.upstreams)
+      lines.push(`  MCP server ${upstream.name} (${upstream.kind}): ${upstream.url}`);
+    lines.push(`  authorization server: ${running.issuer}${running.embedded ? ' (embedded)' : ''}`);
+    const first = running.upstreams[0]!.url;
+    if (running.generatedLogin) {
+      const { username, password } = running.generatedLogin;
+      lines.push(`  log in as ${username} with the password ${password} (shown only now; only its hash is kept)`);
+    } else if (running.usersFile) {
+      lines.push(
+        `  log in as admin (the password printed at the first start; delete ${running.usersFile} for a new one)`,
+      );
+    }
+    lines.push(
+      `  log in: gatehouse login ${first}`,
+      `  connect: any MCP client with OAuth, e.g. npx mcp-remote ${first}`,
+    );
+    console.error(lines.join('\n'));
+    return runUntilSignal(running.close, logger);
+  },
+};
+export default command;

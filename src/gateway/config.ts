@@ -1,0 +1,165 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { GatehouseError } from '../oauth/errors.js';
+
+/** A configuration problem in `gatehouse gateway`: message plus a one-line fix. */
+export class GatewayConfigError extends GatehouseError {}
+
+const fail = (message: string, hint: string): never => {
+  throw new GatewayConfigError(message, { code: 'ERR_GATEWAY_CONFIG', hint });
+};
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+/** One upstream MCP server, in the `mcpServers` shape clients use, plus the gateway's own keys. */
+export const UpstreamConfigSchema = z
+  .object({
+    /** The URL path the gateway serves this upstream at. Default `/<name>/mcp`. */
+    path: z
+      .string()
+      .regex(/^\/[A-Za-z0-9_.~/-]*$/)
+      .optional(),
+    /** A stdio server: the command to start. */
+    command: z.string().min(1).optional(),
+    args: z.array(z.string()).optional(),
+    /** Environment of the stdio process (on top of a minimal inherited one). `${VAR}` expands from the gateway's. */
+    env: z.record(z.string(), z.string()).optional(),
+    cwd: z.string().optional(),
+    /** An HTTP server: its MCP endpoint. */
+    url: z.string().url().optional(),
+    /** `stdio`, `http` (streamable HTTP, the default for a URL) or `sse` (the 2024-11-05 transport). */
+    type: z.enum(['stdio', 'http', 'streamable-http', 'sse']).optional(),
+    /** Headers sent to an HTTP upstream. `${VAR}` expands from the gateway's environment. */
+    headers: z.record(z.string(), z.string()).optional(),
+    /** Scopes every request to this upstream needs. */
+    scopes: z.array(z.string()).optional(),
+    /** Scopes each tool needs on top of `scopes`; `tools/list` hides tools the caller's token may not call. */
+    toolScopes: z.record(z.string(), z.array(z.string())).optional(),
+    /** Scopes that imply others, e.g. `{ "admin": ["files:write"] }`. */
+    scopeHierarchy: z.record(z.string(), z.array(z.string())).optional(),
+    /** stdio: one process per user (default) or per MCP session. */
+    isolation: z.enum(['user', 'session']).optional(),
+    /** stdio: seconds a process with no open session lives on. Default 300. */
+    idleTimeoutSeconds: z.number().positive().optional(),
+    /** stdio: at most this many processes of this upstream at once. Default 20. */
+    maxProcesses: z.number().int().positive().optional(),
+    /**
+     * Give the upstream a token of its own, obtained by RFC 8693 token exchange of the caller's token: sent as
+     * `Authorization: Bearer` (HTTP, or `header`) or put in the environment variable `env` (stdio).
+     */
+    tokenExchange: z
+      .object({
+        resource: z.string().url(),
+        scopes: z.array(z.string()).optional(),
+        header: z.string().optional(),
+        env: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+/** The gateway's config file (`--config FILE`, JSON). */
+export const GatewayConfigSchema = z
+  .object({
+    mcpServers: z.record(z.string(), UpstreamConfigSchema),
+    port: z.number().int().min(0).max(65535).optional(),
+    host: z.string().optional(),
+    /** The public base URL (behind TLS or a load balancer), e.g. `https://mcp.example.com`. */
+    publicUrl: z.string().url().optional(),
+    /** An external authorization server's issuer; without it an embedded one runs in the gateway. */
+    issuer: z.string().url().optional(),
+    /** The external issuer's JWKS URL. Default: from its metadata. */
+    jwksUri: z.string().url().optional(),
+    /** The gateway's client credentials at the authorization server, for token exchange. */
+    clientId: z.string().optional(),
+    clientSecret: z.string().optional(),
+    /** Embedded authorization server: `memory`, `sqlite:[PATH]` (default), `redis://…`, `postgres://…`. */
+    store: z.string().optional(),
+    users: z.string().optional(),
+    superuser: z.string().optional(),
+    /** Log tool-call arguments in the audit trail. Default false. */
+    logArguments: z.boolean().optional(),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+  })
+  .strict();
+
+export type UpstreamConfig = z.infer<typeof UpstreamConfigSchema>;
+export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;
+
+/** Replaces `${VAR}` with the variable's value; a variable that is not set is an error naming it. */
+export function expandEnv(value: string, env: NodeJS.ProcessEnv, where: string): string {
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+    const found = env[name];
+    if (found === undefined) {
+      return fail(`${where} uses \${${name}}, which is not set`, `Set ${name} in the gateway's environment.`);
+    }
+    return found;
+  });
+}
+
+function expandRecord(
+  record: Record<string, string> | undefined,
+  env: NodeJS.ProcessEnv,
+  where: string,
+): Record<string, string> | undefined {
+  if (!record) return undefined;
+  return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, expandEnv(v, env, `${where}.${k}`)]));
+}
+
+/** Validates upstream names and shapes and expands `${VAR}` in `env`, `headers`, `url` and the credentials. */
+export function resolveConfig(config: GatewayConfig, env: NodeJS.ProcessEnv): GatewayConfig {
+  const names = Object.keys(config.mcpServers);
+  if (names.length === 0)
+    fail('no upstream MCP server configured', 'Run `gatehouse gateway -- <command>` or give --upstream URL.');
+  const mcpServers: Record<string, UpstreamConfig> = {};
+  for (const name of names) {
+    const upstream = config.mcpServers[name]!;
+    const where = `mcpServers.${name}`;
+    if (!NAME.test(name))
+      fail(`${where}: "${name}" cannot be a URL path segment`, 'Use letters, digits, ".", "_" and "-".');
+    const isHttp = upstream.url !== undefined;
+    if (isHttp === (upstream.command !== undefined)) {
+      fail(
+        `${where} needs exactly one of "command" (stdio) and "url" (HTTP)`,
+        'See docs/gateway.md for the config file.',
+      );
+    }
+    if (upstream.type === 'stdio' && isHttp) fail(`${where}: type stdio needs "command"`, 'Remove "type" or "url".');
+    if (upstream.type && upstream.type !== 'stdio' && !isHttp)
+      fail(`${where}: type ${upstream.type} needs "url"`, 'Give the upstream URL.');
+    mcpServers[name] = {
+      ...upstream,
+      ...(upstream.url ? { url: expandEnv(upstream.url, env, `${where}.url`) } : {}),
+      ...(upstream.env ? { env: expandRecord(upstream.env, env, `${where}.env`) } : {}),
+      ...(upstream.headers ? { headers: expandRecord(upstream.headers, env, `${where}.headers`) } : {}),
+    };
+  }
+  return {
+    ...config,
+    mcpServers,
+    ...(config.clientSecret ? { clientSecret: expandEnv(config.clientSecret, env, 'clientSecret') } : {}),
+  };
+}
+
+/** Reads and validates a config file. */
+export async function readGatewayConfig(path: string): Promise<GatewayConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'));
+  } catch (cause) {
+    return fail(
+      `cannot read the config file ${path}: ${(cause as Error).message}`,
+      'Give a readable JSON file to --config.',
+    );
+  }
+  const parsed = GatewayConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    return fail(
+      `config file ${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`,
+      'See docs/gateway.md for the config file keys.',
+    );
+  }
+  return parsed.data;
+}

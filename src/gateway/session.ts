@@ -1,0 +1,200 @@
+import { randomUUID } from 'node:crypto';
+import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/client';
+import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/server';
+import type { Logger } from 'pino';
+import { missingScopes, type ScopeHierarchy } from '../server/scopes.js';
+import type { AuthInfo } from '../server/verifier.js';
+import type { SessionIdentity, UpstreamChannel } from './channel.js';
+
+/** What a session needs from its upstream and the gateway. */
+export interface SessionOptions {
+  upstream: string;
+  /** Opens the channel to the upstream once the session has an id. */
+  connect(identity: SessionIdentity): UpstreamChannel;
+  requiredScopes: string[];
+  toolScopes: Record<string, string[]>;
+  scopeHierarchy?: ScopeHierarchy;
+  /** The audit trail: one line per MCP request. */
+  audit?: Logger;
+  logArguments?: boolean;
+  onclose?: (session: GatewaySession) => void;
+}
+
+type Message = JSONRPCMessage & { id?: RequestId; method?: string; params?: Record<string, unknown> };
+
+interface InFlight {
+  id: RequestId;
+  method: string;
+  tool?: string;
+  arguments?: unknown;
+  progressToken?: string | number;
+  started: number;
+  authInfo: AuthInfo;
+}
+
+/** The subject of a verified token: Gatehouse verifiers put it in `extra.subject`. */
+export function subjectOf(authInfo: AuthInfo): string {
+  const subject = authInfo.extra?.['subject'];
+  return typeof subject === 'string' && subject ? subject : `client:${authInfo.clientId}`;
+}
+
+/**
+ * One client's MCP session at the gateway: the SDK's streamable-HTTP server transport on the caller's side, an
+ * {@link UpstreamChannel} on the upstream's, messages passed through unchanged except that `tools/list` shows only
+ * what the caller's token may call, and that server-initiated messages are routed onto the stream of the request
+ * they belong to.
+ */
+export class GatewaySession {
+  readonly transport: WebStandardStreamableHTTPServerTransport;
+  readonly subject: string;
+  #authInfo: AuthInfo;
+  #channel: UpstreamChannel | undefined;
+  #inflight = new Map<RequestId, InFlight>();
+  lastUsed = Date.now();
+  #closed = false;
+
+  constructor(
+    readonly options: SessionOptions,
+    authInfo: AuthInfo,
+    register: (session: GatewaySession) => void,
+  ) {
+    this.#authInfo = authInfo;
+    this.subject = subjectOf(authInfo);
+    this.transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: () => register(this),
+      onsessionclosed: () => void this.close(),
+    });
+    this.transport.onmessage = (message, extra) => void this.#fromClient(message as Message, extra?.authInfo);
+    this.transport.onclose = () => void this.close();
+  }
+
+  get sessionId(): string | undefined {
+    return this.transport.sessionId;
+  }
+
+  /** Handles one HTTP request of this session, with the caller's verified token. */
+  handle(request: Request, authInfo: AuthInfo, parsedBody?: unknown): Promise<Response> {
+    this.#authInfo = authInfo;
+    this.lastUsed = Date.now();
+    return this.transport.handleRequest(request, parsedBody === undefined ? { authInfo } : { authInfo, parsedBody });
+  }
+
+  #identity(): SessionIdentity {
+    const session = this;
+    return {
+      subject: this.subject,
+      get sessionId() {
+        return session.sessionId ?? '';
+      },
+      authInfo: () => session.#authInfo,
+    };
+  }
+
+  async #fromClient(message: Message, authInfo: AuthInfo | undefined): Promise<void> {
+    const isRequest = message.method !== undefined && message.id !== undefined;
+    if (isRequest) {
+      const params = message.params ?? {};
+      const entry: InFlight = {
+        id: message.id!,
+        method: message.method!,
+        started: performance.now(),
+        authInfo: authInfo ?? this.#authInfo,
+      };
+      if (message.method === 'tools/call') {
+        entry.tool = typeof params['name'] === 'string' ? params['name'] : undefined;
+        if (this.options.logArguments) entry.arguments = params['arguments'];
+      }
+      const token = (params['_meta'] as { progressToken?: string | number } | undefined)?.progressToken;
+      if (token !== undefined) entry.progressToken = token;
+      this.#inflight.set(message.id!, entry);
+    }
+    try {
+      this.#channel ??= this.#open();
+      await this.#channel.send(message);
+    } catch (error) {
+      if (isRequest) this.#answerError(message.id!, (error as Error).message);
+    }
+  }
+
+  #open(): UpstreamChannel {
+    const channel = this.options.connect(this.#identity());
+    channel.onmessage = (message) => void this.#fromUpstream(message as Message);
+    channel.onfailure = (reason) => {
+      for (const id of [...this.#inflight.keys()]) this.#answerError(id, reason);
+    };
+    return channel;
+  }
+
+  #answerError(id: RequestId, reason: string): void {
+    void this.#fromUpstream({ jsonrpc: '2.0', id, error: { code: -32603, message: reason } } as Message);
+  }
+
+  async #fromUpstream(message: Message): Promise<void> {
+    if (this.#closed) return;
+    if (message.method === undefined && message.id !== undefined) {
+      const entry = this.#inflight.get(message.id);
+      if (!entry) return;
+      this.#inflight.delete(message.id);
+      if (entry.method === 'tools/list' && 'result' in message) message = this.#filterTools(message, entry.authInfo);
+      this.#audit(entry, message);
+      await this.transport.send(message).catch(() => {});
+      return;
+    }
+    let related: RequestId | undefined;
+    if (message.method === 'notifications/progress') {
+      const token = message.params?.['progressToken'];
+      for (const entry of this.#inflight.values()) if (entry.progressToken === token) related = entry.id;
+    } else {
+      // Server-initiated requests and notifications during a call belong on that call's stream.
+      for (const entry of this.#inflight.values()) related = entry.id;
+    }
+    await this.transport
+      .send(message, related === undefined ? undefined : { relatedRequestId: related })
+      .catch(() => {});
+  }
+
+  #allowed(tool: string, authInfo: AuthInfo): boolean {
+    const needed = [...this.options.requiredScopes, ...(this.options.toolScopes[tool] ?? [])];
+    return missingScopes(authInfo.scopes, needed, this.options.scopeHierarchy).length === 0;
+  }
+
+  #filterTools(message: Message, authInfo: AuthInfo): Message {
+    const result = (message as { result?: { tools?: Array<{ name: string }> } }).result;
+    if (!result || !Array.isArray(result.tools) || Object.keys(this.options.toolScopes).length === 0) return message;
+    return {
+      ...message,
+      result: { ...result, tools: result.tools.filter((tool) => this.#allowed(tool.name, authInfo)) },
+    } as Message;
+  }
+
+  #audit(entry: InFlight, response: Message): void {
+    const audit = this.options.audit;
+    if (!audit) return;
+    const error = (response as { error?: { code: number; message: string } }).error;
+    const toolError = (response as { result?: { isError?: boolean } }).result?.isError === true;
+    audit.info(
+      {
+        subject: this.subject,
+        clientId: entry.authInfo.clientId,
+        upstream: this.options.upstream,
+        session: this.sessionId,
+        method: entry.method,
+        ...(entry.tool !== undefined && { tool: entry.tool }),
+        ...(entry.arguments !== undefined && { arguments: entry.arguments }),
+        outcome: error ? 'error' : toolError ? 'tool_error' : 'ok',
+        ...(error && { error: { code: error.code, message: error.message } }),
+        latencyMs: Math.round((performance.now() - entry.started) * 1000) / 1000,
+      },
+      'mcp request',
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.options.onclose?.(this);
+    await this.#channel?.close();
+    await this.transport.close().catch(() => {});
+  }
+}

@@ -1,0 +1,155 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client as SdkClient, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { OAuth } from '../../src/client/oauth.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const BIN = join(ROOT, 'bin/gatehouse.js');
+/** server-everything from npm, run as installed (no network). */
+export const EVERYTHING = join(ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
+export const FILESYSTEM = join(ROOT, 'node_modules/@modelcontextprotocol/server-filesystem/dist/index.js');
+export const MCP_REMOTE = join(ROOT, 'node_modules/mcp-remote/dist/proxy.js');
+
+/** A `gatehouse gateway` process. */
+export interface GatewayProcess {
+  child: ChildProcess;
+  /** The base URL. */
+  url: string;
+  /** MCP URLs printed, by upstream name. */
+  mcp: Record<string, string>;
+  /** The generated admin password, when one was printed. */
+  password?: string;
+  stderr(): string;
+  /** Every JSON line on stdout (the logs and the audit trail). */
+  logs(): Array<Record<string, unknown>>;
+  stdout(): string;
+  stop(): Promise<void>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+
+/** Stops everything the helpers started (call in afterAll). */
+export async function cleanup(): Promise<void> {
+  while (cleanups.length) await cleanups.pop()!().catch(() => {});
+}
+
+export async function tempDir(prefix = 'gatehouse-gateway-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Environment for child processes: the test's minus GATEHOUSE_*, plus `extra`. */
+export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !key.startsWith('GATEHOUSE_')) env[key] = value;
+  }
+  return { ...env, NO_COLOR: '1', ...extra };
+}
+
+/** Starts `node bin/gatehouse.js gateway ARGS` and waits until it prints where it listens. */
+export async function startGatewayProcess(
+  args: string[],
+  options: { env?: Record<string, string>; dataDir?: string } = {},
+): Promise<GatewayProcess> {
+  const dataDir = options.dataDir ?? (await tempDir());
+  const child = spawn(process.execPath, [BIN, 'gateway', '--port', '0', ...args], {
+    env: childEnv({ GATEHOUSE_DATA_DIR: join(dataDir, 'data'), ...options.env }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  let stdout = '';
+  child.stdout!.on('data', (d) => {
+    stdout += d;
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  cleanups.push(stop);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${stderr}`)), 30_000);
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+      if (/log in: gatehouse login/.test(stderr)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited with ${code}:\n${stderr}`));
+    });
+  });
+  const url = /listening on (\S+)/.exec(stderr)![1]!;
+  const mcp: Record<string, string> = {};
+  for (const m of stderr.matchAll(/MCP server (\S+) \(\w+\): (\S+)/g)) mcp[m[1]!] = m[2]!;
+  const password = /with the password (\S+)/.exec(stderr)?.[1];
+  return {
+    child,
+    url,
+    mcp,
+    ...(password && { password }),
+    stderr: () => stderr,
+    stdout: () => stdout,
+    logs: () =>
+      stdout
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>),
+    stop,
+  };
+}
+
+/** An OAuth provider that logs in headlessly, with its own in-memory store. */
+export function headlessOAuth(mcpUrl: string, username: string, password: string, scopes?: string): OAuth {
+  return new OAuth({ mcpUrl, login: { username, password }, ...(scopes && { scopes }) });
+}
+
+/** The SDK v2 client, logged in through Gatehouse's OAuth provider. */
+export async function sdkClient(
+  mcpUrl: string,
+  oauth: OAuth,
+  capabilities: ConstructorParameters<typeof SdkClient>[1] = {},
+): Promise<SdkClient> {
+  const client = new SdkClient({ name: 'gateway-test', version: '1.0.0' }, capabilities);
+  await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { fetch: oauth.wrapFetch() }));
+  cleanups.push(() => client.close());
+  return client;
+}
+
+/** A free loopback port (for servers that cannot report the one they picked). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Starts a child process and remembers to stop it. */
+export function spawnTracked(command: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(command, args, { env: childEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return child;
+}
+
+/** Waits until `read()` matches `pattern`. */
+export async function waitFor(read: () => string, pattern: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = pattern.exec(read());
+    if (match) return match;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}; got:\n${read().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
