@@ -41,7 +41,8 @@ export function dynamoStore(options: DynamoStoreOptions = {}): GatehouseStore {
   const open = () => {
     opened ??= (async () => {
       const sdk = await loadOptional('@aws-sdk/client-dynamodb', 'DynamoDB', () => import('@aws-sdk/client-dynamodb'));
-      const client = (options.client as DynamoDBClient | undefined) ?? new sdk.DynamoDBClient(options.clientConfig ?? {});
+      const client =
+        (options.client as DynamoDBClient | undefined) ?? new sdk.DynamoDBClient(options.clientConfig ?? {});
       if (options.createTable ?? true) await ensureTable(sdk, client, TableName);
       return { sdk, client };
     })().catch((error: unknown) => {
