@@ -68,16 +68,22 @@ async function server(kind) {
     });
   } else {
     const { createAuthorizationServer, staticUsers } = await import('../dist/authorization-server/index.js');
-    const { oidcAdapterFactory } = await import('../dist/storage/index.js');
+    const { oidcAdapterFactory, generateEncryptionKey } = await import('../dist/storage/index.js');
+    const encryptionKeys = [generateEncryptionKey()];
     const adapter =
       kind === 'gatehouse/memory'
         ? oidcAdapterFactory({ backend: 'memory' })
         : kind === 'gatehouse/sqlite'
-          ? oidcAdapterFactory({ backend: 'sqlite', path: join(mkdtempSync(join(tmpdir(), 'gh-bench-')), 'as.db') })
+          ? oidcAdapterFactory({
+              backend: 'sqlite',
+              path: join(mkdtempSync(join(tmpdir(), 'gh-bench-')), 'as.db'),
+              encryptionKeys,
+            })
           : oidcAdapterFactory({
               backend: 'redis',
               url: 'redis://127.0.0.1:6379',
               prefix: `gatehouse-bench-${randomBytes(4).toString('hex')}:`,
+              encryptionKeys,
             });
     await adapter.ready();
     const as = await createAuthorizationServer({

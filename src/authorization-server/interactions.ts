@@ -10,7 +10,7 @@ import {
   consentPage as renderConsentPage,
   loginPage as renderLoginPage,
 } from './pages.js';
-import { type LoginRateLimit, RateLimiter } from './rate-limit.js';
+import { clientAddress, type LoginLimiter, type TrustProxy } from './rate-limit.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
 import { UpstreamError } from './upstream/errors.js';
 import type { Account, Authenticator } from './users.js';
@@ -45,6 +45,22 @@ function send(res: ServerResponse, status: number, html: string, headers: Record
   res.end(html);
 }
 
+/** A consent with no scope to grant and no earlier grant: oidc-provider would end it in `access_denied`. */
+function nothingToGrant(details: Awaited<ReturnType<Provider['interactionDetails']>>): boolean {
+  const missing = details.prompt.details;
+  return (
+    details.grantId === undefined &&
+    !(missing['missingOIDCScope'] as string[] | undefined)?.length &&
+    Object.values((missing['missingResourceScopes'] as Record<string, string[]>) ?? {}).flat().length === 0
+  );
+}
+
+/** A client that asked for JSON rather than a page (a headless login). */
+function prefersJson(req: IncomingMessage): boolean {
+  const accept = req.headers.accept ?? '';
+  return accept.includes('application/json') && !accept.includes('text/html');
+}
+
 async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   const type = req.headers['content-type'] ?? '';
   if (!type.startsWith('application/x-www-form-urlencoded')) throw new Error('expected a form submission');
@@ -68,9 +84,12 @@ export function createInteractionHandler(
   provider: Provider,
   options: {
     authenticator: Authenticator;
-    csrfSecret: Buffer;
+    /** HMAC keys of the form tokens, shared by every instance (derived from the stored keys); the first signs. */
+    formTokenSecrets: () => readonly Buffer[];
     adapter: (model: string) => Adapter;
-    rateLimit?: LoginRateLimit;
+    loginLimiter: LoginLimiter;
+    /** Which proxies' `X-Forwarded-For` names the client address for the login limits. */
+    trustProxy?: TrustProxy;
     secure?: boolean;
     logger?: Logger;
     /** Upstream identity providers offered on the login page. */
@@ -87,18 +106,18 @@ export function createInteractionHandler(
     findAccount?: (subject: string) => Promise<Account | undefined>;
   },
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const perUser = new RateLimiter(options.rateLimit);
-  const perAddress = new RateLimiter({
-    attempts: (options.rateLimit?.attempts ?? 10) * 5,
-    windowSeconds: options.rateLimit?.windowSeconds ?? 300,
-  });
+  const limits = options.loginLimiter;
   const consents = options.adapter(CONSENT_MODEL);
-  const csrfToken = (uid: string) => createHmac('sha256', options.csrfSecret).update(uid).digest('base64url');
+  const sign = (secret: Buffer, uid: string) => createHmac('sha256', secret).update(uid).digest('base64url');
+  const csrfToken = (uid: string) => sign(options.formTokenSecrets()[0]!, uid);
+  // Any current key verifies, so a form rendered before a key rotation still posts.
   const csrfValid = (uid: string, token: string | null) => {
     if (!token) return false;
-    const expected = Buffer.from(csrfToken(uid));
     const actual = Buffer.from(token);
-    return actual.length === expected.length && timingSafeEqual(actual, expected);
+    return options.formTokenSecrets().some((secret) => {
+      const expected = Buffer.from(sign(secret, uid));
+      return actual.length === expected.length && timingSafeEqual(actual, expected);
+    });
   };
 
   const upstream = options.upstream;
@@ -190,6 +209,22 @@ ${canRetry ? `<p><a href="/interaction/${escapeHtml(uid)}">Try again</a></p>` : 
       redirectHost,
       approvedBefore: details.grantId !== undefined,
     });
+  }
+
+  function nothingToApprovePage(uid: string, clientName: string, redirectHost: string, resources: unknown[]): string {
+    const names = resources.map((r) => `<code>${escapeHtml(String(r))}</code>`).join(', ');
+    return page(
+      'Nothing to authorize',
+      `<h1>Nothing to authorize</h1>
+<p><strong>${escapeHtml(clientName)}</strong> asked for access to ${names || 'a resource'}, which has no scopes configured and
+none were requested, so no access can be granted. The administrator can give it scopes
+(<code>--resource URL=scope</code>).</p>
+<p>You will be sent back to <strong>${escapeHtml(redirectHost)}</strong>.</p>
+<form method="post" action="/interaction/${escapeHtml(uid)}/confirm">
+  <input type="hidden" name="csrf" value="${escapeHtml(csrfToken(uid))}">
+  <button type="submit" name="decision" value="deny">Back to the application</button>
+</form>`,
+    );
   }
 
   const linkCookie = options.secure ? '__Secure-gh_upstream_link' : 'gh_upstream_link';
@@ -364,6 +399,15 @@ ${canRetry ? `<p><a href="/interaction/${escapeHtml(uid)}">Try again</a></p>` : 
       }
       const redirect = URL.parse(String(params['redirect_uri']));
       const redirectHost = redirect?.host || redirect?.protocol || String(params['redirect_uri']);
+      // oidc-provider issues nothing without a granted scope: say so, rather than offer an approval that fails.
+      if (nothingToGrant(details)) {
+        return send(
+          res,
+          200,
+          nothingToApprovePage(uid, clientName, redirectHost, [params['resource']].flat()),
+          formHeaders,
+        );
+      }
       return send(res, 200, await consentPage(details, client, redirectHost), formHeaders);
     }
 
@@ -400,27 +444,26 @@ ${canRetry ? `<p><a href="/interaction/${escapeHtml(uid)}">Try again</a></p>` : 
 
     if (action === 'login' && prompt.name === 'login' && localLogin) {
       const username = (form.get('username') ?? '').slice(0, 256);
-      const address = req.socket.remoteAddress ?? 'unknown';
-      const userKey = `${address}\n${username}`;
-      const wait = Math.max(perUser.blocked(userKey), perAddress.blocked(address));
+      const address = clientAddress(req, options.trustProxy);
+      const wait = await limits.wait(address, username);
       if (wait > 0) {
         options.logger?.warn({ client: String(params['client_id']) }, 'login rate limited');
+        const message = `Too many failed sign-in attempts. Try again in ${wait} seconds.`;
         res.setHeader('retry-after', String(wait));
-        return send(
-          res,
-          429,
-          loginPage(uid, clientName, `Too many failed sign-in attempts. Try again in ${wait} seconds.`),
-          formHeaders,
-        );
+        if (prefersJson(req)) {
+          res.writeHead(429, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+          res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: message }));
+          return;
+        }
+        return send(res, 429, loginPage(uid, clientName, message), formHeaders);
       }
       const account = await options.authenticator.authenticate(username, (form.get('password') ?? '').slice(0, 1024));
       if (!account) {
-        perUser.failure(userKey);
-        perAddress.failure(address);
+        await limits.failure(address, username);
         options.logger?.info({ client: String(params['client_id']) }, 'login failed');
         return send(res, 401, loginPage(uid, clientName, 'Invalid username or password.'), formHeaders);
       }
-      perUser.success(userKey);
+      await limits.success(address, username);
       await provider.interactionFinished(
         req,
         res,
@@ -433,11 +476,17 @@ ${canRetry ? `<p><a href="/interaction/${escapeHtml(uid)}">Try again</a></p>` : 
     }
 
     if (action === 'confirm' && prompt.name === 'consent') {
-      if (form.get('decision') !== 'approve') {
+      const nothing = nothingToGrant(details);
+      if (form.get('decision') !== 'approve' || nothing) {
         await provider.interactionFinished(
           req,
           res,
-          { error: 'access_denied', error_description: 'The user denied the request.' },
+          {
+            error: 'access_denied',
+            error_description: nothing
+              ? 'The resource has no scopes configured and none were requested.'
+              : 'The user denied the request.',
+          },
           { mergeWithLastSubmission: false },
         );
         return;

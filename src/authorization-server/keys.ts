@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { Adapter } from 'oidc-provider';
 
 /** The model name under which signing and cookie keys are kept in the store. */
 export const KEYS_MODEL = 'GatehouseKeys';
-const KEYS_ID = 'current';
+/** The id of the key set within {@link KEYS_MODEL}. */
+export const KEYS_ID = 'current';
 /** How many signing keys are kept per algorithm: the current one signs, older ones stay in the JWKS to verify. */
 const KEEP_SIGNING_KEYS = 3;
 /**
@@ -82,4 +83,14 @@ export async function rotateKeys(adapter: Adapter): Promise<{ kid: string; kids:
   };
   await adapter.upsert(KEYS_ID, next as never);
   return { kid: fresh[0]!.kid!, kids: next.signing.map((k) => k.kid!) };
+}
+
+/**
+ * The HMAC keys of the login and consent form tokens, derived from the stored cookie keys: every instance sharing
+ * the store accepts a form another instance rendered. The first signs; all verify.
+ */
+export function formTokenSecrets(keys: KeySet): Buffer[] {
+  return keys.cookies.map((cookie) =>
+    Buffer.from(hkdfSync('sha256', Buffer.from(cookie, 'base64url'), Buffer.alloc(0), 'gatehouse form token', 32)),
+  );
 }

@@ -1,36 +1,25 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { createHash, hkdfSync } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Provider from 'oidc-provider';
 import type { Adapter, KoaContextWithOIDC } from 'oidc-provider';
 import * as refreshTokenGrant from 'oidc-provider/lib/actions/grants/refresh_token.js';
 import * as grantHelpers from 'oidc-provider/lib/helpers/grants.js';
+import { openValue, type SealingKey, sealingKey, sealValue } from '../storage/encrypted.js';
 
 /** The model under which the response to a just-rotated refresh token is kept for the grace window. */
 export const GRACE_MODEL = 'GatehouseRefreshGrace';
 
-function keyFor(token: string): { id: string; key: Buffer } {
+function keyFor(token: string): { id: string; key: SealingKey } {
   const id = createHash('sha256').update(token).digest('base64url');
-  const key = Buffer.from(hkdfSync('sha256', token, 'gatehouse', 'refresh-grace-v1', 32));
+  const key = sealingKey(new Uint8Array(hkdfSync('sha256', token, 'gatehouse', 'refresh-grace-v1', 32)));
   return { id, key };
 }
 
-// The cached response holds a live token pair, so it is encrypted with a key derived from the old refresh
-// token: the store alone (a database dump) cannot read it, only a holder of the old token can.
-function seal(key: Buffer, value: unknown): string {
-  const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
-  const data = Buffer.concat([cipher.update(JSON.stringify(value), 'utf8'), cipher.final()]);
-  return [iv, cipher.getAuthTag(), data].map((b) => b.toString('base64url')).join('.');
-}
-
-function open(key: Buffer, sealed: string): unknown {
-  const [iv, tag, data] = sealed.split('.').map((part) => Buffer.from(part, 'base64url'));
-  if (!iv || !tag || !data) return undefined;
-  const decipher = createDecipheriv('aes-256-gcm', key, iv);
-  decipher.setAuthTag(tag);
-  return JSON.parse(Buffer.concat([decipher.update(data), decipher.final()]).toString('utf8'));
-}
+// The cached response holds a live token pair, so it is sealed with a key derived from the old refresh token: the
+// store alone (a database dump, even with the at-rest key) cannot read it, only a holder of the old token can.
+const seal = (key: SealingKey, value: unknown): string => sealValue(key, 'refresh-grace', value);
+const open = (key: SealingKey, sealed: string): unknown => openValue([key], 'refresh-grace', sealed);
 
 /** Thrown from inside the refresh grant when a grace-window response is found: carries the response body. */
 class GraceHit extends Error {
@@ -52,6 +41,25 @@ export function withRefreshGrace(
 ): (model: string) => Adapter {
   if (graceSeconds <= 0) return adapter;
   const store = adapter(GRACE_MODEL);
+  // The response kept for a rotated token, waiting briefly for a concurrent request still writing it; undefined
+  // when none comes in time (then the token counts as reused).
+  const keptResponse = async (token: string, consumedAt: number | undefined): Promise<unknown> => {
+    const { id: key, key: secret } = keyFor(token);
+    // Until the window closes (a loaded winner may take a while to answer), then the token counts as reused.
+    const until = ((consumedAt ?? Date.now() / 1000) + graceSeconds) * 1000;
+    while (Date.now() <= until) {
+      const entry = (await store.find(key)) as { sealed?: string } | undefined;
+      if (entry?.sealed) {
+        try {
+          return open(secret, entry.sealed);
+        } catch {
+          return undefined;
+        }
+      }
+      await sleep(50);
+    }
+    return undefined;
+  };
   return (model: string) => {
     const inner = adapter(model);
     if (model !== 'RefreshToken') return inner;
@@ -62,30 +70,29 @@ export function withRefreshGrace(
       if (!context || !payload || typeof consumed !== 'number' || payload['clientId'] !== context.clientId) {
         return payload;
       }
-      const { id: key, key: secret } = keyFor(id);
-      // A concurrent request may still be writing the new pair: wait for it, briefly, while in the window.
-      for (let attempt = 0; attempt < 20; attempt++) {
-        if (Date.now() / 1000 - consumed > graceSeconds) return payload;
-        const entry = (await store.find(key)) as { sealed?: string } | undefined;
-        if (entry?.sealed) {
-          let body: unknown;
-          try {
-            body = open(secret, entry.sealed);
-          } catch {
-            return payload;
-          }
-          throw new GraceHit(body);
-        }
-        await sleep(100);
-      }
+      const body = await keptResponse(id, consumed);
+      if (body !== undefined) throw new GraceHit(body);
       return payload;
+    };
+    // Of several requests that all read the token before any consumed it, one wins the store's compare-and-set;
+    // the others answer with the winner's response instead of invalid_grant (the second tab, across instances).
+    const consume = async (id: string) => {
+      try {
+        await inner.consume(id);
+      } catch (error) {
+        const lostRace = (error as { error?: unknown }).error === 'invalid_grant';
+        if (!lostRace || !graceContext.getStore()) throw error;
+        const body = await keptResponse(id, undefined);
+        if (body === undefined) throw error;
+        throw new GraceHit(body);
+      }
     };
     return {
       find,
+      consume,
       upsert: (id, payload, expiresIn) => inner.upsert(id, payload, expiresIn),
       findByUid: (uid) => inner.findByUid(uid),
       findByUserCode: (userCode) => inner.findByUserCode(userCode),
-      consume: (id) => inner.consume(id),
       destroy: (id) => inner.destroy(id),
       revokeByGrantId: (grantId) => inner.revokeByGrantId(grantId),
     } satisfies Adapter;

@@ -1,17 +1,18 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { GatehouseError } from '../oauth/errors.js';
 import { isLoopbackUrl } from '../oauth/resource-uri.js';
 import { splitScopes } from '../oauth/scopes.js';
-import { StorageDependencyError } from '../storage/errors.js';
+import { StorageConfigError, StorageDependencyError } from '../storage/errors.js';
 import type { OidcAdapterFactory } from '../storage/oidc/common.js';
-import { type OidcAdapterOptions, oidcAdapterFactory } from '../storage/oidc/factory.js';
+import { oidcAdapterFactory } from '../storage/oidc/factory.js';
 import type { GatehouseStore } from '../storage/types.js';
 import { SIGNING_ALGORITHMS } from './keys.js';
+import { type LoginRateLimitStore, parseTrustProxy, type TrustProxy } from './rate-limit.js';
 import type { AuthorizationServer, AuthorizationServerOptions, ResourceConfig } from './server.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
 import { type Authenticator, anyOf, staticUsers, usersFile } from './users.js';
@@ -78,9 +79,22 @@ export const ServeConfigSchema = z
       .optional(),
     refreshTokenGraceSeconds: z.number().min(0).max(300).optional(),
     loginRateLimit: z
-      .object({ attempts: z.number().int().positive().optional(), windowSeconds: z.number().positive().optional() })
+      .object({
+        attempts: z.number().int().positive().optional(),
+        addressAttempts: z.number().int().positive().optional(),
+        accountAttempts: z.number().int().positive().optional(),
+        windowSeconds: z.number().positive().optional(),
+      })
+      .strict()
       .optional(),
     proxy: z.boolean().optional(),
+    /**
+     * Proxies whose `X-Forwarded-For` names the client address: a hop count, or addresses/CIDRs (`loopback`,
+     * `10.0.0.0/8`), as a list or comma-separated. Implies `proxy`.
+     */
+    trustProxy: z.union([z.number().int().min(0).max(10), z.string(), z.array(z.string())]).optional(),
+    /** Extra oidc-provider configuration, deep-merged into Gatehouse's (the MCP profile stays). */
+    providerConfiguration: z.record(z.string(), z.unknown()).optional(),
     /**
      * Upstream identity providers: a spec (`github`, `google`, `entra:<tenant>`, `oidc:<issuer>`, `<name>=…`) or an
      * object with the spec plus secrets and base-URL overrides.
@@ -246,7 +260,7 @@ export async function openUpstreamStore(store: string, dataDir: string): Promise
     }
     case 'sqlite': {
       const { sqliteStore } = await import('../storage/sqlite.js');
-      mkdirSync(dirname(options.path), { recursive: true });
+      prepareSqliteFile(options.path);
       return sqliteStore(options.path, { table: 'gatehouse_upstream', namespace: 'upstream' });
     }
     case 'redis': {
@@ -337,11 +351,18 @@ export async function serveDataDirectory(env: NodeJS.ProcessEnv = process.env): 
   return defaultDataDirectory(env);
 }
 
+/** Where `--store` points: the backend and its address, before keys are added. */
+export type StoreLocation =
+  | { backend: 'memory' }
+  | { backend: 'sqlite'; path: string }
+  | { backend: 'redis'; url: string; prefix?: string }
+  | { backend: 'postgres'; url: string; table?: string };
+
 /**
  * Turns a `--store` value into storage options: `memory`, `sqlite:` (a file in the data directory),
  * `sqlite:PATH`, `redis://…`/`rediss://…`, `postgres://…`/`postgresql://…`.
  */
-export function parseStore(store: string, dataDir: string): OidcAdapterOptions {
+export function parseStore(store: string, dataDir: string): StoreLocation {
   if (store === 'memory' || store === 'memory:') return { backend: 'memory' };
   if (store === 'sqlite' || store.startsWith('sqlite:')) {
     const rest = store.replace(/^sqlite:(\/\/)?/, '').replace(/^sqlite$/, '');
@@ -374,7 +395,7 @@ export function parseStore(store: string, dataDir: string): OidcAdapterOptions {
 }
 
 /** The store as a person recognises it, without its password. */
-function storeLabel(store: string, options: OidcAdapterOptions): string {
+function storeLabel(store: string, options: StoreLocation): string {
   if (options.backend === 'sqlite') return options.path;
   const url = URL.parse(store);
   if (!url) return store;
@@ -390,11 +411,77 @@ function causeMessage(cause: unknown): string {
   return inner.length ? [...new Set(inner)].join('; ') : String(error?.code ?? cause);
 }
 
-/** Opens the store named by `store`, creating the SQLite directory if needed; resolves once connected. */
-export async function openStore(store: string, dataDir: string): Promise<OidcAdapterFactory> {
+const STORE_KEY_FILE = 'store.key';
+
+/**
+ * The at-rest keys of the store, newest first: `GATEHOUSE_STORE_KEY` (comma-separated), else the key file
+ * `store.key` in the data directory, created (0600, in a 0700 directory) with a random key on first start. Every
+ * instance sharing a store must end up with the same keys.
+ */
+export function storeKeys(env: NodeJS.ProcessEnv, dataDir: string): string[] {
+  const parse = (text: string, source: string) => {
+    const keys = text
+      .split(/[,\s]+/)
+      .map((k) => k.trim())
+      .filter(Boolean);
+    for (const key of keys) {
+      if (!/^[A-Za-z0-9_-]{43}$/.test(key)) {
+        fail(
+          `${source} holds something that is not a 32-byte base64url key`,
+          "Generate one with node -e \"console.log(require('crypto').randomBytes(32).toString('base64url'))\"",
+        );
+      }
+    }
+    if (keys.length === 0) fail(`${source} is empty`, 'Put the at-rest key there, or remove it to start afresh.');
+    return keys;
+  };
+  const fromEnv = env['GATEHOUSE_STORE_KEY'];
+  if (fromEnv !== undefined && fromEnv !== '') return parse(fromEnv, 'GATEHOUSE_STORE_KEY');
+  const path = join(dataDir, STORE_KEY_FILE);
+  try {
+    return parse(readFileSync(path, 'utf8'), path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Written aside, then linked into place: of several instances starting at once on one data directory, one key wins.
+  const staged = `${path}.${process.pid}.tmp`;
+  writeFileSync(staged, `${generateKey()}\n`, { mode: 0o600, flag: 'wx' });
+  try {
+    linkSync(staged, path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  } finally {
+    unlinkSync(staged);
+  }
+  return parse(readFileSync(path, 'utf8'), path);
+}
+
+function generateKey(): string {
+  return Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(32))).toString('base64url');
+}
+
+/** Creates the SQLite file's directory (0700) and the file itself (0600) before SQLite opens it. */
+function prepareSqliteFile(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  closeSync(openSync(path, 'a', 0o600));
+}
+
+/**
+ * Opens the store named by `store` with its at-rest keys ({@link storeKeys}), creating the SQLite file if needed;
+ * resolves once connected, migrated and checked.
+ */
+export async function openStore(
+  store: string,
+  dataDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<OidcAdapterFactory> {
   const options = parseStore(store, dataDir);
-  if (options.backend === 'sqlite') mkdirSync(dirname(options.path), { recursive: true });
-  const factory = oidcAdapterFactory(options);
+  if (options.backend === 'sqlite') prepareSqliteFile(options.path);
+  const factory =
+    options.backend === 'memory'
+      ? oidcAdapterFactory(options)
+      : oidcAdapterFactory({ ...options, encryptionKeys: storeKeys(env, dataDir) });
   try {
     await factory.ready();
   } catch (cause) {
@@ -403,9 +490,11 @@ export async function openStore(store: string, dataDir: string): Promise<OidcAda
     if (cause instanceof StorageDependencyError) return fail(cause.message, cause.hint!);
     return fail(
       `cannot open the ${options.backend} store ${storeLabel(store, options)}: ${causeMessage(cause)}`,
-      options.backend === 'sqlite'
-        ? 'Check that the directory is writable, or pass --store memory.'
-        : `Check that ${options.backend} is running and the URL in --store is right.`,
+      cause instanceof StorageConfigError && cause.hint
+        ? cause.hint
+        : options.backend === 'sqlite'
+          ? 'Check that the directory is writable, or pass --store memory.'
+          : `Check that ${options.backend} is running and the URL in --store is right.`,
     );
   }
   return factory;
@@ -431,6 +520,38 @@ export async function buildAuthenticator(config: ServeConfig, env: NodeJS.Proces
     fail('no users: nobody could log in', 'Pass --superuser NAME (with GATEHOUSE_SUPERUSER_PASSWORD) or --users FILE.');
   }
   return parts.length === 1 ? parts[0]! : anyOf(...parts);
+}
+
+function unavailable(res: ServerResponse): void {
+  res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'cache-control': 'no-store' });
+  res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'the server did not start' }));
+}
+
+/**
+ * Opens the connection the login rate limits share through (the Redis or PostgreSQL the server stores in), so
+ * instances count failures together. Memory and SQLite count in the process.
+ */
+async function openLoginLimitsStore(
+  options: StoreLocation,
+): Promise<{ store: LoginRateLimitStore; close: () => Promise<unknown> } | undefined> {
+  if (options.backend === 'redis') {
+    const { connectRedis } = await import('../storage/redis.js');
+    const client = await connectRedis(options.url ?? 'redis://127.0.0.1:6379');
+    return {
+      store: { backend: 'redis', client, prefix: `${options.prefix ?? 'gatehouse:oidc:'}limits:` },
+      close: async () => (client.close ?? client.quit)?.call(client),
+    };
+  }
+  if (options.backend === 'postgres') {
+    const { openPgPool } = await import('../storage/postgres.js');
+    const pool = await openPgPool(options.url ?? '', { max: 2 });
+    pool.on('error', () => {});
+    return {
+      store: { backend: 'postgres', pool, table: `${options.table ?? 'gatehouse_oidc'}_login_limits` },
+      close: () => pool.end(),
+    };
+  }
+  return undefined;
 }
 
 /** A running `gatehouse serve`. */
@@ -476,66 +597,103 @@ export async function serve(
     ? { authenticate: async () => undefined }
     : await buildAuthenticator(config, env);
   const dataDir = await serveDataDirectory(env);
-  const store = await openStore(config.store ?? 'sqlite:', dataDir);
-  const server = createServer();
-  try {
-    await new Promise<void>((resolveListen, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolveListen());
-    });
-  } catch (cause) {
-    await store.close();
-    return fail(
-      `cannot listen on ${host}:${port}: ${(cause as Error).message}`,
-      'Pick another --port, or stop what is using it.',
-    );
+  let trustProxy: TrustProxy | undefined;
+  if (config.trustProxy !== undefined) {
+    try {
+      trustProxy = parseTrustProxy(config.trustProxy);
+    } catch (error) {
+      fail(
+        `--trust-proxy ${String(config.trustProxy)}: ${(error as Error).message}`,
+        'Give the number of proxies in front (e.g. --trust-proxy 1) or their addresses (e.g. --trust-proxy 10.0.0.0/8,loopback).',
+      );
+    }
   }
-  const address = server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const store = await openStore(config.store ?? 'sqlite:', dataDir, env);
+  const closers: Array<() => Promise<unknown>> = [() => store.close()];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close().catch(() => {});
+  };
+
+  // Requests are answered only once the server can answer them: until then they wait (and get 503 if start-up
+  // fails). The port opens after everything is built, unless the issuer must be read from the port (`--port 0`).
+  const server = createServer();
+  let ready: AuthorizationServer['listener'] | undefined;
+  let failed = false;
+  const waiting: Array<[IncomingMessage, ServerResponse]> = [];
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (ready) return ready(req, res);
+    if (failed) return unavailable(res);
+    waiting.push([req, res]);
+  });
+  const listen = async () => {
+    try {
+      await new Promise<void>((resolveListen, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolveListen();
+        });
+      });
+    } catch (cause) {
+      await closeAll();
+      return fail(
+        `cannot listen on ${host}:${port}: ${(cause as Error).message}`,
+        'Pick another --port, or stop what is using it.',
+      );
+    }
+    const address = server.address() as AddressInfo;
+    return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  };
+  const listenFirst = config.issuer === undefined && port === 0;
+  let url = listenFirst ? await listen() : `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const issuer = config.issuer ?? url;
   let upstream: Awaited<ReturnType<typeof buildUpstreamIdentity>>;
-  try {
-    upstream = await buildUpstreamIdentity(config, { env, issuer, dataDir, logger: runtime.logger });
-  } catch (error) {
-    server.close();
-    await store.close();
-    throw error;
-  }
-  const options: AuthorizationServerOptions = {
-    issuer,
-    authenticator,
-    resources: config.resources!,
-    clients: (config.clients ?? []) as unknown as AuthorizationServerOptions['clients'],
-    adapter: store,
-    tokenExchange: config.tokenExchange,
-    registration: config.registration,
-    clientIdMetadataDocument: config.clientIdMetadataDocument,
-    refreshTokenGraceSeconds: config.refreshTokenGraceSeconds,
-    loginRateLimit: config.loginRateLimit,
-    proxy: config.proxy,
-    logger: runtime.logger,
-    branding: {
-      ...(config.name !== undefined && { name: config.name }),
-      ...(config.logo !== undefined && { logoUrl: checkLogo(config.logo) }),
-    },
-    ...(upstream && {
-      upstream: upstream.identity,
-      localLogin: config.localLogin ?? !upstreamOnly,
-      ...(config.autoUpstream !== undefined && { autoUpstream: config.autoUpstream }),
-    }),
-  };
   let as: AuthorizationServer;
   try {
+    upstream = await buildUpstreamIdentity(config, { env, issuer, dataDir, logger: runtime.logger });
+    if (upstream) closers.push(() => upstream!.store.close());
+    const limitsStore = await openLoginLimitsStore(parseStore(config.store ?? 'sqlite:', dataDir));
+    if (limitsStore) closers.push(limitsStore.close);
+    const options: AuthorizationServerOptions = {
+      issuer,
+      authenticator,
+      resources: config.resources!,
+      clients: (config.clients ?? []) as unknown as AuthorizationServerOptions['clients'],
+      adapter: store,
+      tokenExchange: config.tokenExchange,
+      registration: config.registration,
+      clientIdMetadataDocument: config.clientIdMetadataDocument,
+      refreshTokenGraceSeconds: config.refreshTokenGraceSeconds,
+      loginRateLimit: { ...config.loginRateLimit, ...(limitsStore && { store: limitsStore.store }) },
+      proxy: config.proxy,
+      ...(trustProxy !== undefined && { trustProxy }),
+      ...(config.providerConfiguration && {
+        providerConfiguration: config.providerConfiguration as AuthorizationServerOptions['providerConfiguration'],
+      }),
+      logger: runtime.logger,
+      branding: {
+        ...(config.name !== undefined && { name: config.name }),
+        ...(config.logo !== undefined && { logoUrl: checkLogo(config.logo) }),
+      },
+      ...(upstream && {
+        upstream: upstream.identity,
+        localLogin: config.localLogin ?? !upstreamOnly,
+        ...(config.autoUpstream !== undefined && { autoUpstream: config.autoUpstream }),
+      }),
+    };
     // Loaded here so that `gatehouse admin` never loads oidc-provider.
     const { createAuthorizationServer } = await import('./server.js');
     as = await createAuthorizationServer(options);
   } catch (error) {
+    failed = true;
+    for (const [, res] of waiting.splice(0)) unavailable(res);
     server.close();
-    await store.close();
-    await upstream?.store.close();
+    await closeAll();
     throw error;
   }
-  server.on('request', as.listener);
+  if (!listenFirst) url = await listen();
+  ready = as.listener;
+  for (const [req, res] of waiting.splice(0)) as.listener(req, res);
   runtime.logger?.info(
     {
       issuer,
@@ -554,8 +712,7 @@ export async function serve(
         server.closeAllConnections();
         server.close(() => done());
       });
-      await store.close();
-      await upstream?.store.close();
+      await closeAll();
     },
   };
 }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JWK } from 'jose';
 import Provider, { type Adapter, type ClientMetadata, type Configuration, errors as oidcErrors } from 'oidc-provider';
@@ -8,13 +7,16 @@ import { canonicalResourceUri } from '../oauth/resource-uri.js';
 import { memoryOidcAdapter } from '../storage/oidc/memory.js';
 import { answerStoreOutage, installRetryAfter, isStoreOutage, withStoreAvailability } from './availability.js';
 import { type ClientIdMetadataDocumentOptions, cimdFetch, publicTarget } from './cimd.js';
+import { healthEndpoints } from './health.js';
 import { escapeHtml, PAGE_HEADERS, page } from './html.js';
 import { CONSENT_MODEL, consentKey, createInteractionHandler } from './interactions.js';
-import { KEYS_MODEL, type KeySet, loadOrCreateKeys, type SigningAlgorithm } from './keys.js';
+import { formTokenSecrets, KEYS_ID, KEYS_MODEL, type KeySet, loadOrCreateKeys, type SigningAlgorithm } from './keys.js';
 import type { Branding } from './pages.js';
-import type { LoginRateLimit } from './rate-limit.js';
+import { mergeProviderConfiguration } from './provider-configuration.js';
+import { createLoginLimiter, type LoginRateLimit, type TrustProxy } from './rate-limit.js';
 import { looksNative, redirectMatches, redirectUriProblem } from './redirects.js';
 import { installRefreshGrace, withRefreshGrace } from './refresh-grace.js';
+import { withJsonBody } from './request-body.js';
 import { installTokenExchange, type TokenExchangePolicy, tokenExchangeClaims } from './token-exchange.js';
 import {
   type AccessTokenFormat,
@@ -97,10 +99,16 @@ export interface AuthorizationServerOptions {
   registration?: { enabled?: boolean; initialAccessToken?: string };
   /** Client ID Metadata Documents. Default enabled, public addresses only. */
   clientIdMetadataDocument?: ClientIdMetadataDocumentOptions;
-  /** Failed-login limits per username and client address. Default 10 per 5 minutes. */
+  /** Failed-login limits per account and client address, per address, per account. Default 10/50/100 per 5 minutes. */
   loginRateLimit?: LoginRateLimit;
-  /** Trust `X-Forwarded-*` headers (behind a TLS-terminating proxy). Default false. */
+  /** Trust `X-Forwarded-*` headers (behind a TLS-terminating proxy). Default false; `true` trusts one hop. */
   proxy?: boolean;
+  /**
+   * Which proxies in front of this server may name the client address in `X-Forwarded-For` (for the login rate
+   * limits): a hop count, or their addresses/CIDRs (`['loopback', '10.0.0.0/8']`). Implies `proxy`. Default: one hop
+   * with `proxy: true`, else none (the socket address counts).
+   */
+  trustProxy?: TrustProxy;
   /** Structured logs (pino). Secrets and tokens are never logged. Default: silent. */
   logger?: Logger;
   /**
@@ -130,7 +138,11 @@ export interface AuthorizationServerOptions {
    * ```
    */
   branding?: Branding;
-  /** Extra oidc-provider configuration, merged last. For what Gatehouse has no option for yet. */
+  /**
+   * Extra oidc-provider configuration for what Gatehouse has no option for yet, deep-merged into Gatehouse's (objects
+   * key by key; arrays and functions replace), so adding a `features` key keeps the MCP profile. The development
+   * login pages stay off.
+   */
   providerConfiguration?: Configuration;
 }
 
@@ -335,6 +347,9 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
         if (raw?.route === 'registration' && raw.body && raw.body['application_type'] === undefined) {
           if (looksNative(metadata['redirect_uris'])) metadata['application_type'] = 'native';
         }
+        // The SDK registers with the scope of its first login; kept, it would refuse every MCP step-up (403
+        // insufficient_scope -> a wider scope) with invalid_scope. The resources' scopes bound what is granted.
+        if (raw?.route === 'registration') delete metadata['scope'];
       },
     },
     fetch: cimdFetch(cimd) as Configuration['fetch'],
@@ -438,11 +453,13 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
         )}</p>`,
       );
     },
-    ...options.providerConfiguration,
   };
 
-  const provider = new Provider(options.issuer, configuration);
-  if (options.proxy) provider.proxy = true;
+  const provider = new Provider(
+    options.issuer,
+    mergeProviderConfiguration(configuration, options.providerConfiguration),
+  );
+  if (options.proxy || options.trustProxy) provider.proxy = true;
   installRetryAfter(provider);
 
   // Redirect matching at /authorize: exact, or any loopback port for native and CIMD clients (field note 16).
@@ -517,14 +534,16 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     );
   }
 
+  const loginLimiter = await createLoginLimiter(options.loginRateLimit);
   const interactions = createInteractionHandler(provider, {
     authenticator: options.authenticator,
     upstream,
     localLogin: options.localLogin ?? true,
     autoUpstream,
-    csrfSecret: randomBytes(32),
+    formTokenSecrets: () => formTokenSecrets(keys),
     adapter,
-    rateLimit: options.loginRateLimit,
+    loginLimiter,
+    trustProxy: options.trustProxy ?? (options.proxy ? 1 : undefined),
     secure,
     logger,
     ...(options.branding && { branding: options.branding }),
@@ -561,7 +580,9 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     return `${url.slice(0, query)}?${params.toString()}`;
   };
 
+  const health = healthEndpoints(adapter(KEYS_MODEL), KEYS_ID);
   const listener = (req: IncomingMessage, res: ServerResponse) => {
+    if (health(req, res)) return;
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/auth' && req.method === 'GET') req.url = withDefaultScope(req.url ?? '/');
     const upstreamRoute =
@@ -576,6 +597,17 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       return;
     }
     if (jwtFront(req, res, path)) return;
+    if (
+      path === '/reg' &&
+      req.method === 'POST' &&
+      (req.headers['content-type'] ?? '').startsWith('application/json')
+    ) {
+      // No token_endpoint_auth_method means this server's default, `none` (public MCP clients): no secret.
+      withJsonBody(req, res, oidcListener, (body) => {
+        body['token_endpoint_auth_method'] ??= 'none';
+      });
+      return;
+    }
     oidcListener(req, res);
   };
 

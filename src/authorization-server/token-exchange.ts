@@ -44,6 +44,8 @@ export function tokenExchangeClaims(token: object): Record<string, unknown> | un
 
 interface SubjectToken {
   accountId: string;
+  /** Every scope the user consented to in the subject token's grant (all its resources), and the token's own. */
+  consented: Set<string>;
   grantId?: string;
   aud?: string | string[];
   scope?: string;
@@ -77,16 +79,21 @@ async function findSubjectToken(
       throw new errors.InvalidGrant('subject_token is invalid or expired');
     }
   }
-  const token = (await provider.AccessToken.find(id)) as unknown as SubjectToken | undefined;
+  const token = (await provider.AccessToken.find(id)) as unknown as Omit<SubjectToken, 'consented'> | undefined;
   if (!token) throw new errors.InvalidGrant('subject_token is invalid, expired or revoked');
   if (typeof token.accountId !== 'string') throw new errors.InvalidGrant('subject_token has no subject');
+  const consented = new Set((token.scope ?? '').split(' ').filter(Boolean));
   if (token.grantId) {
     const grant = await provider.Grant.find(token.grantId);
     if (!grant) throw new errors.InvalidGrant('the grant of subject_token was revoked');
+    const granted = grant as unknown as { resources?: Record<string, string>; openid?: { scope?: string } };
+    for (const scopes of [...Object.values(granted.resources ?? {}), granted.openid?.scope ?? '']) {
+      for (const scope of scopes.split(' ')) if (scope) consented.add(scope);
+    }
   }
   if (!(await options.accountActive(token.accountId)))
     throw new errors.InvalidGrant('the account of subject_token is disabled or gone');
-  return token;
+  return { ...token, consented };
 }
 
 function canonical(value: string): string | undefined {
@@ -164,22 +171,28 @@ export function installTokenExchange(
       if (!resource || !allowedScopes)
         throw new errors.InvalidTarget('the policy does not allow exchanging toward this resource');
 
-      const requested =
-        typeof params['scope'] === 'string' && params['scope'] ? params['scope'].split(' ') : [...allowedScopes];
+      // Our own resources: only scopes the user consented to in the subject token's grant, unless the policy says
+      // otherwise. (An upstream resource's scopes are the user's consent at the upstream, checked there.)
+      const upstreamResource = options.upstream?.upstreamForResource(resource) !== undefined;
+      const consentBound = !upstreamResource && !rule.beyondConsent.has(resource);
+      const asked = typeof params['scope'] === 'string' && params['scope'] ? params['scope'].split(' ') : undefined;
+      const requested = asked ?? [...allowedScopes].filter((s) => !consentBound || subject.consented.has(s));
       const refused = requested.filter((s) => !allowedScopes.has(s));
       if (refused.length) throw new errors.InvalidScope('the policy does not allow these scopes', refused.join(' '));
-      // The user consented to the subject token's scopes; more only when the policy says so explicitly.
-      if (!rule.beyondConsent.has(resource)) {
-        const consented = new Set((subject.scope ?? '').split(' ').filter(Boolean));
-        const unconsented = requested.filter((s) => !consented.has(s));
-        if (unconsented.length) {
-          throw new errors.InvalidScope('the user did not consent to these scopes', unconsented.join(' '));
-        }
+      if (consentBound && requested.length === 0 && allowedScopes.size > 0) {
+        throw new errors.InvalidScope(
+          'the user consented to none of the scopes the policy allows',
+          [...allowedScopes].join(' '),
+        );
+      }
+      const unconsented = consentBound ? requested.filter((s) => !subject.consented.has(s)) : [];
+      if (unconsented.length) {
+        throw new errors.InvalidScope('the user did not consent to these scopes', unconsented.join(' '));
       }
 
       // A resource served by an upstream (e.g. https://api.github.com → github): the user's own upstream token,
       // refreshed if needed. Failures (not linked, revoked, missing scope) are OAuth errors naming the link URL.
-      if (options.upstream?.upstreamForResource(resource)) {
+      if (options.upstream && upstreamResource) {
         try {
           ctx.body = await options.upstream.exchangeForUpstreamResource({
             subject: subject.accountId,

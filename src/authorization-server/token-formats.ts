@@ -1,7 +1,8 @@
-import { IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createLocalJWKSet, decodeProtectedHeader, type JWK, jwtVerify } from 'jose';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { SigningAlgorithm } from './keys.js';
+import { readBody, replay } from './request-body.js';
 
 /**
  * How a resource's access tokens look: `jwt` (RFC 9068, verifiable offline with the JWKS) or `opaque` (a random
@@ -40,7 +41,6 @@ const SHADOW_PREFIX = 'jwt:';
 const THROUGH_FRONT = Symbol('gatehouse.structuredTokenFront');
 /** The record id a JWT whose signature does not verify is replaced by: no record has it, so it is inactive. */
 const NO_RECORD = `${SHADOW_PREFIX}-`;
-const MAX_BODY_BYTES = 56 * 1024;
 
 interface TokenLike {
   jti: string;
@@ -89,36 +89,6 @@ export function publicJwks(keys: JWK[]): JWK[] {
   return keys.map((key) => Object.fromEntries(Object.entries(key).filter(([name]) => !PRIVATE_MEMBERS.has(name))));
 }
 
-async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) return undefined;
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
-/** A copy of `req` whose body is `body`, for oidc-provider to read as if it had arrived so. */
-function replay(req: IncomingMessage, body: Buffer, replacedJwt: boolean): IncomingMessage {
-  const copy = new IncomingMessage(req.socket);
-  copy.method = req.method;
-  copy.url = req.url;
-  copy.httpVersionMajor = req.httpVersionMajor;
-  copy.httpVersionMinor = req.httpVersionMinor;
-  copy.httpVersion = req.httpVersion;
-  copy.headers = { ...req.headers, 'content-length': String(body.length) };
-  delete copy.headers['transfer-encoding'];
-  copy.rawHeaders = Object.entries(copy.headers).flatMap(([k, v]) => [k, String(v)]);
-  copy.push(body);
-  copy.push(null);
-  // The whole message is here: without this, Node takes the copy for an aborted request and closes the socket.
-  copy.complete = true;
-  if (replacedJwt) (copy as unknown as Record<symbol, unknown>)[THROUGH_FRONT] = true;
-  return copy;
-}
-
 /**
  * Wraps oidc-provider's listener: a `POST` to the introspection or revocation endpoint whose `token` is a JWT is
  * passed on with the JWT replaced by the id of its record — when this server signed it — or by an id no record has
@@ -156,7 +126,7 @@ export function structuredTokenFront(options: {
     } catch {
       isJwt = false;
     }
-    if (!isJwt) return replay(req, body, false);
+    if (!isJwt) return replay(req, body);
     let recordId = NO_RECORD;
     try {
       const keys = createLocalJWKSet({ keys: publicJwks(options.signingKeys()) });
@@ -166,6 +136,8 @@ export function structuredTokenFront(options: {
       recordId = NO_RECORD; // not ours, tampered with, or expired: inactive
     }
     params.set('token', recordId);
-    return replay(req, Buffer.from(params.toString()), true);
+    const forward = replay(req, Buffer.from(params.toString()));
+    (forward as unknown as Record<symbol, unknown>)[THROUGH_FRONT] = true;
+    return forward;
   }
 }

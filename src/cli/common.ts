@@ -30,6 +30,11 @@ export const AUTH_OPTIONS = {
   'callback-port': { type: 'string' },
   'no-browser': { type: 'boolean' },
   'allow-http': { type: 'boolean' },
+  'client-info': { type: 'string' },
+  resource: { type: 'string' },
+  'no-resource': { type: 'boolean' },
+  'login-timeout': { type: 'string' },
+  'debug-log': { type: 'string' },
 } as const;
 
 export const GLOBAL_USAGE = `Global options:
@@ -47,6 +52,13 @@ export const AUTH_USAGE = `Login options (used when a login is needed):
   --client-secret S     its secret, for a confidential client
   --client-metadata-url URL  an https URL of this client's metadata document (CIMD)
   --callback-port N     fixed port of the loopback redirect URI http://localhost:N/callback
+  --client-info JSON|@FILE  static client information, e.g. '{"client_id":"…","client_secret":"…"}' (or a
+                        file holding it); as --client-id / --client-secret, plus a loopback redirect URI's port
+  --resource URL        the resource (RFC 8707) to ask tokens for, instead of the server's metadata resource
+  --no-resource         send no resource parameter (for authorization servers that refuse it, e.g. Entra ID)
+  --login-timeout SECONDS  how long to wait for the browser login (default 300)
+  --debug-log FILE      append a debug log (HTTP requests of the OAuth flow, proxy events) to FILE; secrets and
+                        tokens are never written
   --allow-http          allow plain http to a non-loopback server (tokens travel unencrypted)`;
 
 /** A failure with its fix and exit code; printed as `gatehouse <cmd>: message` + `fix: hint`. */
@@ -103,6 +115,64 @@ export interface AuthFlags {
   'client-metadata-url'?: string;
   'callback-port'?: string;
   'no-browser'?: boolean;
+  'client-info'?: string;
+  resource?: string;
+  'no-resource'?: boolean;
+  'login-timeout'?: string;
+}
+
+/** Static client information (`--client-info`), as mcp-remote's `--static-oauth-client-info` takes it. */
+interface ClientInfo {
+  client_id: string;
+  client_secret?: string;
+  redirect_uris?: string[];
+}
+
+/** Reads `--client-info '{"client_id": …}'` or `--client-info @file.json`. */
+export async function readClientInfo(value: string): Promise<ClientInfo> {
+  let text = value;
+  if (value.startsWith('@')) {
+    const { readFile } = await import('node:fs/promises');
+    try {
+      text = await readFile(value.slice(1), 'utf8');
+    } catch (error) {
+      throw new UsageError(`--client-info ${value}: cannot read the file: ${(error as Error).message}`);
+    }
+  }
+  let info: unknown;
+  try {
+    info = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`--client-info is not valid JSON: ${(error as Error).message}`);
+  }
+  const record = info as Partial<ClientInfo> | null;
+  if (typeof record?.client_id !== 'string' || record.client_id === '') {
+    throw new UsageError('--client-info must be a JSON object with a "client_id", e.g. \'{"client_id":"my-app"}\'');
+  }
+  if (record.client_secret !== undefined && typeof record.client_secret !== 'string') {
+    throw new UsageError('--client-info: "client_secret" must be a string');
+  }
+  if (record.redirect_uris !== undefined && !Array.isArray(record.redirect_uris)) {
+    throw new UsageError('--client-info: "redirect_uris" must be an array of URLs');
+  }
+  return record as ClientInfo;
+}
+
+/** The port of the first loopback `http://…:PORT/…` redirect URI, which the callback server must listen on. */
+function loopbackPort(redirectUris: string[] | undefined): number | undefined {
+  for (const uri of redirectUris ?? []) {
+    const url = URL.parse(uri);
+    if (url?.protocol === 'http:' && url.port && isLoopbackUrl(url)) return Number(url.port);
+  }
+  return undefined;
+}
+
+/** `--login-timeout SECONDS` in milliseconds, or undefined for the default. */
+export function loginTimeoutMs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = Number(value);
+  if (!(seconds > 0)) throw new UsageError('--login-timeout must be a positive number of seconds');
+  return seconds * 1000;
 }
 
 /**
@@ -128,6 +198,12 @@ export async function makeOAuth(
     }
   }
   if (flags['client-secret'] && !flags['client-id']) throw new UsageError('--client-secret needs --client-id');
+  const info = flags['client-info'] === undefined ? undefined : await readClientInfo(flags['client-info']);
+  if (info && flags['client-id']) throw new UsageError('give --client-info or --client-id, not both');
+  callbackPort ??= loopbackPort(info?.redirect_uris);
+  if (flags.resource !== undefined && flags['no-resource']) throw new UsageError('give --resource or --no-resource');
+  if (flags.resource !== undefined) serverUrl(flags.resource, true); // a URL, checked like a server's
+  const timeoutMs = loginTimeoutMs(flags['login-timeout']);
   const metadataUrl = flags['client-metadata-url'];
   if (metadataUrl !== undefined && !/^https:\/\/[^/]+\/./.test(metadataUrl)) {
     throw new UsageError('--client-metadata-url must be an https URL with a path (the client ID metadata document)');
@@ -139,8 +215,11 @@ export async function makeOAuth(
     clientName: context.clientName ?? 'Gatehouse CLI',
     tokenStorage: context.store.storage,
     scopes: flags.scope === undefined ? undefined : splitScopes(flags.scope).join(' '),
-    clientId: flags['client-id'],
-    clientSecret: flags['client-secret'],
+    clientId: info?.client_id ?? flags['client-id'],
+    clientSecret: info?.client_secret ?? flags['client-secret'],
+    ...(flags['no-resource'] ? { resource: false as const } : {}),
+    ...(flags.resource !== undefined ? { resource: flags.resource } : {}),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     clientMetadataUrl: metadataUrl,
     callbackPort,
     login,
@@ -260,10 +339,11 @@ export function summarize(record: StoredRecord, now: number = Date.now()): Crede
  */
 export async function runCommand(
   name: string,
-  args: { json?: boolean; verbose?: boolean },
+  args: { json?: boolean; verbose?: boolean; 'debug-log'?: string },
   body: (out: Output) => Promise<number>,
 ): Promise<number> {
-  const out = createOutput(args);
+  const out = createOutput({ ...args, debugLog: args['debug-log'] });
+  out.debug(`gatehouse ${name}`);
   try {
     return await body(out);
   } catch (error) {

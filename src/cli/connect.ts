@@ -1,10 +1,23 @@
 import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
 import type { Client } from '../client/client.js';
 import type { ClientAuth, McpServersConfig, ServerConfig } from '../client/source.js';
 import { UsageError } from './command.js';
-import { type AuthFlags, CliError, type LoginPolicy, makeOAuth, serverUrl } from './common.js';
+import {
+  AUTH_OPTIONS,
+  AUTH_USAGE,
+  type AuthFlags,
+  CliError,
+  GLOBAL_OPTIONS,
+  GLOBAL_USAGE,
+  type LoginPolicy,
+  loginTimeoutMs,
+  makeOAuth,
+  runCommand,
+  serverUrl,
+} from './common.js';
 import type { Output } from './output.js';
-import type { CliStore } from './store-option.js';
+import { type CliStore, openStore } from './store-option.js';
 
 /** Options of the commands that connect to servers (tools, call). */
 export const CONNECT_OPTIONS = {
@@ -14,7 +27,9 @@ export const CONNECT_OPTIONS = {
 } as const;
 
 export const CONNECT_USAGE = `Connection options:
-  --header "Name: value"  an extra HTTP header on every request (repeatable)
+  --header "Name: value"  an extra HTTP header on every request (repeatable); \${VAR} in the value is the
+                          environment variable VAR
+  -- COMMAND [ARGS…]      instead of a URL: a stdio server to start, e.g. -- npx -y @modelcontextprotocol/server-everything
   --no-auth               send no token, never log in (for servers without OAuth)
   --timeout SECONDS       timeout of each request (default 60)`;
 
@@ -25,8 +40,14 @@ export interface ConnectFlags extends AuthFlags {
   'allow-http'?: boolean;
 }
 
-/** Parses repeated `--header "Name: value"` options. */
-export function parseHeaders(values: string[] | undefined): Record<string, string> | undefined {
+/**
+ * Parses repeated `--header "Name: value"` options. `${VAR}` in a value is replaced by the environment variable
+ * (as mcp-remote does), so a secret stays out of the desktop client's config and out of `ps`.
+ */
+export function parseHeaders(
+  values: string[] | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Record<string, string> | undefined {
   if (!values?.length) return undefined;
   const headers: Record<string, string> = {};
   for (const value of values) {
@@ -35,7 +56,16 @@ export function parseHeaders(values: string[] | undefined): Record<string, strin
     if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
       throw new UsageError(`--header must look like "Name: value", got ${JSON.stringify(value)}`);
     }
-    headers[name] = value.slice(colon + 1).trim();
+    headers[name] = value
+      .slice(colon + 1)
+      .trim()
+      .replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
+        const found = env[variable];
+        if (found === undefined) {
+          throw new UsageError(`--header ${name}: the environment variable ${variable} is not set`);
+        }
+        return found;
+      });
   }
   return headers;
 }
@@ -78,7 +108,7 @@ async function readConfig(file: string): Promise<McpServersConfig> {
  * server (a server with its own `Authorization` header, or `--no-auth`, gets none).
  */
 export async function openClient(
-  target: { url?: string; config?: string },
+  target: { url?: string; config?: string; command?: string[] },
   flags: ConnectFlags,
   context: { out: Output; store: CliStore; policy: LoginPolicy },
 ): Promise<Client> {
@@ -96,7 +126,7 @@ export async function openClient(
   const options = {
     timeout,
     // A browser login happens inside connect: give it the OAuth login timeout, not the request timeout.
-    connectTimeout: 360_000,
+    connectTimeout: (loginTimeoutMs(flags['login-timeout']) ?? 300_000) + 60_000,
     clientInfo: { name: 'gatehouse-cli', version: '0.1.0' },
   };
   if (target.config) {
@@ -112,7 +142,102 @@ export async function openClient(
     }
     return new Client({ mcpServers: servers }, options);
   }
+  if (target.command?.length) {
+    const [command, ...args] = target.command;
+    return new Client({ command: command!, args }, options);
+  }
   const url = serverUrl(target.url, flags['allow-http']);
   const auth = await authFor(url, headers);
   return new Client({ url, ...(headers ? { headers } : {}), ...(auth ? { auth } : {}) }, options);
+}
+
+/** What a connecting command talks to: `<url>`, `--config FILE`, or `-- COMMAND ARGS…` (a stdio server). */
+export interface Target {
+  url?: string;
+  config?: string;
+  command?: string[];
+}
+
+/**
+ * Splits a connecting command's arguments at `--`: before it the command's own arguments and options, after it a
+ * stdio server's command line (`gatehouse tools -- npx -y @modelcontextprotocol/server-everything`), as MCP
+ * Inspector's CLI takes it.
+ */
+export function splitServerCommand(args: string[]): { args: string[]; command?: string[] } {
+  const dashes = args.indexOf('--');
+  if (dashes === -1) return { args };
+  const command = args.slice(dashes + 1);
+  if (command.length === 0) throw new UsageError('expected a server command after --, e.g. -- node server.mjs');
+  return { args: args.slice(0, dashes), command };
+}
+
+/** Options of every command that connects to servers. */
+export const CONNECTING_OPTIONS = {
+  ...GLOBAL_OPTIONS,
+  ...AUTH_OPTIONS,
+  ...CONNECT_OPTIONS,
+  config: { type: 'string' },
+} as const;
+
+/** The usage lines every connecting command shares. */
+export const CONNECTING_USAGE = `Options:
+  --config FILE           an mcpServers JSON file instead of a URL (every server is asked)
+${CONNECT_USAGE}
+
+${AUTH_USAGE}
+
+${GLOBAL_USAGE}`;
+
+type ConnectingValues = ReturnType<typeof parseConnecting>['values'];
+
+function parseConnecting(args: string[]) {
+  return parseArgs({ args, allowPositionals: true, options: CONNECTING_OPTIONS });
+}
+
+/**
+ * Runs a command that talks to servers: `<name> <url> [more…]`, `<name> --config FILE [more…]` or
+ * `<name> [more…] -- COMMAND ARGS…`. Connects (logging in if needed and allowed), warns about servers of a config
+ * that failed, runs `body` with the positional arguments after the target, and closes.
+ */
+export async function runConnected(
+  name: string,
+  rawArgs: string[],
+  arity: { min: number; max: number; what: string; check?: (rest: string[]) => void },
+  body: (
+    client: Client,
+    rest: string[],
+    context: { out: Output; values: ConnectingValues; server: string },
+  ) => Promise<number>,
+): Promise<number> {
+  const split = splitServerCommand(rawArgs);
+  const { values, positionals } = parseConnecting(split.args);
+  let target: Target;
+  if (split.command) target = { command: split.command };
+  else if (values.config !== undefined) target = { config: values.config };
+  else {
+    if (positionals.length === 0) {
+      throw new UsageError(`expected an MCP server URL, --config FILE, or -- COMMAND ARGS (then ${arity.what})`);
+    }
+    target = { url: positionals.shift()! };
+  }
+  if (split.command && values.config !== undefined) throw new UsageError('give --config or -- COMMAND, not both');
+  if (positionals.length < arity.min || positionals.length > arity.max) {
+    throw new UsageError(`expected ${arity.what} after the server`);
+  }
+  arity.check?.(positionals);
+  // How the fix hints name the server again.
+  const server = target.url ?? (target.config ? `--config ${target.config}` : `-- ${target.command!.join(' ')}`);
+  return runCommand(name, values, async (out) => {
+    const store = openStore(values.store);
+    const client = await openClient(target, values, { out, store, policy: 'interactive' });
+    try {
+      await client.connect();
+      for (const failure of client.failures) {
+        out.note(`${out.paintErr('yellow', 'warning:')} ${failure.server} is unavailable: ${failure.error.message}`);
+      }
+      return await body(client, positionals, { out, values, server });
+    } finally {
+      await client.close();
+    }
+  });
 }

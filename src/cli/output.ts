@@ -2,6 +2,7 @@
  * Terminal output of the CLI: results on stdout, progress and errors on stderr, colours only on a TTY (and never
  * with `NO_COLOR`), and a spinner on stderr while waiting for something — only when stderr is a TTY.
  */
+import { appendFileSync } from 'node:fs';
 import { EXIT } from './command.js';
 
 /**
@@ -98,7 +99,30 @@ export interface Output {
   readonly spinner: Spinner;
 }
 
-export function createOutput(options: { json?: boolean; verbose?: boolean } = {}): Output {
+/**
+ * Removes what must never reach a log file: values of secret query and form parameters, bearer and basic
+ * credentials, JWTs, and JSON token fields. The debug log is for sharing in a bug report.
+ */
+export function redactSecrets(text: string): string {
+  return text
+    .replace(
+      /([?&](?:code|code_verifier|access_token|refresh_token|id_token|client_secret|password|token|subject_token|assertion)=)[^&\s]*/gi,
+      '$1[redacted]',
+    )
+    .replace(/\b(Bearer|Basic|DPoP)\s+[A-Za-z0-9._~+/=-]+/g, '$1 [redacted]')
+    .replace(/eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, '[redacted JWT]')
+    .replace(
+      /("(?:access_token|refresh_token|id_token|client_secret|password|code_verifier)"\s*:\s*)"[^"]*"/g,
+      '$1"[redacted]"',
+    );
+}
+
+export function createOutput(options: { json?: boolean; verbose?: boolean; debugLog?: string } = {}): Output {
+  const log = options.debugLog;
+  const toLog = (text: string) => {
+    // Synchronous: the log must be complete when the process exits, even on an error.
+    if (log) appendFileSync(log, `${new Date().toISOString()} ${redactSecrets(text)}\n`, { mode: 0o600 });
+  };
   const paint = painter(colourEnabled(process.stdout));
   const paintErr = painter(colourEnabled(process.stderr));
   const spin = spinner(process.stderr, paintErr);
@@ -115,9 +139,11 @@ export function createOutput(options: { json?: boolean; verbose?: boolean } = {}
     },
     note: (text) => {
       process.stderr.write(`${text}\n`);
+      toLog(text);
     },
     debug: (text) => {
       if (options.verbose) process.stderr.write(`${paintErr('dim', text)}\n`);
+      toLog(text);
     },
     spinner: spin,
   };

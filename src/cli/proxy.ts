@@ -27,6 +27,28 @@ export interface ProxyOptions {
   /** The local side: stdio by default. */
   local?: Transport;
   out: Output;
+  /** Which tools the local client sees and may call (`--allow-tool`, `--ignore-tool`). Default: all. */
+  toolAllowed?: (name: string) => boolean;
+}
+
+/** A glob of tool names: `*` any run of characters, `?` one character, everything else literal. */
+function globToRegExp(glob: string): RegExp {
+  const source = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
+  return new RegExp(`^${source}$`);
+}
+
+/**
+ * The tool filter of `--allow-tool` / `--ignore-tool` (each repeatable, globs): a tool is kept when it matches an
+ * allow pattern (or none is given) and no ignore pattern.
+ */
+export function toolFilter(allow: string[] = [], ignore: string[] = []): ((name: string) => boolean) | undefined {
+  if (allow.length === 0 && ignore.length === 0) return undefined;
+  const allowed = allow.map(globToRegExp);
+  const ignored = ignore.map(globToRegExp);
+  return (name) => (allowed.length === 0 || allowed.some((r) => r.test(name))) && !ignored.some((r) => r.test(name));
 }
 
 /** A 4xx other than 401/403 on the first request: the server does not speak this transport (MCP back-compat rule). */
@@ -86,6 +108,8 @@ export async function runProxy(options: ProxyOptions): Promise<void> {
     finish = resolve;
   });
   const pendingInitialize = new Set<string | number>();
+  const pendingToolLists = new Set<string | number>();
+  const toolAllowed = options.toolAllowed;
 
   const close = async (why: string) => {
     if (closing) return;
@@ -105,6 +129,12 @@ export async function runProxy(options: ProxyOptions): Promise<void> {
         const version = (message.result as { protocolVersion?: unknown }).protocolVersion;
         const settable = transport as Transport & { setProtocolVersion?: (v: string) => void };
         if (typeof version === 'string') settable.setProtocolVersion?.(version);
+      }
+      if (toolAllowed && isJSONRPCResultResponse(message) && pendingToolLists.delete(message.id)) {
+        const result = message.result as { tools?: Array<{ name: string }> };
+        if (Array.isArray(result.tools)) {
+          message = { ...message, result: { ...result, tools: result.tools.filter((t) => toolAllowed(t.name)) } };
+        }
       }
       local
         .send(message)
@@ -198,6 +228,19 @@ export async function runProxy(options: ProxyOptions): Promise<void> {
   const inFlight = new Set<Promise<void>>();
   local.onmessage = (message: JSONRPCMessage) => {
     if (isJSONRPCRequest(message) && message.method === 'initialize') pendingInitialize.add(message.id);
+    if (toolAllowed && isJSONRPCRequest(message) && message.method === 'tools/list') pendingToolLists.add(message.id);
+    const tool = isJSONRPCRequest(message) && message.method === 'tools/call' ? message.params?.['name'] : undefined;
+    if (toolAllowed && isJSONRPCRequest(message) && typeof tool === 'string' && !toolAllowed(tool)) {
+      out.debug(`gatehouse proxy: refused tools/call ${tool} (filtered by --allow-tool/--ignore-tool)`);
+      void local
+        .send({
+          jsonrpc: '2.0',
+          id: message.id,
+          error: { code: -32602, message: `Unknown tool: ${tool} (filtered out by gatehouse proxy)` },
+        })
+        .catch(() => {});
+      return;
+    }
     const run = () => forward(message).catch((error: unknown) => report(message, error));
     let task: Promise<void>;
     if (first) task = first.then(run);

@@ -1,12 +1,13 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
-import { defaultDataDirectory, fileStore } from '../storage/file.js';
-import { migrateTokenRecord, type TokenRecord, TokenStorage } from '../storage/tokens.js';
+import { defaultTokenStore, defaultTokenStoreDirectory, openDefaultTokenStore } from '../storage/default.js';
+import { fileStore } from '../storage/file.js';
+import { type TokenRecord, TokenStorage } from '../storage/tokens.js';
 import type { GatehouseStore } from '../storage/types.js';
 import { UsageError } from './command.js';
 
 /** The environment variable that sets the store when `--store` is absent. */
-export const STORE_ENV = 'GATEHOUSE_STORE';
+export { TOKEN_STORE_ENV as STORE_ENV } from '../storage/default.js';
 
 /** Prefix of the token records `OAuth` writes (TokenStorage's default). */
 const KEY_PREFIX = 'gatehouse:client:';
@@ -19,16 +20,19 @@ export interface CliStore {
   directory: string;
   store: GatehouseStore;
   storage: TokenStorage;
+  /** One line for people: where the credentials live and where their encryption key is. */
+  describe(): Promise<string>;
 }
 
 /**
- * Opens the file store named by `--store DIR` (or `file:DIR`), else `$GATEHOUSE_STORE`, else the platform data
- * directory (`~/.local/share/gatehouse` on Linux). The same store `fileStore()` opens in a program, so a token the
- * CLI got is found by code using the library's defaults, and the other way round.
+ * Opens the token store named by `--store DIR` (or `file:DIR`), else `$GATEHOUSE_STORE`, else the platform data
+ * directory (`~/.local/share/gatehouse` on Linux): record files encrypted with a key kept in the OS keychain or a
+ * 0600 key file (`openDefaultTokenStore`). The same store `Client`'s `auth: 'oauth'` uses, so a token the CLI got is
+ * found by library code, and the other way round.
  */
 export function openStore(option: string | undefined, env: NodeJS.ProcessEnv = process.env): CliStore {
-  const given = option ?? (env[STORE_ENV] || undefined);
-  let root = defaultDataDirectory(env);
+  const given = option;
+  let root = defaultTokenStoreDirectory(env);
   if (given !== undefined) {
     const path = given.startsWith('file:') ? given.slice(5) : given;
     if (path.trim() === '' || /^[a-z][a-z0-9+.-]+:/i.test(path)) {
@@ -38,8 +42,14 @@ export function openStore(option: string | undefined, env: NodeJS.ProcessEnv = p
     }
     root = isAbsolute(path) ? path : resolve(path);
   }
-  const store = fileStore({ directory: root });
-  return { root, directory: store.directory, store, storage: new TokenStorage(store) };
+  const store = defaultTokenStore({ directory: root, env });
+  return {
+    root,
+    directory: fileStore({ directory: root }).directory,
+    store,
+    storage: new TokenStorage(store),
+    describe: async () => (await openDefaultTokenStore({ directory: root, env })).description,
+  };
 }
 
 /** A stored record as the CLI reads it: the token record plus what `OAuth` keeps beside it. */
@@ -78,7 +88,9 @@ export async function listRecords(
     if (file.expiresAt !== undefined && file.expiresAt <= Date.now()) continue;
     const server = file.key.slice(KEY_PREFIX.length);
     try {
-      records.push(migrateTokenRecord(file.value, server) as StoredRecord);
+      // Through the storage: it decrypts, and encrypts a plaintext record left by an older version.
+      const record = await cli.storage.read(server);
+      if (record) records.push(record as StoredRecord);
     } catch (error) {
       // A record a newer Gatehouse wrote, or a damaged one: left untouched, and said so.
       onUnreadable(join(cli.directory, name), error);

@@ -1,25 +1,27 @@
-import { pathToFileURL } from 'node:url';
 import {
-  type ClientCapabilities,
   type CompleteResult,
-  type CreateMessageRequest,
-  type CreateMessageResult,
-  type ElicitRequest,
-  type ElicitResult,
   type GetPromptResult,
   type Implementation,
   type LoggingLevel,
-  type LoggingMessageNotification,
-  type Progress,
   type Prompt,
   type ReadResourceResult,
   type Resource,
   type ResourceTemplateType,
-  type Root,
   Client as SdkClient,
   type Tool,
 } from '@modelcontextprotocol/client';
 import { ConnectionError, McpError, TimeoutError } from './errors.js';
+import {
+  capabilitiesFor,
+  type ElicitationHandler,
+  installHandlers,
+  type LogMessage,
+  type MessageHandler,
+  type ProgressHandler,
+  type RootsInput,
+  type SamplingHandler,
+  SessionSubscriptions,
+} from './handlers.js';
 import { type ToolResult, toClientError, toolErrorFor, toToolResult } from './results.js';
 import {
   type ClientAuth,
@@ -30,28 +32,12 @@ import {
 } from './source.js';
 import { type OpenSession, openSession, type TransportKind } from './transports.js';
 
-/** A log message the server sent (`notifications/message`), with the server's name on a multi-server client. */
-export type LogMessage = LoggingMessageNotification['params'] & { server?: string };
-
-/** Receives progress notifications: `progress` so far, `total` if known, and an optional `message`. */
-export type ProgressHandler = (progress: Progress) => void;
-
-/** Where a server-initiated request came from: the server's name on a multi-server client. */
-export interface RequestOrigin {
-  server?: string;
-}
-
-/** Answers a server's `sampling/createMessage` request: run the messages through your LLM. */
-export type SamplingHandler = (
-  params: CreateMessageRequest['params'],
-  origin: RequestOrigin,
-) => CreateMessageResult | Promise<CreateMessageResult>;
-
-/** Answers a server's `elicitation/create` request: ask the user, return `{ action, content }`. */
-export type ElicitationHandler = (
-  params: ElicitRequest['params'],
-  origin: RequestOrigin,
-) => ElicitResult | Promise<ElicitResult>;
+/**
+ * Which protocol version to speak: `'auto'` (the default) asks the server (`server/discover`) and speaks the newest
+ * version both sides support — 2026-07-28 with a server that offers it, else the 2025 handshake (`initialize`);
+ * `'legacy'` goes straight to the 2025 handshake; a version string (`'2026-07-28'`) insists on that version.
+ */
+export type ProtocolVersionChoice = 'auto' | 'legacy' | (string & {});
 
 /** Options of {@link Client}. */
 export interface ClientOptions {
@@ -74,12 +60,22 @@ export interface ClientOptions {
   progressHandler?: ProgressHandler;
   /** Name and version this client announces. Default `{ name: 'gatehouse', version: '0.1.0' }`. */
   clientInfo?: Implementation;
-  /** Roots offered to servers: `file://` URIs or paths (turned into `file://` URIs), or a function listing them. */
-  roots?: Array<string | Root> | (() => Array<string | Root> | Promise<Array<string | Root>>);
+  /**
+   * Roots offered to servers: `file://` URIs or paths (turned into `file://` URIs), or a function listing them.
+   * Change them with {@link Client.setRoots}, which tells the servers.
+   */
+  roots?: RootsInput | (() => RootsInput | Promise<RootsInput>);
   /** Answers sampling requests; declares the `sampling` capability. */
   samplingHandler?: SamplingHandler;
-  /** Answers elicitation requests; declares the `elicitation` capability. */
+  /**
+   * Answers elicitation requests, form and URL mode; declares the `elicitation` capability. Fields left out of an
+   * accepted form get the defaults of the requested schema.
+   */
   elicitationHandler?: ElicitationHandler;
+  /** Receives the notifications servers send: list changes, resource updates, progress, logs, and the rest. */
+  messageHandler?: MessageHandler;
+  /** Which protocol version to speak; default `'auto'`: the newest one the server speaks too. */
+  protocolVersion?: ProtocolVersionChoice;
 }
 
 /** Options of {@link Client.connect}. */
@@ -174,6 +170,8 @@ function asError(error: unknown): Error {
  */
 export class Client implements AsyncDisposable {
   readonly options: ClientOptions;
+  readonly #subscriptions = new WeakMap<OpenSession, SessionSubscriptions>();
+  #roots: ClientOptions['roots'];
   readonly #sources: ResolvedSources;
   readonly #sessions = new Map<string, OpenSession>();
   #failures: ServerFailure[] = [];
@@ -188,6 +186,7 @@ export class Client implements AsyncDisposable {
    */
   constructor(source: ClientSource, options: ClientOptions = {}) {
     this.options = options;
+    this.#roots = options.roots;
     this.#sources = resolveSource(source, options);
   }
 
@@ -311,6 +310,10 @@ export class Client implements AsyncDisposable {
 
   async #open(source: ResolvedSource, server: string | undefined, timeout: number | undefined): Promise<OpenSession> {
     const session = await openSession(source, () => this.#makeSdkClient(server), timeout);
+    const subscriptions = new SessionSubscriptions(session.sdk, this.options.messageHandler);
+    this.#subscriptions.set(session, subscriptions);
+    // On a 2026-07-28 connection, list changes arrive only on a subscription: open it for the handler's methods.
+    await subscriptions.listen().catch(() => {});
     // A server that goes away (the process exits, the stream ends) is no longer connected.
     session.sdk.onclose = () => {
       if (this.#sessions.get(server ?? '') !== session) return; // closed on purpose
@@ -321,41 +324,73 @@ export class Client implements AsyncDisposable {
   }
 
   #makeSdkClient(server: string | undefined): SdkClient {
-    const { roots, samplingHandler, elicitationHandler, logHandler } = this.options;
-    const capabilities: ClientCapabilities = {};
-    if (roots) capabilities.roots = { listChanged: true };
-    if (samplingHandler) capabilities.sampling = {};
-    if (elicitationHandler) capabilities.elicitation = { form: {} };
-    const sdk = new SdkClient(this.options.clientInfo ?? DEFAULT_CLIENT_INFO, { capabilities });
-    const origin: RequestOrigin = server === undefined ? {} : { server };
-    // Progress is routed here rather than through the SDK's `onprogress`: the SDK drops its progress handler as
-    // soon as the response arrives, before notifications read in the same chunk are dispatched, losing them.
-    sdk.setNotificationHandler('notifications/progress', (notification) => {
-      const { progressToken, ...progress } = notification.params;
-      this.#progress.get(progressToken)?.(progress);
+    const choice = this.options.protocolVersion ?? 'auto';
+    const sdk = new SdkClient(this.options.clientInfo ?? DEFAULT_CLIENT_INFO, {
+      capabilities: capabilitiesFor(this.options),
+      versionNegotiation: { mode: choice === 'auto' ? 'auto' : choice === 'legacy' ? 'legacy' : { pin: choice } },
     });
-    if (logHandler) {
-      sdk.setNotificationHandler('notifications/message', (notification) => {
-        logHandler(server === undefined ? notification.params : { ...notification.params, server });
-      });
-    }
-    if (roots) {
-      sdk.setRequestHandler('roots/list', async () => {
-        const list = typeof roots === 'function' ? await roots() : roots;
-        return {
-          roots: list.map((root) =>
-            typeof root !== 'string' ? root : { uri: /^[a-z]+:\/\//i.test(root) ? root : pathToFileURL(root).href },
-          ),
-        };
-      });
-    }
-    if (samplingHandler) {
-      sdk.setRequestHandler('sampling/createMessage', async (request) => samplingHandler(request.params, origin));
-    }
-    if (elicitationHandler) {
-      sdk.setRequestHandler('elicitation/create', async (request) => elicitationHandler(request.params, origin));
-    }
+    installHandlers(sdk, this.options, server === undefined ? {} : { server }, {
+      currentRoots: () => this.#roots,
+      progressFor: (token) => this.#progress.get(token),
+    });
     return sdk;
+  }
+
+  /**
+   * The protocol version negotiated with the (single) server, or with `server` of a multi-server client;
+   * `undefined` before connecting.
+   */
+  protocolVersion(server?: string): string | undefined {
+    return this.#sessions.get(this.#sources.kind === 'multi' ? (server ?? '') : '')?.sdk.getNegotiatedProtocolVersion();
+  }
+
+  /**
+   * Replaces the roots offered to servers and tells every connected server (`notifications/roots/list_changed`),
+   * so they ask for the new list.
+   *
+   * @example
+   * ```ts
+   * await using client = new Client('./server.mjs', { roots: ['/home/me/project'] });
+   * await client.connect();
+   * await client.setRoots(['/home/me/project', '/home/me/notes']);
+   * ```
+   */
+  async setRoots(roots: NonNullable<ClientOptions['roots']>): Promise<void> {
+    if (!this.options.roots) {
+      throw new ConnectionError('Roots were not offered when connecting', {
+        code: 'ERR_NO_ROOTS',
+        hint: 'Pass `roots` to the Client (an empty list is fine) so it declares the roots capability.',
+      });
+    }
+    this.#roots = roots;
+    await Promise.allSettled([...this.#sessions.values()].map((session) => session.sdk.sendRootsListChanged()));
+  }
+
+  /**
+   * Asks the server of `uri` to say when that resource changes: `messageHandler.onResourceUpdated(uri)` is called
+   * then. Needs a server with resource subscriptions (`resources.subscribe`).
+   *
+   * @example
+   * ```ts
+   * await using client = new Client('https://mcp.example.com/mcp', {
+   *   messageHandler: { onResourceUpdated: (uri) => console.log(`${uri} changed`) },
+   * });
+   * await client.subscribeResource('config://app');
+   * ```
+   */
+  async subscribeResource(uri: string, options?: RequestOptions): Promise<void> {
+    const target = await this.#routeUri(uri);
+    await this.#call('resources/subscribe', target.server, this.#timeout(options), () =>
+      this.#subscriptions.get(target.session)!.subscribe(target.name, this.#requestOptions(options)),
+    );
+  }
+
+  /** Stops the updates {@link Client.subscribeResource} asked for. */
+  async unsubscribeResource(uri: string, options?: RequestOptions): Promise<void> {
+    const target = await this.#routeUri(uri);
+    await this.#call('resources/unsubscribe', target.server, this.#timeout(options), () =>
+      this.#subscriptions.get(target.session)!.unsubscribe(target.name, this.#requestOptions(options)),
+    );
   }
 
   /** Closes every connection (and stops stdio server processes). Safe to call twice. */
@@ -367,6 +402,7 @@ export class Client implements AsyncDisposable {
     this.#connected = false;
     await Promise.allSettled(
       sessions.map(async (session) => {
+        await this.#subscriptions.get(session)?.close();
         await session.sdk.close();
         await session.dispose?.();
       }),
@@ -501,7 +537,9 @@ export class Client implements AsyncDisposable {
       'ping',
       options,
       async (sdk) => {
-        await sdk.ping(this.#requestOptions(options));
+        // 2026-07-28 has no `ping`: asking the server what it supports proves it answers just as well.
+        if (sdk.getProtocolEra() === 'modern') await sdk.discover(this.#requestOptions(options));
+        else await sdk.ping(this.#requestOptions(options));
         return [];
       },
       { skipUnhealthy: false },

@@ -7,6 +7,7 @@ import {
 } from '../oauth/metadata.js';
 import { canonicalResourceUri, isLoopbackUrl } from '../oauth/resource-uri.js';
 import { findBearerChallenge } from '../oauth/www-authenticate.js';
+import { clientFetch } from './network.js';
 
 /** The outcome of one diagnostic check. */
 export interface DoctorCheck {
@@ -53,7 +54,7 @@ export async function diagnose(
   url: string,
   options: { fetch?: typeof fetch; timeoutMs?: number } = {},
 ): Promise<DoctorReport> {
-  const fetchFn = options.fetch ?? fetch;
+  const fetchFn = options.fetch ?? clientFetch;
   const timeoutMs = options.timeoutMs ?? 10_000;
   const checks: DoctorCheck[] = [];
   const probes: DoctorReport['probes'] = [];

@@ -1,4 +1,5 @@
 import { AuthenticationError } from './errors.js';
+import { clientFetch } from './network.js';
 
 /** Credentials for logging in without a browser, by posting the authorization server's login form. */
 export interface LoginCredentials {
@@ -9,7 +10,7 @@ export interface LoginCredentials {
 interface HtmlForm {
   action: string;
   method: string;
-  fields: Array<{ name: string; value: string; type: string }>;
+  fields: Array<{ name: string; value: string; type: string; checked: boolean }>;
   buttons: Array<{ name: string; value: string }>;
 }
 
@@ -33,10 +34,38 @@ export function parseForms(html: string): HtmlForm[] {
   for (const m of html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/gi)) {
     const formAttrs = attributes(m[1]!);
     const body = m[2]!;
-    const fields = [...body.matchAll(/<input\b([^>]*)>/gi)].map((input) => {
-      const a = attributes(input[1]!);
-      return { name: a['name'] ?? '', value: a['value'] ?? '', type: (a['type'] ?? 'text').toLowerCase() };
-    });
+    // In document order, as a browser builds the form data set; disabled controls are never submitted.
+    const controls = [...body.matchAll(/<(input|select|textarea)\b([^>]*)>(?:([\s\S]*?)<\/\1>)?/gi)];
+    const fields: HtmlForm['fields'] = [];
+    for (const control of controls) {
+      const tag = control[1]!.toLowerCase();
+      const a = attributes(control[2]!);
+      if ('disabled' in a) continue;
+      const name = a['name'] ?? '';
+      if (tag === 'textarea') {
+        fields.push({ name, value: decodeEntities(control[3] ?? ''), type: 'textarea', checked: false });
+      } else if (tag === 'select') {
+        const options = [...(control[3] ?? '').matchAll(/<option\b([^>]*)>([^<]*)/gi)].map((o) => {
+          const oa = attributes(o[1]!);
+          return {
+            value: oa['value'] ?? decodeEntities(o[2]!.trim()),
+            selected: 'selected' in oa,
+            disabled: 'disabled' in oa,
+          };
+        });
+        // The selected option, else the first that is not disabled: what a browser submits by default.
+        const chosen = options.find((o) => o.selected) ?? options.find((o) => !o.disabled);
+        if (chosen) fields.push({ name, value: chosen.value, type: 'select', checked: false });
+      } else {
+        const type = (a['type'] ?? 'text').toLowerCase();
+        fields.push({
+          name,
+          value: a['value'] ?? (type === 'checkbox' || type === 'radio' ? 'on' : ''),
+          type,
+          checked: 'checked' in a,
+        });
+      }
+    }
     const buttons = [...body.matchAll(/<button\b([^>]*)>/gi)]
       .map((button) => attributes(button[1]!))
       .filter((a) => (a['type'] ?? 'submit').toLowerCase() === 'submit')
@@ -63,9 +92,10 @@ function fillForm(form: HtmlForm, credentials: LoginCredentials): URLSearchParam
     else if (hasPassword && !usernameFilled && (field.type === 'text' || field.type === 'email')) {
       body.set(field.name, credentials.username);
       usernameFilled = true;
-    } else if ((field.type === 'checkbox' || field.type === 'radio') && !/checked/.test(field.type)) {
-      // Unchecked boxes are not submitted, as a browser would.
-    } else body.set(field.name, field.value);
+    } else if (field.type === 'checkbox' || field.type === 'radio') {
+      // Checked boxes and the checked radio are submitted (every checked box of a name), unchecked ones not.
+      if (field.checked) body.append(field.name, field.value);
+    } else body.append(field.name, field.value);
   }
   const button = form.buttons.find((b) => APPROVE.test(b.value)) ?? form.buttons[0];
   if (button?.name) body.set(button.name, button.value);
@@ -104,7 +134,7 @@ export async function headlessAuthorize(
   authorizationUrl: URL,
   redirectUri: string,
   credentials: LoginCredentials,
-  fetchFn: typeof fetch = fetch,
+  fetchFn: typeof fetch = clientFetch,
 ): Promise<URL> {
   const target = new URL(redirectUri);
   const isCallback = (url: URL) => url.origin === target.origin && url.pathname === target.pathname;

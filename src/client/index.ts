@@ -16,13 +16,8 @@ export {
   Client,
   type ClientOptions,
   type CompletionRef,
-  type ConnectOptions,
-  type ElicitationHandler,
-  type LogMessage,
-  type ProgressHandler,
+  type ProtocolVersionChoice,
   type RequestOptions,
-  type RequestOrigin,
-  type SamplingHandler,
   type ServerFailure,
 } from './client.js';
 export { type DoctorCheck, type DoctorReport, diagnose, formatDoctorReport } from './doctor.js';
@@ -39,8 +34,18 @@ export {
   TimeoutError,
   ToolError,
 } from './errors.js';
+export type {
+  ElicitationHandler,
+  LogMessage,
+  MessageHandler,
+  ProgressHandler,
+  RequestOrigin,
+  RootsInput,
+  SamplingHandler,
+} from './handlers.js';
 export { headlessAuthorize, type LoginCredentials } from './headless-login.js';
 export { type AssertionContext, type IdJagOptions, MachineAuth, type MachineAuthOptions } from './machine.js';
+export { clientFetch } from './network.js';
 export { type AuthorizeOptions, OAuth, type OAuthEvent, type OAuthOptions, type WrapFetchHooks } from './oauth.js';
 export type { ToolResult } from './results.js';
 export {

@@ -18,6 +18,7 @@ import { isAccessTokenExpired, type TokenResponse, TokenStorage } from '../stora
 import type { StoreInput } from '../storage/types.js';
 import { AuthenticationError, DiscoveryError } from './errors.js';
 import { retryingFetch } from './fetch-retry.js';
+import { clientFetch } from './network.js';
 
 const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
@@ -69,7 +70,7 @@ export interface MachineAuthOptions {
   dpop?: boolean | DpopSession;
   /** Fetch a new token this many seconds before the current one expires. Default 60. */
   refreshSkewSeconds?: number;
-  /** `fetch` for the token requests. */
+  /** `fetch` for the token requests. Default: {@link clientFetch} (proxy variables and extra CAs honoured). */
   fetch?: typeof fetch;
 }
 
@@ -105,7 +106,7 @@ export class MachineAuth implements OAuthClientProvider {
         ? options.tokenStorage
         : // Memory is a fine default here: a machine fetches a new token without bothering anyone.
           new TokenStorage(options.tokenStorage ?? memoryStore());
-    this.fetchFn = retryingFetch(options.fetch ?? fetch);
+    this.fetchFn = retryingFetch(options.fetch ?? clientFetch);
     if (options.privateKey && !this.isJwtBearer) {
       const sign = (audience: string) =>
         createPrivateKeyJwtAuth({
@@ -278,7 +279,7 @@ export class MachineAuth implements OAuthClientProvider {
    * A `fetch` for the MCP transport: adds the access token (fetched first when missing or about to expire) and,
    * when the server answers `401`, fetches a new one and retries once.
    */
-  wrapFetch(base: FetchLike = fetch): FetchLike {
+  wrapFetch(base: FetchLike = clientFetch): FetchLike {
     const next = this.dpop ? withDpopFromProvider(this)(base) : base;
     return async (input, init) => {
       this.options.mcpUrl ??= String(input instanceof Request ? input.url : input);

@@ -46,6 +46,7 @@ import {
 } from './errors.js';
 import { retryingFetch } from './fetch-retry.js';
 import { headlessAuthorize, type LoginCredentials } from './headless-login.js';
+import { clientFetch } from './network.js';
 
 /** What the OAuth flow is doing, for progress output. `http` events carry every request the flow makes. */
 export type OAuthEvent =
@@ -105,7 +106,7 @@ export interface OAuthOptions {
   maxStepUps?: number;
   /** Sender-constrain tokens with DPoP (RFC 9449): `true` for a fresh key, or your own session. */
   dpop?: boolean | DpopSession;
-  /** `fetch` used for every OAuth request. */
+  /** `fetch` used for every OAuth request. Default: {@link clientFetch} (proxy variables and extra CAs honoured). */
   fetch?: typeof fetch;
   /** Receives progress events. */
   onEvent?: (event: OAuthEvent) => void;
@@ -318,7 +319,7 @@ export class OAuth implements OAuthClientProvider {
     if (options.clientMetadataUrl !== undefined) this.clientMetadataUrl = options.clientMetadataUrl;
     this.storage =
       options.tokenStorage instanceof TokenStorage ? options.tokenStorage : new TokenStorage(options.tokenStorage);
-    const base = retryingFetch(options.fetch ?? fetch);
+    const base = retryingFetch(options.fetch ?? clientFetch);
     this.fetchFn = async (input, init) => {
       const method = (init?.method ?? 'GET').toUpperCase();
       let sent = init;
@@ -853,7 +854,7 @@ export class OAuth implements OAuthClientProvider {
    * const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { fetch: oauth.wrapFetch() });
    * ```
    */
-  wrapFetch(base: FetchLike = fetch, hooks: WrapFetchHooks = {}): FetchLike {
+  wrapFetch(base: FetchLike = clientFetch, hooks: WrapFetchHooks = {}): FetchLike {
     // Each wrapped fetch belongs to the server of its first request (an MCP transport's first request always goes
     // to the server URL itself); a request to another origin uses that origin's own credential, never this one.
     let bound: { origin: string; fetch: FetchLike } | undefined;

@@ -11,6 +11,8 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from '@modelcontextprotocol/client';
+import { defaultTokenStore } from '../storage/default.js';
+import { clientFetch } from './network.js';
 import { OAuth, type WrapFetchHooks } from './oauth.js';
 import type { ClientAuth, ResolvedSource } from './source.js';
 
@@ -25,24 +27,44 @@ export interface OpenSession {
   dispose?: () => Promise<void>;
 }
 
-/** @internal What the transports need for an `auth` option: an SDK auth provider, or OAuth's own `fetch`. */
+const defaultOAuths = new WeakMap<object, OAuth>();
+
+/**
+ * `auth: 'oauth'`: one `OAuth` per source of a `Client` (so `close()` and reconnecting reuse the login), storing
+ * its credential where the CLI does (encrypted, see `openDefaultTokenStore`).
+ */
+function defaultOAuthFor(owner: object, serverUrl: URL): OAuth {
+  let oauth = defaultOAuths.get(owner);
+  if (!oauth) {
+    oauth = new OAuth({ mcpUrl: serverUrl.href, tokenStorage: defaultTokenStore() });
+    defaultOAuths.set(owner, oauth);
+  }
+  return oauth;
+}
+
+/**
+ * @internal What the transports need for an `auth` option: an SDK auth provider, or OAuth's own `fetch`. Every
+ * variant sends its requests through {@link clientFetch}, so proxies and extra CAs apply to the MCP traffic too.
+ */
 export function httpAuthFor(
   auth: ClientAuth | undefined,
   serverUrl: URL,
   hooks: WrapFetchHooks = {},
-): { authProvider?: AuthProvider | OAuthClientProvider; fetch?: FetchLike } {
-  if (auth === undefined) return {};
-  const oauth = auth === 'oauth' ? new OAuth({ mcpUrl: serverUrl.href }) : auth instanceof OAuth ? auth : undefined;
+  owner?: object,
+): { authProvider?: AuthProvider | OAuthClientProvider; fetch: FetchLike } {
+  if (auth === undefined) return { fetch: clientFetch };
+  const oauth =
+    auth === 'oauth' ? defaultOAuthFor(owner ?? serverUrl, serverUrl) : auth instanceof OAuth ? auth : undefined;
   if (oauth) {
     // One credential per server, even when one OAuth is shared by several servers. wrapFetch adds the token,
     // refreshes it, logs in on 401 and steps up on 403 insufficient_scope.
-    return { fetch: oauth.forServer(serverUrl).wrapFetch(fetch, hooks) };
+    return { fetch: oauth.forServer(serverUrl).wrapFetch(clientFetch, hooks) };
   }
   if (typeof auth === 'string') {
     const token = auth.replace(/^Bearer\s+/i, '');
-    return { authProvider: { token: async () => token } };
+    return { authProvider: { token: async () => token }, fetch: clientFetch };
   }
-  return { authProvider: auth };
+  return { authProvider: auth, fetch: clientFetch };
 }
 
 /**
@@ -148,7 +170,12 @@ export async function openSession(
       const oauth = source.auth === 'oauth' || source.auth instanceof OAuth;
       const deadline = () => (oauth ? new HandshakeDeadline(timeout ?? DEFAULT_HANDSHAKE_TIMEOUT) : undefined);
       let current: HandshakeDeadline | undefined;
-      const auth = httpAuthFor(source.auth, source.url, { onAuthorizing: (on) => current?.hooks.onAuthorizing?.(on) });
+      const auth = httpAuthFor(
+        source.auth,
+        source.url,
+        { onAuthorizing: (on) => current?.hooks.onAuthorizing?.(on) },
+        source,
+      );
       const attempt = (transport: Transport) => {
         current = deadline();
         return connectWith(make, transport, timeout, current);

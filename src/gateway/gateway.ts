@@ -142,6 +142,8 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         ...(c.scopes ?? []),
         ...Object.values(c.toolScopes ?? {}).flat(),
         ...Object.keys(c.scopeHierarchy ?? {}),
+        // The user consents to what the gateway asks for on their behalf: exchanged scopes are the token's own.
+        ...(c.tokenExchange?.scopes ?? []),
       ]);
       return all.size ? [...all] : [DEFAULT_SCOPE];
     };

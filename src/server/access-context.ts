@@ -25,6 +25,13 @@ export interface AccessError {
   status?: number;
 }
 
+/** The error with a `toString()` that reads `code: message` (so `${error}` in a template says what happened). */
+function readable(error: AccessError): AccessError {
+  const copy = { ...error };
+  Object.defineProperty(copy, 'toString', { value: () => `${error.error}: ${error.message}`, enumerable: false });
+  return copy;
+}
+
 /** `success`: every resource has a token; `partial_error`: some do; `error`: none do, or a global error. */
 export type AccessStatus = 'success' | 'partial_error' | 'error';
 
@@ -103,13 +110,13 @@ export class AccessContext {
   /** Records why one resource has no token. */
   setResourceError(resource: string, error: AccessError): void {
     this.#track(resource);
-    this.#errors.set(key(resource), { resource, error });
+    this.#errors.set(key(resource), { resource, error: readable(error) });
     this.#tokens.delete(key(resource));
   }
 
   /** Records an error that affects every resource (e.g. the tool was called without a user token). */
   setError(error: AccessError): void {
-    this.#error = error;
+    this.#error = readable(error);
   }
 
   #track(resource: string): void {
@@ -148,6 +155,11 @@ export class AccessContext {
     return this.#errors.get(key(resource))?.error;
   }
 
+  /** Every resource error, by resource as requested (seed 003's `get_resource_errors`). */
+  getResourceErrors(): Record<string, AccessError> {
+    return this.getErrors().resources;
+  }
+
   /** Every error: the global one and one per failed resource (keyed as requested). */
   getErrors(): { error?: AccessError; resources: Record<string, AccessError> } {
     const resources: Record<string, AccessError> = {};
@@ -172,6 +184,17 @@ export class AccessContext {
   getFailedResources(): string[] {
     if (this.#error) return [...this.#resources];
     return this.#resources.filter((r) => this.#errors.has(key(r)));
+  }
+
+  /**
+   * One readable line for logs and tool answers; never contains tokens, e.g.
+   * `partial_error: https://api.example.com: invalid_scope: the user did not consent to these scopes`.
+   */
+  toString(): string {
+    const status = this.getStatus();
+    if (this.#error) return `${status}: ${this.#error}`;
+    const failures = [...this.#errors.values()].map(({ resource, error }) => `${resource}: ${error}`);
+    return failures.length ? `${status}: ${failures.join('; ')}` : status;
   }
 
   /** A summary for logs; never contains tokens. */

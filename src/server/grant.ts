@@ -36,7 +36,7 @@ export interface TokenExchangeOptions {
 export interface ExchangeRequest {
   /** The user's access token, as this server received it. */
   subjectToken: string;
-  /** Who the token is for; with `resource` and `scopes` the cache key. Default: a hash of the subject token. */
+  /** Who the token is for; with a hash of the subject token, `resource` and `scopes` the cache key. */
   subject?: string;
   /** The resource to get a token for (RFC 8707 `resource`). */
   resource: string;
@@ -137,8 +137,10 @@ export class TokenExchangeClient {
   /** Exchanges (or reuses a cached exchange of) `subjectToken` for a token for `resource`. */
   async exchange(request: ExchangeRequest): Promise<ResourceAccess> {
     const scopes = [...new Set(request.scopes ?? [])].sort();
-    const subject = request.subject ?? `#${createHash('sha256').update(request.subjectToken).digest('base64url')}`;
-    const cacheKey = JSON.stringify([subject, request.resource, scopes]);
+    // The subject token's hash is always part of the key: a token the AS would refuse to exchange (revoked, another
+    // grant) must reach the AS, never be answered from another token's exchange for the same subject.
+    const tokenHash = createHash('sha256').update(request.subjectToken).digest('base64url');
+    const cacheKey = JSON.stringify([request.subject ?? '', tokenHash, request.resource, scopes]);
     const cached = this.#cache.get(cacheKey);
     if (cached && cached.until > Date.now()) return cached.access;
     if (cached) this.#cache.delete(cacheKey);

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type { FetchHandler } from './protect.js';
@@ -32,7 +33,7 @@ export interface RunningServer {
 
 /**
  * Serves a listener on `host:port` (port 0 picks a free one) and resolves once it listens. The host defaults
- * to 127.0.0.1.
+ * to 127.0.0.1. With `tls` (a PEM `key` and `cert`) it serves https.
  *
  * @example
  * ```ts
@@ -45,10 +46,10 @@ export interface RunningServer {
  */
 export async function listen(
   listener: (req: IncomingMessage, res: ServerResponse) => void,
-  options: { port?: number; host?: string } = {},
+  options: { port?: number; host?: string; tls?: { key: string; cert: string } } = {},
 ): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
-  const server = createServer(listener);
+  const server = options.tls ? createHttpsServer(options.tls, listener) : createServer(listener);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, host, () => {
@@ -59,7 +60,7 @@ export async function listen(
   const { port } = server.address() as AddressInfo;
   const hostPart = host.includes(':') ? `[${host}]` : host;
   return {
-    url: `http://${hostPart}:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://${hostPart}:${port}`,
     port,
     server,
     close: () =>

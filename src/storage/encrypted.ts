@@ -1,6 +1,5 @@
-import { createHash, randomBytes, scrypt as scryptCallback } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes, scrypt as scryptCallback } from 'node:crypto';
 import { promisify } from 'node:util';
-import { CompactEncrypt, compactDecrypt, decodeProtectedHeader } from 'jose';
 import { DecryptionError, StorageConfigError } from './errors.js';
 import { brand, type GatehouseStore, type KeyValueStore, type StoreInput, toKeyValueStore } from './types.js';
 
@@ -85,15 +84,82 @@ function keyBytes(key: EncryptionKey): Uint8Array {
   );
 }
 
-interface ResolvedKey {
+/** A key ready to seal with: its bytes and the short fingerprint (`kid`) written into every value it seals. */
+export interface SealingKey {
   kid: string;
   bytes: Uint8Array;
 }
 
-function resolvedKey(bytes: Uint8Array): ResolvedKey {
+function resolvedKey(bytes: Uint8Array): SealingKey {
   // A short fingerprint in the header picks the right key without trial decryption; it reveals nothing usable.
   const kid = createHash('sha256').update('gatehouse-kid').update(bytes).digest('base64url').slice(0, 16);
   return { kid, bytes };
+}
+
+/** Resolves a raw key (32 bytes or their base64url/base64 text); throws {@link StorageConfigError} if malformed. */
+export function sealingKey(key: EncryptionKey): SealingKey {
+  return resolvedKey(keyBytes(key));
+}
+
+// The one sealing format of Gatehouse: JWE compact serialisation, `dir` + `A256GCM` (RFC 7516), the plaintext an
+// envelope `{ k: name, v: value }` so that a value copied under another name does not open. Built on node:crypto
+// synchronously (any JOSE library can still read it): the authorization server seals on every store write.
+const B64 = 'base64url';
+
+/** Seals `value` under `name` with `key`: a JWE compact string. */
+export function sealValue(key: SealingKey, name: string, value: unknown): string {
+  const header = Buffer.from(JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid: key.kid })).toString(B64);
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key.bytes, iv);
+  cipher.setAAD(Buffer.from(header, 'ascii'));
+  const plaintext = Buffer.from(JSON.stringify({ k: name, v: value }), 'utf8');
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return `${header}..${iv.toString(B64)}.${ciphertext.toString(B64)}.${cipher.getAuthTag().toString(B64)}`;
+}
+
+/** The `kid` a sealed value names, or undefined when it is not a sealed value at all. */
+export function sealedKid(sealed: string): string | undefined {
+  const dot = sealed.indexOf('.');
+  if (dot <= 0) return undefined;
+  try {
+    const header = JSON.parse(Buffer.from(sealed.slice(0, dot), B64).toString('utf8')) as { kid?: unknown };
+    return typeof header.kid === 'string' ? header.kid : '';
+  } catch {
+    return undefined;
+  }
+}
+
+/** Opens a value sealed under `name` with whichever of `keys` matches; throws {@link DecryptionError}. */
+export function openValue(keys: readonly SealingKey[], name: string, sealed: unknown): unknown {
+  if (typeof sealed !== 'string') throw new DecryptionError(`The value of "${name}" is not encrypted.`);
+  const parts = sealed.split('.');
+  const kid = sealedKid(sealed);
+  if (parts.length !== 5 || kid === undefined || parts[1] !== '') {
+    throw new DecryptionError(`The value of "${name}" is not an encrypted value.`);
+  }
+  const [header, , iv, ciphertext, tag] = parts as [string, string, string, string, string];
+  const ordered = [...keys.filter((k) => k.kid === kid), ...keys.filter((k) => k.kid !== kid)];
+  let lastError: unknown;
+  for (const candidate of ordered) {
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', candidate.bytes, Buffer.from(iv, B64));
+      decipher.setAAD(Buffer.from(header, 'ascii'));
+      decipher.setAuthTag(Buffer.from(tag, B64));
+      const plaintext = Buffer.concat([decipher.update(Buffer.from(ciphertext, B64)), decipher.final()]);
+      const envelope = JSON.parse(plaintext.toString('utf8')) as { k?: unknown; v?: unknown };
+      if (envelope.k !== name) {
+        throw new DecryptionError(`The value stored under "${name}" was written for another key.`);
+      }
+      return envelope.v;
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  if (lastError instanceof DecryptionError) throw lastError;
+  throw new DecryptionError(
+    `The value of "${name}" could not be decrypted with any configured key${kid ? ` (it names key ${kid})` : ''}.`,
+    { cause: lastError },
+  );
 }
 
 /**
@@ -130,8 +196,8 @@ export function encryptedStore(inner: StoreInput, options: EncryptedStoreOptions
   for (const spec of specs) if (!isPassphrase(spec)) keyBytes(spec);
   const lenient = options.onDecryptionError === 'undefined';
 
-  let keys: Promise<ResolvedKey[]> | undefined;
-  const loadKeys = (): Promise<ResolvedKey[]> => {
+  let keys: Promise<SealingKey[]> | undefined;
+  const loadKeys = (): Promise<SealingKey[]> => {
     keys ??= Promise.all(
       specs.map(async (spec) =>
         resolvedKey(isPassphrase(spec) ? await deriveKey(spec.passphrase, spec.salt) : keyBytes(spec)),
@@ -140,44 +206,8 @@ export function encryptedStore(inner: StoreInput, options: EncryptedStoreOptions
     return keys;
   };
 
-  const decrypt = async (key: string, stored: unknown): Promise<unknown> => {
-    if (typeof stored !== 'string') throw new DecryptionError(`The value of "${key}" is not encrypted.`);
-    let kid: unknown;
-    try {
-      kid = decodeProtectedHeader(stored).kid;
-    } catch (error) {
-      throw new DecryptionError(`The value of "${key}" is not an encrypted value.`, { cause: error });
-    }
-    const all = await loadKeys();
-    const ordered = [...all.filter((k) => k.kid === kid), ...all.filter((k) => k.kid !== kid)];
-    let lastError: unknown;
-    for (const candidate of ordered) {
-      try {
-        const { plaintext } = await compactDecrypt(stored, candidate.bytes, {
-          keyManagementAlgorithms: ['dir'],
-          contentEncryptionAlgorithms: ['A256GCM'],
-        });
-        const envelope = JSON.parse(new TextDecoder().decode(plaintext)) as { k?: unknown; v?: unknown };
-        if (envelope.k !== key)
-          throw new DecryptionError(`The value stored under "${key}" was written for another key.`);
-        return envelope.v;
-      } catch (error) {
-        lastError = error;
-      }
-    }
-    if (lastError instanceof DecryptionError) throw lastError;
-    throw new DecryptionError(`The value of "${key}" could not be decrypted with any configured key.`, {
-      cause: lastError,
-    });
-  };
-
-  const encrypt = async (key: string, value: unknown): Promise<string> => {
-    const [current] = await loadKeys();
-    const plaintext = new TextEncoder().encode(JSON.stringify({ k: key, v: value }));
-    return new CompactEncrypt(plaintext)
-      .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: current!.kid })
-      .encrypt(current!.bytes);
-  };
+  const decrypt = async (key: string, stored: unknown): Promise<unknown> => openValue(await loadKeys(), key, stored);
+  const encrypt = async (key: string, value: unknown): Promise<string> => sealValue((await loadKeys())[0]!, key, value);
   const read = async (key: string, stored: unknown): Promise<unknown> => {
     if (stored === undefined || stored === null) return undefined;
     try {

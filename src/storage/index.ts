@@ -11,6 +11,15 @@
  *
  * @packageDocumentation
  */
+export {
+  type DefaultTokenStore,
+  type DefaultTokenStoreOptions,
+  defaultTokenStore,
+  defaultTokenStoreDirectory,
+  openDefaultTokenStore,
+  TOKEN_KEY_FILE,
+  TOKEN_STORE_ENV,
+} from './default.js';
 export { type DynamoStoreOptions, dynamoStore } from './dynamo.js';
 export {
   deriveKey,

@@ -25,10 +25,14 @@ export async function openPgPool(connectionString: string, config: PoolConfig = 
 }
 
 /**
- * Runs `fn` while holding a transaction-scoped advisory lock, so several instances starting together create the
- * schema once instead of racing on `CREATE TABLE IF NOT EXISTS` (which is not concurrency-safe in PostgreSQL).
+ * Runs `fn` while holding a transaction-scoped advisory lock named `name`, so that several instances starting
+ * together do a one-time job (create the schema, migrate) once instead of racing.
  */
-export async function withSchemaLock(pool: Pool, name: string, sql: string): Promise<void> {
+export async function withAdvisoryLock<T>(
+  pool: Pool,
+  name: string,
+  fn: (client: import('pg').PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   // A checked-out client has no pool listener: without one, a dropped connection would crash the process.
   const ignore = () => {};
@@ -36,8 +40,9 @@ export async function withSchemaLock(pool: Pool, name: string, sql: string): Pro
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [name]);
-    await client.query(sql);
+    const result = await fn(client);
     await client.query('COMMIT');
+    return result;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {});
     throw error;
@@ -45,6 +50,15 @@ export async function withSchemaLock(pool: Pool, name: string, sql: string): Pro
     client.off('error', ignore);
     client.release();
   }
+}
+
+/**
+ * Creates a schema under an advisory lock: `CREATE TABLE IF NOT EXISTS` is not concurrency-safe in PostgreSQL.
+ */
+export async function withSchemaLock(pool: Pool, name: string, sql: string): Promise<void> {
+  await withAdvisoryLock(pool, name, async (client) => {
+    await client.query(sql);
+  });
 }
 
 /**

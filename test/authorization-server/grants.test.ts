@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { anyOf, hashPassword, staticUsers, usersFile } from '../../src/authorization-server/index.js';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../../src/oauth/index.js';
+import { generateEncryptionKey } from '../../src/storage/encrypted.js';
 import { oidcAdapterFactory } from '../../src/storage/oidc/factory.js';
 import {
   authorizationUrl,
@@ -63,8 +64,10 @@ describe('refresh-token rotation', () => {
 
 describe('refresh-token reuse across two instances sharing Redis', () => {
   const prefix = `gatehouse-test-${randomBytes(4).toString('hex')}:`;
-  const adapterA = oidcAdapterFactory({ backend: 'redis', url: 'redis://127.0.0.1:6379', prefix });
-  const adapterB = oidcAdapterFactory({ backend: 'redis', url: 'redis://127.0.0.1:6379', prefix });
+  // Both instances hold the same at-rest key, as every instance sharing a store must.
+  const encryptionKeys = [generateEncryptionKey()];
+  const adapterA = oidcAdapterFactory({ backend: 'redis', url: 'redis://127.0.0.1:6379', prefix, encryptionKeys });
+  const adapterB = oidcAdapterFactory({ backend: 'redis', url: 'redis://127.0.0.1:6379', prefix, encryptionKeys });
   let a: RunningAs;
   let b: RunningAs;
   beforeAll(async () => {
@@ -199,6 +202,56 @@ describe('token exchange (RFC 8693)', () => {
     const downstreamToken = (await exchange(mcpServer, flow.first.body['access_token']!)).body['access_token']!;
     const chained = await exchange(mcpServer, downstreamToken);
     expect(chained.body['error']).toBe('invalid_grant');
+  });
+});
+
+describe('token exchange: the subject account must still be enabled', () => {
+  it('refuses to exchange the token of an account the authenticator no longer finds', async () => {
+    const users = await staticUsers({ alice: 'wonderland' });
+    let disabled = false;
+    const as = await startAs({
+      authenticator: {
+        authenticate: (username, password) => users.authenticate(username, password),
+        findAccount: async (subject) => (disabled ? undefined : { subject }),
+      },
+      clients: [
+        {
+          client_id: 'mcp-server',
+          client_secret: 'mcp-server-secret-long-enough-123',
+          grant_types: [TOKEN_EXCHANGE_GRANT_TYPE],
+          redirect_uris: [],
+          response_types: [],
+          token_endpoint_auth_method: 'client_secret_basic',
+        },
+      ],
+      tokenExchange: [
+        {
+          clientId: 'mcp-server',
+          from: [RESOURCE],
+          to: [{ resource: DOWNSTREAM, scopes: ['api:read'], beyondConsent: true }],
+        },
+      ],
+    });
+    try {
+      const flow = await loginFlow(as);
+      const exchange = () =>
+        token(
+          as,
+          {
+            grant_type: TOKEN_EXCHANGE_GRANT_TYPE,
+            subject_token: flow.first.body['access_token']!,
+            subject_token_type: TOKEN_TYPE.accessToken,
+            resource: DOWNSTREAM,
+          },
+          { id: 'mcp-server', secret: 'mcp-server-secret-long-enough-123' },
+        );
+      expect((await exchange()).status).toBe(200);
+      disabled = true;
+      const refused = await exchange();
+      expect(refused.body).toMatchObject({ error: 'invalid_grant' }); // oidc-provider keeps the reason out of the answer
+    } finally {
+      await as.close();
+    }
   });
 });
 

@@ -91,11 +91,14 @@ export class Browser {
   readonly cookies = new Map<string, string>();
   readonly pages: Array<{ kind: 'login' | 'consent' | 'other'; status: number; html: string }> = [];
 
+  /** `fetchImpl`: how requests go out (e.g. from one simulated client address). Default: the global fetch. */
+  constructor(readonly fetchImpl: typeof fetch = fetch) {}
+
   async request(url: URL, init: { method?: string; body?: URLSearchParams } = {}) {
     const headers = new Headers({ accept: 'text/html' });
     if (this.cookies.size) headers.set('cookie', [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
     if (init.body) headers.set('content-type', 'application/x-www-form-urlencoded');
-    const response = await fetch(url, {
+    const response = await this.fetchImpl(url, {
       method: init.method ?? 'GET',
       headers,
       body: init.body?.toString(),

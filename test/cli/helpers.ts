@@ -3,6 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
 import type { ClientMetadata } from 'oidc-provider';
 import { z } from 'zod';
@@ -140,4 +142,22 @@ export function startServe(args: string[], env: Record<string, string | undefine
       });
     });
   });
+}
+
+/** An SDK client talking to a `gatehouse proxy …` child process over stdio; its stderr is collected. */
+export function proxyClient(args: string[], env: Record<string, string>) {
+  const base: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !key.startsWith('GATEHOUSE_')) base[key] = value;
+  }
+  const stderr: string[] = [];
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [BIN, 'proxy', ...args],
+    env: { ...base, NO_COLOR: '1', ...env },
+    stderr: 'pipe',
+  });
+  transport.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')));
+  const client = new Client({ name: 'proxy-test', version: '1.0.0' });
+  return { client, transport, stderr };
 }

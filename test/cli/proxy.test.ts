@@ -1,26 +1,7 @@
-import { Client } from '@modelcontextprotocol/client';
-import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoStack, startDemoStack } from '../../src/testing/demo-stack.js';
 import { startSseOnlyServer } from '../fixtures/servers/http.js';
-import { BIN, startOpenServer, tempStore } from './helpers.js';
-
-function proxyClient(args: string[], env: Record<string, string>) {
-  const base: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value !== undefined && !key.startsWith('GATEHOUSE_')) base[key] = value;
-  }
-  const stderr: string[] = [];
-  const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: [BIN, 'proxy', ...args],
-    env: { ...base, NO_COLOR: '1', ...env },
-    stderr: 'pipe',
-  });
-  transport.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')));
-  const client = new Client({ name: 'proxy-test', version: '1.0.0' });
-  return { client, transport, stderr };
-}
+import { proxyClient, startOpenServer, tempStore } from './helpers.js';
 
 describe('gatehouse proxy', () => {
   let stack: DemoStack;

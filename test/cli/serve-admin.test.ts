@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,23 +25,34 @@ async function runAdmin(args: string[]): Promise<{ code: number; lines: Array<Re
 }
 
 describe('gatehouse admin', () => {
-  afterEach(() => vi.restoreAllMocks());
+  afterEach(() => {
+    vi.restoreAllMocks();
+    vi.unstubAllEnvs();
+  });
 
   for (const kind of ['sqlite', 'redis', 'postgres'] as const) {
     it(`lists and revokes clients and grants, and rotates keys (${kind})`, { timeout: 60_000 }, async () => {
       const dataDir = await mkdtemp(join(tmpdir(), 'gatehouse-admin-'));
+      const suffix = randomBytes(4).toString('hex');
       const store = {
         sqlite: `sqlite:${join(dataDir, 'as.db')}`,
-        redis: `redis://127.0.0.1:6379?prefix=gatehouse-admin-test:`,
-        postgres: `postgres://postgres@127.0.0.1:5432/test?table=gatehouse_admin_test`,
+        redis: `redis://127.0.0.1:6379?prefix=gatehouse-admin-test-${suffix}:`,
+        postgres: `postgres://postgres@127.0.0.1:5432/test?table=gatehouse_admin_test_${suffix}`,
       }[kind];
+      // The admin command reads the at-rest key from its environment, as the server does.
+      const storeKey = randomBytes(32).toString('base64url');
+      vi.stubEnv('GATEHOUSE_STORE_KEY', storeKey);
       const config = {
         port: 0,
         store,
         superuser: 'alice',
         resources: [{ resource: RESOURCE, scopes: ['mcp:tools'] }],
       };
-      const env = { GATEHOUSE_SUPERUSER_PASSWORD: 'wonderland', GATEHOUSE_DATA_DIR: dataDir };
+      const env = {
+        GATEHOUSE_SUPERUSER_PASSWORD: 'wonderland',
+        GATEHOUSE_DATA_DIR: dataDir,
+        GATEHOUSE_STORE_KEY: storeKey,
+      };
       let running = await serve(config, { env });
       try {
         const flow = await loginFlow({ url: running.url });

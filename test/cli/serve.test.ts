@@ -65,8 +65,9 @@ describe('gatehouse serve', () => {
   for (const store of [
     'memory',
     'sqlite:',
-    `redis://127.0.0.1:6379?prefix=gatehouse-serve-test:`,
-    `postgres://postgres@127.0.0.1:5432/test?table=gatehouse_serve_test`,
+    // Fresh per run: a store carries the at-rest key it was first written with, and each run has a new data dir.
+    `redis://127.0.0.1:6379?prefix=gatehouse-serve-test-${randomBytes(4).toString('hex')}:`,
+    `postgres://postgres@127.0.0.1:5432/test?table=gatehouse_serve_test_${randomBytes(4).toString('hex')}`,
   ]) {
     it(`runs a full flow on --store ${store.split(':')[0]}`, async () => {
       const dataDir = await mkdtemp(join(tmpdir(), 'gatehouse-serve-'));

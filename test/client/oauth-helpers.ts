@@ -39,32 +39,50 @@ export interface OAuthTestStack {
  */
 export type FrontHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
+/** A private key and certificate (PEM) for a test https server. */
+export interface TlsIdentity {
+  key: string;
+  cert: string;
+}
+
+/**
+ * Starts the stack. With `tls`, the authorization server and the MCP servers serve https with that certificate
+ * (the verifier in this process reads the keys over a plain loopback listener, as it does not trust the test CA).
+ */
 export async function startOAuthTestStack(
   options: {
     accessTokenTtl?: number;
     refreshTokenGraceSeconds?: number;
     servers?: number;
     front?: { mcp?: FrontHandler; as?: FrontHandler };
+    tls?: TlsIdentity;
   } = {},
 ): Promise<OAuthTestStack> {
   let asListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const asRequests: string[] = [];
-  const asServer: RunningServer = await listen((req, res) => {
-    asRequests.push(`${req.method} ${req.url}`);
-    if (options.front?.as?.(req, res)) return;
-    asListener!(req, res);
-  });
+  const asServer: RunningServer = await listen(
+    (req, res) => {
+      asRequests.push(`${req.method} ${req.url}`);
+      if (options.front?.as?.(req, res)) return;
+      asListener!(req, res);
+    },
+    { tls: options.tls },
+  );
+  const keysServer = options.tls ? await listen((req, res) => asListener!(req, res)) : undefined;
   const issuer = asServer.url;
   const authorizationHeaders = new Map<string, string[]>();
   const mcpListeners = new Map<string, (req: IncomingMessage, res: ServerResponse) => void>();
   const mcpServers: RunningServer[] = [];
   for (let i = 0; i < (options.servers ?? 1); i++) {
     let url = '';
-    const server = await listen((req, res) => {
-      authorizationHeaders.get(url)!.push(req.headers.authorization ?? '');
-      if (options.front?.mcp?.(req, res)) return;
-      mcpListeners.get(url)!(req, res);
-    });
+    const server = await listen(
+      (req, res) => {
+        authorizationHeaders.get(url)!.push(req.headers.authorization ?? '');
+        if (options.front?.mcp?.(req, res)) return;
+        mcpListeners.get(url)!(req, res);
+      },
+      { tls: options.tls },
+    );
     url = `${server.url}/mcp`;
     authorizationHeaders.set(url, []);
     mcpServers.push(server);
@@ -101,7 +119,7 @@ export async function startOAuthTestStack(
           resource: mcpUrl,
           authorizationServers: [issuer],
           requiredScopes: ['mcp:tools'],
-          verifier: jwtVerifier({ issuer, jwksUri: `${issuer}/jwks`, audience: mcpUrl }),
+          verifier: jwtVerifier({ issuer, jwksUri: `${keysServer?.url ?? issuer}/jwks`, audience: mcpUrl }),
         }),
       ),
     );
@@ -117,7 +135,7 @@ export async function startOAuthTestStack(
     grants,
     asRequests,
     close: async () => {
-      await Promise.all([asServer.close(), ...mcpServers.map((server) => server.close())]);
+      await Promise.all([asServer.close(), keysServer?.close(), ...mcpServers.map((server) => server.close())]);
     },
   };
 }
@@ -129,25 +147,15 @@ export async function temporaryDirectory(name: string): Promise<{ path: string; 
 
 let built: Promise<string> | undefined;
 
-/** The files child processes import: our OAuth client and what it depends on (not the rest of src/client). */
+/** The files child processes import: the whole client (Client, OAuth, ...) and what it depends on. */
 const CHILD_SOURCES = async (): Promise<string[]> => {
-  const client = [
-    'oauth.ts',
-    'browser.ts',
-    'callback-server.ts',
-    'credential-lock.ts',
-    'errors.ts',
-    'fetch-retry.ts',
-    'headless-login.ts',
-    'machine.ts',
-  ].map((f) => join('client', f));
-  const rest: string[] = [];
-  for (const dir of ['oauth', 'storage']) {
+  const files: string[] = [];
+  for (const dir of ['client', 'oauth', 'storage']) {
     for (const f of await readdir(join(repo, 'src', dir), { recursive: true })) {
-      if (f.endsWith('.ts')) rest.push(join(dir, f));
+      if (f.endsWith('.ts')) files.push(join(dir, f));
     }
   }
-  return [...client, ...rest];
+  return files;
 };
 
 /**

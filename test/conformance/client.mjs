@@ -5,10 +5,10 @@
 //
 // The runner appends the server URL as the last argument and passes the scenario in MCP_CONFORMANCE_SCENARIO,
 // its context (client credentials, keys, ...) as JSON in MCP_CONFORMANCE_CONTEXT, and --spec-version in
-// MCP_CONFORMANCE_PROTOCOL_VERSION. Gatehouse is loaded from dist/ (run `npm run build` first), or from the
+// MCP_CONFORMANCE_PROTOCOL_VERSION. Every scenario runs through Gatehouse's `Client` (as users do), which negotiates
+// the newest protocol version both sides speak. Gatehouse is loaded from dist/ (run `npm run build` first), or from the
 // directory in GATEHOUSE_SRC_DIR (the vitest wrapper transpiles src/ there, so it never tests a stale build).
 import net from 'node:net';
-import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 
 // The runner starts every scenario at once; on a busy machine a loopback connect can take longer than Node's
 // 250 ms happy-eyeballs attempt timeout for `localhost`, which then fails as "fetch failed".
@@ -17,10 +17,8 @@ net.setDefaultAutoSelectFamilyAttemptTimeout(10_000);
 const serverUrl = process.argv.at(-1);
 const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? '';
 const context = process.env.MCP_CONFORMANCE_CONTEXT ? JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT) : {};
-const protocolVersion = process.env.MCP_CONFORMANCE_PROTOCOL_VERSION;
 const base = process.env.GATEHOUSE_SRC_DIR ?? new URL('../../dist', import.meta.url).pathname;
-const gatehouse = await import(`${base}/client/oauth.js`);
-const machine = await import(`${base}/client/machine.js`).catch(() => undefined);
+const { Client, OAuth, MachineAuth } = await import(`${base}/client/index.js`);
 
 /** The suite's authorization server redirects straight back; deliver that redirect to our callback server. */
 async function followAuthorization(url) {
@@ -32,19 +30,26 @@ async function followAuthorization(url) {
   await callback.body?.cancel();
 }
 
-function newClient() {
-  const options = protocolVersion?.startsWith('2026') ? { versionNegotiation: { mode: { pin: protocolVersion } } } : {};
-  return new Client({ name: 'gatehouse-conformance', version: '1.0.0' }, { capabilities: {}, ...options });
-}
-
-async function session(transportOptions, { callTool = true } = {}) {
-  const client = newClient();
-  await client.connect(new StreamableHTTPClientTransport(new URL(serverUrl), transportOptions));
+/** What a user's program does with a server: list the tools and call them (with numbers for number arguments). */
+async function session(auth, { callTools = true } = {}) {
+  const client = new Client(serverUrl, {
+    auth,
+    clientInfo: { name: 'gatehouse-conformance', version: '1.0.0' },
+    // Accept every elicitation without filling anything in: the schema's defaults fill the form.
+    elicitationHandler: async () => ({ action: 'accept' }),
+  });
   try {
-    const { tools } = await client.listTools();
-    if (callTool && tools.length > 0) {
-      const tool = tools.find((t) => t.name === 'test-tool') ?? tools[0];
-      await client.callTool({ name: tool.name, arguments: {} });
+    const tools = await client.listTools();
+    if (callTools) {
+      for (const tool of tools) {
+        const args = Object.fromEntries(
+          Object.entries(tool.inputSchema?.properties ?? {}).map(([name, schema]) => [
+            name,
+            schema?.type === 'number' || schema?.type === 'integer' ? 1 : schema?.type === 'boolean' ? true : 'x',
+          ]),
+        );
+        await client.callTool(tool.name, args, { raiseOnError: false });
+      }
     }
   } finally {
     await client.close();
@@ -52,7 +57,7 @@ async function session(transportOptions, { callTool = true } = {}) {
 }
 
 async function interactive() {
-  const oauth = new gatehouse.OAuth({
+  const oauth = new OAuth({
     mcpUrl: serverUrl,
     clientName: 'gatehouse-conformance',
     clientMetadataUrl: 'https://conformance-test.local/client-metadata.json',
@@ -63,12 +68,11 @@ async function interactive() {
     timeoutMs: 20_000,
     dpop: scenario.startsWith('auth/dpop'),
   });
-  await session({ fetch: oauth.wrapFetch() });
+  await session(oauth, { callTools: true });
 }
 
 async function machineClient() {
-  if (!machine) throw new Error('machine clients are not built');
-  const auth = new machine.MachineAuth({
+  const auth = new MachineAuth({
     mcpUrl: serverUrl,
     clientId: context.client_id,
     clientSecret: context.client_secret,
@@ -79,14 +83,14 @@ async function machineClient() {
       ? { tokenEndpoint: context.idp_token_endpoint, idToken: context.idp_id_token, clientId: context.idp_client_id }
       : undefined,
   });
-  await session({ fetch: auth.wrapFetch() });
+  await session(auth, { callTools: false });
 }
 
 try {
   if (!serverUrl) throw new Error('usage: conformance-client <server-url>');
   if (/^auth\/(client-credentials|wif|enterprise)/.test(scenario)) await machineClient();
   else if (scenario.startsWith('auth/')) await interactive();
-  else await session({}, { callTool: scenario === 'tools_call' });
+  else await session(undefined);
   process.exit(0);
 } catch (error) {
   console.error(`[gatehouse-conformance] ${scenario}: ${error?.stack ?? error}`);

@@ -71,7 +71,7 @@ describe('gatehouse gateway -- <stdio server>', () => {
     const call = await gatehouse(['call', mcpUrl, 'echo', '{"message":"through the gateway"}'], env);
     expect(call.code).toBe(0);
     expect(call.stdout).toContain('Echo: through the gateway');
-  });
+  }, 90_000);
 
   it('serves the SDK client and the Gatehouse Client', async () => {
     const mcpUrl = gateway.mcp['mcp']!;

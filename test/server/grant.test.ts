@@ -154,6 +154,14 @@ describe('grant() against the test authorization server', () => {
     // Another subject, or other scopes, is another cache entry.
     await tool(ctxFor(userToken, 'frank'));
     expect(as.requests['/token']).toBe(before + 4);
+    // The same subject with another token is another entry too: that token may be one the AS refuses.
+    const otherToken = await as.mintToken({
+      subject: 'erin',
+      scopes: ['mcp:tools'],
+      audience: 'http://127.0.0.1:1/mcp',
+    });
+    await tool(ctxFor(otherToken, 'erin'));
+    expect(as.requests['/token']).toBe(before + 6);
   });
 
   it('does not reuse a token that has expired', async () => {

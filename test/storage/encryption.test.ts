@@ -142,3 +142,20 @@ describe('encryptedStore', () => {
     await expect(store.get('k')).rejects.toBeInstanceOf(DecryptionError);
   });
 });
+
+describe('the sealing format', () => {
+  it('is standard JWE (dir, A256GCM): jose opens what we seal, and we open what jose sealed', async () => {
+    const { CompactEncrypt, compactDecrypt } = await import('jose');
+    const { openValue, sealingKey, sealValue } = await import('../../src/storage/encrypted.js');
+    const key = sealingKey(generateEncryptionKey());
+    const sealed = sealValue(key, 'entry', { secret: 'value' });
+    const { plaintext, protectedHeader } = await compactDecrypt(sealed, key.bytes);
+    expect(protectedHeader).toMatchObject({ alg: 'dir', enc: 'A256GCM', kid: key.kid });
+    expect(JSON.parse(new TextDecoder().decode(plaintext))).toEqual({ k: 'entry', v: { secret: 'value' } });
+    const byJose = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify({ k: 'entry', v: 42 })))
+      .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: key.kid })
+      .encrypt(key.bytes);
+    expect(openValue([key], 'entry', byJose)).toBe(42);
+    expect(() => openValue([key], 'another-entry', byJose)).toThrow(/written for another key/);
+  });
+});

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { generateEncryptionKey } from '../../src/storage/encrypted.js';
 import {
   memoryOidcAdapter,
   type OidcAdapterFactory,
@@ -10,6 +11,7 @@ import {
 import { POSTGRES_URL, REDIS_URL, sleep, temporaryDirectory, uniqueId } from './helpers.js';
 
 const dir = await temporaryDirectory('oidc-adapters');
+const KEYS = [generateEncryptionKey()];
 const pgTable = uniqueId('oidc');
 afterAll(async () => {
   await dir.remove();
@@ -22,9 +24,15 @@ afterAll(async () => {
 
 const backends: Array<[string, () => OidcAdapterFactory]> = [
   ['memory', () => memoryOidcAdapter()],
-  ['sqlite', () => sqliteOidcAdapter({ path: `${dir.path}/oidc.db`, purgeIntervalMs: false })],
-  ['redis', () => redisOidcAdapter({ url: REDIS_URL, prefix: `gatehouse-test:${uniqueId('adapter')}:` })],
-  ['postgres', () => postgresOidcAdapter({ url: POSTGRES_URL, table: pgTable, purgeIntervalMs: false })],
+  ['sqlite', () => sqliteOidcAdapter({ path: `${dir.path}/oidc.db`, purgeIntervalMs: false, encryptionKeys: KEYS })],
+  [
+    'redis',
+    () => redisOidcAdapter({ url: REDIS_URL, prefix: `gatehouse-test:${uniqueId('adapter')}:`, encryptionKeys: KEYS }),
+  ],
+  [
+    'postgres',
+    () => postgresOidcAdapter({ url: POSTGRES_URL, table: pgTable, purgeIntervalMs: false, encryptionKeys: KEYS }),
+  ],
 ];
 
 describe.each(backends)('oidc-provider adapter contract: %s', (_name, make) => {
@@ -104,13 +112,17 @@ describe('oidcAdapterFactory', () => {
     await memory('Grant').upsert('g', { accountId: 'a' } as never);
     expect(await memory('Grant').find('g')).toMatchObject({ accountId: 'a' });
     await memory.close();
-    const down = oidcAdapterFactory({ backend: 'postgres', url: 'postgresql://postgres@127.0.0.1:1/test' });
+    const down = oidcAdapterFactory({
+      backend: 'postgres',
+      url: 'postgresql://postgres@127.0.0.1:1/test',
+      encryptionKeys: KEYS,
+    });
     await expect(down.ready()).rejects.toThrow(/ECONNREFUSED|connect/);
     await down.close();
   });
 
   it('purgeExpired deletes expired rows (SQL backends)', async () => {
-    const factory = sqliteOidcAdapter({ path: `${dir.path}/purge.db`, purgeIntervalMs: false });
+    const factory = sqliteOidcAdapter({ path: `${dir.path}/purge.db`, purgeIntervalMs: false, encryptionKeys: KEYS });
     await factory('AccessToken').upsert('x', {} as never, 1);
     await factory('AccessToken').upsert('y', {} as never);
     await sleep(1100);

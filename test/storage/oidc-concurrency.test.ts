@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider, { type Configuration } from 'oidc-provider';
 import { afterAll, describe, expect, it } from 'vitest';
+import { generateEncryptionKey } from '../../src/storage/encrypted.js';
 import {
   type OidcAdapterFactory,
   postgresOidcAdapter,
@@ -19,6 +20,7 @@ const CLIENT = {
   redirect_uri: 'http://127.0.0.1:9/callback',
 };
 const REDEMPTIONS = 50;
+const KEYS = [generateEncryptionKey()];
 const dir = await temporaryDirectory('oidc-sqlite');
 afterAll(() => dir.remove());
 
@@ -127,13 +129,15 @@ function expectExactlyOneWinner({ results, serverErrors }: Awaited<ReturnType<ty
 describe('one authorization code, 50 concurrent redemptions through two AS instances', () => {
   it('sharing Redis: exactly one success, 49 invalid_grant', async () => {
     const prefix = `gatehouse-test:${uniqueId('oidc')}:`;
-    expectExactlyOneWinner(await raceOneCode(() => redisOidcAdapter({ url: REDIS_URL, prefix })));
+    expectExactlyOneWinner(await raceOneCode(() => redisOidcAdapter({ url: REDIS_URL, prefix, encryptionKeys: KEYS })));
   });
 
   it('sharing PostgreSQL: exactly one success, 49 invalid_grant', async () => {
     const table = uniqueId('oidc');
     try {
-      expectExactlyOneWinner(await raceOneCode(() => postgresOidcAdapter({ url: POSTGRES_URL, table })));
+      expectExactlyOneWinner(
+        await raceOneCode(() => postgresOidcAdapter({ url: POSTGRES_URL, table, encryptionKeys: KEYS })),
+      );
     } finally {
       const { default: pg } = await import('pg');
       const client = new pg.Client({ connectionString: POSTGRES_URL });
@@ -145,6 +149,6 @@ describe('one authorization code, 50 concurrent redemptions through two AS insta
 
   it('sharing one SQLite file: exactly one success, 49 invalid_grant', async () => {
     const path = `${dir.path}/as.db`;
-    expectExactlyOneWinner(await raceOneCode(() => sqliteOidcAdapter({ path })));
+    expectExactlyOneWinner(await raceOneCode(() => sqliteOidcAdapter({ path, encryptionKeys: KEYS })));
   });
 });

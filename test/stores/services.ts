@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 export const BIN = fileURLToPath(new URL('../../bin/gatehouse.js', import.meta.url));
 export const RESOURCE = 'http://127.0.0.1:8000/mcp';
+export const DOWNSTREAM = 'http://127.0.0.1:8001/api';
 export const PASSWORD = 'correct horse battery staple';
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -137,21 +138,10 @@ export async function startServe(
   timeoutMs = 20_000,
 ): Promise<ServeProcess> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('GATEHOUSE_')));
+  const resource = args.includes('--resource') ? [] : ['--resource', `${RESOURCE}=mcp:tools`];
   const child = spawn(
     process.execPath,
-    [
-      BIN,
-      'serve',
-      '--port',
-      '0',
-      '--superuser',
-      'admin',
-      '--resource',
-      `${RESOURCE}=mcp:tools`,
-      '--log-level',
-      'warn',
-      ...args,
-    ],
+    [BIN, 'serve', '--port', '0', '--superuser', 'admin', ...resource, '--log-level', 'warn', ...args],
     { env: { ...base, GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD, ...env }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';

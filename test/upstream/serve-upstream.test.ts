@@ -141,6 +141,8 @@ describe('gatehouse serve with --upstream github, and gatehouse admin users', ()
 
     vi.stubEnv('GATEHOUSE_UPSTREAM_KEY', key);
     vi.stubEnv('GATEHOUSE_UPSTREAM_GITHUB_CLIENT_ID', 'gh-cli');
+    // `gatehouse admin` opens the same store as the server, so it reads the at-rest key from the same data directory.
+    vi.stubEnv('GATEHOUSE_DATA_DIR', dataDir);
     try {
       const args = ['--config', join(dataDir, 'gatehouse.json'), '--store', store];
       const list = await runAdmin(['users', 'list', ...args]);

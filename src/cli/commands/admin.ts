@@ -13,6 +13,8 @@ data directory, $GATEHOUSE_DATA_DIR to change).
   gatehouse admin grants revoke ID        revoke a grant and every token issued under it
   gatehouse admin keys rotate             add a new signing key (servers sign with it after a restart;
                                           the previous keys stay in the JWKS)
+  gatehouse admin store rekey             re-encrypt every entry with the first key of GATEHOUSE_STORE_KEY
+                                          (after listing a new at-rest key first; see "Data at rest")
   gatehouse admin users hash              read a password on stdin, print a users-file hash
   gatehouse admin users list              upstream accounts (subject, email, linked upstreams)
   gatehouse admin users show SUBJECT      one account, with its upstream identities and claims
@@ -70,9 +72,11 @@ async function administer(args: string[]): Promise<number> {
     clients: ['list', 'revoke'],
     grants: ['list', 'revoke'],
     keys: ['rotate'],
+    store: ['rekey'],
     users: ['hash', 'list', 'show', 'unlink'],
   };
-  if (!what || !known[what]) throw new UsageError(`expected clients, grants, keys or users, got ${what ?? 'nothing'}`);
+  if (!what || !known[what])
+    throw new UsageError(`expected clients, grants, keys, store or users, got ${what ?? 'nothing'}`);
   if (!action || !known[what]!.includes(action)) {
     throw new UsageError(`gatehouse admin ${what} takes ${known[what]!.join(' or ')}`);
   }
@@ -147,11 +151,13 @@ async function administer(args: string[]): Promise<number> {
   const storeUrl = values.store ?? file.store ?? 'sqlite:';
   const dataDir = await serve.serveDataDirectory();
   const options = serve.parseStore(storeUrl, dataDir);
-  if (options.backend === 'memory') {
-    await admin.listEntries(options, 'Client'); // throws the explanation
-  }
+  admin.assertAdministrable(options);
   const store = await serve.openStore(storeUrl, dataDir);
   try {
+    if (what === 'store') {
+      console.log(JSON.stringify({ rekeyed: await store.rekey() }));
+      return 0;
+    }
     if (what === 'keys') {
       const rotated = await admin.rotateStoredKeys(store);
       console.log(JSON.stringify({ rotated: rotated.kid, published: rotated.kids }));
@@ -159,7 +165,7 @@ async function administer(args: string[]): Promise<number> {
       return 0;
     }
     if (what === 'clients' && action === 'list') {
-      for (const { id: clientId, payload } of await admin.listEntries(options, 'Client')) {
+      for (const { id: clientId, payload } of await admin.listEntries(store, 'Client')) {
         console.log(
           JSON.stringify({
             client_id: clientId,
@@ -173,7 +179,7 @@ async function administer(args: string[]): Promise<number> {
       return 0;
     }
     if (what === 'grants' && action === 'list') {
-      for (const { id: grantId, payload } of await admin.listEntries(options, 'Grant')) {
+      for (const { id: grantId, payload } of await admin.listEntries(store, 'Grant')) {
         const resources = payload['resources'] as Record<string, string> | undefined;
         console.log(
           JSON.stringify({
@@ -189,7 +195,7 @@ async function administer(args: string[]): Promise<number> {
       return 0;
     }
     if (what === 'clients') {
-      const result = await admin.revokeClient(store, options, id!);
+      const result = await admin.revokeClient(store, id!);
       if (!result.found && result.grants === 0) {
         console.error(
           `gatehouse admin: no registered client ${id}\nfix: run \`gatehouse admin clients list\` (clients from --config are removed there)`,

@@ -1,8 +1,6 @@
-import { parseArgs } from 'node:util';
 import { type Command, UsageError } from '../command.js';
-import { AUTH_OPTIONS, AUTH_USAGE, CLI_EXIT, GLOBAL_OPTIONS, GLOBAL_USAGE, runCommand } from '../common.js';
-import { CONNECT_OPTIONS, CONNECT_USAGE, openClient } from '../connect.js';
-import { openStore } from '../store-option.js';
+import { CLI_EXIT } from '../common.js';
+import { CONNECTING_USAGE, runConnected } from '../connect.js';
 
 /** Tool arguments from `'{"a":1}'` or `a=1 b=text c='{"x":[1]}'` (values are JSON when they parse, else strings). */
 export function parseToolArguments(items: string[]): Record<string, unknown> {
@@ -45,11 +43,7 @@ whole result ({ content, structuredContent, isError }). Values of key=value are 
 If no credential is stored, a login starts when stderr is a terminal or --login is given; otherwise the command
 exits with code 3 and says to run \`gatehouse login <url>\`.
 
-${CONNECT_USAGE}
-
-${AUTH_USAGE}
-
-${GLOBAL_USAGE}
+${CONNECTING_USAGE}
 
 Exit codes: 0 the tool succeeded, 1 failed (unknown tool, bad arguments, server unreachable), 2 bad usage,
 3 a login is needed, 4 the tool ran and reported an error (its text is printed).
@@ -59,42 +53,33 @@ Examples:
   gatehouse call https://mcp.example.com/mcp forecast city=Oslo days=3
   gatehouse call https://mcp.example.com/mcp forecast '{"city": "Oslo", "days": 3}' --json`,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { ...GLOBAL_OPTIONS, ...AUTH_OPTIONS, ...CONNECT_OPTIONS },
-    });
-    const [url, tool, ...rest] = positionals;
-    if (!url || !tool) throw new UsageError('expected an MCP server URL and a tool name');
-    const toolArgs = parseToolArguments(rest);
-    return runCommand('call', values, async (out) => {
-      const store = openStore(values.store);
-      const client = await openClient({ url }, values, { out, store, policy: 'interactive' });
-      try {
-        const result = await client.callTool(tool, toolArgs, { raiseOnError: false });
-        if (values.json) {
-          const { content, structuredContent, isError } = result;
-          out.printJson({ content, structuredContent, isError });
-        } else {
-          const texts: string[] = [];
-          for (const block of result.content) {
-            if (block.type === 'text') texts.push(block.text);
-            else texts.push(`[${block.type}${'mimeType' in block ? ` ${String(block.mimeType)}` : ''}]`);
-          }
-          if (texts.length === 0 && result.structuredContent !== undefined) {
-            texts.push(JSON.stringify(result.structuredContent, null, 2));
-          }
-          if (result.isError) {
-            out.note(
-              `${out.paintErr('red', `gatehouse call: the tool ${tool} reported an error:`)} ${texts.join('\n')}`,
-            );
-            out.note(`${out.paintErr('bold', 'fix:')} check the arguments against \`gatehouse tools ${url} --json\``);
-          } else out.print(texts.join('\n'));
+    const arity = {
+      min: 1,
+      max: Number.POSITIVE_INFINITY,
+      what: 'a tool name and its arguments',
+      check: (rest: string[]) => void parseToolArguments(rest.slice(1)),
+    };
+    return runConnected('call', args, arity, async (client, [tool, ...rest], { out, values, server: url }) => {
+      const toolArgs = parseToolArguments(rest);
+      const result = await client.callTool(tool!, toolArgs, { raiseOnError: false });
+      if (values.json) {
+        const { content, structuredContent, isError } = result;
+        out.printJson({ content, structuredContent, isError });
+      } else {
+        const texts: string[] = [];
+        for (const block of result.content) {
+          if (block.type === 'text') texts.push(block.text);
+          else texts.push(`[${block.type}${'mimeType' in block ? ` ${String(block.mimeType)}` : ''}]`);
         }
-        return result.isError ? CLI_EXIT.toolError : CLI_EXIT.ok;
-      } finally {
-        await client.close();
+        if (texts.length === 0 && result.structuredContent !== undefined) {
+          texts.push(JSON.stringify(result.structuredContent, null, 2));
+        }
+        if (result.isError) {
+          out.note(`${out.paintErr('red', `gatehouse call: the tool ${tool} reported an error:`)} ${texts.join('\n')}`);
+          out.note(`${out.paintErr('bold', 'fix:')} check the arguments against \`gatehouse tools ${url} --json\``);
+        } else out.print(texts.join('\n'));
       }
+      return result.isError ? CLI_EXIT.toolError : CLI_EXIT.ok;
     });
   },
 };

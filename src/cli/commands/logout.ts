@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { clientFetch } from '../../client/network.js';
 import { type Command, UsageError } from '../command.js';
 import { CLI_EXIT, decodeJwt, GLOBAL_OPTIONS, GLOBAL_USAGE, runCommand, serverUrl } from '../common.js';
 import type { Output } from '../output.js';
@@ -20,7 +21,7 @@ async function revocationEndpoint(record: StoredRecord, out: Output): Promise<st
   if (known) return known;
   try {
     const { discoverOAuthServerInfo } = await import('@modelcontextprotocol/client');
-    const info = await discoverOAuthServerInfo(record.server);
+    const info = await discoverOAuthServerInfo(record.server, { fetchFn: clientFetch });
     const endpoint = (info.authorizationServerMetadata as { revocation_endpoint?: string } | undefined)
       ?.revocation_endpoint;
     return endpoint;
@@ -52,7 +53,12 @@ async function revoke(
     if (client.client_secret) body.set('client_secret', client.client_secret);
   }
   try {
-    const response = await fetch(endpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) });
+    const response = await clientFetch(endpoint, {
+      method: 'POST',
+      headers,
+      body,
+      signal: AbortSignal.timeout(10_000),
+    });
     const text = await response.text();
     out.debug(`  POST ${endpoint} (${hint}) → ${response.status}`);
     if (response.ok) return 'revoked';

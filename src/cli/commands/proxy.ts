@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { clientFetch } from '../../client/network.js';
 import { type Command, UsageError } from '../command.js';
 import {
   AUTH_OPTIONS,
@@ -29,10 +30,12 @@ In a desktop client's configuration (Claude Desktop, Cursor, …):
 
 Options:
   --header "Name: value"  an extra HTTP header on every request (repeatable); an Authorization header
-                          replaces OAuth
+                          replaces OAuth; \${VAR} in the value is the environment variable VAR
   --transport MODE        http-first (default: streamable HTTP, falling back to SSE when the server answers
                           404/405), sse-first, http-only, sse-only
   --no-auth               never send a token or log in
+  --allow-tool GLOB       only these tools are listed and may be called (repeatable; * and ? wildcards)
+  --ignore-tool GLOB      these tools are hidden and refused (repeatable; wins over --allow-tool)
 ${AUTH_USAGE}
 
 ${GLOBAL_USAGE}
@@ -49,11 +52,14 @@ running are answered to the client as JSON-RPC errors and printed on stderr with
         header: { type: 'string', multiple: true },
         transport: { type: 'string' },
         'no-auth': { type: 'boolean' },
+        'allow-tool': { type: 'string', multiple: true },
+        'ignore-tool': { type: 'string', multiple: true },
       },
     });
     if (positionals.length !== 1) throw new UsageError('expected exactly one MCP server URL');
     const url = serverUrl(positionals[0], values['allow-http']);
-    const { PROXY_STRATEGIES, runProxy } = await import('../proxy.js');
+    const { PROXY_STRATEGIES, runProxy, toolFilter } = await import('../proxy.js');
+    const toolAllowed = toolFilter(values['allow-tool'], values['ignore-tool']);
     const strategy = (values.transport ?? 'http-first') as (typeof PROXY_STRATEGIES)[number];
     if (!PROXY_STRATEGIES.includes(strategy)) {
       throw new UsageError(`--transport must be one of ${PROXY_STRATEGIES.join(', ')}`);
@@ -67,7 +73,14 @@ running are answered to the client as JSON-RPC errors and printed on stderr with
           ? undefined
           : await makeOAuth(url, values, { out, store, policy: 'always', clientName: 'Gatehouse proxy' });
       out.debug(`gatehouse proxy: forwarding stdio to ${url} (${strategy}), tokens in ${store.directory}`);
-      await runProxy({ url: new URL(url), strategy, headers, fetch: oauth?.wrapFetch(), out });
+      await runProxy({
+        url: new URL(url),
+        strategy,
+        headers,
+        fetch: oauth?.wrapFetch() ?? clientFetch,
+        out,
+        ...(toolAllowed && { toolAllowed }),
+      });
       return CLI_EXIT.ok;
     });
   },

@@ -29,6 +29,8 @@ Options:
                            e.g. https://api.github.com=github,repo
   --no-local-login         Only upstream sign-in on the login page (default when no users are given)
   --auto-upstream NAME     Skip the login page and send every sign-in to this upstream
+  --trust-proxy N|CIDRS    Behind N proxies (or proxies at these addresses, e.g. 10.0.0.0/8,loopback):
+                           X-Forwarded-For from them names the client for the login rate limits
   --name NAME              The service's name on the login and consent pages ("Sign in to NAME")
   --logo URL               A logo on those pages (https, loopback http, or data:image)
   --config FILE            JSON config file (clients, tokenExchange, upstreams, …); flags override it
@@ -59,6 +61,7 @@ Examples:
         'no-local-login': { type: 'boolean' },
         'auto-upstream': { type: 'string' },
         config: { type: 'string' },
+        'trust-proxy': { type: 'string' },
         'log-level': { type: 'string' },
         name: { type: 'string' },
         logo: { type: 'string' },
@@ -103,6 +106,7 @@ Examples:
           }
         : {}),
       ...(values['no-local-login'] ? { localLogin: false } : {}),
+      ...(values['trust-proxy'] !== undefined ? { trustProxy: values['trust-proxy'] } : {}),
       ...(values['auto-upstream'] ? { autoUpstream: values['auto-upstream'] } : {}),
     };
     const logger = await serviceLogger('gatehouse-authorization-server', config.logLevel);

@@ -42,6 +42,7 @@ Examples:
         .filter((s) => only === undefined || s.server === only);
       const usable = summaries.some((s) => s.state === 'valid' || s.state === 'expired');
       const code = only !== undefined && !usable ? CLI_EXIT.loginNeeded : CLI_EXIT.ok;
+      const where = await store.describe();
       if (values.json) {
         out.printJson(only === undefined ? summaries : (summaries[0] ?? null));
         return code;
@@ -53,6 +54,7 @@ Examples:
             : `Not logged in to ${only} (store: ${store.directory}).`,
         );
         out.note(`${out.paintErr('bold', 'fix:')} run \`gatehouse login ${only ?? '<mcp-url>'}\``);
+        out.note(`Credentials: ${where}.`);
         return code;
       }
       const stateText = (s: (typeof summaries)[number]) => {
@@ -77,7 +79,7 @@ Examples:
         ]),
       ];
       out.print(table(rows));
-      out.debug(`store: ${store.directory}`);
+      out.note(`Credentials: ${where}.`);
       return code;
     });
   },

@@ -15,6 +15,28 @@ export interface OidcAdapterFactory {
   purgeExpired(): Promise<number>;
   /** Stops the purge timer and closes connections the factory opened. */
   close(): Promise<void>;
+  /** The live entries of one model (`Client`, `Grant`, …), for administration. */
+  list(model: string): Promise<Array<{ id: string; payload: AdapterPayload }>>;
+  /** Re-seals every entry with the first at-rest key (after a key rotation); resolves to how many changed. */
+  rekey(): Promise<number>;
+}
+
+/** Writes entries of the old layout through the adapter (hashed, sealed), skipping expired ones. */
+export async function rewriteLegacy(
+  adapter: (model: string) => Adapter,
+  entries: ReadonlyArray<{
+    model: string;
+    id: string;
+    payload: AdapterPayload;
+    expiresIn?: number;
+    consumed?: number;
+  }>,
+): Promise<void> {
+  for (const entry of entries) {
+    if (entry.expiresIn !== undefined && entry.expiresIn <= 0) continue;
+    const payload = entry.consumed === undefined ? entry.payload : { ...entry.payload, consumed: entry.consumed };
+    await adapter(entry.model).upsert(entry.id, payload, entry.expiresIn);
+  }
 }
 
 /** Models whose entries belong to a grant and go when it is revoked (as in oidc-provider's memory adapter). */

@@ -23,6 +23,15 @@ interface Entry {
 /** Shared state of one in-memory backend. */
 class MemoryBackend {
   readonly entries = new Map<string, Entry>();
+  #lastSweep = Date.now();
+
+  /** Drops expired entries at most once a second, on writes: memory stays bounded even without the purge timer. */
+  sweep(): void {
+    const now = Date.now();
+    if (now - this.#lastSweep < 1000) return;
+    this.#lastSweep = now;
+    this.purge();
+  }
 
   live(key: string): Entry | undefined {
     const entry = this.entries.get(key);
@@ -68,6 +77,7 @@ export class MemoryOidcAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    this.backend.sweep();
     const previous = this.backend.live(this.#key(id));
     const consumed = typeof payload.consumed === 'number' ? payload.consumed : previous?.consumed;
     this.backend.entries.set(this.#key(id), {
@@ -136,5 +146,14 @@ export function memoryOidcAdapter(options: OidcAdapterCommonOptions = {}): OidcA
     close: async () => {
       if (timer) clearInterval(timer);
     },
+    list: async (model: string) => {
+      backend.purge();
+      return [...backend.entries.values()]
+        .filter((entry) => entry.model === model)
+        .map((entry) => ({ id: entry.id, payload: payloadOf(entry)! }))
+        .sort((a, b) => a.id.localeCompare(b.id));
+    },
+    // Process memory is not at rest: nothing is sealed, nothing to re-seal.
+    rekey: async () => 0,
   });
 }

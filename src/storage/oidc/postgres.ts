@@ -1,6 +1,7 @@
 import type { Pool, PoolConfig } from 'pg';
-import { openPgPool, withSchemaLock } from '../postgres.js';
+import { openPgPool, withAdvisoryLock, withSchemaLock } from '../postgres.js';
 import { sqlIdentifier } from '../sqlite.js';
+import { AtRest, type AtRestOptions, FORMAT_MARKER, type LegacyEntry } from './at-rest.js';
 import {
   type Adapter,
   type AdapterPayload,
@@ -10,10 +11,11 @@ import {
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
   purgeTimer,
+  rewriteLegacy,
 } from './common.js';
 
 /** Options of {@link postgresOidcAdapter}. Give `url` or `pool`. */
-export interface PostgresOidcAdapterOptions extends OidcAdapterCommonOptions {
+export interface PostgresOidcAdapterOptions extends OidcAdapterCommonOptions, AtRestOptions {
   url?: string;
   /** An existing pool (not closed by `close()`). */
   pool?: Pool;
@@ -24,12 +26,15 @@ export interface PostgresOidcAdapterOptions extends OidcAdapterCommonOptions {
 
 /** Expiry and consumption use the database clock, so instances with skewed clocks agree. */
 const LIVE = '(expires_at IS NULL OR expires_at > now())';
+// The old layout kept the payload as a JSON object; a sealed payload is a JSON string.
+const LEGACY = `jsonb_typeof(payload) = 'object'`;
 
 class PostgresBackend {
   readonly pool: Promise<Pool>;
 
   constructor(
     readonly table: string,
+    readonly atRest: AtRest,
     options: PostgresOidcAdapterOptions,
   ) {
     this.pool = (async () => {
@@ -68,10 +73,55 @@ class PostgresBackend {
   async purge(): Promise<number> {
     return (await this.query(`DELETE FROM ${this.table} WHERE expires_at <= now()`, [])).rowCount ?? 0;
   }
+
+  /** Migrates a table of the old clear layout once (under an advisory lock), then checks this instance's key. */
+  async migrate(adapter: (model: string) => Adapter): Promise<void> {
+    const pool = await this.pool;
+    const markerKey = this.atRest.lookup(FORMAT_MARKER.model, FORMAT_MARKER.id);
+    const readMarker = async () =>
+      (
+        await pool.query<{ payload: string }>(
+          `SELECT payload #>> '{}' AS payload FROM ${this.table} WHERE model = $1 AND id = $2`,
+          [FORMAT_MARKER.model, markerKey],
+        )
+      ).rows[0];
+    let marker = await readMarker();
+    if (!marker) {
+      await withAdvisoryLock(pool, `${this.table}:migrate`, async (client) => {
+        if (await readMarker()) return;
+        const { rows } = await client.query<{
+          model: string;
+          id: string;
+          payload: AdapterPayload;
+          expires_in: number | null;
+          consumed: number | null;
+        }>(
+          `SELECT model, id, payload, floor(extract(epoch FROM expires_at - now()))::float8 AS expires_in,
+             floor(extract(epoch FROM consumed_at))::float8 AS consumed
+           FROM ${this.table} WHERE ${LEGACY}`,
+        );
+        const legacy = rows.map(
+          (row): LegacyEntry => ({
+            model: row.model,
+            id: row.id,
+            payload: row.payload,
+            ...(row.expires_in === null ? {} : { expiresIn: row.expires_in }),
+            ...(row.consumed === null ? {} : { consumed: row.consumed }),
+          }),
+        );
+        await rewriteLegacy(adapter, legacy);
+        await client.query(`DELETE FROM ${this.table} WHERE ${LEGACY}`);
+        await adapter(FORMAT_MARKER.model).upsert(FORMAT_MARKER.id, { format: 2 } as never);
+      });
+      marker = await readMarker();
+    }
+    this.atRest.checkMarker('postgres', markerKey, marker!.payload);
+  }
 }
 
 interface Row {
-  payload: AdapterPayload;
+  id: string;
+  payload: string;
   consumed: number | null;
 }
 
@@ -84,10 +134,12 @@ export class PostgresOidcAdapter implements Adapter {
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
     const { grantId, uid, userCode } = indexesOf(this.model, payload);
+    const atRest = this.backend.atRest;
+    const key = atRest.lookup(this.model, id);
     const t = this.backend.table;
     await this.backend.query(
       `INSERT INTO ${t} (model, id, payload, grant_id, uid, user_code, expires_at, consumed_at)
-       VALUES ($1, $2, $3::jsonb, $4, $5, $6,
+       VALUES ($1, $2, to_jsonb($3::text), $4, $5, $6,
          CASE WHEN $7::float8 IS NULL THEN NULL ELSE now() + $7::float8 * interval '1 second' END,
          CASE WHEN $8::float8 IS NULL THEN NULL ELSE to_timestamp($8::float8) END)
        ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
@@ -95,11 +147,11 @@ export class PostgresOidcAdapter implements Adapter {
          consumed_at = COALESCE(${t}.consumed_at, excluded.consumed_at)`,
       [
         this.model,
-        id,
-        JSON.stringify(payload),
-        grantId ?? null,
-        uid ?? null,
-        userCode ?? null,
+        key,
+        atRest.seal(key, id, payload),
+        atRest.index('grant', grantId) ?? null,
+        atRest.index('uid', uid) ?? null,
+        atRest.index('userCode', userCode) ?? null,
         typeof expiresIn === 'number' ? expiresIn : null,
         typeof payload.consumed === 'number' ? payload.consumed : null,
       ],
@@ -107,77 +159,117 @@ export class PostgresOidcAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    return this.#findBy('id', id);
+    return this.#findBy('id', this.backend.atRest.lookup(this.model, id));
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    return this.#findBy('uid', uid);
+    return this.#findBy('uid', this.backend.atRest.index('uid', uid)!);
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    return this.#findBy('user_code', userCode);
+    return this.#findBy('user_code', this.backend.atRest.index('userCode', userCode)!);
   }
 
   async #findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
     const { rows } = await this.backend.query<Row>(
-      `SELECT payload, floor(extract(epoch FROM consumed_at))::float8 AS consumed
+      `SELECT id, payload #>> '{}' AS payload, floor(extract(epoch FROM consumed_at))::float8 AS consumed
        FROM ${this.backend.table} WHERE model = $1 AND ${column} = $2 AND ${LIVE} LIMIT 1`,
       [this.model, value],
     );
     const row = rows[0];
     if (!row) return undefined;
-    if (row.consumed !== null) row.payload.consumed = row.consumed;
-    return row.payload;
+    const { payload } = this.backend.atRest.open(row.id, row.payload);
+    if (row.consumed !== null) payload.consumed = row.consumed;
+    return payload;
   }
 
   async consume(id: string): Promise<void> {
+    const key = this.backend.atRest.lookup(this.model, id);
     // Compare-and-set. Under READ COMMITTED a concurrent UPDATE of the same row waits for the first to commit,
     // then re-checks `consumed_at IS NULL` on the new row version and matches nothing: exactly one winner.
     const result = await this.backend.query(
       `UPDATE ${this.backend.table} SET consumed_at = now() WHERE model = $1 AND id = $2 AND consumed_at IS NULL AND ${LIVE}`,
-      [this.model, id],
+      [this.model, key],
     );
     if (result.rowCount === 1) return;
     const { rows } = await this.backend.query(
       `SELECT 1 FROM ${this.backend.table} WHERE model = $1 AND id = $2 AND ${LIVE}`,
-      [this.model, id],
+      [this.model, key],
     );
     return alreadyConsumed(this.model, rows.length > 0 ? 'consumed' : 'missing');
   }
 
   async destroy(id: string): Promise<void> {
-    await this.backend.query(`DELETE FROM ${this.backend.table} WHERE model = $1 AND id = $2`, [this.model, id]);
+    await this.backend.query(`DELETE FROM ${this.backend.table} WHERE model = $1 AND id = $2`, [
+      this.model,
+      this.backend.atRest.lookup(this.model, id),
+    ]);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
-    await this.backend.query(`DELETE FROM ${this.backend.table} WHERE grant_id = $1`, [grantId]);
+    await this.backend.query(`DELETE FROM ${this.backend.table} WHERE grant_id = $1`, [
+      this.backend.atRest.index('grant', grantId),
+    ]);
   }
 }
 
 /**
  * An oidc-provider `adapter` over PostgreSQL, for several authorization-server instances sharing one database.
+ * Entries are looked up by a hash of their id and their payloads are sealed with `encryptionKeys` (the same on every
+ * instance); a table of the old clear layout is migrated by `ready()`.
  *
  * @example
  * ```ts
  * import Provider from 'oidc-provider';
  * import { postgresOidcAdapter } from 'gatehouse/storage';
  *
- * const adapter = postgresOidcAdapter({ url: process.env.DATABASE_URL });
+ * const adapter = postgresOidcAdapter({ url: process.env.DATABASE_URL, encryptionKeys: [process.env.GATEHOUSE_STORE_KEY!] });
  * await adapter.ready();
  * const provider = new Provider('https://auth.example.com', { adapter });
  * ```
  */
 export function postgresOidcAdapter(options: PostgresOidcAdapterOptions): OidcAdapterFactory {
-  const backend = new PostgresBackend(sqlIdentifier(options.table ?? 'gatehouse_oidc'), options);
+  const backend = new PostgresBackend(
+    sqlIdentifier(options.table ?? 'gatehouse_oidc'),
+    new AtRest(options.encryptionKeys ?? []),
+    options,
+  );
+  const adapter = (model: string): Adapter => new PostgresOidcAdapter(model, backend);
+  const migrated = backend.migrate(adapter);
+  migrated.catch(() => {});
   const timer = purgeTimer(options.purgeIntervalMs, () => backend.purge(), options.onError ?? (() => {}));
-  return Object.assign((model: string): Adapter => new PostgresOidcAdapter(model, backend), {
-    ready: async () => {
-      await backend.pool;
-    },
+  return Object.assign(adapter, {
+    ready: () => migrated,
     purgeExpired: () => backend.purge(),
     close: async () => {
       if (timer) clearInterval(timer);
       if (!options.pool) await (await backend.pool.catch(() => undefined))?.end();
+    },
+    list: async (model: string) => {
+      const { rows } = await backend.query<{ id: string; payload: string }>(
+        `SELECT id, payload #>> '{}' AS payload FROM ${backend.table} WHERE model = $1 AND ${LIVE} AND NOT ${LEGACY}`,
+        [model],
+      );
+      return rows.map((row) => backend.atRest.open(row.id, row.payload)).sort((a, b) => a.id.localeCompare(b.id));
+    },
+    rekey: async () => {
+      await migrated;
+      const { rows } = await backend.query<{ model: string; id: string; payload: string }>(
+        `SELECT model, id, payload #>> '{}' AS payload FROM ${backend.table} WHERE NOT ${LEGACY}`,
+        [],
+      );
+      let changed = 0;
+      for (const row of rows) {
+        const resealed = backend.atRest.reseal(row.id, row.payload);
+        if (resealed === undefined) continue;
+        await backend.query(`UPDATE ${backend.table} SET payload = to_jsonb($1::text) WHERE model = $2 AND id = $3`, [
+          resealed,
+          row.model,
+          row.id,
+        ]);
+        changed++;
+      }
+      return changed;
     },
   });
 }

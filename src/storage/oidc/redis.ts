@@ -1,4 +1,6 @@
-import { connectRedis, type RedisClientLike } from '../redis.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connectRedis, escapeRedisGlob, type RedisClientLike } from '../redis.js';
+import { AtRest, type AtRestOptions, FORMAT_MARKER, type LegacyEntry } from './at-rest.js';
 import {
   type Adapter,
   type AdapterPayload,
@@ -8,10 +10,11 @@ import {
   indexesOf,
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
+  rewriteLegacy,
 } from './common.js';
 
 /** Options of {@link redisOidcAdapter}. Give `url` or a connected `client`. */
-export interface RedisOidcAdapterOptions extends OidcAdapterCommonOptions {
+export interface RedisOidcAdapterOptions extends OidcAdapterCommonOptions, AtRestOptions {
   url?: string;
   /** A connected node-redis v5 client (not closed by `close()`). */
   client?: RedisClientLike;
@@ -19,11 +22,15 @@ export interface RedisOidcAdapterOptions extends OidcAdapterCommonOptions {
   prefix?: string;
 }
 
-// Each entry is a hash: `payload` (JSON) and, once redeemed, `consumed`. Keeping `consumed` in its own field lets
+// Keys live under `<prefix>v2:` (the old clear layout used `<prefix>` directly): entries `e:<model>:<hash of id>`,
+// grant sets `g:<hash>`, session-uid and user-code indexes `u:<hash>` and `c:<model>:<hash>` (their value is the
+// entry's hash), and the format marker `format`.
+//
+// Each entry is a hash: `payload` (sealed) and, once redeemed, `consumed`. Keeping `consumed` in its own field lets
 // Redis set it atomically (HSETNX) without decoding JSON in Lua.
 //
 // KEYS: entry, grant set ('' if none), uid key ('' if none), user-code key ('' if none)
-// ARGV: payload, ttl ms ('' = none), id, consumed ('' = none)
+// ARGV: payload, ttl ms ('' = none), entry hash (the index value), consumed ('' = none)
 const UPSERT = `
 local key, grantKey, uidKey, userCodeKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local payload, ttl, id, consumed = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -62,13 +69,25 @@ const FIND = `
 local fields = redis.call('HMGET', KEYS[1], 'payload', 'consumed')
 return fields`;
 
+// Reads one key of the old layout: its type, time to live, and (for an entry) payload and consumed.
+const READ_LEGACY = `
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local ttl = redis.call('PTTL', KEYS[1])
+if kind ~= 'hash' then return {kind, ttl, false, false} end
+local fields = redis.call('HMGET', KEYS[1], 'payload', 'consumed')
+return {kind, ttl, fields[1], fields[2]}`;
+
 class RedisBackend {
   readonly client: Promise<RedisClientLike>;
+  /** `<prefix>v2:` */
+  readonly space: string;
 
   constructor(
     readonly prefix: string,
+    readonly atRest: AtRest,
     options: RedisOidcAdapterOptions,
   ) {
+    this.space = `${prefix}v2:`;
     this.client = options.client
       ? Promise.resolve(options.client)
       : connectRedis(options.url ?? 'redis://127.0.0.1:6379');
@@ -83,6 +102,76 @@ class RedisBackend {
   eval(script: string, keys: string[], args: string[]): Promise<unknown> {
     return this.call((client) => client.eval(script, { keys, arguments: args }));
   }
+
+  entryKey(model: string, lookup: string): string {
+    return `${this.space}e:${model}:${lookup}`;
+  }
+
+  /** Every key matching `pattern` (a glob, already escaped). */
+  async scan(pattern: string): Promise<string[]> {
+    const client = await this.client;
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const page = await client.scan(cursor, { MATCH: pattern, COUNT: 500 });
+      cursor = String(page.cursor);
+      keys.push(...page.keys);
+    } while (cursor !== '0');
+    return keys;
+  }
+
+  /**
+   * Migrates keys of the old clear layout once (one instance does it, under a lock key; the others wait for the
+   * marker), then checks that this instance's key opens the store.
+   */
+  async migrate(adapter: (model: string) => Adapter): Promise<void> {
+    const client = await this.client;
+    const markerKey = `${this.space}format`;
+    const markerLookup = this.atRest.lookup(FORMAT_MARKER.model, FORMAT_MARKER.id);
+    let marker = await client.get(markerKey);
+    if (typeof marker !== 'string') {
+      const lock = `${this.space}migrating`;
+      if ((await client.set(lock, '1', { NX: true, PX: 60_000 })) === 'OK') {
+        try {
+          const legacyKeys = (await this.scan(`${escapeRedisGlob(this.prefix)}*`)).filter(
+            (key) => !key.startsWith(this.space),
+          );
+          const entries: LegacyEntry[] = [];
+          for (const key of legacyKeys) {
+            const [kind, ttl, payload, consumed] = (await client.eval(READ_LEGACY, { keys: [key], arguments: [] })) as [
+              string,
+              number,
+              string | null,
+              string | null,
+            ];
+            const rest = key.slice(this.prefix.length);
+            const colon = rest.indexOf(':');
+            if (kind !== 'hash' || typeof payload !== 'string' || colon <= 0) continue;
+            entries.push({
+              model: rest.slice(0, colon),
+              id: rest.slice(colon + 1),
+              payload: JSON.parse(payload) as AdapterPayload,
+              ...(ttl > 0 ? { expiresIn: Math.max(1, Math.floor(ttl / 1000)) } : {}),
+              ...(typeof consumed === 'string' ? { consumed: Number(consumed) } : {}),
+            });
+          }
+          await rewriteLegacy(adapter, entries);
+          for (let i = 0; i < legacyKeys.length; i += 500) await client.del(legacyKeys.slice(i, i + 500));
+          await client.set(markerKey, this.atRest.seal(markerLookup, FORMAT_MARKER.id, { format: 2 } as never));
+        } finally {
+          await client.del(lock);
+        }
+      } else {
+        for (let waited = 0; waited < 60_000 && typeof marker !== 'string'; waited += 100) {
+          await sleep(100);
+          marker = await client.get(markerKey);
+        }
+      }
+      marker = await client.get(markerKey);
+    }
+    if (typeof marker !== 'string') throw new Error(`the redis store at ${this.prefix} was not migrated in time`);
+    this.atRest.checkMarker('redis', markerLookup, marker);
+  }
 }
 
 /** oidc-provider adapter over Redis (node-redis v5); any number of instances may share it. */
@@ -92,91 +181,136 @@ export class RedisOidcAdapter implements Adapter {
     private readonly backend: RedisBackend,
   ) {}
 
-  #key(id: string): string {
-    return `${this.backend.prefix}${this.model}:${id}`;
+  #key(id: string): { lookup: string; key: string } {
+    const lookup = this.backend.atRest.lookup(this.model, id);
+    return { lookup, key: this.backend.entryKey(this.model, lookup) };
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
     const { grantId, uid, userCode } = indexesOf(this.model, payload);
-    const p = this.backend.prefix;
+    const { atRest, space } = this.backend;
+    const { lookup, key } = this.#key(id);
     await this.backend.eval(
       UPSERT,
       [
-        this.#key(id),
-        grantId ? `${p}grant:${grantId}` : '',
-        uid ? `${p}uid:${uid}` : '',
-        userCode ? `${p}userCode:${this.model}:${userCode}` : '',
+        key,
+        grantId ? `${space}g:${atRest.index('grant', grantId)}` : '',
+        uid ? `${space}u:${atRest.index('uid', uid)}` : '',
+        userCode ? `${space}c:${this.model}:${atRest.index('userCode', userCode)}` : '',
       ],
       [
-        JSON.stringify(payload),
+        atRest.seal(lookup, id, payload),
         typeof expiresIn === 'number' ? String(Math.max(1, Math.ceil(expiresIn * 1000))) : '',
-        id,
+        lookup,
         typeof payload.consumed === 'number' ? String(payload.consumed) : '',
       ],
     );
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const [json, consumed] = (await this.backend.eval(FIND, [this.#key(id)], [])) as [string | null, string | null];
-    if (typeof json !== 'string') return undefined;
-    const payload = JSON.parse(json) as AdapterPayload;
+    return this.#findByLookup(this.backend.atRest.lookup(this.model, id));
+  }
+
+  async #findByLookup(lookup: string): Promise<AdapterPayload | undefined> {
+    const key = this.backend.entryKey(this.model, lookup);
+    const [sealed, consumed] = (await this.backend.eval(FIND, [key], [])) as [string | null, string | null];
+    if (typeof sealed !== 'string') return undefined;
+    const { payload } = this.backend.atRest.open(lookup, sealed);
     if (typeof consumed === 'string') payload.consumed = Number(consumed);
     return payload;
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    return this.#findByIndex(`${this.backend.prefix}uid:${uid}`);
+    return this.#findByIndex(`${this.backend.space}u:${this.backend.atRest.index('uid', uid)}`);
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    return this.#findByIndex(`${this.backend.prefix}userCode:${this.model}:${userCode}`);
+    return this.#findByIndex(`${this.backend.space}c:${this.model}:${this.backend.atRest.index('userCode', userCode)}`);
   }
 
   async #findByIndex(indexKey: string): Promise<AdapterPayload | undefined> {
-    const id = await this.backend.call((client) => client.get(indexKey));
-    return typeof id === 'string' ? this.find(id) : undefined;
+    const lookup = await this.backend.call((client) => client.get(indexKey));
+    return typeof lookup === 'string' ? this.#findByLookup(lookup) : undefined;
   }
 
   async consume(id: string): Promise<void> {
-    const result = Number(await this.backend.eval(CONSUME, [this.#key(id)], [String(epochSeconds())]));
+    const result = Number(await this.backend.eval(CONSUME, [this.#key(id).key], [String(epochSeconds())]));
     if (result === 1) return;
     return alreadyConsumed(this.model, result === 0 ? 'consumed' : 'missing');
   }
 
   async destroy(id: string): Promise<void> {
-    await this.backend.call((client) => client.del(this.#key(id)));
+    await this.backend.call((client) => client.del(this.#key(id).key));
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
-    await this.backend.eval(REVOKE, [`${this.backend.prefix}grant:${grantId}`], []);
+    await this.backend.eval(REVOKE, [`${this.backend.space}g:${this.backend.atRest.index('grant', grantId)}`], []);
   }
 }
 
 /**
  * An oidc-provider `adapter` over Redis, for several authorization-server instances sharing one Redis. Entries
- * expire through Redis TTLs, so there is no purge job.
+ * expire through Redis TTLs, so there is no purge job. Keys are hashes of the ids and values are sealed with
+ * `encryptionKeys` (the same on every instance); keys of the old clear layout are migrated by `ready()`.
  *
  * @example
  * ```ts
  * import Provider from 'oidc-provider';
  * import { redisOidcAdapter } from 'gatehouse/storage';
  *
- * const adapter = redisOidcAdapter({ url: 'redis://localhost:6379' });
+ * const adapter = redisOidcAdapter({ url: 'redis://localhost:6379', encryptionKeys: [process.env.GATEHOUSE_STORE_KEY!] });
  * await adapter.ready();
  * const provider = new Provider('https://auth.example.com', { adapter });
  * ```
  */
 export function redisOidcAdapter(options: RedisOidcAdapterOptions): OidcAdapterFactory {
-  const backend = new RedisBackend(options.prefix ?? 'gatehouse:oidc:', options);
-  return Object.assign((model: string): Adapter => new RedisOidcAdapter(model, backend), {
-    ready: async () => {
-      await backend.client;
-    },
+  const backend = new RedisBackend(
+    options.prefix ?? 'gatehouse:oidc:',
+    new AtRest(options.encryptionKeys ?? []),
+    options,
+  );
+  const adapter = (model: string): Adapter => new RedisOidcAdapter(model, backend);
+  const migrated = backend.migrate(adapter);
+  migrated.catch(() => {});
+  return Object.assign(adapter, {
+    ready: () => migrated,
     purgeExpired: async () => 0,
     close: async () => {
       if (options.client) return;
       const client = await backend.client.catch(() => undefined);
       await (client?.close ?? client?.quit)?.call(client);
+    },
+    list: async (model: string) => {
+      const prefix = `${backend.space}e:${model}:`;
+      const entries: Array<{ id: string; payload: AdapterPayload }> = [];
+      for (const key of await backend.scan(`${escapeRedisGlob(prefix)}*`)) {
+        const [sealed] = (await backend.eval(FIND, [key], [])) as [string | null];
+        if (typeof sealed === 'string') entries.push(backend.atRest.open(key.slice(prefix.length), sealed));
+      }
+      return entries.sort((a, b) => a.id.localeCompare(b.id));
+    },
+    rekey: async () => {
+      await migrated;
+      const client = await backend.client;
+      let changed = 0;
+      const markerKey = `${backend.space}format`;
+      const marker = await client.get(markerKey);
+      const markerLookup = backend.atRest.lookup(FORMAT_MARKER.model, FORMAT_MARKER.id);
+      const resealedMarker = typeof marker === 'string' ? backend.atRest.reseal(markerLookup, marker) : undefined;
+      if (resealedMarker) {
+        await client.set(markerKey, resealedMarker, { KEEPTTL: true });
+        changed++;
+      }
+      const entryPrefix = `${backend.space}e:`;
+      for (const key of await backend.scan(`${escapeRedisGlob(entryPrefix)}*`)) {
+        const [sealed] = (await backend.eval(FIND, [key], [])) as [string | null];
+        const lookup = key.slice(key.lastIndexOf(':') + 1);
+        const resealed = typeof sealed === 'string' ? backend.atRest.reseal(lookup, sealed) : undefined;
+        if (resealed === undefined) continue;
+        await backend.eval("return redis.call('HSET', KEYS[1], 'payload', ARGV[1])", [key], [resealed]);
+        changed++;
+      }
+      return changed;
     },
   });
 }

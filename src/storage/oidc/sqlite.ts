@@ -1,5 +1,6 @@
 import { sqlIdentifier } from '../sqlite.js';
 import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../sqlite-driver.js';
+import { AtRest, type AtRestOptions, FORMAT_MARKER } from './at-rest.js';
 import {
   type Adapter,
   type AdapterPayload,
@@ -12,8 +13,8 @@ import {
 } from './common.js';
 
 /** Options of {@link sqliteOidcAdapter}. */
-export interface SqliteOidcAdapterOptions extends OidcAdapterCommonOptions {
-  /** Database file (`:memory:` for a private in-memory database). */
+export interface SqliteOidcAdapterOptions extends OidcAdapterCommonOptions, AtRestOptions {
+  /** Database file (`:memory:` for a private in-memory database). Created 0600 if it does not exist. */
   path: string;
   /** Table name. Default `gatehouse_oidc`. */
   table?: string;
@@ -24,11 +25,18 @@ interface Row {
   consumed_at: number | null;
 }
 
+// Entries of the old layout (plain id, JSON payload) start with `{`; sealed payloads are JWE compact strings.
+const LEGACY = `substr(payload, 1, 1) = '{'`;
+
 /** Shared state of one SQLite backend: one connection, prepared statements. */
 class SqliteBackend {
   readonly #db: Promise<SqliteDatabase>;
 
-  constructor(path: string, table: string) {
+  constructor(
+    path: string,
+    readonly table: string,
+    readonly atRest: AtRest,
+  ) {
     this.#db = openSqlite(path).then((db) => {
       db.exec(`CREATE TABLE IF NOT EXISTS ${table} (
         model TEXT NOT NULL,
@@ -47,10 +55,7 @@ class SqliteBackend {
       CREATE INDEX IF NOT EXISTS ${table}_expires ON ${table} (expires_at) WHERE expires_at IS NOT NULL;`);
       return db;
     });
-    this.table = table;
   }
-
-  readonly table: string;
 
   db(): Promise<SqliteDatabase> {
     return this.#db;
@@ -60,29 +65,100 @@ class SqliteBackend {
 
   /** A prepared statement, compiled once per SQL text: compiling on every call cost more than running it. */
   async statement(sql: string): Promise<SqliteStatement> {
+    return this.prepared(await this.#db, sql);
+  }
+
+  prepared(db: SqliteDatabase, sql: string): SqliteStatement {
     let prepared = this.#statements.get(sql);
     if (!prepared) {
-      prepared = (await this.#db).prepare(sql);
+      prepared = db.prepare(sql);
       this.#statements.set(sql, prepared);
     }
     return prepared;
   }
 
+  /** Writes an entry: hashed key and indexes, sealed payload. A consumed artifact stays consumed if saved again. */
+  write(db: SqliteDatabase, model: string, id: string, payload: AdapterPayload, expiresIn?: number): void {
+    const { grantId, uid, userCode } = indexesOf(model, payload);
+    const key = this.atRest.lookup(model, id);
+    this.prepared(
+      db,
+      `INSERT INTO ${this.table} (model, id, payload, grant_id, uid, user_code, expires_at, consumed_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
+         uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at,
+         consumed_at = COALESCE(consumed_at, excluded.consumed_at)`,
+    ).run(
+      model,
+      key,
+      this.atRest.seal(key, id, payload),
+      this.atRest.index('grant', grantId) ?? null,
+      this.atRest.index('uid', uid) ?? null,
+      this.atRest.index('userCode', userCode) ?? null,
+      typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : null,
+      typeof payload.consumed === 'number' ? payload.consumed : null,
+    );
+  }
+
   async purge(): Promise<number> {
     return Number((await this.statement(`DELETE FROM ${this.table} WHERE expires_at <= ?`)).run(Date.now()).changes);
+  }
+
+  /**
+   * Brings a store of the old layout to the hashed, sealed one (once: a format marker records it), then checks that
+   * this instance's key opens the store. The old rows are rewritten through the adapter and the file is vacuumed so
+   * no clear copy stays in free pages.
+   */
+  async migrate(): Promise<void> {
+    const db = await this.#db;
+    const markerKey = this.atRest.lookup(FORMAT_MARKER.model, FORMAT_MARKER.id);
+    const readMarker = () =>
+      db.prepare(`SELECT payload FROM ${this.table} WHERE model = ? AND id = ?`).get(FORMAT_MARKER.model, markerKey) as
+        | { payload: string }
+        | undefined;
+    let rewrote = 0;
+    // Synchronous, in one IMMEDIATE transaction: another process migrating at the same time waits, then finds the marker.
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      if (!readMarker()) {
+        const now = Date.now();
+        const rows = db
+          .prepare(`SELECT model, id, payload, expires_at, consumed_at FROM ${this.table} WHERE ${LEGACY}`)
+          .all() as Array<{
+          model: string;
+          id: string;
+          payload: string;
+          expires_at: number | null;
+          consumed_at: number | null;
+        }>;
+        for (const row of rows) {
+          if (row.expires_at !== null && row.expires_at <= now) continue;
+          const payload = JSON.parse(row.payload) as AdapterPayload;
+          if (row.consumed_at !== null) payload.consumed = Number(row.consumed_at);
+          const expiresIn = row.expires_at === null ? undefined : (Number(row.expires_at) - now) / 1000;
+          this.write(db, row.model, row.id, payload, expiresIn);
+        }
+        db.prepare(`DELETE FROM ${this.table} WHERE ${LEGACY}`).run();
+        this.write(db, FORMAT_MARKER.model, FORMAT_MARKER.id, { format: 2 } as never);
+        rewrote = rows.length;
+      }
+      db.exec('COMMIT');
+    } catch (error) {
+      db.exec('ROLLBACK');
+      throw error;
+    }
+    if (rewrote > 0) {
+      // No clear copy may stay behind in free pages or the write-ahead log.
+      db.exec('VACUUM');
+      db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    }
+    this.atRest.checkMarker('sqlite', markerKey, readMarker()!.payload);
   }
 }
 
 const LIVE = '(expires_at IS NULL OR expires_at > ?)';
 
-function payloadOf(row: Row | undefined): AdapterPayload | undefined {
-  if (!row) return undefined;
-  const payload = JSON.parse(row.payload) as AdapterPayload;
-  if (row.consumed_at !== null) payload.consumed = row.consumed_at;
-  return payload;
-}
-
-/** oidc-provider adapter over SQLite (`node:sqlite` or `better-sqlite3`); several processes may share the file. */
+/** oidc-provider adapter over SQLite (`better-sqlite3`); several processes may share the file. */
 export class SqliteOidcAdapter implements Adapter {
   constructor(
     readonly model: string,
@@ -90,98 +166,125 @@ export class SqliteOidcAdapter implements Adapter {
   ) {}
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
-    const { grantId, uid, userCode } = indexesOf(this.model, payload);
-    // A consumed artifact stays consumed even if it is saved again.
-    (
-      await this.backend.statement(
-        `INSERT INTO ${this.backend.table} (model, id, payload, grant_id, uid, user_code, expires_at, consumed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
-           uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at,
-           consumed_at = COALESCE(consumed_at, excluded.consumed_at)`,
-      )
-    ).run(
-      this.model,
-      id,
-      JSON.stringify(payload),
-      grantId ?? null,
-      uid ?? null,
-      userCode ?? null,
-      typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : null,
-      typeof payload.consumed === 'number' ? payload.consumed : null,
-    );
+    this.backend.write(await this.backend.db(), this.model, id, payload, expiresIn);
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    return this.#findBy('id', id);
+    return this.#findBy('id', this.backend.atRest.lookup(this.model, id));
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    return this.#findBy('uid', uid);
+    return this.#findBy('uid', this.backend.atRest.index('uid', uid)!);
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    return this.#findBy('user_code', userCode);
+    return this.#findBy('user_code', this.backend.atRest.index('userCode', userCode)!);
   }
 
   async #findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
     const row = (
       await this.backend.statement(
-        `SELECT payload, consumed_at FROM ${this.backend.table} WHERE model = ? AND ${column} = ? AND ${LIVE} LIMIT 1`,
+        `SELECT id, payload, consumed_at FROM ${this.backend.table} WHERE model = ? AND ${column} = ? AND ${LIVE} LIMIT 1`,
       )
-    ).get(this.model, value, Date.now()) as Row | undefined;
-    return payloadOf(row);
+    ).get(this.model, value, Date.now()) as (Row & { id: string }) | undefined;
+    if (!row) return undefined;
+    const { payload } = this.backend.atRest.open(row.id, row.payload);
+    if (row.consumed_at !== null) payload.consumed = row.consumed_at;
+    return payload;
   }
 
   async consume(id: string): Promise<void> {
+    const key = this.backend.atRest.lookup(this.model, id);
     // Compare-and-set: only the first UPDATE finds consumed_at NULL; SQLite serialises writers across processes.
     const { changes } = (
       await this.backend.statement(
         `UPDATE ${this.backend.table} SET consumed_at = ? WHERE model = ? AND id = ? AND consumed_at IS NULL AND ${LIVE}`,
       )
-    ).run(epochSeconds(), this.model, id, Date.now());
+    ).run(epochSeconds(), this.model, key, Date.now());
     if (Number(changes) === 1) return;
     const exists = (
       await this.backend.statement(`SELECT 1 FROM ${this.backend.table} WHERE model = ? AND id = ? AND ${LIVE}`)
-    ).get(this.model, id, Date.now());
+    ).get(this.model, key, Date.now());
     return alreadyConsumed(this.model, exists ? 'consumed' : 'missing');
   }
 
   async destroy(id: string): Promise<void> {
-    (await this.backend.statement(`DELETE FROM ${this.backend.table} WHERE model = ? AND id = ?`)).run(this.model, id);
+    (await this.backend.statement(`DELETE FROM ${this.backend.table} WHERE model = ? AND id = ?`)).run(
+      this.model,
+      this.backend.atRest.lookup(this.model, id),
+    );
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
-    (await this.backend.statement(`DELETE FROM ${this.backend.table} WHERE grant_id = ?`)).run(grantId);
+    (await this.backend.statement(`DELETE FROM ${this.backend.table} WHERE grant_id = ?`)).run(
+      this.backend.atRest.index('grant', grantId)!,
+    );
   }
 }
 
 /**
- * An oidc-provider `adapter` over an SQLite file: the embedded default for `gatehouse serve`.
+ * An oidc-provider `adapter` over an SQLite file: the embedded default for `gatehouse serve`. Entries are looked up
+ * by a hash of their id and their payloads are sealed with `encryptionKeys`; a file of the old clear layout is
+ * migrated by `ready()`.
  *
  * @example
  * ```ts
  * import Provider from 'oidc-provider';
  * import { sqliteOidcAdapter } from 'gatehouse/storage';
  *
- * const adapter = sqliteOidcAdapter({ path: './gatehouse.db' });
+ * const adapter = sqliteOidcAdapter({ path: './gatehouse.db', encryptionKeys: [process.env.GATEHOUSE_STORE_KEY!] });
  * await adapter.ready();
  * const provider = new Provider('https://auth.example.com', { adapter });
  * ```
  */
 export function sqliteOidcAdapter(options: SqliteOidcAdapterOptions): OidcAdapterFactory {
-  const backend = new SqliteBackend(options.path, sqlIdentifier(options.table ?? 'gatehouse_oidc'));
+  const backend = new SqliteBackend(
+    options.path,
+    sqlIdentifier(options.table ?? 'gatehouse_oidc'),
+    new AtRest(options.encryptionKeys ?? []),
+  );
+  const adapter = (model: string): Adapter => new SqliteOidcAdapter(model, backend);
+  const migrated = backend.migrate();
   // Keep an early open failure from becoming an unhandled rejection; ready() and every call still report it.
-  backend.db().catch(() => {});
+  migrated.catch(() => {});
   const timer = purgeTimer(options.purgeIntervalMs, () => backend.purge(), options.onError ?? (() => {}));
-  return Object.assign((model: string): Adapter => new SqliteOidcAdapter(model, backend), {
-    ready: async () => {
-      await backend.db();
-    },
+  return Object.assign(adapter, {
+    ready: () => migrated,
     purgeExpired: () => backend.purge(),
     close: async () => {
       if (timer) clearInterval(timer);
       (await backend.db().catch(() => undefined))?.close();
+    },
+    list: async (model: string) => {
+      const rows = (
+        await backend.statement(
+          `SELECT id, payload FROM ${backend.table} WHERE model = ? AND ${LIVE} AND NOT ${LEGACY}`,
+        )
+      ).all(model, Date.now()) as Array<{ id: string; payload: string }>;
+      return rows.map((row) => backend.atRest.open(row.id, row.payload)).sort((a, b) => a.id.localeCompare(b.id));
+    },
+    rekey: async () => {
+      await migrated;
+      const db = await backend.db();
+      const rows = db.prepare(`SELECT model, id, payload FROM ${backend.table}`).all() as Array<{
+        model: string;
+        id: string;
+        payload: string;
+      }>;
+      const update = db.prepare(`UPDATE ${backend.table} SET payload = ? WHERE model = ? AND id = ?`);
+      let changed = 0;
+      db.exec('BEGIN IMMEDIATE');
+      try {
+        for (const row of rows) {
+          const resealed = backend.atRest.reseal(row.id, row.payload);
+          if (resealed !== undefined) changed += Number(update.run(resealed, row.model, row.id).changes);
+        }
+        db.exec('COMMIT');
+      } catch (error) {
+        db.exec('ROLLBACK');
+        throw error;
+      }
+      return changed;
     },
   });
 }

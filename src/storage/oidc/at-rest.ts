@@ -1,0 +1,96 @@
+import { createHash } from 'node:crypto';
+import { type EncryptionKey, openValue, type SealingKey, sealedKid, sealingKey, sealValue } from '../encrypted.js';
+import { DecryptionError, StorageConfigError } from '../errors.js';
+import type { AdapterPayload } from './common.js';
+
+/**
+ * How the oidc adapters keep entries at rest: a store dump shows no token, code, secret or key.
+ *
+ * - **Lookup by hash**: an entry's row key is SHA-256 of its model and id (the id of a token *is* the token). Ids
+ *   are random 256-bit values, so the hash cannot be reversed; it does not depend on the encryption key, so the key
+ *   rotates without moving rows. Secondary indexes (grant, session uid, user code) are hashed the same way.
+ * - **Sealed payloads**: the payload (and the id, for listing) is sealed with the at-rest key by
+ *   `encrypted.ts` (JWE `dir`/`A256GCM`), bound to the row key so a payload copied to another row does not open.
+ */
+export class AtRest {
+  readonly #keys: SealingKey[];
+
+  constructor(keys: readonly EncryptionKey[]) {
+    if (keys.length === 0) {
+      throw new StorageConfigError(
+        'The store needs an at-rest encryption key.',
+        'Pass encryptionKeys: [generateEncryptionKey()] (keep the key: without it the store cannot be read).',
+      );
+    }
+    this.#keys = keys.map(sealingKey);
+  }
+
+  /** The key new values are sealed with. */
+  get kid(): string {
+    return this.#keys[0]!.kid;
+  }
+
+  /** The row key of an entry. */
+  lookup(model: string, id: string): string {
+    return createHash('sha256').update(model).update('\0').update(id).digest('base64url');
+  }
+
+  /** The stored form of a secondary-index value (`grant`, `uid`, `userCode`). */
+  index(kind: string, value: string | undefined): string | undefined {
+    return value === undefined ? undefined : this.lookup(`index:${kind}`, value);
+  }
+
+  seal(lookup: string, id: string, payload: AdapterPayload): string {
+    return sealValue(this.#keys[0]!, lookup, { id, payload });
+  }
+
+  open(lookup: string, sealed: string): { id: string; payload: AdapterPayload } {
+    return openValue(this.#keys, lookup, sealed) as { id: string; payload: AdapterPayload };
+  }
+
+  /** The value sealed with the current key, or undefined when it already is. */
+  reseal(lookup: string, sealed: string): string | undefined {
+    if (sealedKid(sealed) === this.kid) return undefined;
+    const { id, payload } = this.open(lookup, sealed);
+    return this.seal(lookup, id, payload);
+  }
+
+  /**
+   * Opens the store's format marker (sealed like any entry), explaining what to do when this instance's key
+   * cannot: every instance sharing a store must use the same at-rest key.
+   */
+  checkMarker(store: string, lookup: string, sealed: string): void {
+    try {
+      this.open(lookup, sealed);
+    } catch (error) {
+      if (!(error instanceof DecryptionError)) throw error;
+      throw new StorageConfigError(
+        `the ${store} store was encrypted with another at-rest key (key id ${sealedKid(sealed) || 'unknown'}; this instance has ${this.#keys.map((k) => k.kid).join(', ')})`,
+        'Give every instance the same key: GATEHOUSE_STORE_KEY, or the same store.key file (docs: "Data at rest").',
+      );
+    }
+  }
+}
+
+/** Model name and id of the format marker each store carries once it holds the hashed, sealed layout. */
+export const FORMAT_MARKER = { model: 'GatehouseStoreFormat', id: 'v2' } as const;
+
+/** An entry of the layout before hashing and sealing (Gatehouse 0.1), read by a backend's migration. */
+export interface LegacyEntry {
+  model: string;
+  id: string;
+  payload: AdapterPayload;
+  /** Seconds left, or undefined for no expiry. */
+  expiresIn?: number;
+  consumed?: number;
+}
+
+/** Options every persistent oidc backend takes for data at rest. */
+export interface AtRestOptions {
+  /**
+   * The at-rest keys (32 bytes, or base64url text), newest first: payloads are sealed with the first and opened
+   * with whichever matches, so a key rotates by listing the new one first and running `rekey()`. Every instance
+   * sharing a store must have the same keys.
+   */
+  encryptionKeys: readonly EncryptionKey[];
+}

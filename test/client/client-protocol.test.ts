@@ -1,0 +1,202 @@
+// What a server may ask of and tell the Client, at each protocol version the SDK speaks: the 2025 handshake
+// ('legacy') and the newest one both sides support ('auto' negotiates 2026-07-28 with an SDK v2 server).
+import { createMcpHandler, inputRequired, McpServer } from '@modelcontextprotocol/server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { Client, type ProtocolVersionChoice } from '../../src/client/index.js';
+import { listen, type RunningServer, toNodeListener } from '../../src/server/node.js';
+
+const PROFILE_SCHEMA = {
+  type: 'object' as const,
+  properties: {
+    name: { type: 'string' as const, default: 'John Doe' },
+    age: { type: 'integer' as const, default: 30 },
+    status: { type: 'string' as const, enum: ['active', 'inactive'], default: 'active' },
+    verified: { type: 'boolean' as const, default: true },
+  },
+};
+
+const text = (value: unknown) => ({ content: [{ type: 'text' as const, text: JSON.stringify(value) }] });
+
+/**
+ * A 2026-07-28 server: it asks for input by answering `input_required` (multi round-trip requests); the client
+ * answers through the same handlers and retries the call.
+ */
+function createModernServer(): McpServer {
+  const server = new McpServer({ name: 'protocol-test', version: '1.0.0' });
+  server.registerTool('profile', {}, async (ctx) => {
+    const answer = ctx.mcpReq.inputResponses?.['profile'];
+    if (answer) return text(answer);
+    const profile = inputRequired.elicit({ message: 'Your profile?', requestedSchema: PROFILE_SCHEMA } as never);
+    return inputRequired({ inputRequests: { profile } });
+  });
+  server.registerTool('authorize', {}, async (ctx) => {
+    const answer = ctx.mcpReq.inputResponses?.['connect'];
+    if (answer) return text(answer);
+    const connect = inputRequired.elicitUrl({ message: 'Connect your account', url: 'https://example.com/connect' });
+    return inputRequired({ inputRequests: { connect } });
+  });
+  server.registerTool('roots', {}, async (ctx) => {
+    const answer = ctx.mcpReq.inputResponses?.['roots'] as { roots: Array<{ uri: string }> } | undefined;
+    if (answer) return text(answer.roots.map((root) => root.uri));
+    return inputRequired({ inputRequests: { roots: inputRequired.listRoots() } });
+  });
+  return server;
+}
+
+/**
+ * A 2025 server that elicits (form and URL mode), lists roots, and announces changes; `subscribed` holds its
+ * subscriptions.
+ */
+function createServer(subscribed = new Set<string>()): McpServer {
+  const server = new McpServer(
+    { name: 'protocol-test', version: '1.0.0' },
+    { capabilities: { resources: { subscribe: true, listChanged: true }, tools: { listChanged: true } } },
+  );
+  server.registerTool('profile', {}, async (ctx) => {
+    return text(await ctx.mcpReq.elicitInput({ message: 'Your profile?', requestedSchema: PROFILE_SCHEMA }));
+  });
+  server.registerTool('authorize', {}, async (ctx) => {
+    const result = await ctx.mcpReq.elicitInput({
+      mode: 'url',
+      message: 'Connect your account',
+      url: 'https://example.com/connect',
+      elicitationId: 'e-1',
+    });
+    return text(result);
+  });
+  server.registerTool('roots', {}, async (ctx) => {
+    const result = await ctx.mcpReq.send({ method: 'roots/list' });
+    return text(result.roots.map((root) => root.uri));
+  });
+  server.registerTool('touch', { inputSchema: z.object({ uri: z.string() }) }, async ({ uri }) => {
+    await server.server.sendResourceUpdated({ uri });
+    server.sendToolListChanged();
+    return { content: [{ type: 'text', text: 'ok' }] };
+  });
+  server.registerResource('config', 'config://app', {}, async (uri) => ({
+    contents: [{ uri: uri.href, text: 'v1' }],
+  }));
+  server.server.setRequestHandler('resources/subscribe', async (request) => {
+    subscribed.add(request.params.uri);
+    return {};
+  });
+  server.server.setRequestHandler('resources/unsubscribe', async (request) => {
+    subscribed.delete(request.params.uri);
+    return {};
+  });
+  return server;
+}
+
+// Over streamable HTTP, an SDK v2 server speaks 2026-07-28 (and 2025-11-25 statelessly).
+let http: RunningServer;
+let mcpUrl: string;
+beforeAll(async () => {
+  const handler = createMcpHandler(() => createModernServer());
+  http = await listen(toNodeListener((request) => handler.fetch(request)));
+  mcpUrl = `${http.url}/mcp`;
+});
+afterAll(() => http.close());
+
+it('negotiates the newest version both sides speak, or the one asked for; ping() works at each', async () => {
+  for (const [choice, negotiated] of [
+    ['auto', '2026-07-28'],
+    ['legacy', '2025-11-25'],
+    ['2026-07-28', '2026-07-28'],
+  ] satisfies Array<[ProtocolVersionChoice, string]>) {
+    await using client = new Client(mcpUrl, { protocolVersion: choice });
+    await client.connect();
+    expect(client.protocolVersion()).toBe(negotiated);
+    await client.ping();
+  }
+  // An in-process SDK server speaks only the 2025 handshake: 'auto' falls back to it.
+  await using local = new Client(createServer());
+  await local.connect();
+  expect(local.protocolVersion()).toBe('2025-11-25');
+});
+
+const eras: Array<[string, () => string | McpServer]> = [
+  ['2025-11-25 (server requests)', () => createServer()],
+  ['2026-07-28 (input_required results)', () => mcpUrl],
+];
+
+describe.each(eras)('Client at %s', (_era, source) => {
+  it('fills the fields an accepted form left out with the schema defaults', async () => {
+    const answers = [{ name: 'Ada' }, undefined];
+    await using client = new Client(source(), {
+      elicitationHandler: async (params) => {
+        expect(params).toMatchObject({ message: 'Your profile?' });
+        const content = answers.shift();
+        return content ? { action: 'accept', content } : { action: 'accept' };
+      },
+    });
+    expect((await client.callTool('profile')).data).toEqual({
+      action: 'accept',
+      content: { name: 'Ada', age: 30, status: 'active', verified: true },
+    });
+    expect((await client.callTool('profile')).data).toEqual({
+      action: 'accept',
+      content: { name: 'John Doe', age: 30, status: 'active', verified: true },
+    });
+  });
+
+  it('hands URL-mode elicitations to the handler with their URL', async () => {
+    const seen: unknown[] = [];
+    await using client = new Client(source(), {
+      elicitationHandler: async (params) => {
+        seen.push(params);
+        return { action: params.mode === 'url' ? 'accept' : 'decline' };
+      },
+    });
+    expect((await client.callTool('authorize')).data).toEqual({ action: 'accept' });
+    expect(seen).toEqual([expect.objectContaining({ mode: 'url', url: 'https://example.com/connect' })]);
+  });
+
+  it('serves the roots set by setRoots()', async () => {
+    await using client = new Client(source(), { roots: ['/srv/one'] });
+    expect((await client.callTool('roots')).data).toEqual(['file:///srv/one']);
+    await client.setRoots(['/srv/two', 'file:///srv/three']);
+    expect((await client.callTool('roots')).data).toEqual(['file:///srv/two', 'file:///srv/three']);
+  });
+});
+
+describe('Client notifications (2025 handshake)', () => {
+  it('sends notifications/roots/list_changed when the roots change', async () => {
+    const server = createServer();
+    let changes = 0;
+    server.server.setNotificationHandler('notifications/roots/list_changed', async () => {
+      changes++;
+    });
+    await using client = new Client(server, { protocolVersion: 'legacy', roots: ['/srv/one'] });
+    await client.connect();
+    await client.setRoots(['/srv/two']);
+    await expect.poll(() => changes).toBe(1);
+  });
+
+  it('delivers list changes and updates of subscribed resources to the message handler', async () => {
+    const events: string[] = [];
+    const subscribed = new Set<string>();
+    const server = createServer(subscribed);
+    await using client = new Client(server, {
+      protocolVersion: 'legacy',
+      messageHandler: {
+        onToolListChanged: () => events.push('tools changed'),
+        onResourceUpdated: (uri) => events.push(`updated ${uri}`),
+        onNotification: (notification) => events.push(notification.method),
+      },
+    });
+    await client.subscribeResource('config://app');
+    expect([...subscribed]).toEqual(['config://app']);
+    await client.callTool('touch', { uri: 'config://app' });
+    await expect
+      .poll(() => events)
+      .toEqual([
+        'updated config://app',
+        'notifications/resources/updated',
+        'tools changed',
+        'notifications/tools/list_changed',
+      ]);
+    await client.unsubscribeResource('config://app');
+    expect([...subscribed]).toEqual([]);
+  });
+});
