@@ -1,12 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, expect, it } from 'vitest';
 import { headlessAuthorize } from '../../src/client/index.js';
 import { SERVE_USER, type ServeProcess, startServeProcess } from '../helpers/serve-process.js';
+import { freePort } from '../stores/services.js';
 
 // The README's "Protect an MCP server" and "Call it as a client" snippets, as written, against its
 // `gatehouse serve` line: only the ports change (free ones instead of 8000 and 9000). The client logs in as users
@@ -19,14 +19,6 @@ function snippet(heading: string): string {
   const match = new RegExp(`## ${heading}\\n\\n\`\`\`ts\\n([\\s\\S]*?)\`\`\`\\n`).exec(readme);
   if (!match) throw new Error(`README.md has no ts block under "## ${heading}"`);
   return match[1]!;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Transpiles a README snippet to an .mjs file under the repository, so `gatehouse/*` resolves to the package. */
