@@ -60,5 +60,25 @@ export const clientFetch: typeof fetch = async (input, init) => {
     ...(options as Parameters<Undici['fetch']>[1]),
     dispatcher,
   });
-  return response as unknown as Response;
+  return asGlobalResponse(response);
 };
+
+/** Statuses whose responses carry no body: the `Response` constructor refuses one for them. */
+const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
+
+/**
+ * The undici package's `Response` is not the global class, so `instanceof Response` — which the MCP SDK uses to
+ * read OAuth error bodies — is false for it. Hand back a global `Response` over the same stream and headers.
+ */
+function asGlobalResponse(response: Awaited<ReturnType<Undici['fetch']>>): Response {
+  const body = NULL_BODY_STATUSES.has(response.status) ? null : (response.body as ReadableStream<Uint8Array> | null);
+  const global = new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers as unknown as HeadersInit,
+  });
+  // `url` and `redirected` are read-only on a constructed Response; callers resolve relative URLs against `url`.
+  Object.defineProperty(global, 'url', { value: response.url });
+  Object.defineProperty(global, 'redirected', { value: response.redirected });
+  return global;
+}

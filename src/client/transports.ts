@@ -11,6 +11,7 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from '@modelcontextprotocol/client';
+import { GatehouseError } from '../oauth/errors.js';
 import { defaultTokenStore } from '../storage/default.js';
 import { clientFetch } from './network.js';
 import { OAuth, type WrapFetchHooks } from './oauth.js';
@@ -130,6 +131,29 @@ class HandshakeDeadline {
   }
 }
 
+/** Settles with `work`, or rejects with the signal's reason once it aborts. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  work.catch(() => {}); // settles later, after the abort has been reported
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * The SDK wraps what stopped its version probe (a login that timed out, a refused registration) in a generic
+ * negotiation error: when that cause is one of ours, it is the error that names the real problem.
+ */
+function negotiationCause(error: unknown): unknown {
+  if (error instanceof SdkError && error.code === SdkErrorCode.EraNegotiationFailed) {
+    const cause = (error as { cause?: unknown }).cause;
+    if (cause instanceof GatehouseError) return cause;
+  }
+  return error;
+}
+
 async function connectWith(
   make: () => SdkClient,
   transport: Transport,
@@ -138,7 +162,7 @@ async function connectWith(
 ) {
   const sdk = make();
   try {
-    await sdk.connect(
+    const connecting = sdk.connect(
       transport,
       deadline
         ? { timeout: NO_SDK_TIMEOUT, signal: deadline.controller.signal }
@@ -146,10 +170,14 @@ async function connectWith(
           ? undefined
           : { timeout },
     );
+    // The SDK's version probe (server/discover) does not watch the signal: the deadline ends it all the same.
+    if (deadline) await untilAborted(connecting, deadline.controller.signal);
+    else await connecting;
     return sdk;
   } catch (error) {
     await sdk.close().catch(() => {});
-    throw error;
+    await transport.close().catch(() => {});
+    throw negotiationCause(error);
   } finally {
     deadline?.dispose();
   }

@@ -100,8 +100,9 @@ describe('gatehouse login / status / token / call / tools / logout', () => {
 
     // Expire the access token: three `token` processes at once refresh it once, and all print the new token.
     const { TokenStorage } = await import('../../src/storage/tokens.js');
-    const { fileStore } = await import('../../src/storage/file.js');
-    const storage = new TokenStorage(fileStore({ directory: store.dir }));
+    const { openDefaultTokenStore } = await import('../../src/storage/default.js');
+    // The CLI's store is encrypted: open it the way the CLI does.
+    const storage = new TokenStorage((await openDefaultTokenStore({ directory: store.dir })).store);
     await storage.update(stack.mcpUrl, (record) =>
       record?.tokens
         ? { ...record, tokens: { ...record.tokens, expires_at: Math.floor(Date.now() / 1000) - 10 } }
