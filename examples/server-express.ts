@@ -3,12 +3,12 @@
  * and a tool that calls another API on the user's behalf (token exchange).
  *
  *   ISSUER=https://auth.example.com RESOURCE=https://mcp.example.com/mcp \
- *   CLIENT_ID=mcp-server CLIENT_SECRET=… npx tsx examples/server-express.ts
+ *   CLIENT_ID=mcp-server CLIENT_SECRET=… npm run example -- examples/server-express.ts
  */
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
 import express from 'express';
+import { createAuthProvider, expressHandler } from 'gatehouse/server';
 import { z } from 'zod';
-import { createAuthProvider, expressHandler } from '../src/server/index.js';
 
 const issuer = process.env['ISSUER'] ?? 'http://127.0.0.1:9000';
 const resource = process.env['RESOURCE'] ?? 'http://127.0.0.1:3000/mcp';

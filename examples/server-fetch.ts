@@ -2,11 +2,11 @@
  * The smallest protected MCP server: a web-standard fetch handler (Workers, Bun, Deno), served here with
  * node:http. Runs on its own: it starts Gatehouse's test authorization server, mints a token and calls the tool.
  *
- *   npx tsx examples/server-fetch.ts
+ *   npm run example -- examples/server-fetch.ts
  */
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
-import { jwtVerifier, listen, protect, toNodeListener } from '../src/server/index.js';
-import { startTestAuthorizationServer } from '../src/testing/index.js';
+import { jwtVerifier, listen, protect, toNodeListener } from 'gatehouse/server';
+import { startTestAuthorizationServer } from 'gatehouse/testing';
 
 const as = await startTestAuthorizationServer();
 let target: Parameters<typeof listen>[0] = () => {};

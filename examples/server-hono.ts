@@ -2,12 +2,12 @@
  * An MCP server in Hono behind Gatehouse, with its tokens (JWT or opaque) checked by introspection (RFC 7662).
  *
  *   ISSUER=https://auth.example.com RESOURCE=https://mcp.example.com/mcp \
- *   CLIENT_ID=mcp-server CLIENT_SECRET=… npx tsx examples/server-hono.ts
+ *   CLIENT_ID=mcp-server CLIENT_SECRET=… npm run example -- examples/server-hono.ts
  */
 import { serve } from '@hono/node-server';
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
+import { honoMiddleware, introspectionVerifier, protect } from 'gatehouse/server';
 import { Hono } from 'hono';
-import { honoMiddleware, introspectionVerifier, protect } from '../src/server/index.js';
 
 const issuer = process.env['ISSUER'] ?? 'http://127.0.0.1:9000';
 const resource = process.env['RESOURCE'] ?? 'http://127.0.0.1:3000/mcp';

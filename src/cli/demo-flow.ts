@@ -30,6 +30,18 @@ function describe(method: string, url: URL, status: number, seenLogin: boolean):
   return `${method} ${path} (${status})`;
 }
 
+/** What to try next, on the user's own server; printed last. */
+export const NEXT_STEPS = [
+  '',
+  'Next, with your own MCP server (replace the URL):',
+  '  npx gatehouse doctor https://mcp.example.com/mcp   # check its OAuth discovery and say what to fix',
+  '  npx gatehouse login https://mcp.example.com/mcp    # log in once (opens your browser)',
+  '  npx gatehouse tools https://mcp.example.com/mcp    # list its tools with the stored token',
+  '  npx gatehouse serve --superuser admin --resource https://mcp.example.com/mcp=mcp:tools',
+  '                                                     # your own authorization server for it',
+  'In code: the README, "Protect an MCP server" and "Call it as a client" (also in node_modules/gatehouse).',
+];
+
 /**
  * Runs the demo: starts an authorization server and a protected MCP server on loopback, then a client that
  * starts from nothing but the MCP URL, logs in headlessly and calls `whoami`. Prints each step with `print`.
@@ -85,6 +97,7 @@ export async function runDemo(options: { port?: number; print?: (line: string) =
       const whoami = result.structuredContent as DemoResult['whoami'];
       print(`   - called whoami: subject "${whoami.subject}", scopes [${whoami.scopes.join(', ')}]`);
       print('Done: discovery, dynamic registration, PKCE login, audience-bound JWT, protected tool call.');
+      for (const line of NEXT_STEPS) print(line);
       return { mcpUrl: stack.mcpUrl, issuer: stack.issuer, challenge, accessToken: tokens.access_token, whoami };
     } finally {
       await client.close();

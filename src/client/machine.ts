@@ -96,7 +96,7 @@ export class MachineAuth implements OAuthClientProvider {
   private fetching: Promise<void> | undefined;
   private dpopSession: Promise<DpopSession> | undefined;
   private target: { authorizationServerUrl: string; resourceUrl: string | undefined } | undefined;
-  addClientAuthentication: OAuthClientProvider['addClientAuthentication'];
+  addClientAuthentication?: NonNullable<OAuthClientProvider['addClientAuthentication']>;
   dpop?: () => Promise<DpopSession> | undefined;
 
   constructor(options: MachineAuthOptions) {

@@ -316,6 +316,7 @@ export class OAuth implements OAuthClientProvider {
 
   constructor(options: OAuthOptions = {}) {
     this.options = options;
+    if (options.clientMetadataUrl !== undefined) this.clientMetadataUrl = options.clientMetadataUrl;
     this.storage =
       options.tokenStorage instanceof TokenStorage ? options.tokenStorage : new TokenStorage(options.tokenStorage);
     const base = retryingFetch(options.fetch ?? clientFetch);
@@ -348,9 +349,8 @@ export class OAuth implements OAuthClientProvider {
   /** Implements `OAuthClientProvider.dpop()` when the `dpop` option is set. */
   dpop?: () => Promise<DpopSession> | undefined;
 
-  get clientMetadataUrl(): string | undefined {
-    return this.options.clientMetadataUrl;
-  }
+  /** Implements `OAuthClientProvider.clientMetadataUrl` when the option is set (absent, not undefined, otherwise). */
+  readonly clientMetadataUrl?: string;
 
   private get serverKey(): string {
     if (!this.options.mcpUrl) throw new TypeError('OAuth needs the MCP server URL: pass mcpUrl');

@@ -1,4 +1,4 @@
-import type { DynamoDBClient, DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { brand, checkNamespace, type GatehouseStore, isTtl, loadOptional, toJson } from './types.js';
 
 /** Options of {@link dynamoStore}. */
@@ -9,10 +9,13 @@ export interface DynamoStoreOptions {
   namespace?: string;
   /** Create the table (on-demand billing) when it does not exist. Default `true`. */
   createTable?: boolean;
-  /** AWS SDK client settings: `region`, `endpoint`, `credentials`, ... */
-  clientConfig?: DynamoDBClientConfig;
-  /** Use this client instead of creating one (it is then not destroyed by `close()`). */
-  client?: DynamoDBClient;
+  /**
+   * AWS SDK client settings (`DynamoDBClientConfig`): `region`, `endpoint`, `credentials`, ... Typed loosely so the
+   * optional peer's types stay out of Gatehouse's public types.
+   */
+  clientConfig?: { region?: string; endpoint?: string; [setting: string]: unknown };
+  /** Use this `DynamoDBClient` instead of creating one (it is then not destroyed by `close()`). */
+  client?: { send(command: never): Promise<unknown>; destroy(): void };
 }
 
 type Dynamo = typeof import('@aws-sdk/client-dynamodb');
@@ -38,7 +41,8 @@ export function dynamoStore(options: DynamoStoreOptions = {}): GatehouseStore {
   const open = () => {
     opened ??= (async () => {
       const sdk = await loadOptional('@aws-sdk/client-dynamodb', 'DynamoDB', () => import('@aws-sdk/client-dynamodb'));
-      const client = options.client ?? new sdk.DynamoDBClient(options.clientConfig ?? {});
+      const client =
+        (options.client as DynamoDBClient | undefined) ?? new sdk.DynamoDBClient(options.clientConfig ?? {});
       if (options.createTable ?? true) await ensureTable(sdk, client, TableName);
       return { sdk, client };
     })().catch((error: unknown) => {
