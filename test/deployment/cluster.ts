@@ -36,6 +36,14 @@ export function documentedServeFlags(): string[] {
   return words.map((w) => w.replace(/^'(.*)'$/, '$1'));
 }
 
+/** The names the same block exports (`export NAME=…`), which every instance is started with. */
+export function documentedExports(): string[] {
+  const doc = readFileSync(DOC, 'utf8');
+  const section = doc.slice(doc.indexOf('## Running several instances'));
+  const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
+  return [...block.matchAll(/^export ([A-Z_]+)=/gm)].map((m) => m[1]!);
+}
+
 /** One `gatehouse serve` process. */
 export interface Instance {
   url: string;
@@ -175,11 +183,22 @@ export async function startCluster(
     i++;
     args.push(flag, flag in local ? local[flag]! : value);
   }
-  const env = { GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD, GATEHOUSE_DATA_DIR: dir };
+  // The doc's exported variables, with local values: every instance gets the same at-rest key and, like separate
+  // machines, a data directory of its own (so nothing is shared through a key file).
+  const storeKey = randomBytes(32).toString('base64url');
+  const exported = documentedExports();
+  for (const name of ['GATEHOUSE_SUPERUSER_PASSWORD', 'GATEHOUSE_STORE_KEY']) {
+    if (!exported.includes(name)) throw new Error(`docs/authorization-server.md: the block does not export ${name}`);
+  }
+  const env = (n: number) => ({
+    GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD,
+    GATEHOUSE_STORE_KEY: storeKey,
+    GATEHOUSE_DATA_DIR: join(dir, `instance-${n}`),
+  });
   // As the doc says: one instance first (it creates the keys), then the rest.
-  instances.push(await startInstance(args, env));
+  instances.push(await startInstance(args, env(0)));
   instances.push(
-    ...(await Promise.all(Array.from({ length: (options.count ?? 3) - 1 }, () => startInstance(args, env)))),
+    ...(await Promise.all(Array.from({ length: (options.count ?? 3) - 1 }, (_, i) => startInstance(args, env(i + 1))))),
   );
 
   const agents: Agent[] = [];
@@ -201,7 +220,11 @@ export async function startCluster(
       return ((input: string | URL, init?: RequestInit) =>
         undiciFetch(input, { ...(init as object), dispatcher: agent })) as unknown as typeof fetch;
     },
-    admin: (adminArgs) => cli(['admin', ...adminArgs, '--store', store], { GATEHOUSE_DATA_DIR: dir }),
+    admin: (adminArgs) =>
+      cli(['admin', ...adminArgs, '--store', store], {
+        GATEHOUSE_DATA_DIR: join(dir, 'admin'),
+        GATEHOUSE_STORE_KEY: storeKey,
+      }),
     async close() {
       for (const instance of instances) instance.process.kill('SIGTERM');
       await Promise.all(
