@@ -1,5 +1,4 @@
 import { closeSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -11,6 +10,7 @@ import { StorageConfigError, StorageDependencyError } from '../storage/errors.js
 import type { OidcAdapterFactory } from '../storage/oidc/common.js';
 import { oidcAdapterFactory } from '../storage/oidc/factory.js';
 import type { GatehouseStore } from '../storage/types.js';
+import { readConfigFile } from './config-file.js';
 import { SIGNING_ALGORITHMS } from './keys.js';
 import { type LoginRateLimitStore, parseTrustProxy, type TrustProxy } from './rate-limit.js';
 import type { AuthorizationServer, AuthorizationServerOptions, ResourceConfig } from './server.js';
@@ -147,25 +147,8 @@ export const ServeConfigSchema = z
 export type ServeConfig = z.infer<typeof ServeConfigSchema>;
 
 /** Reads and validates a config file. */
-export async function readServeConfig(path: string): Promise<ServeConfig> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(path, 'utf8'));
-  } catch (cause) {
-    return fail(
-      `cannot read the config file ${path}: ${(cause as Error).message}`,
-      'Give a readable JSON file to --config.',
-    );
-  }
-  const parsed = ServeConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    return fail(
-      `config file ${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`,
-      'See docs/authorization-server.md for the config file keys.',
-    );
-  }
-  return parsed.data;
+export function readServeConfig(path: string): Promise<ServeConfig> {
+  return readConfigFile(path, ServeConfigSchema, fail, 'docs/authorization-server.md');
 }
 
 /** A logo URL the pages may load: https, http on loopback, or an inline image. */

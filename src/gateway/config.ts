@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { readConfigFile } from '../authorization-server/config-file.js';
 import { GatehouseError } from '../oauth/errors.js';
 
 /** A configuration problem in `gatehouse gateway`: message plus a one-line fix. */
@@ -143,23 +143,6 @@ export function resolveConfig(config: GatewayConfig, env: NodeJS.ProcessEnv): Ga
 }
 
 /** Reads and validates a config file. */
-export async function readGatewayConfig(path: string): Promise<GatewayConfig> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(path, 'utf8'));
-  } catch (cause) {
-    return fail(
-      `cannot read the config file ${path}: ${(cause as Error).message}`,
-      'Give a readable JSON file to --config.',
-    );
-  }
-  const parsed = GatewayConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    return fail(
-      `config file ${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`,
-      'See docs/gateway.md for the config file keys.',
-    );
-  }
-  return parsed.data;
+export function readGatewayConfig(path: string): Promise<GatewayConfig> {
+  return readConfigFile(path, GatewayConfigSchema, fail, 'docs/gateway.md');
 }
