@@ -4,6 +4,11 @@
  * @packageDocumentation
  */
 export type { ClientIdMetadataDocumentOptions } from './cimd.js';
+export {
+  type EnterpriseIdentityProvider,
+  EnterpriseIdentityProviderConfigError,
+  ID_JAG_REPLAY_MODEL,
+} from './identity-assertion.js';
 export { KEYS_MODEL, type KeySet, loadOrCreateKeys, rotateKeys } from './keys.js';
 export type { Branding } from './pages.js';
 export type { LoginRateLimit } from './rate-limit.js';

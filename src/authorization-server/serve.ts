@@ -67,6 +67,27 @@ export const ServeConfigSchema = z
         }),
       )
       .optional(),
+    /**
+     * Enterprise IdPs whose identity assertion grants (ID-JAG) are accepted through the JWT-bearer grant: issuer,
+     * `jwksUri` or `jwks`, and optionally `name`, `clients`, `resources`, `accounts` (`namespaced` | `local`).
+     */
+    enterpriseIdps: z
+      .array(
+        z
+          .object({
+            issuer: z.string().url(),
+            jwksUri: z.string().url().optional(),
+            jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
+            name: z.string().optional(),
+            clients: z.array(z.string()).optional(),
+            resources: z.array(z.string()).optional(),
+            accounts: z.enum(['namespaced', 'local']).optional(),
+            algorithms: z.array(z.string()).optional(),
+            maxLifetimeSeconds: z.number().int().positive().optional(),
+          })
+          .strict(),
+      )
+      .optional(),
     registration: z.object({ enabled: z.boolean().optional(), initialAccessToken: z.string().optional() }).optional(),
     clientIdMetadataDocument: z
       .object({
@@ -644,6 +665,9 @@ export async function serve(
       clients: (config.clients ?? []) as unknown as AuthorizationServerOptions['clients'],
       adapter: store,
       tokenExchange: config.tokenExchange,
+      ...(config.enterpriseIdps && {
+        enterpriseIdps: config.enterpriseIdps as AuthorizationServerOptions['enterpriseIdps'],
+      }),
       registration: config.registration,
       clientIdMetadataDocument: config.clientIdMetadataDocument,
       refreshTokenGraceSeconds: config.refreshTokenGraceSeconds,

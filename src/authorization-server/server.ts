@@ -9,6 +9,11 @@ import { answerStoreOutage, installRetryAfter, isStoreOutage, withStoreAvailabil
 import { type ClientIdMetadataDocumentOptions, cimdFetch, publicTarget } from './cimd.js';
 import { healthEndpoints } from './health.js';
 import { escapeHtml, PAGE_HEADERS, page } from './html.js';
+import {
+  type EnterpriseAccounts,
+  type EnterpriseIdentityProvider,
+  installIdentityAssertionGrant,
+} from './identity-assertion.js';
 import { CONSENT_MODEL, consentKey, createInteractionHandler } from './interactions.js';
 import { formTokenSecrets, KEYS_ID, KEYS_MODEL, type KeySet, loadOrCreateKeys, type SigningAlgorithm } from './keys.js';
 import type { Branding } from './pages.js';
@@ -95,6 +100,12 @@ export interface AuthorizationServerOptions {
   refreshTokenGraceSeconds?: number;
   /** Which clients may exchange user tokens (RFC 8693) toward which resources. Default: none may. */
   tokenExchange?: TokenExchangePolicy[];
+  /**
+   * Enterprise IdPs whose identity assertion grants (ID-JAG, SEP-990) are accepted at the token endpoint through the
+   * JWT-bearer grant; a client presenting them needs `urn:ietf:params:oauth:grant-type:jwt-bearer` in its
+   * `grant_types` and must authenticate.
+   */
+  enterpriseIdps?: EnterpriseIdentityProvider[];
   /** Dynamic client registration. Default enabled, open. */
   registration?: { enabled?: boolean; initialAccessToken?: string };
   /** Client ID Metadata Documents. Default enabled, public addresses only. */
@@ -283,7 +294,9 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     });
   }
   // Upstream subjects first (they are `u_…`), then the local users.
+  let enterprise: EnterpriseAccounts | undefined;
   const findAccountFor = async (subject: string) => {
+    if (enterprise?.owns(subject)) return { subject };
     const viaUpstream = upstream ? await upstream.findAccount(subject) : undefined;
     if (viaUpstream) return { subject: viaUpstream.subject, claims: viaUpstream.claims };
     return options.authenticator.findAccount ? await options.authenticator.findAccount(subject) : { subject };
@@ -485,6 +498,25 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
         return config && resourceServerSettings(resource, config);
       },
       upstream,
+    });
+  }
+
+  if (options.enterpriseIdps?.length) {
+    enterprise = installIdentityAssertionGrant(provider, {
+      issuer: options.issuer,
+      idps: options.enterpriseIdps,
+      store: guardedAdapter,
+      resource: (indicator) => {
+        const config = findResource(indicator);
+        return config && { scopes: (config.scopes ?? []).map(scopeName) };
+      },
+      resourceServer: (resource) => {
+        const config = findResource(resource);
+        return config && resourceServerSettings(resource, config);
+      },
+      localAccount: async (subject) =>
+        (options.authenticator.findAccount ? await options.authenticator.findAccount(subject) : undefined) !==
+        undefined,
     });
   }
 

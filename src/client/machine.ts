@@ -13,14 +13,13 @@ import {
   selectResourceURL,
   withDpopFromProvider,
 } from '@modelcontextprotocol/client';
+import { JWT_BEARER_GRANT_TYPE as JWT_BEARER } from '../oauth/jwt-bearer.js';
 import { memoryStore } from '../storage/memory.js';
 import { isAccessTokenExpired, type TokenResponse, TokenStorage } from '../storage/tokens.js';
 import type { StoreInput } from '../storage/types.js';
 import { AuthenticationError, DiscoveryError } from './errors.js';
 import { retryingFetch } from './fetch-retry.js';
 import { clientFetch } from './network.js';
-
-const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 /** What an assertion callback learns about the target (for minting a workload or ID-JAG assertion). */
 export interface AssertionContext {

@@ -9,6 +9,7 @@ export {
   protectedResourceMetadataUrls,
 } from './discovery.js';
 export { GatehouseError, type OAuthErrorCode, OAuthProtocolError } from './errors.js';
+export { ID_JAG_JWT_TYPE, ID_JAG_TOKEN_TYPE, JWT_BEARER_GRANT_TYPE } from './jwt-bearer.js';
 export {
   type AuthorizationServerMetadata,
   AuthorizationServerMetadataSchema,
