@@ -143,3 +143,42 @@ describe('gatehouse admin keys rotate on three instances sharing Redis', () => {
     }
   }, 90_000);
 });
+
+describe('scheduled rotation on three instances sharing PostgreSQL', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    // Every instance checks each second; a new generation is due 2 s after the newest one activates.
+    cluster = await startCluster('postgres', {
+      config: { keys: { rotateEvery: 32, activateIn: 30, refreshSeconds: 1 } },
+    });
+  }, 90_000);
+  afterAll(async () => {
+    await cluster?.close();
+  });
+
+  const storedKeys = async () => {
+    const list = await cluster.admin(['keys', 'list', '--json']);
+    expect(list.status, list.stderr).toBe(0);
+    return list.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { kid: string; state: string });
+  };
+
+  it('is written by exactly one instance when all three find it due at the same second', async () => {
+    const rotated = await cluster.admin(['keys', 'rotate', '--activate-in', '2']);
+    expect(rotated.status, rotated.stderr).toBe(0);
+    const activatesAt = Date.parse((JSON.parse(rotated.stdout) as { activates_at: string }).activates_at);
+    // Due at activation + 2 s on all three; give them three more seconds of ticks to race.
+    await sleep(activatesAt + 5000 - Date.now());
+    const keys = await storedKeys();
+    // The first generation, the one rotated by hand and exactly one scheduled generation: 3 × (RS256 + ES256).
+    expect(keys).toHaveLength(6);
+    expect(keys.filter((k) => k.state === 'pending')).toHaveLength(2);
+    await sleep(1500);
+    for (const instance of cluster.instances) {
+      const kids = (await jwksKids(instance.url)).map((k) => k.kid).sort();
+      expect(kids).toEqual(keys.map((k) => k.kid).sort());
+    }
+  }, 60_000);
+});
