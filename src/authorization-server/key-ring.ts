@@ -103,23 +103,25 @@ export async function openKeyRing(adapter: Adapter, options: KeyRingOptions): Pr
     await refresh();
   };
 
-  let busy = false;
-  const timer = setInterval(
-    () => {
-      if (busy) return;
-      busy = true;
-      refresh()
-        .then(rotateIfDue)
-        .catch((error: unknown) => {
-          options.logger?.warn({ err: { message: (error as Error)?.message } }, 'reading the signing keys failed');
-        })
-        .finally(() => {
-          busy = false;
-        });
-    },
-    (options.refreshSeconds ?? DEFAULT_KEY_REFRESH_SECONDS) * 1000,
-  );
-  timer.unref();
+  // Ticks fall on multiples of the interval in wall-clock time, on every instance alike: instances that find a
+  // scheduled rotation due find it at the same moment, and the claim (not luck in timing) picks the one that writes.
+  const interval = (options.refreshSeconds ?? DEFAULT_KEY_REFRESH_SECONDS) * 1000;
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const schedule = () => {
+    if (closed) return;
+    timer = setTimeout(tick, interval - (Date.now() % interval));
+    timer.unref();
+  };
+  const tick = () => {
+    refresh()
+      .then(rotateIfDue)
+      .catch((error: unknown) => {
+        options.logger?.warn({ err: { message: (error as Error)?.message } }, 'reading the signing keys failed');
+      })
+      .finally(schedule);
+  };
+  schedule();
 
   return {
     current() {
@@ -131,7 +133,8 @@ export async function openKeyRing(adapter: Adapter, options: KeyRingOptions): Pr
       listeners.push(listener);
     },
     close() {
-      clearInterval(timer);
+      closed = true;
+      clearTimeout(timer);
     },
   };
 }
