@@ -249,7 +249,7 @@ export async function rotateKeys(
   if (!Number.isFinite(activateIn) || activateIn < 0) throw new RangeError('activateIn must be a number of seconds');
   const now = nowSeconds();
   const current = await loadOrCreateStoredKeys(adapter);
-  const activatesAt = Math.ceil(now + activateIn);
+  const activatesAt = now + activateIn;
   const fresh = await newGeneration(activatesAt);
   // The store keeps pending keys and the newest older ones; which of those are still published is decided by time.
   const keepNewest = <T extends { activatesAt: number }>(keys: T[], older: number) => {
