@@ -1,7 +1,16 @@
 import type { AdapterPayload } from 'oidc-provider';
 import type { OidcAdapterFactory } from '../storage/oidc/common.js';
-import { KEYS_MODEL, rotateKeys } from './keys.js';
-import { ServeConfigError, type StoreLocation } from './serve.js';
+import {
+  KEYS_ID,
+  KEYS_MODEL,
+  type KeyStatus,
+  keyStatuses,
+  longestTokenLifetime,
+  type RotateKeysOptions,
+  readStoredKeys,
+  rotateKeys,
+} from './keys.js';
+import { type ServeConfig, ServeConfigError, type StoreLocation } from './serve.js';
 
 /** One stored entry, as `gatehouse admin … list` shows it. */
 export interface StoredEntry {
@@ -44,7 +53,24 @@ export async function revokeGrant(store: OidcAdapterFactory, grantId: string): P
   return grant !== undefined;
 }
 
-/** Adds a new signing key to the store (servers sign with it after their next start). */
-export async function rotateStoredKeys(store: OidcAdapterFactory): Promise<{ kid: string; kids: string[] }> {
-  return rotateKeys(store(KEYS_MODEL));
+/**
+ * Adds a new generation of signing keys to the store: every running server publishes it within seconds and signs with
+ * it from its activation time on (see `rotateKeys`).
+ */
+export async function rotateStoredKeys(
+  store: OidcAdapterFactory,
+  options: RotateKeysOptions = {},
+): Promise<{ kid: string; kids: string[]; activatesAt: number }> {
+  return rotateKeys(store(KEYS_MODEL), options);
+}
+
+/**
+ * The signing keys in the store and their state now. When a retiring key leaves the JWKS depends on the longest token
+ * lifetime, read from `config` as `gatehouse serve` reads it (resources' `accessTokenTtl`, `providerConfiguration.ttl`).
+ */
+export async function listStoredKeys(store: OidcAdapterFactory, config: ServeConfig = {}): Promise<KeyStatus[]> {
+  const stored = readStoredKeys(await store(KEYS_MODEL).find(KEYS_ID));
+  if (!stored) return [];
+  const ttl = (config.providerConfiguration as { ttl?: Record<string, unknown> } | undefined)?.ttl;
+  return keyStatuses(stored, longestTokenLifetime(config.resources ?? [], ttl));
 }

@@ -7,3 +7,7 @@ declare module 'oidc-provider/lib/helpers/grants.js' {
   const helpers: Record<string, (...args: unknown[]) => unknown>;
   export = helpers;
 }
+// oidc-provider's keystore initialiser, run again on a live provider when the signing keys change (provider-keys.ts).
+declare module 'oidc-provider/lib/helpers/initialize_keystore.js' {
+  export default function initialize(this: unknown, jwks: { keys: unknown[] }): void;
+}

@@ -11,7 +11,7 @@ import type { OidcAdapterFactory } from '../storage/oidc/common.js';
 import { oidcAdapterFactory } from '../storage/oidc/factory.js';
 import type { GatehouseStore } from '../storage/types.js';
 import { readConfigFile } from './config-file.js';
-import { SIGNING_ALGORITHMS } from './keys.js';
+import { DEFAULT_ACTIVATION_SECONDS, SIGNING_ALGORITHMS } from './keys.js';
 import { type LoginRateLimitStore, parseTrustProxy, type TrustProxy } from './rate-limit.js';
 import type { AuthorizationServer, AuthorizationServerOptions, ResourceConfig } from './server.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
@@ -161,6 +161,18 @@ export const ServeConfigSchema = z
       .strict()
       .optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+    /** Signing keys (see "Key rotation" in docs/authorization-server.md). */
+    keys: z
+      .object({
+        /** Rotate this often (`--rotate-keys-every`): `30d`, `12h`, `90m`, or seconds. Default: never. */
+        rotateEvery: z.union([z.string(), z.number().int().positive()]).optional(),
+        /** Seconds between a scheduled rotation and the moment its keys sign. Default 900. */
+        activateIn: z.number().int().min(0).optional(),
+        /** Seconds between reads of the stored keys (how soon a rotation reaches this instance). Default 5. */
+        refreshSeconds: z.number().positive().max(300).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -187,6 +199,16 @@ function checkLogo(logo: string): string {
     );
   }
   return logo;
+}
+
+/** Parses a duration: `30d`, `12h`, `90m`, `45s` or a number of seconds. */
+export function parseDuration(value: string | number, flag: string): number {
+  const match = /^([1-9][0-9]*)([smhd]?)$/.exec(String(value).trim());
+  if (!match) {
+    return fail(`${flag} ${value}: not a duration`, `Write e.g. ${flag} 30d (or 12h, 90m, 3600s, 3600).`);
+  }
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(match[1]) * unit;
 }
 
 const RESOURCE_FLAG_HINT =
@@ -612,6 +634,15 @@ export async function serve(
       );
     }
   }
+  const rotateEvery =
+    config.keys?.rotateEvery === undefined ? undefined : parseDuration(config.keys.rotateEvery, '--rotate-keys-every');
+  const activateIn = config.keys?.activateIn;
+  if (rotateEvery !== undefined && rotateEvery <= (activateIn ?? DEFAULT_ACTIVATION_SECONDS)) {
+    fail(
+      `--rotate-keys-every ${config.keys!.rotateEvery}: not longer than the ${activateIn ?? DEFAULT_ACTIVATION_SECONDS} s a new key waits before it signs`,
+      'Rotate less often (e.g. --rotate-keys-every 30d), or lower keys.activateIn in the config file.',
+    );
+  }
   const store = await openStore(config.store ?? 'sqlite:', dataDir, env);
   const closers: Array<() => Promise<unknown>> = [() => store.close()];
   const closeAll = async () => {
@@ -671,6 +702,9 @@ export async function serve(
       registration: config.registration,
       clientIdMetadataDocument: config.clientIdMetadataDocument,
       refreshTokenGraceSeconds: config.refreshTokenGraceSeconds,
+      ...(rotateEvery !== undefined && { keyRotationSeconds: rotateEvery }),
+      ...(activateIn !== undefined && { keyActivationSeconds: activateIn }),
+      ...(config.keys?.refreshSeconds !== undefined && { keyRefreshSeconds: config.keys.refreshSeconds }),
       loginRateLimit: { ...config.loginRateLimit, ...(limitsStore && { store: limitsStore.store }) },
       proxy: config.proxy,
       ...(trustProxy !== undefined && { trustProxy }),
@@ -691,6 +725,7 @@ export async function serve(
     // Loaded here so that `gatehouse admin` never loads oidc-provider.
     const { createAuthorizationServer } = await import('./server.js');
     as = await createAuthorizationServer(options);
+    closers.push(() => as.close());
   } catch (error) {
     failed = true;
     for (const [, res] of waiting.splice(0)) unavailable(res);

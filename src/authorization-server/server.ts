@@ -15,9 +15,18 @@ import {
   installIdentityAssertionGrant,
 } from './identity-assertion.js';
 import { CONSENT_MODEL, consentKey, createInteractionHandler } from './interactions.js';
-import { formTokenSecrets, KEYS_ID, KEYS_MODEL, type KeySet, loadOrCreateKeys, type SigningAlgorithm } from './keys.js';
+import { fixedKeyRing, type KeyRing, openKeyRing } from './key-ring.js';
+import {
+  formTokenSecrets,
+  KEYS_ID,
+  KEYS_MODEL,
+  type KeySet,
+  longestTokenLifetime,
+  type SigningAlgorithm,
+} from './keys.js';
 import type { Branding } from './pages.js';
 import { mergeProviderConfiguration } from './provider-configuration.js';
+import { applyProviderKeys } from './provider-keys.js';
 import { createLoginLimiter, type LoginRateLimit, type TrustProxy } from './rate-limit.js';
 import { looksNative, redirectMatches, redirectUriProblem } from './redirects.js';
 import { installRefreshGrace, withRefreshGrace } from './refresh-grace.js';
@@ -91,8 +100,26 @@ export interface AuthorizationServerOptions {
    * behave as one server.
    */
   adapter?: AdapterFactory;
-  /** Signing and cookie keys. Default: read from the store, generated there on first start. */
+  /**
+   * Signing and cookie keys, used as given. Default: read from the store (generated there on first start) and read
+   * again every `keyRefreshSeconds`, so a rotation (`gatehouse admin keys rotate`, `rotateKeys()`) reaches every
+   * instance without a restart: new keys are published at once and sign from their activation time.
+   */
   keys?: KeySet;
+  /** Seconds between reads of the stored keys. Default 5. */
+  keyRefreshSeconds?: number;
+  /**
+   * Rotate the stored keys this often, in seconds (one instance per period does it); the new keys sign
+   * `keyActivationSeconds` after they are published. Default: never (rotate with `gatehouse admin keys rotate`).
+   *
+   * @example
+   * ```ts
+   * const rotation = { keyRotationSeconds: 30 * 24 * 3600, keyActivationSeconds: 900 };
+   * ```
+   */
+  keyRotationSeconds?: number;
+  /** Seconds between a scheduled rotation and the moment its keys sign. Default 900 (`DEFAULT_ACTIVATION_SECONDS`). */
+  keyActivationSeconds?: number;
   /**
    * Seconds after a refresh-token rotation during which presenting the old token again returns the same new pair
    * (a retried request, two tabs) instead of revoking the grant. Default 5; 0 turns the grace window off.
@@ -166,6 +193,8 @@ export interface AuthorizationServer {
   readonly adapter: AdapterFactory;
   /** A `node:http` listener serving every endpoint and page. */
   readonly listener: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Stops reading the stored keys again (the store itself stays open: it is the caller's). */
+  close(): Promise<void>;
 }
 
 /** Bad configuration given to {@link createAuthorizationServer}. */
@@ -248,8 +277,20 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   const adapter: AdapterFactory = options.adapter ?? memoryOidcAdapter({ purgeIntervalMs: false });
   // What oidc-provider sees: a store outage is its `503 temporarily_unavailable`, not a `500`.
   const guardedAdapter = withStoreAvailability(adapter);
-  const keys = options.keys ?? (await loadOrCreateKeys(adapter(KEYS_MODEL)));
   const logger = options.logger;
+  const ring: KeyRing = options.keys
+    ? fixedKeyRing(options.keys)
+    : await openKeyRing(adapter(KEYS_MODEL), {
+        retention: longestTokenLifetime(
+          options.resources,
+          options.providerConfiguration?.ttl as Record<string, unknown> | undefined,
+        ),
+        ...(options.keyRefreshSeconds !== undefined && { refreshSeconds: options.keyRefreshSeconds }),
+        ...(options.keyRotationSeconds !== undefined && { rotateEverySeconds: options.keyRotationSeconds }),
+        ...(options.keyActivationSeconds !== undefined && { activateIn: options.keyActivationSeconds }),
+        ...(logger && { logger }),
+      });
+  const keys = ring.current();
   const graceSeconds = options.refreshTokenGraceSeconds ?? 5;
   const cimd = options.clientIdMetadataDocument ?? {};
   const cimdEnabled = cimd.enabled ?? true;
@@ -472,6 +513,9 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     options.issuer,
     mergeProviderConfiguration(configuration, options.providerConfiguration),
   );
+  // Applied once now, so a mismatch with oidc-provider's internals fails at start, not at the first rotation.
+  applyProviderKeys(provider, keys);
+  ring.onChange((next) => applyProviderKeys(provider, next));
   if (options.proxy || options.trustProxy) provider.proxy = true;
   installRetryAfter(provider);
 
@@ -491,7 +535,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     installTokenExchange(provider, {
       issuer: options.issuer,
       policies: options.tokenExchange ?? [],
-      signingKeys: () => keys.signing as JWK[],
+      signingKeys: () => ring.current().signing as JWK[],
       accountActive: async (subject) => (await findAccountFor(subject)) !== undefined,
       resourceServer: (resource) => {
         const config = findResource(resource);
@@ -572,7 +616,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     upstream,
     localLogin: options.localLogin ?? true,
     autoUpstream,
-    formTokenSecrets: () => formTokenSecrets(keys),
+    formTokenSecrets: () => formTokenSecrets(ring.current()),
     adapter,
     loginLimiter,
     trustProxy: options.trustProxy ?? (options.proxy ? 1 : undefined),
@@ -593,7 +637,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   const oidcListener = provider.callback();
   const jwtFront = structuredTokenFront({
     issuer: options.issuer,
-    signingKeys: () => keys.signing as JWK[],
+    signingKeys: () => ring.current().signing as JWK[],
     paths: ['/token/introspection', '/token/revocation'],
     next: oidcListener,
   });
@@ -615,6 +659,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   const health = healthEndpoints(adapter(KEYS_MODEL), KEYS_ID);
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     if (health(req, res)) return;
+    ring.current(); // a key whose activation (or drop) time has passed takes effect before this request
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/auth' && req.method === 'GET') req.url = withDefaultScope(req.url ?? '/');
     const upstreamRoute =
@@ -643,5 +688,11 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     oidcListener(req, res);
   };
 
-  return { issuer: options.issuer, provider, adapter, listener };
+  return {
+    issuer: options.issuer,
+    provider,
+    adapter,
+    listener,
+    close: async () => ring.close(),
+  };
 }

@@ -57,3 +57,10 @@ export function authorizationServerMetadataUrls(issuer: string | URL): string[] 
     `${origin}${path}/.well-known/openid-configuration`,
   ];
 }
+
+/**
+ * How long a resource server keeps an authorization server's JWKS before fetching it again (`jwtVerifier` in
+ * `gatehouse/server`). A new signing key is published at least this long before it signs (see
+ * `gatehouse admin keys rotate`), so a verifier that cached the JWKS just before a rotation knows the key in time.
+ */
+export const JWKS_CACHE_SECONDS = 600;

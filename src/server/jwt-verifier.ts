@@ -1,4 +1,5 @@
 import { createRemoteJWKSet, type JWTPayload, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from 'jose';
+import { JWKS_CACHE_SECONDS } from '../oauth/discovery.js';
 import { GatehouseError, OAuthProtocolError } from '../oauth/errors.js';
 import { assertSecureUrl, canonicalResourceUri, sameResource } from '../oauth/resource-uri.js';
 import { discoverAuthorizationServer } from './discovery.js';
@@ -143,7 +144,7 @@ export function jwtVerifier(options: JwtVerifierOptions): TokenVerifier {
   const verified = new Map<string, { authInfo: AuthInfo; until: number }>();
 
   const remote = (uri: string | URL) =>
-    createRemoteJWKSet(assertSecureUrl(uri, 'jwksUri'), { cooldownDuration, cacheMaxAge: 600_000 });
+    createRemoteJWKSet(assertSecureUrl(uri, 'jwksUri'), { cooldownDuration, cacheMaxAge: JWKS_CACHE_SECONDS * 1000 });
   let jwks: JWTVerifyGetKey | undefined = options.jwksUri === undefined ? undefined : remote(options.jwksUri);
   let discovering: Promise<JWTVerifyGetKey> | undefined;
   const getJwks = async (): Promise<JWTVerifyGetKey> => {

@@ -3,9 +3,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeJwt } from 'jose';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { authorizationUrl, Browser, pkce, register } from '../authorization-server/helpers.js';
+import { jwtVerifier } from '../../src/server/jwt-verifier.js';
+import { authorizationUrl, Browser, pkce, register, token } from '../authorization-server/helpers.js';
 import { type Instance, PASSWORD, redeemCode, startInstance } from './cluster.js';
 
 const REDIRECT = 'http://127.0.0.1:4713/callback';
@@ -183,4 +184,75 @@ describe('one gatehouse serve process', () => {
       expect(decodeJwt(tokens.body['access_token']!)).toMatchObject({ aud: SCOPED, scope: 'mcp:tools' });
     });
   });
+
+  it('rotates its signing keys on a schedule (--rotate-keys-every, SQLite): published first, then signing; a warm verifier accepts every token', async () => {
+    const config = join(dir, 'rotation.json');
+    const service = { id: 'scheduled', secret: 'scheduled-rotation-secret-0123456789' };
+    await writeFile(
+      config,
+      JSON.stringify({
+        clients: [
+          {
+            client_id: service.id,
+            client_secret: service.secret,
+            token_endpoint_auth_method: 'client_secret_basic',
+            grant_types: ['client_credentials'],
+            response_types: [],
+            redirect_uris: [],
+          },
+        ],
+        keys: { activateIn: 3, refreshSeconds: 1 },
+      }),
+    );
+    const instance = await startInstance(
+      [
+        '--port',
+        '0',
+        '--store',
+        `sqlite:${join(dir, 'rotation.db')}`,
+        '--superuser',
+        'admin',
+        '--resource',
+        `${SCOPED}=mcp:tools`,
+        '--config',
+        config,
+        '--rotate-keys-every',
+        '6',
+      ],
+      env(),
+    );
+    try {
+      const issue = async () => {
+        const answer = await token(
+          instance,
+          { grant_type: 'client_credentials', resource: SCOPED, scope: 'mcp:tools' },
+          service,
+        );
+        expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+        return answer.body['access_token'] as string;
+      };
+      const verifier = jwtVerifier({ issuer: instance.url, audience: SCOPED, jwksCooldown: 1, cacheTtl: 0 });
+      const first = await issue();
+      await verifier.verify(first);
+      const firstKid = decodeProtectedHeader(first).kid!;
+      const kids = new Set<string>();
+      const pendingSeen = new Set<string>();
+      const deadline = Date.now() + 9000;
+      while (Date.now() < deadline) {
+        const value = await issue();
+        await verifier.verify(value); // throws on any refusal
+        kids.add(decodeProtectedHeader(value).kid!);
+        const published = ((await (await fetch(`${instance.url}/jwks`)).json()) as { keys: Array<{ kid: string }> })
+          .keys;
+        for (const key of published) if (!kids.has(key.kid)) pendingSeen.add(key.kid);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // It rotated on its own: a later key signed, and every kid that signed after the first was published before.
+      const later = [...kids].filter((kid) => kid !== firstKid);
+      expect(later.length).toBeGreaterThan(0);
+      for (const kid of later) expect(pendingSeen).toContain(kid);
+    } finally {
+      instance.process.kill('SIGTERM');
+    }
+  }, 60_000);
 });

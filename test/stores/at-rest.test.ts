@@ -130,10 +130,10 @@ async function storedKeys(at: Place, key: string): Promise<{ d: string; cookie: 
   try {
     await factory.ready();
     const keys = (await factory(KEYS_MODEL).find('current')) as unknown as {
-      signing: Array<{ d: string }>;
-      cookies: string[];
+      signing: Array<{ jwk: { d: string } }>;
+      cookies: Array<{ secret: string }>;
     };
-    return { d: keys.signing[0]!.d, cookie: keys.cookies[0]! };
+    return { d: keys.signing[0]!.jwk.d, cookie: keys.cookies[0]!.secret };
   } finally {
     await factory.close();
   }

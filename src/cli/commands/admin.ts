@@ -11,8 +11,13 @@ data directory, $GATEHOUSE_DATA_DIR to change).
   gatehouse admin clients revoke ID       delete a registered client and revoke all its grants
   gatehouse admin grants list             live grants (id, user, client, scopes)
   gatehouse admin grants revoke ID        revoke a grant and every token issued under it
-  gatehouse admin keys rotate             add a new signing key (servers sign with it after a restart;
-                                          the previous keys stay in the JWKS)
+  gatehouse admin keys list               signing keys: kid, alg, state (pending, active, retiring),
+                                          activation time, and when a retiring key leaves the JWKS
+  gatehouse admin keys rotate [--activate-in SECONDS]
+                                          add a new RS256 and ES256 key: every running server publishes
+                                          them within seconds and signs with them after SECONDS (default
+                                          900: resource servers' cached JWKS have expired by then); the
+                                          old keys stay published until their last token expires. No restart.
   gatehouse admin store rekey             re-encrypt every entry with the first key of GATEHOUSE_STORE_KEY
                                           (after listing a new at-rest key first; see "Data at rest")
   gatehouse admin users hash              read a password on stdin, print a users-file hash
@@ -48,8 +53,9 @@ function idsAsPositionals(args: string[]): string[] {
       positionals.push(...args.slice(i + 1));
       break;
     }
-    if (arg === '--store' || arg === '--config') options.push(arg, ...(i + 1 < args.length ? [args[++i]!] : []));
-    else if (arg.startsWith('--store=') || arg.startsWith('--config=') || /^--[a-z]/.test(arg)) options.push(arg);
+    if (arg === '--store' || arg === '--config' || arg === '--activate-in')
+      options.push(arg, ...(i + 1 < args.length ? [args[++i]!] : []));
+    else if (/^--[a-z]/.test(arg)) options.push(arg);
     else positionals.push(arg);
   }
   return [...options, '--', ...positionals];
@@ -61,6 +67,7 @@ async function administer(args: string[]): Promise<number> {
     options: {
       store: { type: 'string' },
       config: { type: 'string' },
+      'activate-in': { type: 'string' },
       json: { type: 'boolean' },
       verbose: { type: 'boolean' },
     },
@@ -71,7 +78,7 @@ async function administer(args: string[]): Promise<number> {
   const known: Record<string, string[]> = {
     clients: ['list', 'revoke'],
     grants: ['list', 'revoke'],
-    keys: ['rotate'],
+    keys: ['list', 'rotate'],
     store: ['rekey'],
     users: ['hash', 'list', 'show', 'unlink'],
   };
@@ -84,6 +91,13 @@ async function administer(args: string[]): Promise<number> {
   if (needsId && !id) throw new UsageError(`gatehouse admin ${what} ${action} needs an id`);
   const maxExtra = action === 'unlink' ? 1 : 0;
   if (extra.length > maxExtra || (!needsId && id)) throw new UsageError('unexpected extra arguments');
+  const activateIn = values['activate-in'];
+  if (activateIn !== undefined && !(what === 'keys' && action === 'rotate')) {
+    throw new UsageError('--activate-in goes with gatehouse admin keys rotate');
+  }
+  if (activateIn !== undefined && !/^(0|[1-9][0-9]*)$/.test(activateIn)) {
+    throw new UsageError(`--activate-in ${activateIn}: give whole seconds, e.g. --activate-in 900`);
+  }
 
   if (what === 'users' && action !== 'hash') {
     const serve = await import('../../authorization-server/serve.js');
@@ -158,10 +172,32 @@ async function administer(args: string[]): Promise<number> {
       console.log(JSON.stringify({ rekeyed: await store.rekey() }));
       return 0;
     }
+    if (what === 'keys' && action === 'list') {
+      const iso = (seconds: number | undefined) =>
+        seconds === undefined ? undefined : seconds <= 0 ? 'always' : new Date(seconds * 1000).toISOString();
+      for (const key of await admin.listStoredKeys(store, file)) {
+        console.log(
+          JSON.stringify({
+            kid: key.kid,
+            alg: key.alg,
+            state: key.state,
+            activates_at: iso(key.activatesAt),
+            ...(key.retiredAt !== undefined && { retired_at: iso(key.retiredAt) }),
+            ...(key.dropsAt !== undefined && { drops_at: iso(key.dropsAt) }),
+          }),
+        );
+      }
+      return 0;
+    }
     if (what === 'keys') {
-      const rotated = await admin.rotateStoredKeys(store);
-      console.log(JSON.stringify({ rotated: rotated.kid, published: rotated.kids }));
-      console.error('Restart the servers to sign with the new key; tokens signed with older keys keep verifying.');
+      const rotated = await admin.rotateStoredKeys(store, {
+        ...(activateIn !== undefined && { activateIn: Number(activateIn) }),
+      });
+      const at = new Date(rotated.activatesAt * 1000).toISOString();
+      console.log(JSON.stringify({ rotated: rotated.kids, activates_at: at }));
+      console.error(
+        `Running servers publish the new keys within seconds and sign with them from ${at}; the old keys stay published until their last token has expired. No restart needed.`,
+      );
       return 0;
     }
     if (what === 'clients' && action === 'list') {

@@ -31,6 +31,10 @@ Options:
   --auto-upstream NAME     Skip the login page and send every sign-in to this upstream
   --trust-proxy N|CIDRS    Behind N proxies (or proxies at these addresses, e.g. 10.0.0.0/8,loopback):
                            X-Forwarded-For from them names the client for the login rate limits
+  --rotate-keys-every DURATION
+                           Rotate the signing keys this often (30d, 12h, 90m): one instance per period
+                           writes new keys, every instance publishes them at once and signs with them
+                           15 minutes later (keys.activateIn in the config file)
   --name NAME              The service's name on the login and consent pages ("Sign in to NAME")
   --logo URL               A logo on those pages (https, loopback http, or data:image)
   --config FILE            JSON config file (clients, tokenExchange, upstreams, …); flags override it
@@ -62,6 +66,7 @@ Examples:
         'auto-upstream': { type: 'string' },
         config: { type: 'string' },
         'trust-proxy': { type: 'string' },
+        'rotate-keys-every': { type: 'string' },
         'log-level': { type: 'string' },
         name: { type: 'string' },
         logo: { type: 'string' },
@@ -108,6 +113,9 @@ Examples:
       ...(values['no-local-login'] ? { localLogin: false } : {}),
       ...(values['trust-proxy'] !== undefined ? { trustProxy: values['trust-proxy'] } : {}),
       ...(values['auto-upstream'] ? { autoUpstream: values['auto-upstream'] } : {}),
+      ...(values['rotate-keys-every'] !== undefined
+        ? { keys: { ...file.keys, rotateEvery: values['rotate-keys-every'] } }
+        : {}),
     };
     const logger = await serviceLogger('gatehouse-authorization-server', config.logLevel);
     logger.debug(
