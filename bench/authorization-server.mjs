@@ -17,8 +17,9 @@
 //
 // Settings (environment): BENCH_ROUNDS (6), BENCH_DURATION_MS (4000), BENCH_CONCURRENCY (8),
 // BENCH_WORKLOADS (refresh,flow), BENCH_SUBJECTS (oidc-provider,sqlite,redis,postgres), BENCH_REDIS_URL,
-// BENCH_POSTGRES_URL, BENCH_PROFILE=DIR (the gatehouse processes write --cpu-prof profiles there).
+// BENCH_POSTGRES_URL, BENCH_PROFILE=DIR (every server process writes a --cpu-prof profile there).
 import { execFileSync, spawn } from 'node:child_process';
+
 import { createHash, randomBytes, scryptSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -97,10 +98,13 @@ function startProcess(name, args, env) {
 }
 
 async function startSubject(kind, users) {
+  const profile = PROFILE_DIR
+    ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${kind}.cpuprofile`]
+    : [];
   if (kind === 'oidc-provider') {
     return startProcess(
       'oidc-provider (memory)',
-      [COMPARISON, users.path, JSON.stringify([CLIENT]), RESOURCE],
+      [...profile, COMPARISON, users.path, JSON.stringify([CLIENT]), RESOURCE],
       cleanEnv({}),
     );
   }
@@ -115,9 +119,6 @@ async function startSubject(kind, users) {
   if (kind === 'redis') cleanups.push(() => dropRedisPrefix(`gatehouse-bench-${suffix}:`));
   const config = join(work, `${kind}.json`);
   writeFileSync(config, JSON.stringify({ clients: [CLIENT] }));
-  const profile = PROFILE_DIR
-    ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${kind}.cpuprofile`]
-    : [];
   return startProcess(
     `gatehouse serve (${kind})`,
     [

@@ -77,6 +77,31 @@ describe.each(backends)('oidc-provider adapter contract: %s', (_name, make) => {
     await expect(codes.consume('nope')).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 
+  it('upsertMany writes every entry as upsert would, with indexes, lifetimes and an earlier consume kept', async () => {
+    await factory('RefreshToken').upsert('many-old', { grantId: 'g-many', jti: 'many-old' } as never, 60);
+    await factory('RefreshToken').consume('many-old');
+    await factory.upsertMany([
+      { model: 'RefreshToken', id: 'many-rt', payload: { grantId: 'g-many', jti: 'many-rt' } as never, expiresIn: 60 },
+      { model: 'AccessToken', id: 'many-at', payload: { grantId: 'g-many', jti: 'many-at' } as never, expiresIn: 1 },
+      { model: 'Session', id: 'many-s', payload: { uid: 'many-uid', jti: 'many-s' } as never },
+      {
+        model: 'RefreshToken',
+        id: 'many-old',
+        payload: { grantId: 'g-many', jti: 'many-old' } as never,
+        expiresIn: 60,
+      },
+    ]);
+    expect(await factory('RefreshToken').find('many-rt')).toMatchObject({ jti: 'many-rt' });
+    expect(await factory('AccessToken').find('many-at')).toMatchObject({ jti: 'many-at' });
+    expect(await factory('Session').findByUid('many-uid')).toMatchObject({ jti: 'many-s' });
+    expect(typeof (await factory('RefreshToken').find('many-old'))?.consumed).toBe('number');
+    await factory.upsertMany([]);
+    await sleep(1200);
+    expect(await factory('AccessToken').find('many-at')).toBeUndefined();
+    await factory('RefreshToken').revokeByGrantId('g-many');
+    expect(await factory('RefreshToken').find('many-rt')).toBeUndefined();
+  });
+
   it('revokes everything of a grant and nothing else', async () => {
     const codes = factory('AuthorizationCode');
     const refresh = factory('RefreshToken');

@@ -10,6 +10,7 @@ import {
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
   purgeTimer,
+  type UpsertEntry,
 } from './common.js';
 
 /** Options of {@link sqliteOidcAdapter}. */
@@ -79,8 +80,7 @@ class SqliteBackend {
 
   /** Writes an entry: hashed key and indexes, sealed payload. A consumed artifact stays consumed if saved again. */
   write(db: SqliteDatabase, model: string, id: string, payload: AdapterPayload, expiresIn?: number): void {
-    const { grantId, uid, userCode } = indexesOf(model, payload);
-    const key = this.atRest.lookup(model, id);
+    const row = this.atRest.row(model, id, payload);
     this.prepared(
       db,
       `INSERT INTO ${this.table} (model, id, payload, grant_id, uid, user_code, expires_at, consumed_at)
@@ -90,14 +90,33 @@ class SqliteBackend {
          consumed_at = COALESCE(consumed_at, excluded.consumed_at)`,
     ).run(
       model,
-      key,
-      this.atRest.seal(key, id, payload),
-      this.atRest.index('grant', grantId) ?? null,
-      this.atRest.index('uid', uid) ?? null,
-      this.atRest.index('userCode', userCode) ?? null,
+      row.key,
+      row.sealed,
+      row.grant,
+      row.uid,
+      row.userCode,
       typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : null,
       typeof payload.consumed === 'number' ? payload.consumed : null,
     );
+  }
+
+  /** Several writes in one transaction: one commit (one write-ahead-log append) instead of one per entry. */
+  async writeMany(entries: readonly UpsertEntry[]): Promise<void> {
+    const db = await this.#db;
+    if (entries.length === 0) return;
+    if (entries.length === 1) {
+      const [{ model, id, payload, expiresIn }] = entries as [UpsertEntry];
+      return this.write(db, model, id, payload, expiresIn);
+    }
+    // Synchronous from BEGIN to COMMIT: nothing else in this process runs in between.
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const { model, id, payload, expiresIn } of entries) this.write(db, model, id, payload, expiresIn);
+      db.exec('COMMIT');
+    } catch (error) {
+      db.exec('ROLLBACK');
+      throw error;
+    }
   }
 
   async purge(): Promise<number> {
@@ -286,5 +305,6 @@ export function sqliteOidcAdapter(options: SqliteOidcAdapterOptions): OidcAdapte
       }
       return changed;
     },
+    upsertMany: (entries: readonly UpsertEntry[]) => backend.writeMany(entries),
   });
 }
