@@ -8,6 +8,7 @@ import {
   redisOidcAdapter,
   sqliteOidcAdapter,
 } from '../../src/storage/index.js';
+import { openSqlite } from '../../src/storage/sqlite-driver.js';
 import { POSTGRES_URL, REDIS_URL, sleep, temporaryDirectory, uniqueId } from './helpers.js';
 
 const dir = await temporaryDirectory('oidc-adapters');
@@ -144,6 +145,38 @@ describe('oidcAdapterFactory', () => {
     });
     await expect(down.ready()).rejects.toThrow(/ECONNREFUSED|connect/);
     await down.close();
+  });
+
+  it('rebuilds a SQLite table of the earlier WITHOUT ROWID layout, keeping every entry', async () => {
+    const path = `${dir.path}/without-rowid.db`;
+    let factory = sqliteOidcAdapter({ path, purgeIntervalMs: false, encryptionKeys: KEYS });
+    await factory('RefreshToken').upsert('old-rt', { grantId: 'old-g', jti: 'old-rt' } as never, 60);
+    await factory('RefreshToken').consume('old-rt');
+    await factory('Session').upsert('old-s', { uid: 'old-uid', jti: 'old-s' } as never, 60);
+    await factory.close();
+    // The table as Gatehouse created it before (same columns, WITHOUT ROWID), with the rows written above.
+    const db = await openSqlite(path);
+    db.exec(`CREATE TABLE earlier (model TEXT NOT NULL, id TEXT NOT NULL, payload TEXT NOT NULL, grant_id TEXT, uid TEXT,
+        user_code TEXT, expires_at INTEGER, consumed_at INTEGER, PRIMARY KEY (model, id)) WITHOUT ROWID;
+      INSERT INTO earlier SELECT model, id, payload, grant_id, uid, user_code, expires_at, consumed_at FROM gatehouse_oidc;
+      DROP TABLE gatehouse_oidc;
+      ALTER TABLE earlier RENAME TO gatehouse_oidc;
+      CREATE INDEX gatehouse_oidc_grant ON gatehouse_oidc (grant_id) WHERE grant_id IS NOT NULL;`);
+    db.close();
+
+    factory = sqliteOidcAdapter({ path, purgeIntervalMs: false, encryptionKeys: KEYS });
+    await factory.ready();
+    expect(await factory('RefreshToken').find('old-rt')).toMatchObject({ jti: 'old-rt', consumed: expect.any(Number) });
+    expect(await factory('Session').findByUid('old-uid')).toMatchObject({ jti: 'old-s' });
+    await factory('RefreshToken').revokeByGrantId('old-g');
+    expect(await factory('RefreshToken').find('old-rt')).toBeUndefined();
+    await factory.close();
+    const after = await openSqlite(path);
+    const { sql } = after.prepare(`SELECT sql FROM sqlite_master WHERE name = 'gatehouse_oidc'`).get() as {
+      sql: string;
+    };
+    after.close();
+    expect(sql).not.toMatch(/WITHOUT ROWID/i);
   });
 
   it('purgeExpired deletes expired rows (SQL backends)', async () => {

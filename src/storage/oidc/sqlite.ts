@@ -29,6 +29,29 @@ interface Row {
 // Entries of the old layout (plain id, JSON payload) start with `{`; sealed payloads are JWE compact strings.
 const LEGACY = `substr(payload, 1, 1) = '{'`;
 
+/**
+ * The table and its indexes. A rowid table with a unique index on (model, id): sealed payloads are 1–2.5 KB, and in a
+ * `WITHOUT ROWID` table (an index b-tree) rows above about 1 KB spill to overflow pages, which doubled the cost of
+ * every write. Tables of that earlier layout are rebuilt by `migrate()`.
+ */
+const schema = (table: string): string => `CREATE TABLE IF NOT EXISTS ${table} (
+    model TEXT NOT NULL,
+    id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    grant_id TEXT,
+    uid TEXT,
+    user_code TEXT,
+    expires_at INTEGER,
+    consumed_at INTEGER
+  );
+  CREATE UNIQUE INDEX IF NOT EXISTS ${table}_key ON ${table} (model, id);
+  CREATE INDEX IF NOT EXISTS ${table}_grant ON ${table} (grant_id) WHERE grant_id IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS ${table}_uid ON ${table} (model, uid) WHERE uid IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS ${table}_user_code ON ${table} (model, user_code) WHERE user_code IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS ${table}_expires ON ${table} (expires_at) WHERE expires_at IS NOT NULL;`;
+
+const COLUMNS = 'model, id, payload, grant_id, uid, user_code, expires_at, consumed_at';
+
 /** Shared state of one SQLite backend: one connection, prepared statements. */
 class SqliteBackend {
   readonly #db: Promise<SqliteDatabase>;
@@ -39,21 +62,7 @@ class SqliteBackend {
     readonly atRest: AtRest,
   ) {
     this.#db = openSqlite(path).then((db) => {
-      db.exec(`CREATE TABLE IF NOT EXISTS ${table} (
-        model TEXT NOT NULL,
-        id TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        grant_id TEXT,
-        uid TEXT,
-        user_code TEXT,
-        expires_at INTEGER,
-        consumed_at INTEGER,
-        PRIMARY KEY (model, id)
-      ) WITHOUT ROWID;
-      CREATE INDEX IF NOT EXISTS ${table}_grant ON ${table} (grant_id) WHERE grant_id IS NOT NULL;
-      CREATE INDEX IF NOT EXISTS ${table}_uid ON ${table} (model, uid) WHERE uid IS NOT NULL;
-      CREATE INDEX IF NOT EXISTS ${table}_user_code ON ${table} (model, user_code) WHERE user_code IS NOT NULL;
-      CREATE INDEX IF NOT EXISTS ${table}_expires ON ${table} (expires_at) WHERE expires_at IS NOT NULL;`);
+      db.exec(schema(table));
       return db;
     });
   }
@@ -139,6 +148,20 @@ class SqliteBackend {
     // Synchronous, in one IMMEDIATE transaction: another process migrating at the same time waits, then finds the marker.
     db.exec('BEGIN IMMEDIATE');
     try {
+      const { sql } = db.prepare(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?`).get(this.table) as {
+        sql: string;
+      };
+      if (/WITHOUT\s+ROWID/i.test(sql)) {
+        // The earlier layout: copied into a rowid table of the same columns, which then takes its name.
+        const previous = `${this.table}_without_rowid`;
+        db.exec(`ALTER TABLE ${this.table} RENAME TO ${previous};
+          DROP INDEX IF EXISTS ${this.table}_key; DROP INDEX IF EXISTS ${this.table}_grant;
+          DROP INDEX IF EXISTS ${this.table}_uid; DROP INDEX IF EXISTS ${this.table}_user_code;
+          DROP INDEX IF EXISTS ${this.table}_expires;
+          ${schema(this.table)}
+          INSERT INTO ${this.table} (${COLUMNS}) SELECT ${COLUMNS} FROM ${previous};
+          DROP TABLE ${previous};`);
+      }
       if (!readMarker()) {
         const now = Date.now();
         const rows = db
