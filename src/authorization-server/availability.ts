@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
 import { type Adapter, errors as oidcErrors } from 'oidc-provider';
 import { StoreUnavailableError } from '../storage/errors.js';
+import type { UpsertEntry } from '../storage/oidc/common.js';
 import { escapeHtml, PAGE_HEADERS, page } from './html.js';
 
 const DESCRIPTION = 'the authorization server cannot reach its store; retry shortly';
@@ -26,18 +27,30 @@ function translated(error: unknown): unknown {
   return outage;
 }
 
+/** A store that can also write several entries at once (all or none). */
+export type BatchingAdapterFactory = ((model: string) => Adapter) & {
+  upsertMany(entries: readonly UpsertEntry[]): Promise<void>;
+};
+
 /**
  * Wraps the store so that an outage reaches oidc-provider as its own `temporarily_unavailable` error (HTTP 503)
- * instead of a `500 server_error`.
+ * instead of a `500 server_error`. A store without `upsertMany` (a hand-made adapter) writes such batches one entry
+ * after the other.
  */
-export function withStoreAvailability(adapter: (model: string) => Adapter): (model: string) => Adapter {
+export function withStoreAvailability(
+  adapter: ((model: string) => Adapter) & { upsertMany?: (entries: readonly UpsertEntry[]) => Promise<void> },
+): BatchingAdapterFactory {
   const guard =
     <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
     (...args: A): Promise<R> =>
       call(...args).catch((error: unknown) => {
         throw translated(error);
       });
-  return (model) => {
+  const upsertMany = guard(async (entries: readonly UpsertEntry[]) => {
+    if (adapter.upsertMany) return adapter.upsertMany(entries);
+    for (const { model, id, payload, expiresIn } of entries) await adapter(model).upsert(id, payload, expiresIn);
+  });
+  const factory = (model: string): Adapter => {
     const inner = adapter(model);
     return {
       upsert: guard((id, payload, expiresIn) => inner.upsert(id, payload, expiresIn)),
@@ -49,6 +62,7 @@ export function withStoreAvailability(adapter: (model: string) => Adapter): (mod
       revokeByGrantId: guard((grantId) => inner.revokeByGrantId(grantId)),
     } satisfies Adapter;
   };
+  return Object.assign(factory, { upsertMany });
 }
 
 /** Adds `Retry-After` to every `503` oidc-provider answers. */

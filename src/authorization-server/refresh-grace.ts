@@ -6,6 +6,8 @@ import type { Adapter, KoaContextWithOIDC } from 'oidc-provider';
 import * as refreshTokenGrant from 'oidc-provider/lib/actions/grants/refresh_token.js';
 import * as grantHelpers from 'oidc-provider/lib/helpers/grants.js';
 import { openValue, type SealingKey, sealingKey, sealValue } from '../storage/encrypted.js';
+import type { UpsertEntry } from '../storage/oidc/common.js';
+import type { BatchingAdapterFactory } from './availability.js';
 
 /** The model under which the response to a just-rotated refresh token is kept for the grace window. */
 export const GRACE_MODEL = 'GatehouseRefreshGrace';
@@ -28,18 +30,46 @@ class GraceHit extends Error {
   }
 }
 
-const graceContext = new AsyncLocalStorage<{ clientId: string }>();
+/** A refresh-token grant in progress: the client asking, and the writes waiting for its end. */
+interface RefreshRequest {
+  clientId: string;
+  writes: UpsertEntry[];
+}
+
+const refreshContext = new AsyncLocalStorage<RefreshRequest>();
 
 /**
- * Wraps the store so that, inside a refresh-token grant, reading a rotated (consumed) refresh token still within the
- * grace window answers with the response kept for it instead of letting oidc-provider treat it as reuse. Only
- * consumed tokens pay for this; the common path costs no extra read.
+ * Models whose writes during a refresh-token grant wait for its end and then go to the store together, with the
+ * grace-window answer, in one transaction or round trip (`upsertMany`): the new refresh token and the access token
+ * (or the record of a JWT access token). Nothing is answered before they are stored, and a grant that fails
+ * halfway stores none of them. The compare-and-set `consume` of the old token is never deferred.
+ */
+const DEFERRED = new Set(['RefreshToken', 'AccessToken']);
+
+/**
+ * Wraps the store for the refresh-token grant of {@link installRefreshGrace}: writes of the new tokens are collected
+ * (see {@link DEFERRED}), and, with a grace window, reading a rotated (consumed) refresh token still within the
+ * window answers with the response kept for it instead of letting oidc-provider treat it as reuse. Only consumed
+ * tokens pay for the window; the common path costs no extra read.
  */
 export function withRefreshGrace(
   adapter: (model: string) => Adapter,
   graceSeconds: number,
 ): (model: string) => Adapter {
-  if (graceSeconds <= 0) return adapter;
+  const deferring = (model: string): Adapter => {
+    const inner = adapter(model);
+    if (!DEFERRED.has(model)) return inner;
+    return {
+      ...forward(inner),
+      upsert: (id, payload, expiresIn) => {
+        const request = refreshContext.getStore();
+        if (!request) return inner.upsert(id, payload, expiresIn);
+        request.writes.push({ model, id, payload, ...(expiresIn !== undefined && { expiresIn }) });
+        return Promise.resolve();
+      },
+    };
+  };
+  if (graceSeconds <= 0) return deferring;
   const store = adapter(GRACE_MODEL);
   // The response kept for a rotated token, waiting briefly for a concurrent request still writing it; undefined
   // when none comes in time (then the token counts as reused).
@@ -61,11 +91,11 @@ export function withRefreshGrace(
     return undefined;
   };
   return (model: string) => {
-    const inner = adapter(model);
+    const inner = deferring(model);
     if (model !== 'RefreshToken') return inner;
     const find = async (id: string) => {
       const payload = await inner.find(id);
-      const context = graceContext.getStore();
+      const context = refreshContext.getStore();
       const consumed = payload?.consumed;
       if (!context || !payload || typeof consumed !== 'number' || payload['clientId'] !== context.clientId) {
         return payload;
@@ -81,48 +111,52 @@ export function withRefreshGrace(
         await inner.consume(id);
       } catch (error) {
         const lostRace = (error as { error?: unknown }).error === 'invalid_grant';
-        if (!lostRace || !graceContext.getStore()) throw error;
+        if (!lostRace || !refreshContext.getStore()) throw error;
         const body = await keptResponse(id, undefined);
         if (body === undefined) throw error;
         throw new GraceHit(body);
       }
     };
-    return {
-      find,
-      consume,
-      upsert: (id, payload, expiresIn) => inner.upsert(id, payload, expiresIn),
-      findByUid: (uid) => inner.findByUid(uid),
-      findByUserCode: (userCode) => inner.findByUserCode(userCode),
-      destroy: (id) => inner.destroy(id),
-      revokeByGrantId: (grantId) => inner.revokeByGrantId(grantId),
-    } satisfies Adapter;
+    return { ...forward(inner), find, consume } satisfies Adapter;
+  };
+}
+
+/** An adapter passing every call to `inner` (bound, so methods may be replaced one by one). */
+function forward(inner: Adapter): Adapter {
+  return {
+    upsert: (id, payload, expiresIn) => inner.upsert(id, payload, expiresIn),
+    find: (id) => inner.find(id),
+    findByUid: (uid) => inner.findByUid(uid),
+    findByUserCode: (userCode) => inner.findByUserCode(userCode),
+    consume: (id) => inner.consume(id),
+    destroy: (id) => inner.destroy(id),
+    revokeByGrantId: (grantId) => inner.revokeByGrantId(grantId),
   };
 }
 
 /**
- * Replaces oidc-provider's `refresh_token` grant with one that keeps reuse detection (a rotated token presented
- * again revokes the whole grant) but allows a grace window (field note 15): within `graceSeconds` after a
- * rotation, presenting the rotated token again returns the same new pair instead of revoking. Works across
- * instances, since the pair is kept in the shared store. Use with a store wrapped by {@link withRefreshGrace}.
+ * Replaces oidc-provider's `refresh_token` grant with one that stores what it issues in one write (see
+ * {@link DEFERRED}) and keeps reuse detection (a rotated token presented again revokes the whole grant) but allows
+ * a grace window (field note 15): within `graceSeconds` after a rotation, presenting the rotated token again returns
+ * the same new pair instead of revoking. Works across instances, since the pair is kept in the shared store. Use with
+ * a store wrapped by {@link withRefreshGrace}.
  */
-export function installRefreshGrace(provider: Provider, adapter: (model: string) => Adapter, graceSeconds: number) {
+export function installRefreshGrace(provider: Provider, adapter: BatchingAdapterFactory, graceSeconds: number) {
   const helpers = Object.fromEntries(
     Object.entries(grantHelpers as Record<string, unknown>)
       .filter((entry): entry is [string, (...args: unknown[]) => unknown] => typeof entry[1] === 'function')
       .map(([name, helper]) => [name, helper.bind(undefined, provider)]),
   );
   const original = (ctx: KoaContextWithOIDC) => refreshTokenGrant.handler(provider, helpers, ctx);
-  if (graceSeconds <= 0) return;
-  const store = adapter(GRACE_MODEL);
 
   const params = new Set([...refreshTokenGrant.parameters, 'resource']);
   provider.registerGrantType(
     'refresh_token',
     async (ctx: KoaContextWithOIDC) => {
       const token = ctx.oidc.params?.['refresh_token'];
-      const clientId = ctx.oidc.client?.clientId ?? '';
+      const request: RefreshRequest = { clientId: ctx.oidc.client?.clientId ?? '', writes: [] };
       try {
-        await graceContext.run({ clientId }, () => original(ctx));
+        await refreshContext.run(request, () => original(ctx));
       } catch (error) {
         if (error instanceof GraceHit) {
           ctx.body = error.body;
@@ -130,10 +164,16 @@ export function installRefreshGrace(provider: Provider, adapter: (model: string)
         }
         throw error;
       }
-      if (typeof token === 'string' && ctx.oidc.entities['RotatedRefreshToken'] && ctx.body) {
+      if (graceSeconds > 0 && typeof token === 'string' && ctx.oidc.entities['RotatedRefreshToken'] && ctx.body) {
         const { id, key } = keyFor(token);
-        await store.upsert(id, { sealed: seal(key, ctx.body) } as never, Math.ceil(graceSeconds) + 5);
+        request.writes.push({
+          model: GRACE_MODEL,
+          id,
+          payload: { sealed: seal(key, ctx.body) } as never,
+          expiresIn: Math.ceil(graceSeconds) + 5,
+        });
       }
+      await adapter.upsertMany(request.writes);
     },
     params,
     ['resource'],

@@ -9,6 +9,8 @@ export interface RedisClientLike {
   set(key: string, value: string, options?: unknown): Promise<unknown>;
   del(keys: string | string[]): Promise<number | unknown>;
   eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
+  /** `EVALSHA`; without it scripts are sent whole every time. */
+  evalSha?(sha1: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
   scan(cursor: string, options: { MATCH: string; COUNT: number }): Promise<{ cursor: string | number; keys: string[] }>;
   close?(): Promise<unknown>;
   quit?(): Promise<unknown>;

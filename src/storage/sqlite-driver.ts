@@ -96,6 +96,11 @@ export async function openSqlite(path: string): Promise<SqliteDatabase> {
   db.exec('PRAGMA journal_mode = WAL');
   // Several processes may share the file (e.g. two `gatehouse serve`): wait for the writer instead of failing.
   db.exec('PRAGMA busy_timeout = 5000');
+  // Durability: in WAL mode NORMAL syncs at checkpoints, not at every commit. A commit survives a crash of the
+  // process (it is in the WAL file before COMMIT returns); only an OS crash or power loss can lose the last commits,
+  // and then whole transactions roll back in order (never a torn or corrupt file). For the authorization server that
+  // means at worst a rotation is undone together with everything after it: the old refresh token is live again and
+  // the new one never existed, a consistent earlier state. FULL would add an fsync to every token request.
   db.exec('PRAGMA synchronous = NORMAL');
   return db;
 }

@@ -8,6 +8,7 @@ import {
   redisOidcAdapter,
   sqliteOidcAdapter,
 } from '../../src/storage/index.js';
+import { openSqlite } from '../../src/storage/sqlite-driver.js';
 import { POSTGRES_URL, REDIS_URL, sleep, temporaryDirectory, uniqueId } from './helpers.js';
 
 const dir = await temporaryDirectory('oidc-adapters');
@@ -77,6 +78,31 @@ describe.each(backends)('oidc-provider adapter contract: %s', (_name, make) => {
     await expect(codes.consume('nope')).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 
+  it('upsertMany writes every entry as upsert would, with indexes, lifetimes and an earlier consume kept', async () => {
+    await factory('RefreshToken').upsert('many-old', { grantId: 'g-many', jti: 'many-old' } as never, 60);
+    await factory('RefreshToken').consume('many-old');
+    await factory.upsertMany([
+      { model: 'RefreshToken', id: 'many-rt', payload: { grantId: 'g-many', jti: 'many-rt' } as never, expiresIn: 60 },
+      { model: 'AccessToken', id: 'many-at', payload: { grantId: 'g-many', jti: 'many-at' } as never, expiresIn: 1 },
+      { model: 'Session', id: 'many-s', payload: { uid: 'many-uid', jti: 'many-s' } as never },
+      {
+        model: 'RefreshToken',
+        id: 'many-old',
+        payload: { grantId: 'g-many', jti: 'many-old' } as never,
+        expiresIn: 60,
+      },
+    ]);
+    expect(await factory('RefreshToken').find('many-rt')).toMatchObject({ jti: 'many-rt' });
+    expect(await factory('AccessToken').find('many-at')).toMatchObject({ jti: 'many-at' });
+    expect(await factory('Session').findByUid('many-uid')).toMatchObject({ jti: 'many-s' });
+    expect(typeof (await factory('RefreshToken').find('many-old'))?.consumed).toBe('number');
+    await factory.upsertMany([]);
+    await sleep(1200);
+    expect(await factory('AccessToken').find('many-at')).toBeUndefined();
+    await factory('RefreshToken').revokeByGrantId('g-many');
+    expect(await factory('RefreshToken').find('many-rt')).toBeUndefined();
+  });
+
   it('revokes everything of a grant and nothing else', async () => {
     const codes = factory('AuthorizationCode');
     const refresh = factory('RefreshToken');
@@ -119,6 +145,38 @@ describe('oidcAdapterFactory', () => {
     });
     await expect(down.ready()).rejects.toThrow(/ECONNREFUSED|connect/);
     await down.close();
+  });
+
+  it('rebuilds a SQLite table of the earlier WITHOUT ROWID layout, keeping every entry', async () => {
+    const path = `${dir.path}/without-rowid.db`;
+    let factory = sqliteOidcAdapter({ path, purgeIntervalMs: false, encryptionKeys: KEYS });
+    await factory('RefreshToken').upsert('old-rt', { grantId: 'old-g', jti: 'old-rt' } as never, 60);
+    await factory('RefreshToken').consume('old-rt');
+    await factory('Session').upsert('old-s', { uid: 'old-uid', jti: 'old-s' } as never, 60);
+    await factory.close();
+    // The table as Gatehouse created it before (same columns, WITHOUT ROWID), with the rows written above.
+    const db = await openSqlite(path);
+    db.exec(`CREATE TABLE earlier (model TEXT NOT NULL, id TEXT NOT NULL, payload TEXT NOT NULL, grant_id TEXT, uid TEXT,
+        user_code TEXT, expires_at INTEGER, consumed_at INTEGER, PRIMARY KEY (model, id)) WITHOUT ROWID;
+      INSERT INTO earlier SELECT model, id, payload, grant_id, uid, user_code, expires_at, consumed_at FROM gatehouse_oidc;
+      DROP TABLE gatehouse_oidc;
+      ALTER TABLE earlier RENAME TO gatehouse_oidc;
+      CREATE INDEX gatehouse_oidc_grant ON gatehouse_oidc (grant_id) WHERE grant_id IS NOT NULL;`);
+    db.close();
+
+    factory = sqliteOidcAdapter({ path, purgeIntervalMs: false, encryptionKeys: KEYS });
+    await factory.ready();
+    expect(await factory('RefreshToken').find('old-rt')).toMatchObject({ jti: 'old-rt', consumed: expect.any(Number) });
+    expect(await factory('Session').findByUid('old-uid')).toMatchObject({ jti: 'old-s' });
+    await factory('RefreshToken').revokeByGrantId('old-g');
+    expect(await factory('RefreshToken').find('old-rt')).toBeUndefined();
+    await factory.close();
+    const after = await openSqlite(path);
+    const { sql } = after.prepare(`SELECT sql FROM sqlite_master WHERE name = 'gatehouse_oidc'`).get() as {
+      sql: string;
+    };
+    after.close();
+    expect(sql).not.toMatch(/WITHOUT ROWID/i);
   });
 
   it('purgeExpired deletes expired rows (SQL backends)', async () => {

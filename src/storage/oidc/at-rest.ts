@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type EncryptionKey, openValue, type SealingKey, sealedKid, sealingKey, sealValue } from '../encrypted.js';
 import { DecryptionError, StorageConfigError } from '../errors.js';
-import type { AdapterPayload } from './common.js';
+import { type AdapterPayload, indexesOf } from './common.js';
 
 /**
  * How the oidc adapters keep entries at rest: a store dump shows no token, code, secret or key.
@@ -38,6 +38,23 @@ export class AtRest {
   /** The stored form of a secondary-index value (`grant`, `uid`, `userCode`). */
   index(kind: string, value: string | undefined): string | undefined {
     return value === undefined ? undefined : this.lookup(`index:${kind}`, value);
+  }
+
+  /** What a backend stores for an entry: its row key, sealed payload and hashed index values (null when none). */
+  row(
+    model: string,
+    id: string,
+    payload: AdapterPayload,
+  ): { key: string; sealed: string; grant: string | null; uid: string | null; userCode: string | null } {
+    const { grantId, uid, userCode } = indexesOf(model, payload);
+    const key = this.lookup(model, id);
+    return {
+      key,
+      sealed: this.seal(key, id, payload),
+      grant: this.index('grant', grantId) ?? null,
+      uid: this.index('uid', uid) ?? null,
+      userCode: this.index('userCode', userCode) ?? null,
+    };
   }
 
   seal(lookup: string, id: string, payload: AdapterPayload): string {

@@ -19,6 +19,19 @@ export interface OidcAdapterFactory {
   list(model: string): Promise<Array<{ id: string; payload: AdapterPayload }>>;
   /** Re-seals every entry with the first at-rest key (after a key rotation); resolves to how many changed. */
   rekey(): Promise<number>;
+  /**
+   * Writes several entries as `upsert` would, all or none, in one transaction or round trip: what a token request
+   * issues (the new refresh token, the access token's record, the grace-window answer) costs one commit, not three.
+   */
+  upsertMany(entries: readonly UpsertEntry[]): Promise<void>;
+}
+
+/** One write of {@link OidcAdapterFactory.upsertMany}: the arguments of `adapter(model).upsert(id, payload, expiresIn)`. */
+export interface UpsertEntry {
+  model: string;
+  id: string;
+  payload: AdapterPayload;
+  expiresIn?: number;
 }
 
 /** Writes entries of the old layout through the adapter (hashed, sealed), skipping expired ones. */

@@ -7,6 +7,7 @@ import {
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
   purgeTimer,
+  type UpsertEntry,
 } from './common.js';
 
 interface Entry {
@@ -77,6 +78,11 @@ export class MemoryOidcAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    this.write(id, payload, expiresIn);
+  }
+
+  /** {@link upsert} without a promise, so that several writes happen with no await between them. */
+  write(id: string, payload: AdapterPayload, expiresIn?: number): void {
     this.backend.sweep();
     const previous = this.backend.live(this.#key(id));
     const consumed = typeof payload.consumed === 'number' ? payload.consumed : previous?.consumed;
@@ -155,5 +161,11 @@ export function memoryOidcAdapter(options: OidcAdapterCommonOptions = {}): OidcA
     },
     // Process memory is not at rest: nothing is sealed, nothing to re-seal.
     rekey: async () => 0,
+    // No await between the writes: no other request sees some of them without the rest.
+    upsertMany: async (entries: readonly UpsertEntry[]) => {
+      for (const { model, id, payload, expiresIn } of entries) {
+        new MemoryOidcAdapter(model, backend).write(id, payload, expiresIn);
+      }
+    },
   });
 }

@@ -12,6 +12,7 @@ import {
   type OidcAdapterFactory,
   purgeTimer,
   rewriteLegacy,
+  type UpsertEntry,
 } from './common.js';
 
 /** Options of {@link postgresOidcAdapter}. Give `url` or `pool`. */
@@ -74,6 +75,42 @@ class PostgresBackend {
     return (await this.query(`DELETE FROM ${this.table} WHERE expires_at <= now()`, [])).rowCount ?? 0;
   }
 
+  /** Writes entries in one statement: one round trip, all or none. A consumed artifact stays consumed. */
+  async upsertMany(entries: readonly UpsertEntry[]): Promise<void> {
+    // One row per key (the last write wins, as sequential upserts would): a statement may not touch a row twice.
+    const rows = new Map<string, unknown[]>();
+    for (const { model, id, payload, expiresIn } of entries) {
+      const row = this.atRest.row(model, id, payload);
+      rows.set(`${model}\0${row.key}`, [
+        model,
+        row.key,
+        row.sealed,
+        row.grant,
+        row.uid,
+        row.userCode,
+        typeof expiresIn === 'number' ? expiresIn : null,
+        typeof payload.consumed === 'number' ? payload.consumed : null,
+      ]);
+    }
+    if (rows.size === 0) return;
+    const params = [...rows.values()].flat();
+    const values = [...rows.values()].map((_, row) => {
+      const $ = (column: number) => `$${row * 8 + column}`;
+      return `(${$(1)}, ${$(2)}, to_jsonb(${$(3)}::text), ${$(4)}, ${$(5)}, ${$(6)},
+         CASE WHEN ${$(7)}::float8 IS NULL THEN NULL ELSE now() + ${$(7)}::float8 * interval '1 second' END,
+         CASE WHEN ${$(8)}::float8 IS NULL THEN NULL ELSE to_timestamp(${$(8)}::float8) END)`;
+    });
+    const t = this.table;
+    await this.query(
+      `INSERT INTO ${t} (model, id, payload, grant_id, uid, user_code, expires_at, consumed_at)
+       VALUES ${values.join(', ')}
+       ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
+         uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at,
+         consumed_at = COALESCE(${t}.consumed_at, excluded.consumed_at)`,
+      params,
+    );
+  }
+
   /** Migrates a table of the old clear layout once (under an advisory lock), then checks this instance's key. */
   async migrate(adapter: (model: string) => Adapter): Promise<void> {
     const pool = await this.pool;
@@ -133,29 +170,7 @@ export class PostgresOidcAdapter implements Adapter {
   ) {}
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
-    const { grantId, uid, userCode } = indexesOf(this.model, payload);
-    const atRest = this.backend.atRest;
-    const key = atRest.lookup(this.model, id);
-    const t = this.backend.table;
-    await this.backend.query(
-      `INSERT INTO ${t} (model, id, payload, grant_id, uid, user_code, expires_at, consumed_at)
-       VALUES ($1, $2, to_jsonb($3::text), $4, $5, $6,
-         CASE WHEN $7::float8 IS NULL THEN NULL ELSE now() + $7::float8 * interval '1 second' END,
-         CASE WHEN $8::float8 IS NULL THEN NULL ELSE to_timestamp($8::float8) END)
-       ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
-         uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at,
-         consumed_at = COALESCE(${t}.consumed_at, excluded.consumed_at)`,
-      [
-        this.model,
-        key,
-        atRest.seal(key, id, payload),
-        atRest.index('grant', grantId) ?? null,
-        atRest.index('uid', uid) ?? null,
-        atRest.index('userCode', userCode) ?? null,
-        typeof expiresIn === 'number' ? expiresIn : null,
-        typeof payload.consumed === 'number' ? payload.consumed : null,
-      ],
-    );
+    await this.backend.upsertMany([{ model: this.model, id, payload, expiresIn }]);
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -271,5 +286,6 @@ export function postgresOidcAdapter(options: PostgresOidcAdapterOptions): OidcAd
       }
       return changed;
     },
+    upsertMany: (entries: readonly UpsertEntry[]) => backend.upsertMany(entries),
   });
 }

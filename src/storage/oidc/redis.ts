@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectRedis, escapeRedisGlob, type RedisClientLike } from '../redis.js';
 import { AtRest, type AtRestOptions, FORMAT_MARKER, type LegacyEntry } from './at-rest.js';
@@ -11,6 +12,7 @@ import {
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
   rewriteLegacy,
+  type UpsertEntry,
 } from './common.js';
 
 /** Options of {@link redisOidcAdapter}. Give `url` or a connected `client`. */
@@ -29,27 +31,30 @@ export interface RedisOidcAdapterOptions extends OidcAdapterCommonOptions, AtRes
 // Each entry is a hash: `payload` (sealed) and, once redeemed, `consumed`. Keeping `consumed` in its own field lets
 // Redis set it atomically (HSETNX) without decoding JSON in Lua.
 //
-// KEYS: entry, grant set ('' if none), uid key ('' if none), user-code key ('' if none)
-// ARGV: payload, ttl ms ('' = none), entry hash (the index value), consumed ('' = none)
+// One script call writes any number of entries, atomically (a token request's writes cost one round trip).
+// KEYS, four per entry: entry, grant set ('' if none), uid key ('' if none), user-code key ('' if none)
+// ARGV, four per entry: payload, ttl ms ('' = none), entry hash (the index value), consumed ('' = none)
 const UPSERT = `
-local key, grantKey, uidKey, userCodeKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local payload, ttl, id, consumed = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-redis.call('HSET', key, 'payload', payload)
-if consumed ~= '' then redis.call('HSETNX', key, 'consumed', consumed) end
-if ttl == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
-if grantKey ~= '' then
-  local existed = redis.call('EXISTS', grantKey)
-  redis.call('SADD', grantKey, key)
-  if ttl == '' then
-    redis.call('PERSIST', grantKey)
-  else
-    local current = redis.call('PTTL', grantKey)
-    if existed == 0 or (current >= 0 and current < tonumber(ttl)) then redis.call('PEXPIRE', grantKey, ttl) end
+for i = 0, #KEYS / 4 - 1 do
+  local key, grantKey, uidKey, userCodeKey = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4]
+  local payload, ttl, id, consumed = ARGV[i * 4 + 1], ARGV[i * 4 + 2], ARGV[i * 4 + 3], ARGV[i * 4 + 4]
+  redis.call('HSET', key, 'payload', payload)
+  if consumed ~= '' then redis.call('HSETNX', key, 'consumed', consumed) end
+  if ttl == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
+  if grantKey ~= '' then
+    local existed = redis.call('EXISTS', grantKey)
+    redis.call('SADD', grantKey, key)
+    if ttl == '' then
+      redis.call('PERSIST', grantKey)
+    else
+      local current = redis.call('PTTL', grantKey)
+      if existed == 0 or (current >= 0 and current < tonumber(ttl)) then redis.call('PEXPIRE', grantKey, ttl) end
+    end
   end
-end
-for _, indexKey in ipairs({uidKey, userCodeKey}) do
-  if indexKey ~= '' then
-    if ttl == '' then redis.call('SET', indexKey, id) else redis.call('SET', indexKey, id, 'PX', ttl) end
+  for _, indexKey in ipairs({uidKey, userCodeKey}) do
+    if indexKey ~= '' then
+      if ttl == '' then redis.call('SET', indexKey, id) else redis.call('SET', indexKey, id, 'PX', ttl) end
+    end
   end
 end
 return 1`;
@@ -99,8 +104,60 @@ class RedisBackend {
     return guarded('redis', this.client.then(command));
   }
 
+  readonly #digests = new Map<string, string>();
+
+  /**
+   * Runs a script by its SHA-1 (`EVALSHA`: Redis neither receives nor hashes the text again), sending the text only
+   * when Redis does not know it yet (after a restart or `SCRIPT FLUSH`), or with a client that has no `evalSha`.
+   */
   eval(script: string, keys: string[], args: string[]): Promise<unknown> {
-    return this.call((client) => client.eval(script, { keys, arguments: args }));
+    return this.call(async (client) => {
+      if (!client.evalSha) return client.eval(script, { keys, arguments: args });
+      let digest = this.#digests.get(script);
+      if (!digest) {
+        digest = createHash('sha1').update(script).digest('hex');
+        this.#digests.set(script, digest);
+      }
+      try {
+        return await client.evalSha(digest, { keys, arguments: args });
+      } catch (error) {
+        if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+        return client.eval(script, { keys, arguments: args });
+      }
+    });
+  }
+
+  /** The keys and arguments of one entry in an {@link UPSERT} call. */
+  upsertArguments(model: string, id: string, payload: AdapterPayload, expiresIn?: number): [string[], string[]] {
+    const { grantId, uid, userCode } = indexesOf(model, payload);
+    const { atRest, space } = this;
+    const lookup = atRest.lookup(model, id);
+    return [
+      [
+        this.entryKey(model, lookup),
+        grantId ? `${space}g:${atRest.index('grant', grantId)}` : '',
+        uid ? `${space}u:${atRest.index('uid', uid)}` : '',
+        userCode ? `${space}c:${model}:${atRest.index('userCode', userCode)}` : '',
+      ],
+      [
+        atRest.seal(lookup, id, payload),
+        typeof expiresIn === 'number' ? String(Math.max(1, Math.ceil(expiresIn * 1000))) : '',
+        lookup,
+        typeof payload.consumed === 'number' ? String(payload.consumed) : '',
+      ],
+    ];
+  }
+
+  async upsertMany(entries: readonly UpsertEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const keys: string[] = [];
+    const args: string[] = [];
+    for (const { model, id, payload, expiresIn } of entries) {
+      const [entryKeys, entryArgs] = this.upsertArguments(model, id, payload, expiresIn);
+      keys.push(...entryKeys);
+      args.push(...entryArgs);
+    }
+    await this.eval(UPSERT, keys, args);
   }
 
   entryKey(model: string, lookup: string): string {
@@ -187,24 +244,7 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
-    const { grantId, uid, userCode } = indexesOf(this.model, payload);
-    const { atRest, space } = this.backend;
-    const { lookup, key } = this.#key(id);
-    await this.backend.eval(
-      UPSERT,
-      [
-        key,
-        grantId ? `${space}g:${atRest.index('grant', grantId)}` : '',
-        uid ? `${space}u:${atRest.index('uid', uid)}` : '',
-        userCode ? `${space}c:${this.model}:${atRest.index('userCode', userCode)}` : '',
-      ],
-      [
-        atRest.seal(lookup, id, payload),
-        typeof expiresIn === 'number' ? String(Math.max(1, Math.ceil(expiresIn * 1000))) : '',
-        lookup,
-        typeof payload.consumed === 'number' ? String(payload.consumed) : '',
-      ],
-    );
+    await this.backend.eval(UPSERT, ...this.backend.upsertArguments(this.model, id, payload, expiresIn));
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -312,5 +352,6 @@ export function redisOidcAdapter(options: RedisOidcAdapterOptions): OidcAdapterF
       }
       return changed;
     },
+    upsertMany: (entries: readonly UpsertEntry[]) => backend.upsertMany(entries),
   });
 }

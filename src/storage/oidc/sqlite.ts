@@ -10,6 +10,7 @@ import {
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
   purgeTimer,
+  type UpsertEntry,
 } from './common.js';
 
 /** Options of {@link sqliteOidcAdapter}. */
@@ -28,6 +29,29 @@ interface Row {
 // Entries of the old layout (plain id, JSON payload) start with `{`; sealed payloads are JWE compact strings.
 const LEGACY = `substr(payload, 1, 1) = '{'`;
 
+/**
+ * The table and its indexes. A rowid table with a unique index on (model, id): sealed payloads are 1–2.5 KB, and in a
+ * `WITHOUT ROWID` table (an index b-tree) rows above about 1 KB spill to overflow pages, which doubled the cost of
+ * every write. Tables of that earlier layout are rebuilt by `migrate()`.
+ */
+const schema = (table: string): string => `CREATE TABLE IF NOT EXISTS ${table} (
+    model TEXT NOT NULL,
+    id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    grant_id TEXT,
+    uid TEXT,
+    user_code TEXT,
+    expires_at INTEGER,
+    consumed_at INTEGER
+  );
+  CREATE UNIQUE INDEX IF NOT EXISTS ${table}_key ON ${table} (model, id);
+  CREATE INDEX IF NOT EXISTS ${table}_grant ON ${table} (grant_id) WHERE grant_id IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS ${table}_uid ON ${table} (model, uid) WHERE uid IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS ${table}_user_code ON ${table} (model, user_code) WHERE user_code IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS ${table}_expires ON ${table} (expires_at) WHERE expires_at IS NOT NULL;`;
+
+const COLUMNS = 'model, id, payload, grant_id, uid, user_code, expires_at, consumed_at';
+
 /** Shared state of one SQLite backend: one connection, prepared statements. */
 class SqliteBackend {
   readonly #db: Promise<SqliteDatabase>;
@@ -38,21 +62,7 @@ class SqliteBackend {
     readonly atRest: AtRest,
   ) {
     this.#db = openSqlite(path).then((db) => {
-      db.exec(`CREATE TABLE IF NOT EXISTS ${table} (
-        model TEXT NOT NULL,
-        id TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        grant_id TEXT,
-        uid TEXT,
-        user_code TEXT,
-        expires_at INTEGER,
-        consumed_at INTEGER,
-        PRIMARY KEY (model, id)
-      ) WITHOUT ROWID;
-      CREATE INDEX IF NOT EXISTS ${table}_grant ON ${table} (grant_id) WHERE grant_id IS NOT NULL;
-      CREATE INDEX IF NOT EXISTS ${table}_uid ON ${table} (model, uid) WHERE uid IS NOT NULL;
-      CREATE INDEX IF NOT EXISTS ${table}_user_code ON ${table} (model, user_code) WHERE user_code IS NOT NULL;
-      CREATE INDEX IF NOT EXISTS ${table}_expires ON ${table} (expires_at) WHERE expires_at IS NOT NULL;`);
+      db.exec(schema(table));
       return db;
     });
   }
@@ -79,8 +89,7 @@ class SqliteBackend {
 
   /** Writes an entry: hashed key and indexes, sealed payload. A consumed artifact stays consumed if saved again. */
   write(db: SqliteDatabase, model: string, id: string, payload: AdapterPayload, expiresIn?: number): void {
-    const { grantId, uid, userCode } = indexesOf(model, payload);
-    const key = this.atRest.lookup(model, id);
+    const row = this.atRest.row(model, id, payload);
     this.prepared(
       db,
       `INSERT INTO ${this.table} (model, id, payload, grant_id, uid, user_code, expires_at, consumed_at)
@@ -90,14 +99,33 @@ class SqliteBackend {
          consumed_at = COALESCE(consumed_at, excluded.consumed_at)`,
     ).run(
       model,
-      key,
-      this.atRest.seal(key, id, payload),
-      this.atRest.index('grant', grantId) ?? null,
-      this.atRest.index('uid', uid) ?? null,
-      this.atRest.index('userCode', userCode) ?? null,
+      row.key,
+      row.sealed,
+      row.grant,
+      row.uid,
+      row.userCode,
       typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : null,
       typeof payload.consumed === 'number' ? payload.consumed : null,
     );
+  }
+
+  /** Several writes in one transaction: one commit (one write-ahead-log append) instead of one per entry. */
+  async writeMany(entries: readonly UpsertEntry[]): Promise<void> {
+    const db = await this.#db;
+    if (entries.length === 0) return;
+    if (entries.length === 1) {
+      const [{ model, id, payload, expiresIn }] = entries as [UpsertEntry];
+      return this.write(db, model, id, payload, expiresIn);
+    }
+    // Synchronous from BEGIN to COMMIT: nothing else in this process runs in between.
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const { model, id, payload, expiresIn } of entries) this.write(db, model, id, payload, expiresIn);
+      db.exec('COMMIT');
+    } catch (error) {
+      db.exec('ROLLBACK');
+      throw error;
+    }
   }
 
   async purge(): Promise<number> {
@@ -120,6 +148,20 @@ class SqliteBackend {
     // Synchronous, in one IMMEDIATE transaction: another process migrating at the same time waits, then finds the marker.
     db.exec('BEGIN IMMEDIATE');
     try {
+      const { sql } = db.prepare(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?`).get(this.table) as {
+        sql: string;
+      };
+      if (/WITHOUT\s+ROWID/i.test(sql)) {
+        // The earlier layout: copied into a rowid table of the same columns, which then takes its name.
+        const previous = `${this.table}_without_rowid`;
+        db.exec(`ALTER TABLE ${this.table} RENAME TO ${previous};
+          DROP INDEX IF EXISTS ${this.table}_key; DROP INDEX IF EXISTS ${this.table}_grant;
+          DROP INDEX IF EXISTS ${this.table}_uid; DROP INDEX IF EXISTS ${this.table}_user_code;
+          DROP INDEX IF EXISTS ${this.table}_expires;
+          ${schema(this.table)}
+          INSERT INTO ${this.table} (${COLUMNS}) SELECT ${COLUMNS} FROM ${previous};
+          DROP TABLE ${previous};`);
+      }
       if (!readMarker()) {
         const now = Date.now();
         const rows = db
@@ -286,5 +328,6 @@ export function sqliteOidcAdapter(options: SqliteOidcAdapterOptions): OidcAdapte
       }
       return changed;
     },
+    upsertMany: (entries: readonly UpsertEntry[]) => backend.writeMany(entries),
   });
 }
