@@ -7,3 +7,9 @@ declare module 'oidc-provider/lib/helpers/grants.js' {
   const helpers: Record<string, (...args: unknown[]) => unknown>;
   export = helpers;
 }
+// oidc-provider's built-in device_code grant, wrapped to answer slow_down (see device-flow.ts).
+declare module 'oidc-provider/lib/actions/grants/device_code.js' {
+  export const handler: (provider: unknown, helpers: unknown, ctx: unknown) => Promise<void>;
+  export const parameters: Set<string>;
+  export const grantType: string;
+}

@@ -99,6 +99,15 @@ export function withRefreshGrace(
   };
 }
 
+/** oidc-provider's grant helpers bound to `provider`, as its built-in grant handlers expect them. */
+export function boundGrantHelpers(provider: Provider): Record<string, (...args: unknown[]) => unknown> {
+  return Object.fromEntries(
+    Object.entries(grantHelpers as Record<string, unknown>)
+      .filter((entry): entry is [string, (...args: unknown[]) => unknown] => typeof entry[1] === 'function')
+      .map(([name, helper]) => [name, helper.bind(undefined, provider)]),
+  );
+}
+
 /**
  * Replaces oidc-provider's `refresh_token` grant with one that keeps reuse detection (a rotated token presented
  * again revokes the whole grant) but allows a grace window (field note 15): within `graceSeconds` after a
@@ -106,11 +115,7 @@ export function withRefreshGrace(
  * instances, since the pair is kept in the shared store. Use with a store wrapped by {@link withRefreshGrace}.
  */
 export function installRefreshGrace(provider: Provider, adapter: (model: string) => Adapter, graceSeconds: number) {
-  const helpers = Object.fromEntries(
-    Object.entries(grantHelpers as Record<string, unknown>)
-      .filter((entry): entry is [string, (...args: unknown[]) => unknown] => typeof entry[1] === 'function')
-      .map(([name, helper]) => [name, helper.bind(undefined, provider)]),
-  );
+  const helpers = boundGrantHelpers(provider);
   const original = (ctx: KoaContextWithOIDC) => refreshTokenGrant.handler(provider, helpers, ctx);
   if (graceSeconds <= 0) return;
   const store = adapter(GRACE_MODEL);

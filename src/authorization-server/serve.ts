@@ -78,6 +78,19 @@ export const ServeConfigSchema = z
       })
       .optional(),
     refreshTokenGraceSeconds: z.number().min(0).max(300).optional(),
+    /** The device authorization grant (RFC 8628): on unless `false`; its poll interval, lifetime, wrong-code limit. */
+    deviceFlow: z
+      .union([
+        z.literal(false),
+        z
+          .object({
+            interval: z.number().int().min(1).max(60).optional(),
+            expiresIn: z.number().int().min(10).max(3600).optional(),
+            userCodeAttempts: z.number().int().positive().optional(),
+          })
+          .strict(),
+      ])
+      .optional(),
     loginRateLimit: z
       .object({
         attempts: z.number().int().positive().optional(),
@@ -647,6 +660,7 @@ export async function serve(
       registration: config.registration,
       clientIdMetadataDocument: config.clientIdMetadataDocument,
       refreshTokenGraceSeconds: config.refreshTokenGraceSeconds,
+      ...(config.deviceFlow !== undefined && { deviceFlow: config.deviceFlow }),
       loginRateLimit: { ...config.loginRateLimit, ...(limitsStore && { store: limitsStore.store }) },
       proxy: config.proxy,
       ...(trustProxy !== undefined && { trustProxy }),
