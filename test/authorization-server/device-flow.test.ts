@@ -281,6 +281,40 @@ describe('device flow through gatehouse serve, the CLI and Chromium', () => {
     expect(polls[1]! - polls[0]!).toBeGreaterThanOrEqual(5_500);
   });
 
+  it('auto: a default OAuth whose browser opener fails to start switches to the device flow and logs in', {
+    timeout: 120_000,
+  }, async () => {
+    const saved = { PATH: process.env['PATH'], DISPLAY: process.env['DISPLAY'] };
+    // A desktop session (DISPLAY set) whose opener is missing: `xdg-open` cannot start.
+    process.env['DISPLAY'] = ':0';
+    process.env['PATH'] = '/nonexistent';
+    try {
+      let shown: { verificationUri: string; userCode: string } | undefined;
+      const oauth = new OAuth({
+        mcpUrl: mcp.mcpUrl,
+        tokenStorage: new Map(),
+        onDeviceCode: (prompt) => {
+          shown = prompt;
+        },
+      });
+      const authorized = oauth.authorize();
+      await expect.poll(() => shown, { timeout: 30_000 }).toBeDefined();
+      process.env['PATH'] = saved.PATH;
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      await enterCode(page, shown!.verificationUri, shown!.userCode);
+      await signInAndDecide(page, 'Approve');
+      await expect.poll(() => page.title(), { timeout: 20_000 }).toBe('Device connected');
+      await context.close();
+      await authorized;
+      expect(decodeJwt((await oauth.tokens())!.access_token)['aud']).toBe(mcp.mcpUrl);
+    } finally {
+      process.env['PATH'] = saved.PATH;
+      if (saved.DISPLAY === undefined) delete process.env['DISPLAY'];
+      else process.env['DISPLAY'] = saved.DISPLAY;
+    }
+  });
+
   it('slow_down on the wire, interval in the response, resource required', async () => {
     const reg = await registerDeviceClient(as.url);
     const post = (path: string, body: Record<string, string>) => postForm(`${as.url}${path}`, body);
