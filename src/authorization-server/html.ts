@@ -105,6 +105,8 @@ export function page(title: string, body: string | SafeHtml): string {
   .client-id, .uri, .account { color: #4a5263; font-size: .92rem; }
   .uri { margin: 0; } a { color: #1d47b8; }
   section.resource { border-top: 1px solid #e3e6ec; } ul.scopes li { margin: .25rem 0; }
+  .user-code { font: 600 1.3rem ui-monospace, monospace; letter-spacing: .12em; }
+  input#user_code { font: 600 1.2rem ui-monospace, monospace; letter-spacing: .12em; text-transform: uppercase; }
 </style>
 </head>
 <body><main>${body}</main></body>

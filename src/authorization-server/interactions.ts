@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { escapeHtml, PAGE_HEADERS, page, pageHeadersFor } from './html.js';
 import {
   type Branding,
+  type ClientView,
   describeScope,
   consentPage as renderConsentPage,
   loginPage as renderLoginPage,
@@ -43,6 +44,17 @@ function seeOther(res: ServerResponse, location: string): void {
 function send(res: ServerResponse, status: number, html: string, headers: Record<string, string> = PAGE_HEADERS): void {
   res.writeHead(status, headers);
   res.end(html);
+}
+
+/** The application as the consent and device pages show it. */
+export function clientView(client: InstanceType<Provider['Client']> | undefined, clientId: string): ClientView {
+  const clientUri = client?.metadata()['client_uri'];
+  return {
+    name: client?.clientName ?? clientId,
+    clientId,
+    ...(typeof clientUri === 'string' && { uri: clientUri }),
+    metadataDocument: /^https:\/\//.test(clientId),
+  };
 }
 
 /** A consent with no scope to grant and no earlier grant: oidc-provider would end it in `access_denied`. */
@@ -156,7 +168,7 @@ ${canRetry ? `<p><a href="/interaction/${escapeHtml(uid)}">Try again</a></p>` : 
   async function consentPage(
     details: Awaited<ReturnType<Provider['interactionDetails']>>,
     client: InstanceType<Provider['Client']> | undefined,
-    redirectHost: string,
+    redirectHost: string | undefined,
   ): Promise<string> {
     const { uid, params } = details;
     const clientId = String(params['client_id']);
@@ -192,26 +204,26 @@ ${canRetry ? `<p><a href="/interaction/${escapeHtml(uid)}">Try again</a></p>` : 
       for (const one of [value].flat()) again.append(name, String(one));
     }
     again.set('prompt', 'login');
-    const clientUri = client?.metadata()['client_uri'];
     return renderConsentPage({
       uid,
       csrf: csrfToken(uid),
       branding,
-      client: {
-        name: client?.clientName ?? clientId,
-        clientId,
-        ...(typeof clientUri === 'string' && { uri: clientUri }),
-        metadataDocument: /^https:\/\//.test(clientId),
-      },
+      client: clientView(client, clientId),
       resources,
       otherScopes,
-      account: { label, switchUrl: `/auth?${again}` },
-      redirectHost,
+      // A device sign-in has no authorization request to repeat with another account.
+      account: { label, ...(redirectHost !== undefined && { switchUrl: `/auth?${again}` }) },
+      ...(redirectHost !== undefined && { redirectHost }),
       approvedBefore: details.grantId !== undefined,
     });
   }
 
-  function nothingToApprovePage(uid: string, clientName: string, redirectHost: string, resources: unknown[]): string {
+  function nothingToApprovePage(
+    uid: string,
+    clientName: string,
+    redirectHost: string | undefined,
+    resources: unknown[],
+  ): string {
     const names = resources.map((r) => `<code>${escapeHtml(String(r))}</code>`).join(', ');
     return page(
       'Nothing to authorize',
@@ -219,7 +231,7 @@ ${canRetry ? `<p><a href="/interaction/${escapeHtml(uid)}">Try again</a></p>` : 
 <p><strong>${escapeHtml(clientName)}</strong> asked for access to ${names || 'a resource'}, which has no scopes configured and
 none were requested, so no access can be granted. The administrator can give it scopes
 (<code>--resource URL=scope</code>).</p>
-<p>You will be sent back to <strong>${escapeHtml(redirectHost)}</strong>.</p>
+<p>${redirectHost === undefined ? 'Your device will be told.' : `You will be sent back to <strong>${escapeHtml(redirectHost)}</strong>.`}</p>
 <form method="post" action="/interaction/${escapeHtml(uid)}/confirm">
   <input type="hidden" name="csrf" value="${escapeHtml(csrfToken(uid))}">
   <button type="submit" name="decision" value="deny">Back to the application</button>
@@ -397,8 +409,10 @@ none were requested, so no access can be granted. The administrator can give it 
         if (chosen) return seeOther(res, `/interaction/${encodeURIComponent(uid)}/upstream/${chosen}`);
         return send(res, 200, loginPage(uid, clientName), formHeaders);
       }
-      const redirect = URL.parse(String(params['redirect_uri']));
-      const redirectHost = redirect?.host || redirect?.protocol || String(params['redirect_uri']);
+      // A device sign-in (RFC 8628) has no redirect: the user goes back to the device.
+      const redirectUri = typeof params['redirect_uri'] === 'string' ? params['redirect_uri'] : undefined;
+      const redirect = redirectUri === undefined ? null : URL.parse(redirectUri);
+      const redirectHost = redirectUri === undefined ? undefined : redirect?.host || redirect?.protocol || redirectUri;
       // oidc-provider issues nothing without a granted scope: say so, rather than offer an approval that fails.
       if (nothingToGrant(details)) {
         return send(

@@ -11,3 +11,9 @@ declare module 'oidc-provider/lib/helpers/grants.js' {
 declare module 'oidc-provider/lib/helpers/initialize_keystore.js' {
   export default function initialize(this: unknown, jwks: { keys: unknown[] }): void;
 }
+// oidc-provider's built-in device_code grant, wrapped to answer slow_down (see device-flow.ts).
+declare module 'oidc-provider/lib/actions/grants/device_code.js' {
+  export const handler: (provider: unknown, helpers: unknown, ctx: unknown) => Promise<void>;
+  export const parameters: Set<string>;
+  export const grantType: string;
+}

@@ -80,26 +80,40 @@ ${form}`,
   );
 }
 
+/** The application asking, as the consent and device pages show it. */
+export interface ClientView {
+  name: string;
+  clientId: string;
+  /** The client's `client_uri`, when it gave one. */
+  uri?: string;
+  /** The client_id is the URL of its metadata document (CIMD): the name is what that document claims. */
+  metadataDocument: boolean;
+}
+
+/** An MCP server (resource) access is asked for, with the scopes asked for it. */
+export interface ResourceView {
+  uri: string;
+  name?: string;
+  scopes: ScopeView[];
+}
+
 /** What the consent page shows. */
 export interface ConsentView {
   uid: string;
   csrf: string;
   branding: Branding;
-  client: {
-    name: string;
-    clientId: string;
-    /** The client's `client_uri`, when it gave one. */
-    uri?: string;
-    /** The client_id is the URL of its metadata document (CIMD): the name is what that document claims. */
-    metadataDocument: boolean;
-  };
+  client: ClientView;
   /** The MCP servers (resources) the access is for, each with the scopes asked for it. */
-  resources: Array<{ uri: string; name?: string; scopes: ScopeView[] }>;
+  resources: ResourceView[];
   /** Scopes not tied to a resource (`openid`, `offline_access`, …). */
   otherScopes: ScopeView[];
-  /** The account signed in, as shown, and where "not you?" leads (the same request, asking for a new sign-in). */
-  account: { label: string; switchUrl: string };
-  redirectHost: string;
+  /**
+   * The account signed in, as shown, and where "not you?" leads (the same request, asking for a new sign-in; none
+   * in a device sign-in, which has no request to repeat).
+   */
+  account: { label: string; switchUrl?: string };
+  /** Where the browser goes after the decision; none in a device sign-in (the user goes back to the device). */
+  redirectHost?: string;
   /** A grant exists and nothing new is asked: confirm it is really this user. */
   approvedBefore: boolean;
 }
@@ -112,18 +126,27 @@ function scopeList(scopes: ScopeView[]): SafeHtml {
   )}</ul>`;
 }
 
-/** The consent page: who asks (the client), for what (servers and scopes), on whose behalf (the account). */
-export function consentPage(view: ConsentView): string {
-  const { uid, csrf, branding, client } = view;
-  const identity = client.metadataDocument
-    ? html`<p class="client-id">Client ID <code>${client.clientId}</code> (the name above is what this document says; check the address)</p>`
-    : client.uri
-      ? html`<p class="client-id">${client.uri}</p>`
-      : html``;
-  const resources = view.resources.map(
+/** The line under a client's name: its metadata document address (CIMD), or its `client_uri`. */
+function clientIdentity(client: ClientView): SafeHtml {
+  if (client.metadataDocument) {
+    return html`<p class="client-id">Client ID <code>${client.clientId}</code> (the name above is what this document says; check the address)</p>`;
+  }
+  return client.uri ? html`<p class="client-id">${client.uri}</p>` : html``;
+}
+
+/** One section per MCP server asked for, with its scopes. */
+function resourceSections(resources: ResourceView[]): SafeHtml[] {
+  return resources.map(
     (r) =>
       html`<section class="resource" aria-label="${r.name ?? r.uri}"><h2>${r.name ?? r.uri}</h2>${r.name && html`<p class="uri"><code>${r.uri}</code></p>`}${scopeList(r.scopes)}</section>`,
   );
+}
+
+/** The consent page: who asks (the client), for what (servers and scopes), on whose behalf (the account). */
+export function consentPage(view: ConsentView): string {
+  const { uid, csrf, branding, client } = view;
+  const identity = clientIdentity(client);
+  const resources = resourceSections(view.resources);
   const asked = view.resources.some((r) => r.scopes.length > 0) || view.otherScopes.length > 0;
   const what =
     view.approvedBefore && !asked
@@ -136,13 +159,110 @@ export function consentPage(view: ConsentView): string {
     html`${brandHeader(branding)}
 <h1>Authorize ${client.name}</h1>
 ${identity}
-<p class="account">Signed in as <strong>${view.account.label}</strong>. <a href="${view.account.switchUrl}">Not you? Sign in as someone else</a></p>
+<p class="account">Signed in as <strong>${view.account.label}</strong>.${view.account.switchUrl && html` <a href="${view.account.switchUrl}">Not you? Sign in as someone else</a>`}</p>
 ${what}
-<p>After you decide, you will be sent to <strong>${view.redirectHost}</strong>.</p>
+${view.redirectHost ? html`<p>After you decide, you will be sent to <strong>${view.redirectHost}</strong>.</p>` : html`<p>After you decide, go back to your device.</p>`}
 <form method="post" action="/interaction/${uid}/confirm">
   <input type="hidden" name="csrf" value="${csrf}">
   <button type="submit" name="decision" value="approve">Approve</button>
   <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
 </form>`,
+  );
+}
+
+/** What the device sign-in's code entry page shows (RFC 8628 §3.3). */
+export interface UserCodeView {
+  /** oidc-provider's form token for the device pages (bound to this browser's session). */
+  csrf: string;
+  /** Where the form posts: the verification URI. */
+  action: string;
+  branding: Branding;
+  /** The code typed before, shown again with an error. */
+  code?: string;
+  error?: string;
+}
+
+/** The device sign-in's first page: type the code your device shows. */
+export function userCodePage(view: UserCodeView): string {
+  const { branding } = view;
+  return page(
+    branding.name ? `Connect a device – ${branding.name}` : 'Connect a device',
+    html`${brandHeader(branding)}
+<h1>${branding.name ? `Connect a device to ${branding.name}` : 'Connect a device'}</h1>
+<p>Enter the code your device or terminal shows.</p>
+${view.error && html`<p class="error" role="alert" id="code-error">${view.error}</p>`}
+<form method="post" action="${view.action}">
+  <input type="hidden" name="xsrf" value="${view.csrf}">
+  <label for="user_code">Code</label>
+  <input id="user_code" name="user_code" type="text" value="${view.code ?? ''}" autocomplete="one-time-code" autocapitalize="characters" spellcheck="false" required autofocus${view.error ? html` aria-invalid="true" aria-describedby="code-error"` : html``}>
+  <button type="submit">Continue</button>
+</form>`,
+  );
+}
+
+/** What the device sign-in's confirmation page shows: who asks, for what, and the code to compare. */
+export interface DeviceConfirmView {
+  csrf: string;
+  action: string;
+  branding: Branding;
+  /** The code as the device shows it (e.g. `BDWP-HQPK`). */
+  userCode: string;
+  client: ClientView;
+  resources: ResourceView[];
+  otherScopes: ScopeView[];
+  /** The address the device asked from, for the user to recognise. */
+  requestedFrom?: string;
+}
+
+/** The device sign-in's confirmation page: the application, the MCP servers and scopes, Continue or Cancel. */
+export function deviceConfirmPage(view: DeviceConfirmView): string {
+  const { branding, client } = view;
+  return page(
+    'Connect a device',
+    html`${brandHeader(branding)}
+<h1>Connect ${client.name}?</h1>
+${clientIdentity(client)}
+<p>Check that your device shows this code: <strong class="user-code">${view.userCode}</strong></p>
+${view.requestedFrom && html`<p class="account">Requested from <code>${view.requestedFrom}</code></p>`}
+<p><strong>${client.name}</strong> asks to access ${view.resources.length === 1 ? 'this MCP server' : 'these MCP servers'} as you:</p>
+${resourceSections(view.resources)}
+${view.otherScopes.length > 0 && html`<h2>And also</h2>${scopeList(view.otherScopes)}`}
+<p>If you did not start this on a device of yours, or the codes differ, cancel.</p>
+<form method="post" action="${view.action}">
+  <input type="hidden" name="xsrf" value="${view.csrf}">
+  <input type="hidden" name="user_code" value="${view.userCode}">
+  <input type="hidden" name="confirm" value="yes">
+  <button type="submit">Continue</button>
+  <button type="submit" name="abort" value="yes" class="secondary">Cancel</button>
+</form>`,
+  );
+}
+
+/** How a device sign-in ended, for its last page. */
+export interface DeviceResultView {
+  branding: Branding;
+  outcome: 'approved' | 'denied' | 'failed';
+  clientName?: string;
+  /** For `failed`: what went wrong. */
+  message?: string;
+}
+
+/** The device sign-in's last page: go back to the device (signed in, or refused). */
+export function deviceResultPage(view: DeviceResultView): string {
+  const { branding } = view;
+  const [title, text] =
+    view.outcome === 'approved'
+      ? [
+          'Device connected',
+          `${view.clientName ?? 'Your device'} is signed in. Go back to your device; you can close this page.`,
+        ]
+      : view.outcome === 'denied'
+        ? ['Access denied', 'Nothing was shared. Your device has been told; you can close this page.']
+        : ['Device sign-in failed', view.message ?? 'Start again on your device.'];
+  return page(
+    title,
+    html`${brandHeader(branding)}
+<h1>${title}</h1>
+<p${view.outcome === 'failed' ? html` class="error" role="alert"` : html``}>${text}</p>`,
   );
 }

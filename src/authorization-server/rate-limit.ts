@@ -100,9 +100,6 @@ export async function createLoginLimiter(options: LoginRateLimit = {}): Promise<
       [perAddress, address],
       [perAccount, account.toLowerCase()],
     ] as Array<[Limiter, string]>;
-  const secondsLeft = (res: RateLimiterRes | null, points: number) =>
-    res && res.consumedPoints >= points ? Math.max(1, Math.ceil(res.msBeforeNext / 1000)) : 0;
-
   return {
     async wait(address, account) {
       const waits = await Promise.all(
@@ -111,14 +108,7 @@ export async function createLoginLimiter(options: LoginRateLimit = {}): Promise<
       return Math.max(...waits);
     },
     async failure(address, account) {
-      await Promise.all(
-        keys(address, account).map(([l, key]) =>
-          l.consume(key).catch((rejection: unknown) => {
-            // Over the limit is what a failure past the limit is; anything else is a store error.
-            if (!(rejection instanceof RateLimiterRes)) throw rejection;
-          }),
-        ),
-      );
+      await Promise.all(keys(address, account).map(([l, key]) => l.consume(key).catch(overLimitIsFine)));
     },
     async success(address, account) {
       // A success ends the consecutive failures of this account from this address; the other counters stay, so
@@ -127,6 +117,40 @@ export async function createLoginLimiter(options: LoginRateLimit = {}): Promise<
     },
   };
 }
+
+/** Counts wrong device-flow user codes per client address; `wait()` says how long entry is refused (0: go ahead). */
+export interface UserCodeLimiter {
+  wait(address: string): Promise<number>;
+  failure(address: string): Promise<void>;
+}
+
+/**
+ * The brute-force limit on device-flow user codes (RFC 8628 §5.1): `attempts` wrong codes per client address per
+ * window, on the login limits' store (created first by {@link createLoginLimiter}), so instances share it.
+ */
+export function createUserCodeLimiter(
+  attempts: number,
+  options: Pick<LoginRateLimit, 'windowSeconds' | 'store'> = {},
+): UserCodeLimiter {
+  const window = Math.max(1, Math.round(options.windowSeconds ?? 300));
+  const counter = limiter(attempts, window, 'device_a', options.store);
+  return {
+    async wait(address) {
+      return secondsLeft(await counter.get(address), attempts);
+    },
+    async failure(address) {
+      await counter.consume(address).catch(overLimitIsFine);
+    },
+  };
+}
+
+const secondsLeft = (res: RateLimiterRes | null, points: number) =>
+  res && res.consumedPoints >= points ? Math.max(1, Math.ceil(res.msBeforeNext / 1000)) : 0;
+
+/** A consume past the limit rejects with the counter's state: that is what a failure past the limit is. */
+const overLimitIsFine = (rejection: unknown) => {
+  if (!(rejection instanceof RateLimiterRes)) throw rejection;
+};
 
 /**
  * Reads a trust-proxy setting: a hop count (`1`, `"2"`), or addresses/CIDRs and the names `loopback`,

@@ -134,6 +134,15 @@ function forward(inner: Adapter): Adapter {
   };
 }
 
+/** oidc-provider's grant helpers bound to `provider`, as its built-in grant handlers expect them. */
+export function boundGrantHelpers(provider: Provider): Record<string, (...args: unknown[]) => unknown> {
+  return Object.fromEntries(
+    Object.entries(grantHelpers as Record<string, unknown>)
+      .filter((entry): entry is [string, (...args: unknown[]) => unknown] => typeof entry[1] === 'function')
+      .map(([name, helper]) => [name, helper.bind(undefined, provider)]),
+  );
+}
+
 /**
  * Replaces oidc-provider's `refresh_token` grant with one that stores what it issues in one write (see
  * {@link DEFERRED}) and keeps reuse detection (a rotated token presented again revokes the whole grant) but allows
@@ -142,11 +151,7 @@ function forward(inner: Adapter): Adapter {
  * a store wrapped by {@link withRefreshGrace}.
  */
 export function installRefreshGrace(provider: Provider, adapter: BatchingAdapterFactory, graceSeconds: number) {
-  const helpers = Object.fromEntries(
-    Object.entries(grantHelpers as Record<string, unknown>)
-      .filter((entry): entry is [string, (...args: unknown[]) => unknown] => typeof entry[1] === 'function')
-      .map(([name, helper]) => [name, helper.bind(undefined, provider)]),
-  );
+  const helpers = boundGrantHelpers(provider);
   const original = (ctx: KoaContextWithOIDC) => refreshTokenGrant.handler(provider, helpers, ctx);
 
   const params = new Set([...refreshTokenGrant.parameters, 'resource']);

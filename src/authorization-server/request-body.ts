@@ -34,6 +34,29 @@ export function replay(req: IncomingMessage, body: Buffer): IncomingMessage {
 }
 
 /**
+ * Passes `req` on to `next` with its body rewritten by `rewrite` (which returns undefined to leave it as it came).
+ * A body over the limit is answered with `413 invalid_request`.
+ */
+function withBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: (req: IncomingMessage, res: ServerResponse) => void,
+  rewrite: (body: Buffer) => Buffer | undefined,
+): void {
+  readBody(req).then(
+    (body) => {
+      if (!body) {
+        res.writeHead(413, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'invalid_request', error_description: 'the request body is too large' }));
+        return;
+      }
+      next(replay(req, rewrite(body) ?? body), res);
+    },
+    () => res.destroy(),
+  );
+}
+
+/**
  * Passes `req` on to `next` with its JSON object body changed by `change` (a body that is not a JSON object goes on
  * unchanged, for `next` to refuse).
  */
@@ -43,23 +66,29 @@ export function withJsonBody(
   next: (req: IncomingMessage, res: ServerResponse) => void,
   change: (body: Record<string, unknown>) => void,
 ): void {
-  readBody(req).then(
-    (body) => {
-      if (!body) {
-        res.writeHead(413, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: 'invalid_request', error_description: 'the request body is too large' }));
-        return;
-      }
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(body.toString('utf8'));
-      } catch {
-        parsed = undefined;
-      }
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return next(replay(req, body), res);
-      change(parsed as Record<string, unknown>);
-      next(replay(req, Buffer.from(JSON.stringify(parsed))), res);
-    },
-    () => res.destroy(),
-  );
+  withBody(req, res, next, (body) => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      return undefined;
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined;
+    change(parsed as Record<string, unknown>);
+    return Buffer.from(JSON.stringify(parsed));
+  });
+}
+
+/** Passes `req` on to `next` with its form-encoded body changed by `change`. */
+export function withFormBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: (req: IncomingMessage, res: ServerResponse) => void,
+  change: (body: URLSearchParams) => void,
+): void {
+  withBody(req, res, next, (body) => {
+    const params = new URLSearchParams(body.toString('utf8'));
+    change(params);
+    return Buffer.from(params.toString());
+  });
 }

@@ -99,6 +99,19 @@ export const ServeConfigSchema = z
       })
       .optional(),
     refreshTokenGraceSeconds: z.number().min(0).max(300).optional(),
+    /** The device authorization grant (RFC 8628): on unless `false`; its poll interval, lifetime, wrong-code limit. */
+    deviceFlow: z
+      .union([
+        z.literal(false),
+        z
+          .object({
+            interval: z.number().int().min(1).max(60).optional(),
+            expiresIn: z.number().int().min(10).max(3600).optional(),
+            userCodeAttempts: z.number().int().positive().optional(),
+          })
+          .strict(),
+      ])
+      .optional(),
     loginRateLimit: z
       .object({
         attempts: z.number().int().positive().optional(),
@@ -705,6 +718,7 @@ export async function serve(
       ...(rotateEvery !== undefined && { keyRotationSeconds: rotateEvery }),
       ...(activateIn !== undefined && { keyActivationSeconds: activateIn }),
       ...(config.keys?.refreshSeconds !== undefined && { keyRefreshSeconds: config.keys.refreshSeconds }),
+      ...(config.deviceFlow !== undefined && { deviceFlow: config.deviceFlow }),
       loginRateLimit: { ...config.loginRateLimit, ...(limitsStore && { store: limitsStore.store }) },
       proxy: config.proxy,
       ...(trustProxy !== undefined && { trustProxy }),

@@ -7,6 +7,13 @@ import { canonicalResourceUri } from '../oauth/resource-uri.js';
 import { memoryOidcAdapter } from '../storage/oidc/memory.js';
 import { answerStoreOutage, installRetryAfter, isStoreOutage, withStoreAvailability } from './availability.js';
 import { type ClientIdMetadataDocumentOptions, cimdFetch, publicTarget } from './cimd.js';
+import {
+  type DescribeResource,
+  type DeviceFlowOptions,
+  deviceFlowFeature,
+  installDevicePolling,
+  userCodeGuard,
+} from './device-flow.js';
 import { healthEndpoints } from './health.js';
 import { escapeHtml, PAGE_HEADERS, page } from './html.js';
 import {
@@ -27,10 +34,10 @@ import {
 import type { Branding } from './pages.js';
 import { mergeProviderConfiguration } from './provider-configuration.js';
 import { applyProviderKeys } from './provider-keys.js';
-import { createLoginLimiter, type LoginRateLimit, type TrustProxy } from './rate-limit.js';
+import { createLoginLimiter, createUserCodeLimiter, type LoginRateLimit, type TrustProxy } from './rate-limit.js';
 import { looksNative, redirectMatches, redirectUriProblem } from './redirects.js';
 import { installRefreshGrace, withRefreshGrace } from './refresh-grace.js';
-import { withJsonBody } from './request-body.js';
+import { withFormBody, withJsonBody } from './request-body.js';
 import { installTokenExchange, type TokenExchangePolicy, tokenExchangeClaims } from './token-exchange.js';
 import {
   type AccessTokenFormat,
@@ -177,6 +184,17 @@ export interface AuthorizationServerOptions {
    */
   branding?: Branding;
   /**
+   * The device authorization grant (RFC 8628), for devices and terminals without a browser: on by default; `false`
+   * turns it off. Its user-code page is `/device`; its tokens are bound to the `resource` of the device
+   * authorization request, like the code flow's.
+   *
+   * @example
+   * ```ts
+   * const deviceFlow = { interval: 5, expiresIn: 600, userCodeAttempts: 10 };
+   * ```
+   */
+  deviceFlow?: false | DeviceFlowOptions;
+  /**
    * Extra oidc-provider configuration for what Gatehouse has no option for yet, deep-merged into Gatehouse's (objects
    * key by key; arrays and functions replace), so adding a `features` key keeps the MCP profile. The development
    * login pages stay off.
@@ -196,6 +214,9 @@ export interface AuthorizationServer {
   /** Stops reading the stored keys again (the store itself stays open: it is the caller's). */
   close(): Promise<void>;
 }
+
+const isForm = (req: IncomingMessage) =>
+  (req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded');
 
 /** Bad configuration given to {@link createAuthorizationServer}. */
 export class AuthorizationServerConfigError extends GatehouseError {}
@@ -358,6 +379,39 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     }
   }
 
+  const trustProxy = options.trustProxy ?? (options.proxy ? 1 : undefined);
+  const branding = options.branding ?? {};
+  const describeResource: DescribeResource = (indicator) => {
+    const config = findResource(indicator);
+    if (!config) return undefined;
+    const scopes: Record<string, string> = {};
+    for (const scope of config.scopes ?? []) {
+      if (typeof scope !== 'string' && scope.description) scopes[scope.name] = scope.description;
+    }
+    return {
+      ...(config.name !== undefined && { name: config.name }),
+      scopes,
+      offered: (config.scopes ?? []).map(scopeName),
+    };
+  };
+  const loginLimiter = await createLoginLimiter(options.loginRateLimit);
+  const device =
+    options.deviceFlow === false
+      ? undefined
+      : { interval: 5, expiresIn: 600, userCodeAttempts: 10, ...options.deviceFlow };
+  if (device && !(device.interval >= 1 && device.expiresIn >= 10 && device.userCodeAttempts >= 1)) {
+    throw new AuthorizationServerConfigError('deviceFlow needs interval ≥ 1, expiresIn ≥ 10 and userCodeAttempts ≥ 1', {
+      code: 'ERR_AS_CONFIG',
+      hint: 'e.g. deviceFlow: { interval: 5, expiresIn: 600, userCodeAttempts: 10 }, or false to turn it off.',
+    });
+  }
+  const userCodeLimiter =
+    device &&
+    createUserCodeLimiter(device.userCodeAttempts, {
+      windowSeconds: options.loginRateLimit?.windowSeconds,
+      store: options.loginRateLimit?.store,
+    });
+
   const configuration: Configuration = {
     adapter: withRefreshGrace(guardedAdapter, graceSeconds) as unknown as Configuration['adapter'],
     clients,
@@ -429,6 +483,10 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
           reachedLegitimately(ctx, token) && token.clientId === client.clientId,
       },
       clientCredentials: { enabled: true },
+      deviceFlow:
+        device && userCodeLimiter
+          ? deviceFlowFeature({ branding, describeResource, limiter: userCodeLimiter, trustProxy, logger })
+          : { enabled: false },
       ...({
         clientIdMetadataDocument: {
           enabled: cimdEnabled,
@@ -490,6 +548,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       // The resource's lifetime (accessTokenTtl), for every grant.
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 3600,
       AuthorizationCode: 60,
+      DeviceCode: device?.expiresIn ?? 600,
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 600,
       Grant: 14 * 24 * 3600,
       IdToken: 3600,
@@ -531,6 +590,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   };
 
   installRefreshGrace(provider, guardedAdapter, graceSeconds);
+  if (device) installDevicePolling(provider, guardedAdapter, device);
   if (exchangers.size) {
     installTokenExchange(provider, {
       issuer: options.issuer,
@@ -610,7 +670,6 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     );
   }
 
-  const loginLimiter = await createLoginLimiter(options.loginRateLimit);
   const interactions = createInteractionHandler(provider, {
     authenticator: options.authenticator,
     upstream,
@@ -619,19 +678,11 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     formTokenSecrets: () => formTokenSecrets(ring.current()),
     adapter,
     loginLimiter,
-    trustProxy: options.trustProxy ?? (options.proxy ? 1 : undefined),
+    trustProxy,
     secure,
     logger,
-    ...(options.branding && { branding: options.branding }),
-    describeResource: (indicator) => {
-      const config = findResource(indicator);
-      if (!config) return undefined;
-      const scopes: Record<string, string> = {};
-      for (const scope of config.scopes ?? []) {
-        if (typeof scope !== 'string' && scope.description) scopes[scope.name] = scope.description;
-      }
-      return { ...(config.name !== undefined && { name: config.name }), scopes };
-    },
+    branding,
+    describeResource,
     findAccount: findAccountFor,
   });
   const oidcListener = provider.callback();
@@ -642,19 +693,24 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     next: oidcListener,
   });
 
-  // An authorization request without `scope` gets the named resource's default scopes.
+  // An authorization request (or device authorization request) without `scope` gets the named resource's default
+  // scopes. Says whether it changed the parameters.
+  const addDefaultScope = (params: URLSearchParams): boolean => {
+    const resource = params.getAll('resource');
+    if ((params.get('scope') ?? '').trim() !== '' || resource.length !== 1) return false;
+    const config = findResource(resource[0]!);
+    const scopes = config?.defaultScopes ?? config?.scopes?.map(scopeName) ?? [];
+    if (scopes.length === 0) return false;
+    params.set('scope', scopes.join(' '));
+    return true;
+  };
   const withDefaultScope = (url: string): string => {
     const query = url.indexOf('?');
     if (query === -1) return url;
     const params = new URLSearchParams(url.slice(query + 1));
-    const resource = params.getAll('resource');
-    if ((params.get('scope') ?? '').trim() !== '' || resource.length !== 1) return url;
-    const config = findResource(resource[0]!);
-    const scopes = config?.defaultScopes ?? config?.scopes?.map(scopeName) ?? [];
-    if (scopes.length === 0) return url;
-    params.set('scope', scopes.join(' '));
-    return `${url.slice(0, query)}?${params.toString()}`;
+    return addDefaultScope(params) ? `${url.slice(0, query)}?${params.toString()}` : url;
   };
+  const guardUserCode = userCodeLimiter && userCodeGuard({ limiter: userCodeLimiter, trustProxy, branding, logger });
 
   const health = healthEndpoints(adapter(KEYS_MODEL), KEYS_ID);
   const listener = (req: IncomingMessage, res: ServerResponse) => {
@@ -674,6 +730,24 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       return;
     }
     if (jwtFront(req, res, path)) return;
+    if (device && req.method === 'POST' && path === '/device/auth' && isForm(req)) {
+      withFormBody(req, res, oidcListener, addDefaultScope);
+      return;
+    }
+    if (guardUserCode && req.method === 'POST' && path === '/device') {
+      guardUserCode(req, res).then(
+        (answered) => {
+          if (!answered) oidcListener(req, res);
+        },
+        (error: unknown) => {
+          if (isStoreOutage(error)) return answerStoreOutage(req, res, error);
+          logger?.error({ err: { message: (error as Error)?.message } }, 'user code limit check failed');
+          if (!res.headersSent) res.writeHead(500, PAGE_HEADERS);
+          res.end(page('Error', '<h1>Something went wrong</h1>'));
+        },
+      );
+      return;
+    }
     if (
       path === '/reg' &&
       req.method === 'POST' &&

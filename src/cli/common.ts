@@ -29,6 +29,7 @@ export const AUTH_OPTIONS = {
   'client-metadata-url': { type: 'string' },
   'callback-port': { type: 'string' },
   'no-browser': { type: 'boolean' },
+  device: { type: 'boolean' },
   'allow-http': { type: 'boolean' },
   'client-info': { type: 'string' },
   resource: { type: 'string' },
@@ -47,6 +48,9 @@ export const AUTH_USAGE = `Login options (used when a login is needed):
   --login USER:PASSWORD log in headlessly by posting the authorization server's login form
                         (or set $GATEHOUSE_LOGIN); for tests and automation
   --no-browser          print the login URL instead of opening a browser
+  --device              log in with a code entered on any device (RFC 8628 device flow); also used
+                        automatically when no browser can be opened here (SSH, no DISPLAY) and the
+                        authorization server offers it. With --json the code is a JSON line on stdout
   --scope "A B"         scopes to request, separated by spaces or commas (default: what the server asks for)
   --client-id ID        a pre-registered client (skips dynamic registration)
   --client-secret S     its secret, for a confidential client
@@ -115,6 +119,7 @@ export interface AuthFlags {
   'client-metadata-url'?: string;
   'callback-port'?: string;
   'no-browser'?: boolean;
+  device?: boolean;
   'client-info'?: string;
   resource?: string;
   'no-resource'?: boolean;
@@ -201,6 +206,9 @@ export async function makeOAuth(
   const info = flags['client-info'] === undefined ? undefined : await readClientInfo(flags['client-info']);
   if (info && flags['client-id']) throw new UsageError('give --client-info or --client-id, not both');
   callbackPort ??= loopbackPort(info?.redirect_uris);
+  if (flags.device && (login !== undefined || flags['no-browser'])) {
+    throw new UsageError('--device is a login of its own: give it without --login or --no-browser');
+  }
   if (flags.resource !== undefined && flags['no-resource']) throw new UsageError('give --resource or --no-resource');
   if (flags.resource !== undefined) serverUrl(flags.resource, true); // a URL, checked like a server's
   const timeoutMs = loginTimeoutMs(flags['login-timeout']);
@@ -223,6 +231,26 @@ export async function makeOAuth(
     clientMetadataUrl: metadataUrl,
     callbackPort,
     login,
+    // The device flow when asked for; else when no browser opens here, unless the URL is to be printed.
+    device: !mayLogIn ? false : flags.device ? true : login || flags['no-browser'] ? false : 'auto',
+    onDeviceCode: (prompt) => {
+      if (out.json) {
+        process.stdout.write(
+          `${JSON.stringify({
+            verification_uri: prompt.verificationUri,
+            ...(prompt.verificationUriComplete && { verification_uri_complete: prompt.verificationUriComplete }),
+            user_code: prompt.userCode,
+            expires_in: prompt.expiresIn,
+          })}\n`,
+        );
+      }
+      out.note(
+        `To log in to ${mcpUrl}, open ${prompt.verificationUri} on any device and enter the code\n\n` +
+          `    ${out.paintErr('bold', prompt.userCode)}\n` +
+          (prompt.verificationUriComplete ? `\n  (or open ${prompt.verificationUriComplete})\n` : ''),
+      );
+      out.spinner.start(`Waiting for the approval… ${out.paintErr('dim', '(Ctrl-C to cancel)')}`);
+    },
     onEvent: (event) => {
       if (event.type === 'http') out.debug(`  ${event.method} ${event.url} → ${event.status}`);
       else if (event.type === 'refreshed') out.debug('  refreshed the access token');
@@ -241,7 +269,9 @@ export async function makeOAuth(
         try {
           await openBrowser(safe);
           out.note(`Opened the browser to log in to ${mcpUrl}. If it did not open, visit:\n\n  ${safe.href}\n`);
-        } catch {
+        } catch (error) {
+          // OAuth switches to the device flow where the server offers it, else prints the URL.
+          if (options.device === 'auto') throw error;
           out.note(`Could not open a browser. Open this URL to log in to ${mcpUrl}:\n\n  ${safe.href}\n`);
         }
       }

@@ -96,3 +96,25 @@ export async function openBrowser(url: string | URL, options: OpenBrowserOptions
     setImmediate(resolve);
   });
 }
+
+/**
+ * Whether this process can show the user a browser: not in an SSH session (`SSH_CONNECTION`, `SSH_CLIENT`,
+ * `SSH_TTY`: the browser would open on the remote machine, or nowhere), and on Linux and the BSDs only with a
+ * graphical session (`DISPLAY` or `WAYLAND_DISPLAY`). macOS and Windows outside SSH always have one. An opener
+ * that fails to start is the third case; {@link openBrowser} reports that itself.
+ *
+ * @example
+ * ```ts
+ * import { canOpenBrowser } from 'gatehouse/client';
+ *
+ * canOpenBrowser({ SSH_CONNECTION: '10.0.0.2 51234 10.0.0.5 22' }, 'linux'); // false
+ * ```
+ */
+export function canOpenBrowser(
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform,
+): boolean {
+  if (env['SSH_CONNECTION'] || env['SSH_CLIENT'] || env['SSH_TTY']) return false;
+  if (platform === 'darwin' || platform === 'win32') return true;
+  return Boolean(env['DISPLAY'] || env['WAYLAND_DISPLAY']);
+}

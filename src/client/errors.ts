@@ -47,6 +47,26 @@ export class AuthorizationDeniedError extends AuthenticationError {
   }
 }
 
+/** A device login's code expired (RFC 8628 `expired_token`) before the user approved it. */
+export class DeviceCodeExpiredError extends AuthenticationError {
+  constructor(message = 'The device code expired before the login was approved') {
+    super(message, {
+      code: 'ERR_DEVICE_CODE_EXPIRED',
+      hint: 'Log in again and enter the new code at the verification address before it expires.',
+    });
+  }
+}
+
+/** A device login was asked for, but the authorization server offers no device authorization endpoint. */
+export class DeviceFlowUnsupportedError extends AuthenticationError {
+  constructor(issuer: string) {
+    super(`The authorization server ${issuer} does not offer the device authorization grant (RFC 8628)`, {
+      code: 'ERR_DEVICE_FLOW_UNSUPPORTED',
+      hint: 'Log in with a browser (or paste-back), or ask the operator to enable the device flow.',
+    });
+  }
+}
+
 /** The authorization callback did not arrive in time. */
 export class CallbackTimeoutError extends AuthenticationError {
   constructor(timeoutMs: number) {

@@ -4,7 +4,7 @@
  * @packageDocumentation
  */
 
-export { type OpenBrowserOptions, openBrowser } from './browser.js';
+export { canOpenBrowser, type OpenBrowserOptions, openBrowser } from './browser.js';
 export {
   type CallbackResult,
   type CallbackServer,
@@ -20,12 +20,15 @@ export {
   type RequestOptions,
   type ServerFailure,
 } from './client.js';
+export { type DeviceCodeHandler, type DeviceCodePrompt, printDeviceCode } from './device-login.js';
 export { type DoctorCheck, type DoctorReport, diagnose, formatDoctorReport } from './doctor.js';
 export {
   AuthenticationError,
   AuthorizationDeniedError,
   CallbackTimeoutError,
   ConnectionError,
+  DeviceCodeExpiredError,
+  DeviceFlowUnsupportedError,
   DiscoveryError,
   IssuerMismatchError,
   McpError,

@@ -15,12 +15,14 @@ import {
   OAuthError,
   RegistrationRejectedError,
   refreshAuthorization,
+  registerClient,
   IssuerMismatchError as SdkIssuerMismatchError,
   type StoredOAuthClientInformation,
   type StoredOAuthTokens,
   selectResourceURL,
   withDpopFromProvider,
 } from '@modelcontextprotocol/client';
+import { DEVICE_CODE_GRANT_TYPE } from '../oauth/device.js';
 import { protectedResourceMetadataUrls } from '../oauth/discovery.js';
 import {
   canonicalServer,
@@ -32,13 +34,15 @@ import {
   TokenStorage,
 } from '../storage/tokens.js';
 import type { StoreInput } from '../storage/types.js';
-import { assertOpenableUrl, openBrowser as defaultOpenBrowser } from './browser.js';
+import { assertOpenableUrl, canOpenBrowser, openBrowser as defaultOpenBrowser } from './browser.js';
 import { type CallbackServer, startCallbackServer } from './callback-server.js';
 import { withCredentialLock } from './credential-lock.js';
+import { type DeviceCodeHandler, deviceLogin, printDeviceCode } from './device-login.js';
 import {
   AuthenticationError,
   AuthorizationDeniedError,
   CallbackTimeoutError,
+  DeviceFlowUnsupportedError,
   DiscoveryError,
   IssuerMismatchError,
   RefreshFailedError,
@@ -93,6 +97,18 @@ export interface OAuthOptions {
    */
   pasteBack?: boolean | { input?: NodeJS.ReadableStream; output?: NodeJS.WritableStream };
   /**
+   * The device authorization grant (RFC 8628), for machines where no browser can be opened: the user enters a
+   * short code on a page of the authorization server, from any device. `true` always logs in this way (throwing
+   * {@link DeviceFlowUnsupportedError} when the authorization server does not offer it); `false` never does;
+   * `'auto'` does when the authorization server offers it and no browser can be opened here (an SSH session, no
+   * `DISPLAY`/`WAYLAND_DISPLAY` on Linux, or the opener failed; see {@link canOpenBrowser}). Default: `'auto'`
+   * when this `OAuth` would open the system browser itself (no `login`, `pasteBack`, `redirectHandler` or
+   * `openBrowser` function), else `false`.
+   */
+  device?: boolean | 'auto';
+  /** Shows the device login's address and code to the user. Default: prints them to stderr. */
+  onDeviceCode?: DeviceCodeHandler;
+  /**
    * The `resource` parameter (RFC 8707) sent at `/authorize` and the token endpoint. Default: the MCP server's
    * protected-resource metadata `resource`. A string overrides it; `false` omits it, for authorization servers
    * that refuse it (Microsoft Entra ID answers `AADSTS9010010`).
@@ -140,6 +156,13 @@ export interface AuthorizeOptions {
 }
 
 type Discovery = OAuthDiscoveryState;
+
+/** Thrown out of the browser step when the browser failed to open and a device login can take over. */
+class BrowserUnavailable extends Error {}
+
+const offersDeviceFlow = (discovery: Discovery | undefined): boolean =>
+  typeof (discovery?.authorizationServerMetadata as { device_authorization_endpoint?: unknown } | undefined)
+    ?.device_authorization_endpoint === 'string';
 type ServerRecord = TokenRecord & { discovery?: Discovery };
 
 function constantTimeEqual(a: string, b: string): boolean {
@@ -378,13 +401,27 @@ export class OAuth implements OAuthClientProvider {
     return {
       client_name: this.options.clientName ?? 'Gatehouse',
       redirect_uris: [this.redirectUrl],
-      grant_types: ['authorization_code', 'refresh_token'],
+      // The device grant is registered only where it will be used, and the authorization server offers it.
+      grant_types:
+        this.deviceMode !== 'never' && offersDeviceFlow(this.record?.discovery)
+          ? ['authorization_code', 'refresh_token', DEVICE_CODE_GRANT_TYPE]
+          : ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: this.options.clientSecret ? 'client_secret_basic' : 'none',
       application_type: 'native',
       ...(scope ? { scope } : {}),
       ...this.options.additionalClientMetadata,
     };
+  }
+
+  /** When a login uses the device grant: `always`, `auto` (no browser here and the server offers it), `never`. */
+  private get deviceMode(): 'always' | 'auto' | 'never' {
+    const { device, login, pasteBack, redirectHandler, openBrowser } = this.options;
+    if (device === true) return 'always';
+    if (device === 'auto') return 'auto';
+    if (device === false) return 'never';
+    const systemBrowser = !login && !pasteBack && !redirectHandler && (openBrowser ?? true) === true;
+    return systemBrowser ? 'auto' : 'never';
   }
 
   state(): string {
@@ -563,17 +600,23 @@ export class OAuth implements OAuthClientProvider {
   }
 
   private async present(url: URL): Promise<void> {
-    if (this.options.redirectHandler) return this.options.redirectHandler(url);
     const open = this.options.openBrowser ?? true;
     const tell = () => {
       process.stderr.write(`Open this URL to log in:\n${url.href}\n`);
     };
-    if (open === false) return tell();
     try {
+      if (this.options.redirectHandler) return await this.options.redirectHandler(url);
+      if (open === false) return tell();
       if (typeof open === 'function') await open(url);
       else await defaultOpenBrowser(url);
     } catch (error) {
-      if (error instanceof AuthenticationError && error.code === 'ERR_UNSAFE_URL') throw error;
+      const code = error instanceof AuthenticationError ? error.code : undefined;
+      // A redirectHandler's own failures are its answer; only a browser that did not open is handled here.
+      if (code === 'ERR_UNSAFE_URL' || (this.options.redirectHandler && code !== 'ERR_BROWSER')) throw error;
+      // The opener failed: inside a login, a device login takes over where the server offers one.
+      if (this.inFlow && this.deviceMode !== 'never' && offersDeviceFlow(this.record?.discovery)) {
+        throw new BrowserUnavailable('the browser could not be opened', { cause: error });
+      }
       tell();
     }
   }
@@ -705,15 +748,33 @@ export class OAuth implements OAuthClientProvider {
     this.inFlow = true;
     try {
       const options = { ...given, resourceMetadataUrl: await this.resourceMetadataUrl(given) };
+      const mode = this.deviceMode;
+      if (mode !== 'never') {
+        const discovery = await this.currentDiscovery(options.serverUrl, options.resourceMetadataUrl);
+        if (mode === 'always' && !offersDeviceFlow(discovery)) {
+          throw new DeviceFlowUnsupportedError(
+            discovery.authorizationServerMetadata?.issuer ?? discovery.authorizationServerUrl,
+          );
+        }
+        if (mode === 'always' || (offersDeviceFlow(discovery) && !canOpenBrowser())) {
+          return await this.loginWithDevice(options.serverUrl, discovery, scope);
+        }
+      }
       if (!this.options.login && !this.options.pasteBack) await this.startServer();
-      const result = await auth(this, {
-        serverUrl: options.serverUrl,
-        resourceMetadataUrl: options.resourceMetadataUrl,
-        scope,
-        fetchFn: this.fetchFn,
-        forceReauthorization: true,
-      });
-      if (result !== 'AUTHORIZED') await this.finishAuthorization(options);
+      try {
+        const result = await auth(this, {
+          serverUrl: options.serverUrl,
+          resourceMetadataUrl: options.resourceMetadataUrl,
+          scope,
+          fetchFn: this.fetchFn,
+          forceReauthorization: true,
+        });
+        if (result !== 'AUTHORIZED') await this.finishAuthorization(options);
+      } catch (error) {
+        const discovery = this.record?.discovery;
+        if (!(error instanceof BrowserUnavailable) || !discovery) throw error;
+        await this.loginWithDevice(options.serverUrl, discovery, scope);
+      }
     } catch (error) {
       throw translate(error);
     } finally {
@@ -722,6 +783,62 @@ export class OAuth implements OAuthClientProvider {
       this.server = undefined;
       await server?.close();
     }
+  }
+
+  /** The stored discovery of this server's authorization server, or a fresh one (then stored). */
+  private async currentDiscovery(serverUrl: string, resourceMetadataUrl?: URL): Promise<Discovery> {
+    const cached = (await this.load())?.discovery;
+    if (cached?.authorizationServerMetadata) return cached;
+    const discovery = await discoverOAuthServerInfo(serverUrl, { resourceMetadataUrl, fetchFn: this.fetchFn });
+    await this.saveDiscoveryState(discovery);
+    return discovery;
+  }
+
+  /** The `resource` sent for this server: the option, else the protected-resource metadata's (checked). */
+  private async resourceFor(serverUrl: string, discovery: Discovery): Promise<string | undefined> {
+    const configured = this.options.resource;
+    if (configured === false) return undefined;
+    if (configured !== undefined) return configured;
+    if (!discovery.resourceMetadata) return undefined;
+    return (await selectResourceURL(serverUrl, this, discovery.resourceMetadata))
+      ? discovery.resourceMetadata.resource
+      : undefined;
+  }
+
+  /**
+   * A device login (RFC 8628): the client registration (cached, CIMD, or dynamic with the device grant), the code
+   * shown through `onDeviceCode`, the polls; the tokens are stored like any login's.
+   */
+  private async loginWithDevice(serverUrl: string, discovery: Discovery, scope: string | undefined): Promise<void> {
+    const metadata = discovery.authorizationServerMetadata!;
+    const issuer = metadata.issuer ?? discovery.authorizationServerUrl;
+    let client = await this.clientInformation({ issuer });
+    if (!client) {
+      const viaDocument = metadata.client_id_metadata_document_supported === true && this.clientMetadataUrl;
+      const registered = viaDocument
+        ? { client_id: viaDocument }
+        : await registerClient(discovery.authorizationServerUrl, {
+            metadata,
+            clientMetadata: this.clientMetadata,
+            ...(scope !== undefined && { scope }),
+            fetchFn: this.fetchFn,
+          });
+      client = { ...registered, issuer };
+      await this.saveClientInformation(client);
+    }
+    const tokens = await deviceLogin({
+      authorizationServerUrl: discovery.authorizationServerUrl,
+      metadata,
+      client,
+      provider: this,
+      server: serverUrl,
+      scope: scope ?? discovery.resourceMetadata?.scopes_supported?.join(' '),
+      resource: await this.resourceFor(serverUrl, discovery),
+      onDeviceCode: this.options.onDeviceCode ?? printDeviceCode,
+      timeoutMs: this.options.timeoutMs ?? 300_000,
+      fetchFn: this.fetchFn,
+    });
+    await this.saveTokens({ ...tokens, issuer });
   }
 
   /**
@@ -784,16 +901,15 @@ export class OAuth implements OAuthClientProvider {
     let discovery = this.record?.discovery;
     if (!discovery?.authorizationServerMetadata) {
       try {
-        discovery = await discoverOAuthServerInfo(serverUrl, {
-          resourceMetadataUrl: await this.resourceMetadataUrl({ serverUrl, resourceMetadataUrl }),
-          fetchFn: this.fetchFn,
-        });
+        discovery = await this.currentDiscovery(
+          serverUrl,
+          await this.resourceMetadataUrl({ serverUrl, resourceMetadataUrl }),
+        );
       } catch (error) {
         throw new RefreshFailedError('Could not discover the authorization server to refresh the token', {
           cause: error,
         });
       }
-      await this.saveDiscoveryState(discovery);
     }
     const metadata = discovery.authorizationServerMetadata;
     const issuer = metadata?.issuer ?? discovery.authorizationServerUrl;
@@ -802,16 +918,7 @@ export class OAuth implements OAuthClientProvider {
     }
     const client = await this.clientInformation({ issuer });
     if (!client) throw new RefreshFailedError('No client registration for this authorization server');
-    const configured = this.options.resource;
-    const resource =
-      configured === false
-        ? undefined
-        : configured !== undefined
-          ? configured
-          : discovery.resourceMetadata
-            ? (await selectResourceURL(serverUrl, this, discovery.resourceMetadata)) &&
-              discovery.resourceMetadata.resource
-            : undefined;
+    const resource = await this.resourceFor(serverUrl, discovery);
     let fresh: StoredOAuthTokens;
     try {
       fresh = await refreshAuthorization(discovery.authorizationServerUrl, {

@@ -3,6 +3,12 @@
  *
  * @packageDocumentation
  */
+
+export {
+  DEVICE_CODE_GRANT_TYPE,
+  type DeviceAuthorizationResponse,
+  DeviceAuthorizationResponseSchema,
+} from './device.js';
 export {
   authorizationServerMetadataUrls,
   protectedResourceMetadataUrl,

@@ -48,6 +48,7 @@ export const AuthorizationServerMetadataSchema = z.looseObject({
   client_id_metadata_document_supported: z.boolean().optional(),
   dpop_signing_alg_values_supported: z.array(z.string()).optional(),
   userinfo_endpoint: url.optional(),
+  device_authorization_endpoint: url.optional(),
 });
 export type AuthorizationServerMetadata = z.infer<typeof AuthorizationServerMetadataSchema>;
 

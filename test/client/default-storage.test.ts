@@ -17,6 +17,7 @@ const saved = {
   GATEHOUSE_STORE: process.env['GATEHOUSE_STORE'],
   OPENED_LOG: process.env['OPENED_LOG'],
   GATEHOUSE_KEYCHAIN: process.env['GATEHOUSE_KEYCHAIN'],
+  DISPLAY: process.env['DISPLAY'],
 };
 let handled = 0;
 let user: NodeJS.Timeout;
@@ -32,6 +33,8 @@ beforeAll(async () => {
   await chmod(join(bin, 'xdg-open'), 0o755);
   process.env['PATH'] = `${bin}:${saved.PATH}`;
   process.env['OPENED_LOG'] = log;
+  // A desktop session, where the opener shows a browser (without one the login would use the device flow).
+  process.env['DISPLAY'] = ':0';
   process.env['GATEHOUSE_KEYCHAIN'] = '0';
   let busy = false;
   user = setInterval(async () => {

@@ -70,6 +70,8 @@ it("the README's server and client snippets, put together, call whoami through a
   const env = {
     ...process.env,
     PATH: `${bin}:${process.env['PATH']}`,
+    // A desktop session, where the opener shows a browser (without one the login would use the device flow).
+    DISPLAY: ':0',
     OPENED_LOG: opened,
     GATEHOUSE_STORE: join(dir, 'store'),
     GATEHOUSE_KEYCHAIN: '0',

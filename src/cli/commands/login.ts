@@ -38,6 +38,7 @@ Exit codes: 0 logged in, 1 the login failed (the message says why and what to do
 Examples:
   gatehouse login https://mcp.example.com/mcp
   gatehouse login https://mcp.example.com/mcp --no-browser --scope "mcp:tools offline_access"
+  gatehouse login --device https://mcp.example.com/mcp     # over SSH: enter the code on your laptop
   GATEHOUSE_LOGIN=demo:demo gatehouse login http://127.0.0.1:8001/mcp --store ./tokens`,
   async run(args) {
     const { values, positionals } = parseArgs({

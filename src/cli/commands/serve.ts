@@ -8,7 +8,8 @@ const command: Command = {
 
 Runs an OAuth 2.1 authorization server with the MCP profile: authorization code + PKCE S256, resource indicators
 with JWT or opaque access tokens per resource, rotated refresh tokens, client_credentials, token exchange, dynamic client
-registration and client ID metadata documents, login and consent pages.
+registration and client ID metadata documents, login and consent pages, and the device authorization grant (RFC
+8628) for devices without a browser (user-code page at /device; settings in the config file's "deviceFlow").
 
 Options:
   --port N                 Port to listen on (default 9000; 0 picks a free one)
@@ -27,6 +28,7 @@ Options:
   --upstream-resource URL=NAME[,scope…]
                            Serve URL with the user's upstream token by token exchange (repeatable),
                            e.g. https://api.github.com=github,repo
+  --no-device-flow         Turn the device authorization grant off (on by default)
   --no-local-login         Only upstream sign-in on the login page (default when no users are given)
   --auto-upstream NAME     Skip the login page and send every sign-in to this upstream
   --trust-proxy N|CIDRS    Behind N proxies (or proxies at these addresses, e.g. 10.0.0.0/8,loopback):
@@ -63,6 +65,7 @@ Examples:
         upstream: { type: 'string', multiple: true },
         'upstream-resource': { type: 'string', multiple: true },
         'no-local-login': { type: 'boolean' },
+        'no-device-flow': { type: 'boolean' },
         'auto-upstream': { type: 'string' },
         config: { type: 'string' },
         'trust-proxy': { type: 'string' },
@@ -111,6 +114,7 @@ Examples:
           }
         : {}),
       ...(values['no-local-login'] ? { localLogin: false } : {}),
+      ...(values['no-device-flow'] ? { deviceFlow: false as const } : {}),
       ...(values['trust-proxy'] !== undefined ? { trustProxy: values['trust-proxy'] } : {}),
       ...(values['auto-upstream'] ? { autoUpstream: values['auto-upstream'] } : {}),
       ...(values['rotate-keys-every'] !== undefined
