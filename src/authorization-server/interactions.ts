@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
 import type { Adapter } from 'oidc-provider';
 import type { Logger } from 'pino';
+import { passwordLogin, upstreamAcr } from './authentication-context.js';
 import { escapeHtml, PAGE_HEADERS, page, pageHeadersFor } from './html.js';
 import {
   type Branding,
@@ -384,7 +385,7 @@ none were requested, so no access can be granted. The administrator can give it 
           await provider.interactionFinished(
             req,
             res,
-            { login: { accountId: account.subject } },
+            { login: { accountId: account.subject, acr: upstreamAcr(account.upstream), amr: ['fed'] } },
             { mergeWithLastSubmission: false },
           );
           return;
@@ -481,7 +482,7 @@ none were requested, so no access can be granted. The administrator can give it 
       await provider.interactionFinished(
         req,
         res,
-        { login: { accountId: account.subject } },
+        { login: { accountId: account.subject, ...passwordLogin(account) } },
         {
           mergeWithLastSubmission: false,
         },

@@ -5,6 +5,14 @@ import type { Logger } from 'pino';
 import { GatehouseError } from '../oauth/errors.js';
 import { canonicalResourceUri } from '../oauth/resource-uri.js';
 import { memoryOidcAdapter } from '../storage/oidc/memory.js';
+import {
+  ACR,
+  authenticationClaims,
+  STEP_UP_PARAMS,
+  stepUpPolicy,
+  upstreamAcr,
+  withStepUpParams,
+} from './authentication-context.js';
 import { answerStoreOutage, installRetryAfter, isStoreOutage, withStoreAvailability } from './availability.js';
 import { type ClientIdMetadataDocumentOptions, cimdFetch, publicTarget } from './cimd.js';
 import {
@@ -437,13 +445,16 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     enabledJWA: { idTokenSigningAlgValues: ['RS256', 'ES256'] } as Configuration['enabledJWA'],
     // Every JWT access token is recorded as it is issued, so that introspection and revocation know it.
     formats: { customizers: { jwt: recordJwtAccessToken as never } },
-    extraTokenClaims: async (_ctx, token) => {
+    extraTokenClaims: async (ctx, token) => {
       const audience = (token as { aud?: unknown }).aud;
       const config = typeof audience === 'string' ? findResource(audience) : undefined;
       if (config?.requireDpop && !(token as { jkt?: string }).jkt) {
         throw new oidcErrors.InvalidRequest(`${config.resource} accepts only DPoP-bound tokens: send a DPoP proof`);
       }
-      return tokenExchangeClaims(token);
+      // When and how the user logged in (RFC 9068 §2.2.1), so resource servers can ask for a fresh login (RFC 9470).
+      const exchanged = tokenExchangeClaims(token);
+      const login = authenticationClaims(ctx);
+      return exchanged || Object.keys(login).length ? { ...login, ...exchanged } : undefined;
     },
     // Runs for every client however it arrives (registration, configuration, metadata document): one rule set.
     extraClientMetadata: {
@@ -512,7 +523,8 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     },
     fetchResponseBodyLimits: { 'client_id metadata document': cimd.maxBytes ?? 5 * 1024 } as never,
     // `upstream=<name>` on an authorization request picks the upstream to sign in with (see autoUpstream).
-    extraParams: upstream ? ['upstream'] : [],
+    extraParams: [...(upstream ? ['upstream'] : []), ...STEP_UP_PARAMS],
+    acrValues: [ACR.password, ...[...upstreamNames].map(upstreamAcr)],
     findAccount: async (_ctx, subject) => {
       const account = await findAccountFor(subject);
       if (!account) return undefined;
@@ -539,7 +551,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
       }
       return undefined;
     },
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy: stepUpPolicy() },
     issueRefreshToken: async (_ctx, client, code) =>
       client.grantTypeAllowed('refresh_token') &&
       (code.scopes.has('offline_access') || client.applicationType === 'native'),
@@ -717,7 +729,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     if (health(req, res)) return;
     ring.current(); // a key whose activation (or drop) time has passed takes effect before this request
     const path = (req.url ?? '/').split('?')[0]!;
-    if (path === '/auth' && req.method === 'GET') req.url = withDefaultScope(req.url ?? '/');
+    if (path === '/auth' && req.method === 'GET') req.url = withStepUpParams(withDefaultScope(req.url ?? '/'));
     const upstreamRoute =
       upstream && req.method === 'GET' && (path === '/upstream/callback' || UPSTREAM_LINK_PATH.test(path));
     if (INTERACTION_PATH.test(path) || upstreamRoute) {

@@ -11,6 +11,13 @@ export interface Account {
   subject: string;
   /** Extra claims, e.g. `name`, `email`. */
   claims?: Record<string, unknown>;
+  /**
+   * The authentication context class this login reached, for an authenticator that checks more than a password
+   * (a second factor, say). Default `urn:gatehouse:acr:password`. It becomes the tokens' `acr`.
+   */
+  acr?: string;
+  /** The authentication methods used (RFC 8176), e.g. `['pwd', 'otp']`. Default `['pwd']`. */
+  amr?: string[];
 }
 
 /**

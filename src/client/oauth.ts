@@ -24,6 +24,7 @@ import {
 } from '@modelcontextprotocol/client';
 import { DEVICE_CODE_GRANT_TYPE } from '../oauth/device.js';
 import { protectedResourceMetadataUrls } from '../oauth/discovery.js';
+import { parseWwwAuthenticate } from '../oauth/www-authenticate.js';
 import {
   canonicalServer,
   isAccessTokenExpired,
@@ -153,6 +154,13 @@ export interface AuthorizeOptions {
   rejectedToken?: string;
   /** Skip the refresh token and log in again (step-up to a wider scope). */
   forceReauthorization?: boolean;
+  /**
+   * Ask for a login no older than this many seconds (`max_age` on the authorization request, RFC 9470); implies
+   * `forceReauthorization`.
+   */
+  maxAge?: number;
+  /** Ask for one of these authentication context classes (`acr_values`, RFC 9470); implies `forceReauthorization`. */
+  acrValues?: string[];
 }
 
 type Discovery = OAuthDiscoveryState;
@@ -252,6 +260,23 @@ function readPastedRedirect(input: NodeJS.ReadableStream, timeoutMs: number): Pr
   });
 }
 
+/**
+ * The `max_age` / `acr_values` of a 401 `insufficient_user_authentication` challenge (RFC 9470 §3), on the Bearer
+ * or the DPoP challenge; `undefined` for any other response.
+ */
+function userAuthenticationChallenge(response: Response): { maxAge?: number; acrValues?: string[] } | undefined {
+  const challenge = parseWwwAuthenticate(response.headers.get('www-authenticate')).find(
+    (c) => c.params['error'] === 'insufficient_user_authentication',
+  );
+  if (!challenge) return undefined;
+  const maxAge = Number(challenge.params['max_age']);
+  const acrValues = (challenge.params['acr_values'] ?? '').split(' ').filter(Boolean);
+  return {
+    ...(challenge.params['max_age'] !== undefined && Number.isInteger(maxAge) && maxAge >= 0 && { maxAge }),
+    ...(acrValues.length > 0 && { acrValues }),
+  };
+}
+
 /** Turns the SDK's errors into our typed ones, each saying what to do. */
 function translate(error: unknown): unknown {
   if (error instanceof AuthenticationError) return error;
@@ -333,6 +358,8 @@ export class OAuth implements OAuthClientProvider {
   private clientDropped = false;
   private lastTokensForAuth: StoredTokens | undefined;
   private requestedScope: string | undefined;
+  /** `max_age` / `acr_values` for the login under way, from an `insufficient_user_authentication` challenge. */
+  private stepUp: { maxAge?: number; acrValues?: string[] } | undefined;
   private dpopSession: Promise<DpopSession> | undefined;
   /** The credentials of other servers this `OAuth` was shared with (see forServer), by canonical URL. */
   private readonly servers = new Map<string, OAuth>();
@@ -563,6 +590,9 @@ export class OAuth implements OAuthClientProvider {
   }
 
   async redirectToAuthorization(authorizationUrl: URL): Promise<void> {
+    if (this.stepUp?.maxAge !== undefined) authorizationUrl.searchParams.set('max_age', String(this.stepUp.maxAge));
+    if (this.stepUp?.acrValues?.length)
+      authorizationUrl.searchParams.set('acr_values', this.stepUp.acrValues.join(' '));
     this.options.onEvent?.({ type: 'authorization-redirect', url: authorizationUrl.href });
     if (this.options.login) {
       this.callbackUrl = await headlessAuthorize(authorizationUrl, this.redirectUrl, this.options.login, this.fetchFn);
@@ -682,11 +712,12 @@ export class OAuth implements OAuthClientProvider {
       }
       const record = await this.load(true);
       const tokens = record?.tokens;
-      const scopeCovered = !options.forceReauthorization;
+      const stepUp = options.maxAge !== undefined || (options.acrValues?.length ?? 0) > 0;
+      const scopeCovered = !options.forceReauthorization && !stepUp;
       if (tokens && scopeCovered && tokens.access_token !== options.rejectedToken && !this.needsRefresh(tokens)) {
         return; // Valid tokens: ours from before, or another process just logged in or refreshed.
       }
-      if (tokens?.refresh_token && !options.forceReauthorization) {
+      if (tokens?.refresh_token && scopeCovered) {
         try {
           await this.refreshLocked(serverUrl, options.resourceMetadataUrl);
           return;
@@ -746,6 +777,10 @@ export class OAuth implements OAuthClientProvider {
   private async loginOnce(given: AuthorizeOptions & { serverUrl: string }): Promise<void> {
     const scope = computeScopeUnion(scopeString(this.options.scopes), given.scope);
     this.inFlow = true;
+    this.stepUp =
+      given.maxAge !== undefined || given.acrValues?.length
+        ? { maxAge: given.maxAge, acrValues: given.acrValues }
+        : undefined;
     try {
       const options = { ...given, resourceMetadataUrl: await this.resourceMetadataUrl(given) };
       const mode = this.deviceMode;
@@ -779,6 +814,7 @@ export class OAuth implements OAuthClientProvider {
       throw translate(error);
     } finally {
       this.inFlow = false;
+      this.stepUp = undefined;
       const server = this.server;
       this.server = undefined;
       await server?.close();
@@ -1017,10 +1053,26 @@ export class OAuth implements OAuthClientProvider {
       };
       let response = await send();
       let reauthorized = false;
+      let reauthenticated = false;
       let stepUps = 0;
       for (;;) {
         const challenge = extractWWWAuthenticateParams(response);
-        if (response.status === 401 && !reauthorized) {
+        const authentication = response.status === 401 ? userAuthenticationChallenge(response) : undefined;
+        if (authentication) {
+          // RFC 9470: log in again as the server asks, once; a second refusal goes back to the caller.
+          if (reauthenticated) return response;
+          reauthenticated = true;
+          await response.body?.cancel();
+          const granted = (await this.tokens())?.scope;
+          await this.authorizeFor(hooks, {
+            serverUrl,
+            resourceMetadataUrl: challenge.resourceMetadataUrl,
+            scope: computeScopeUnion(this.requestedScope, granted, challenge.scope),
+            rejectedToken: sent,
+            forceReauthorization: true,
+            ...authentication,
+          });
+        } else if (response.status === 401 && !reauthorized) {
           reauthorized = true;
           await response.body?.cancel();
           await this.authorizeFor(hooks, {

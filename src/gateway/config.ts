@@ -35,6 +35,11 @@ export const UpstreamConfigSchema = z
     scopes: z.array(z.string()).optional(),
     /** Scopes each tool needs on top of `scopes`; `tools/list` hides tools the caller's token may not call. */
     toolScopes: z.record(z.string(), z.array(z.string())).optional(),
+    /**
+     * Tools anyone may list and call without signing in; the rest still need a token. An anonymous caller gets
+     * sessions (and, for stdio, a process) of its own: after signing in, a client starts a new session.
+     */
+    publicTools: z.array(z.string().min(1)).optional(),
     /** Scopes that imply others, e.g. `{ "admin": ["files:write"] }`. */
     scopeHierarchy: z.record(z.string(), z.array(z.string())).optional(),
     /** stdio: one process per user (default) or per MCP session. */
@@ -128,6 +133,12 @@ export function resolveConfig(config: GatewayConfig, env: NodeJS.ProcessEnv): Ga
     if (upstream.type === 'stdio' && isHttp) fail(`${where}: type stdio needs "command"`, 'Remove "type" or "url".');
     if (upstream.type && upstream.type !== 'stdio' && !isHttp)
       fail(`${where}: type ${upstream.type} needs "url"`, 'Give the upstream URL.');
+    if (upstream.publicTools?.length && upstream.tokenExchange) {
+      fail(
+        `${where}: publicTools and tokenExchange do not go together: an anonymous caller has no token to exchange`,
+        'Remove publicTools, or serve the public tools from an upstream without tokenExchange.',
+      );
+    }
     mcpServers[name] = {
       ...upstream,
       ...(upstream.url ? { url: expandEnv(upstream.url, env, `${where}.url`) } : {}),

@@ -26,6 +26,12 @@ export const GATEWAY_CLIENT_ID = 'gatehouse-gateway';
 /** The scope of an upstream that names none. */
 export const DEFAULT_SCOPE = 'mcp:tools';
 
+/**
+ * The caller of a public tool who sent no token. Its subject (`client:`) is none a token can have: client ids are
+ * never empty.
+ */
+const ANONYMOUS: AuthInfo = { token: '', clientId: '', scopes: [] };
+
 /** Runtime settings of {@link startGateway} that are not in the config file. */
 export interface GatewayRuntime {
   env?: NodeJS.ProcessEnv;
@@ -293,6 +299,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         connect,
         requiredScopes: upstream.scopes ?? [],
         toolScopes: upstream.toolScopes ?? {},
+        publicTools: upstream.publicTools ?? [],
         ...(upstream.scopeHierarchy && { scopeHierarchy: upstream.scopeHierarchy }),
         ...(logger && { audit: logger }),
         logArguments: config.logArguments ?? false,
@@ -300,7 +307,9 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
           if (session.sessionId && sessions.get(session.sessionId) === session) sessions.delete(session.sessionId);
         },
       };
-      const mcp = async (request: Request, init: { authInfo: AuthInfo; parsedBody?: unknown }): Promise<Response> => {
+      const mcp = async (request: Request, given: { authInfo?: AuthInfo; parsedBody?: unknown }): Promise<Response> => {
+        // An anonymous caller (of a public tool) is one more owner: its sessions and processes are its own.
+        const init = { ...given, authInfo: given.authInfo ?? ANONYMOUS };
         const sessionId = request.headers.get('mcp-session-id');
         if (sessionId) {
           const session = sessions.get(sessionId);
@@ -321,6 +330,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         requiredScopes: upstream.scopes ?? [],
         ...(upstream.toolScopes && { toolScopes: upstream.toolScopes }),
         ...(upstream.scopeHierarchy && { scopeHierarchy: upstream.scopeHierarchy }),
+        ...(upstream.publicTools && { publicTools: upstream.publicTools }),
         scopesSupported: scopesOf(upstream),
         resourceName: name,
       });

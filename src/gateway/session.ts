@@ -13,6 +13,8 @@ export interface SessionOptions {
   connect(identity: SessionIdentity): UpstreamChannel;
   requiredScopes: string[];
   toolScopes: Record<string, string[]>;
+  /** Tools anyone may call: listed to every caller. */
+  publicTools?: string[];
   scopeHierarchy?: ScopeHierarchy;
   /** The audit trail: one line per MCP request. */
   audit?: Logger;
@@ -155,6 +157,7 @@ export class GatewaySession {
   }
 
   #allowed(tool: string, authInfo: AuthInfo): boolean {
+    if (this.options.publicTools?.includes(tool)) return true;
     const needed = [...this.options.requiredScopes, ...(this.options.toolScopes[tool] ?? [])];
     return missingScopes(authInfo.scopes, needed, this.options.scopeHierarchy).length === 0;
   }

@@ -13,7 +13,7 @@ export {
 export { type AuthProvider, type AuthProviderOptions, createAuthProvider } from './auth-provider.js';
 export { type ClientCredentials, clientAuthMethod } from './client-auth.js';
 export { DiscoveryError, discoverAuthorizationServer } from './discovery.js';
-export { InsufficientScopeError, InvalidTokenError } from './errors.js';
+export { InsufficientScopeError, InsufficientUserAuthenticationError, InvalidTokenError } from './errors.js';
 export { type ExpressLikeRequest, type ExpressMiddleware, expressHandler } from './express.js';
 export {
   createGrant,
@@ -39,4 +39,8 @@ export {
   protect,
 } from './protect.js';
 export { expandScopes, missingScopes, requireScopes, type ScopeHierarchy } from './scopes.js';
+export {
+  type AuthenticationRequirement,
+  checkUserAuthentication,
+} from './user-authentication.js';
 export type { AuthInfo, TokenVerifier, VerifyContext } from './verifier.js';

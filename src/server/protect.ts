@@ -5,8 +5,10 @@ import { assertSecureUrl, canonicalResourceUri, sameResource } from '../oauth/re
 import { formatWwwAuthenticate } from '../oauth/www-authenticate.js';
 import { discoverAuthorizationServer } from './discovery.js';
 import { boundKeyThumbprint, type DpopOptions, dpopChecker, InvalidDpopProofError, UseDpopNonceError } from './dpop.js';
-import { InsufficientScopeError, InvalidTokenError } from './errors.js';
+import { InsufficientScopeError, InsufficientUserAuthenticationError, InvalidTokenError } from './errors.js';
 import { missingScopes, type ScopeHierarchy } from './scopes.js';
+import { filterToolLists } from './tool-list-filter.js';
+import { type AuthenticationRequirement, assertRequirement, checkUserAuthentication } from './user-authentication.js';
 import type { AuthInfo, TokenVerifier } from './verifier.js';
 
 /** A web-standard request handler. */
@@ -14,7 +16,8 @@ export type FetchHandler = (request: Request) => Promise<Response>;
 
 /** What the MCP handler receives besides the request. */
 export interface McpHandlerOptions {
-  authInfo: AuthInfo;
+  /** The verified token; absent on an anonymous request to a public tool or method (see `publicTools`). */
+  authInfo?: AuthInfo;
   /** The JSON body, when `protect()` already parsed it (to check per-tool scopes). */
   parsedBody?: unknown;
 }
@@ -46,6 +49,23 @@ export interface ProtectOptions {
   toolScopes?: Record<string, string[]>;
   /** Scopes that imply others, e.g. `{ admin: ['read', 'write'] }`. Applied to every scope check. */
   scopeHierarchy?: ScopeHierarchy;
+  /**
+   * Tools anyone may call, without a token. Naming any (or any `publicMethods`) lets anonymous callers connect:
+   * `initialize`, `notifications/initialized`, `server/discover`, `ping` and `tools/list` then work without a
+   * token, `tools/list` lists only what the caller may call (the public tools, plus with a token the tools its
+   * scopes allow), and everything else still answers the 401 challenge. A token that is sent is always verified:
+   * an invalid or expired one answers 401, never a downgrade to anonymous.
+   */
+  publicTools?: string[];
+  /** JSON-RPC methods anyone may call without a token, e.g. `['prompts/list', 'resources/list']`. See `publicTools`. */
+  publicMethods?: string[];
+  /**
+   * How recent or strong the user's login must be for a tool (RFC 9470), by tool name: `maxAge` seconds since the
+   * login (`auth_time`), or one of `acrValues` (`acr`). A call whose token falls short answers 401
+   * `insufficient_user_authentication` with `max_age` / `acr_values`, and the Gatehouse client logs in again with
+   * them. Off unless given.
+   */
+  toolAuthentication?: Record<string, AuthenticationRequirement>;
   /** Scopes advertised in the metadata. Defaults to `requiredScopes` plus every scope in `toolScopes`. */
   scopesSupported?: string[];
   /** A human-readable name for the metadata document. */
@@ -126,18 +146,49 @@ function jsonDocument(method: string, body: string): Response {
   return new Response(null, { status: 405, headers: { allow: 'GET, HEAD, OPTIONS', ...CORS_HEADERS } });
 }
 
+type RpcMessage = {
+  id?: string | number;
+  method?: unknown;
+  params?: { name?: unknown };
+  result?: unknown;
+  error?: unknown;
+};
+
+function messagesOf(body: unknown): RpcMessage[] {
+  const messages = Array.isArray(body) ? body : [body];
+  return messages.filter((m): m is RpcMessage => typeof m === 'object' && m !== null);
+}
+
 /** The tool names of every `tools/call` in a JSON-RPC message or batch. */
 function calledTools(body: unknown): string[] {
-  const messages = Array.isArray(body) ? body : [body];
   const names: string[] = [];
-  for (const message of messages) {
-    if (message && typeof message === 'object' && (message as { method?: unknown }).method === 'tools/call') {
-      const name = (message as { params?: { name?: unknown } }).params?.name;
-      if (typeof name === 'string') names.push(name);
-    }
+  for (const message of messagesOf(body)) {
+    const name = message.method === 'tools/call' ? message.params?.name : undefined;
+    if (typeof name === 'string') names.push(name);
   }
   return names;
 }
+
+/** The ids of the `tools/list` requests in a message or batch: their answers are narrowed to what may be called. */
+function toolListIds(body: unknown): Set<string | number> {
+  const ids = new Set<string | number>();
+  for (const message of messagesOf(body)) {
+    if (message.method === 'tools/list' && (typeof message.id === 'string' || typeof message.id === 'number')) {
+      ids.add(message.id);
+    }
+  }
+  return ids;
+}
+
+/** What an anonymous caller may always do once anything is public: connect, and see what is public. */
+const ANONYMOUS_METHODS = [
+  'initialize',
+  'notifications/initialized',
+  'notifications/cancelled',
+  'server/discover',
+  'ping',
+  'tools/list',
+];
 
 /**
  * Puts OAuth in front of an MCP handler. The returned fetch handler serves RFC 9728 protected-resource metadata
@@ -200,6 +251,34 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
     Object.entries(options.toolScopes ?? {}).map(([tool, scopes]) => [tool, [...new Set(scopes)]] as const),
   );
   const hierarchy = options.scopeHierarchy;
+  const publicTools = new Set(options.publicTools ?? []);
+  const publicMethods = new Set([...(options.publicMethods ?? []), ...ANONYMOUS_METHODS]);
+  const anonymousAllowed = publicTools.size > 0 || (options.publicMethods?.length ?? 0) > 0;
+  const toolAuthentication = new Map(Object.entries(options.toolAuthentication ?? {}));
+  for (const [tool, requirement] of toolAuthentication) {
+    assertRequirement(`protect: toolAuthentication.${tool}`, requirement);
+  }
+  for (const tool of publicTools) {
+    if (toolScopes.get(tool)?.length || toolAuthentication.has(tool)) {
+      throw new TypeError(
+        `protect: ${tool} is public, so it cannot also need scopes or a login (toolScopes, toolAuthentication)`,
+      );
+    }
+  }
+  /** Public: a method anyone may call, a public tool's call, or a message answering the server (no method). */
+  const isPublic = (message: RpcMessage): boolean =>
+    message.method === undefined
+      ? message.result !== undefined || message.error !== undefined
+      : message.method === 'tools/call'
+        ? typeof message.params?.name === 'string' && publicTools.has(message.params.name)
+        : typeof message.method === 'string' && publicMethods.has(message.method);
+  /** Whether `tools/list` shows a tool: public ones to anyone, others to tokens whose scopes allow the call. */
+  const visibleTo =
+    (authInfo: AuthInfo | undefined) =>
+    (tool: string): boolean =>
+      publicTools.has(tool) ||
+      (authInfo !== undefined &&
+        missingScopes(authInfo.scopes, [...requiredScopes, ...(toolScopes.get(tool) ?? [])], hierarchy).length === 0);
   const scopesSupported = options.scopesSupported ?? [
     ...new Set([...requiredScopes, ...[...toolScopes.values()].flat()]),
   ];
@@ -248,7 +327,14 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
       error instanceof InvalidDpopProofError ||
       error instanceof UseDpopNonceError;
     const scope = error instanceof InsufficientScopeError ? error.requiredScopes.join(' ') : scopeParam;
-    const errorParams = { error: error?.error, error_description: error?.description };
+    const stepUp = error instanceof InsufficientUserAuthenticationError ? error : undefined;
+    const errorParams = {
+      error: error?.error,
+      error_description: error?.description,
+      // RFC 9470 §3: what the next login must satisfy.
+      acr_values: stepUp?.acrValues?.join(' '),
+      max_age: stepUp?.maxAge === undefined ? undefined : String(stepUp.maxAge),
+    };
     const challenges: string[] = [];
     if (!dpop.required) {
       challenges.push(
@@ -293,8 +379,35 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
       }
     }
 
+    // The body is read once, when a rule needs to know what is called, and handed on parsed.
+    let read: Promise<{ text: string; parsed: unknown } | undefined> | undefined;
+    const body = () => {
+      read ??= readBody(request).then((text) => {
+        if (text === undefined) return undefined;
+        try {
+          return { text, parsed: JSON.parse(text) as unknown };
+        } catch {
+          return { text, parsed: undefined }; // the SDK answers the parse error
+        }
+      });
+      return read;
+    };
+    const tooLarge = () =>
+      new OAuthProtocolError('invalid_request', `the request body exceeds ${MAX_BODY_BYTES} bytes`, {
+        status: 413,
+      }).toResponse();
+
     const authorization = request.headers.get('authorization');
-    if (!authorization) return challenge();
+    if (!authorization) {
+      if (!anonymousAllowed) return challenge();
+      if (request.method !== 'POST') return callMcp(request, {}); // session streams and ends (GET, DELETE)
+      const read = await body();
+      if (!read) return tooLarge();
+      const messages = read.parsed === undefined ? [] : messagesOf(read.parsed);
+      if (messages.length === 0 || !messages.every(isPublic)) return challenge();
+      const response = await callMcp(new Request(request, { body: read.text }), { parsedBody: read.parsed });
+      return filterToolLists(response, toolListIds(read.parsed), visibleTo(undefined));
+    }
     const match = AUTHORIZATION.exec(authorization);
     if (!match) return challenge(new InvalidTokenError('the Authorization header is not a Bearer or DPoP token'));
     const scheme = match[1]!.toLowerCase() as 'bearer' | 'dpop';
@@ -343,29 +456,33 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
     let needed = requiredScopes;
     let parsedBody: unknown;
     let forward = request;
-    if (toolScopes.size && request.method === 'POST') {
-      // Read the body once, to find the tools called, and hand it on parsed so the SDK does not parse it again.
-      const text = await readBody(request);
-      if (text === undefined) {
-        return new OAuthProtocolError('invalid_request', `the request body exceeds ${MAX_BODY_BYTES} bytes`, {
-          status: 413,
-        }).toResponse();
-      }
-      try {
-        parsedBody = JSON.parse(text);
-      } catch {
-        parsedBody = undefined; // the SDK answers the parse error
-      }
-      forward = new Request(request, { body: text });
-      const perTool = calledTools(parsedBody).flatMap((tool) => toolScopes.get(tool) ?? []);
-      if (perTool.length) needed = [...new Set([...requiredScopes, ...perTool])];
+    let called: string[] = [];
+    if ((toolScopes.size || toolAuthentication.size || anonymousAllowed) && request.method === 'POST') {
+      const read = await body();
+      if (!read) return tooLarge();
+      parsedBody = read.parsed;
+      forward = new Request(request, { body: read.text });
+      called = calledTools(parsedBody);
+      const messages = parsedBody === undefined ? [] : messagesOf(parsedBody);
+      // Public calls need no scope, whoever makes them.
+      if (anonymousAllowed && messages.length > 0 && messages.every(isPublic)) needed = [];
+      const perTool = called.flatMap((tool) => toolScopes.get(tool) ?? []);
+      if (perTool.length) needed = [...new Set([...needed, ...perTool])];
     }
     if (needed.length && missingScopes(authInfo.scopes, needed, hierarchy).length) {
       return challenge(new InsufficientScopeError(needed), scheme);
     }
+    for (const tool of called) {
+      const requirement = toolAuthentication.get(tool);
+      const shortfall = requirement && checkUserAuthentication(authInfo, requirement);
+      if (shortfall) return challenge(shortfall, scheme);
+    }
     const init: McpHandlerOptions = { authInfo: { ...authInfo, resourceMetadataUrl } };
     if (parsedBody !== undefined) init.parsedBody = parsedBody;
-    const response = await callMcp(forward, init);
+    let response = await callMcp(forward, init);
+    if (anonymousAllowed && parsedBody !== undefined) {
+      response = await filterToolLists(response, toolListIds(parsedBody), visibleTo(authInfo));
+    }
     const nonce = scheme === 'dpop' ? dpop.nonce() : undefined;
     if (!nonce) return response;
     // A fresh nonce on every DPoP answer (RFC 9449 §8.2), so clients rarely meet use_dpop_nonce.

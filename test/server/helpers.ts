@@ -5,7 +5,12 @@ import { z } from 'zod';
 
 /** An MCP server whose tools report what they saw of the caller. */
 export function whoamiMcp(register?: (server: McpServer) => void): McpHttpHandler {
-  return createMcpHandler(() => {
+  return createMcpHandler(() => whoamiServer(register));
+}
+
+/** The server of {@link whoamiMcp}, for wiring it to a transport of one's own. */
+export function whoamiServer(register?: (server: McpServer) => void): McpServer {
+  {
     const server = new McpServer({ name: 'test-server', version: '1.0.0' });
     const whoami = async (ctx: {
       http?: {
@@ -37,7 +42,7 @@ export function whoamiMcp(register?: (server: McpServer) => void): McpHttpHandle
     );
     register?.(server);
     return server;
-  });
+  }
 }
 
 /** A raw JSON-RPC POST, as a client would send it. */

@@ -82,6 +82,8 @@ describe('MCP client → Gatehouse → GitHub (GitHub-shaped double): login, del
     const [user] = await stack.setup.identity.accounts.list();
     const tokens = await oauth.tokens();
     expect(decodeJwt(tokens!.access_token).sub).toBe(user!.subject);
+    // How the user signed in (RFC 9470 acr): through the upstream named github.
+    expect(decodeJwt(tokens!.access_token)['acr']).toBe('urn:gatehouse:acr:upstream:github');
     const upstreamToken = (await stack.setup.identity.getUpstreamAccessToken(user!.subject, 'github')).access_token;
     expect(gh.liveAccessTokens()).toContain(upstreamToken);
     const clientSide = JSON.stringify(tokens) + JSON.stringify(await oauth.clientInformation());
