@@ -22,6 +22,7 @@ import {
   withDpopFromProvider,
 } from '@modelcontextprotocol/client';
 import { protectedResourceMetadataUrls } from '../oauth/discovery.js';
+import { GatehouseError } from '../oauth/errors.js';
 import {
   canonicalServer,
   isAccessTokenExpired,
@@ -35,6 +36,7 @@ import type { StoreInput } from '../storage/types.js';
 import { assertOpenableUrl, openBrowser as defaultOpenBrowser } from './browser.js';
 import { type CallbackServer, startCallbackServer } from './callback-server.js';
 import { withCredentialLock } from './credential-lock.js';
+import { explainLoginFailure } from './doctor.js';
 import {
   AuthenticationError,
   AuthorizationDeniedError,
@@ -229,6 +231,31 @@ function readPastedRedirect(input: NodeJS.ReadableStream, timeoutMs: number): Pr
   });
 }
 
+/** `: invalid_token (the description)` from an OAuth error body, or the start of any other body. */
+function oauthErrorText(body: string): string {
+  try {
+    const { error, error_description } = JSON.parse(body) as { error?: unknown; error_description?: unknown };
+    if (typeof error === 'string')
+      return `: ${error}${typeof error_description === 'string' ? ` (${error_description})` : ''}`;
+  } catch {
+    // not JSON
+  }
+  const text = body.replace(/\s+/g, ' ').trim().slice(0, 120);
+  return text ? `: ${text}` : '';
+}
+
+/**
+ * Whether a failed login may be explained by the server's discovery (see explainLoginFailure): what the flow
+ * itself cannot name — a refused registration, a metadata or target error, a reply that is not what OAuth expects.
+ * A user's refusal, a timeout, a wrong password, an unreachable host are their own cause.
+ */
+function worthDiagnosing(error: unknown): boolean {
+  if (error instanceof AuthorizationDeniedError) return error.error !== 'access_denied';
+  if (error instanceof RegistrationError || error instanceof DiscoveryError) return true;
+  if (error instanceof GatehouseError) return false;
+  return true;
+}
+
 /** Turns the SDK's errors into our typed ones, each saying what to do. */
 function translate(error: unknown): unknown {
   if (error instanceof AuthenticationError) return error;
@@ -238,10 +265,13 @@ function translate(error: unknown): unknown {
     return new IssuerMismatchError(error.recordedIssuer, error.currentIssuer);
   }
   if (error instanceof RegistrationRejectedError) {
-    return new RegistrationError(`The authorization server refused the client registration (HTTP ${error.status})`, {
-      hint: 'Pre-register a client and pass clientId (and clientSecret), or check the registration policy.',
-      cause: error,
-    });
+    return new RegistrationError(
+      `The authorization server refused the dynamic client registration (HTTP ${error.status}${oauthErrorText(error.body)})`,
+      {
+        hint: 'Use a client registered by its operator: pass clientId (and clientSecret; gatehouse: --client-id or --client-info), or ask the operator to allow dynamic registration.',
+        cause: error,
+      },
+    );
   }
   if (error instanceof OAuthError) return error;
   const message = error instanceof Error ? error.message : String(error);
@@ -715,7 +745,11 @@ export class OAuth implements OAuthClientProvider {
       });
       if (result !== 'AUTHORIZED') await this.finishAuthorization(options);
     } catch (error) {
-      throw translate(error);
+      const typed = translate(error);
+      // The flow failed where it cannot tell why (e.g. no metadata: the SDK falls back to guessed endpoints, which
+      // refuse the registration): what a diagnosis of the server finds is the real cause.
+      if (!worthDiagnosing(typed)) throw typed;
+      throw (await explainLoginFailure(given.serverUrl, { fetch: this.options.fetch, cause: error })) ?? typed;
     } finally {
       this.inFlow = false;
       const server = this.server;
