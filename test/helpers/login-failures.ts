@@ -78,7 +78,7 @@ export async function startLoginFailures(): Promise<LoginFailures> {
     webPage: `${page.url}/`,
     jsonApi: `${api.url}/api/v1/items`,
     refused,
-    unresolvable: 'http://mcp.gatehouse-test.invalid/mcp',
+    unresolvable: 'https://mcp.gatehouse-test.invalid/mcp',
     close: async () => {
       await Promise.all([
         healthy.close(),
@@ -158,7 +158,7 @@ export const CAUSES: Cause[] = [
     url: (s) => s.unresolvable,
     code: 'ERR_DNS',
     message: () => /The host name mcp\.gatehouse-test\.invalid does not resolve \(DNS E[A-Z_]+\)/,
-    hint: /Check the host name in http:\/\/mcp\.gatehouse-test\.invalid for a typo/,
+    hint: /Check the host name in https:\/\/mcp\.gatehouse-test\.invalid for a typo/,
     doctor: false,
   },
   {
