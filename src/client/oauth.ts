@@ -23,6 +23,8 @@ import {
 } from '@modelcontextprotocol/client';
 import { protectedResourceMetadataUrls } from '../oauth/discovery.js';
 import { GatehouseError } from '../oauth/errors.js';
+import { defaultTokenStore } from '../storage/default.js';
+import { memoryStore } from '../storage/memory.js';
 import {
   canonicalServer,
   isAccessTokenExpired,
@@ -70,9 +72,11 @@ export interface OAuthOptions {
   callbackPort?: number;
   /**
    * Where tokens and registrations live: any Keyv instance, Keyv store adapter, `Map`, Gatehouse store (e.g.
-   * `fileStore()` from `gatehouse/storage`) or a `TokenStorage`. Default: in memory.
+   * `fileStore()` from `gatehouse/storage`) or a `TokenStorage`; `'memory'` keeps them in this process only.
+   * Default: the store the `gatehouse` CLI uses (`defaultTokenStore()`: encrypted files, the key in the OS keychain
+   * or a 0600 key file), so a `gatehouse login` is reused here and the other way round.
    */
-  tokenStorage?: StoreInput | TokenStorage;
+  tokenStorage?: StoreInput | TokenStorage | 'memory';
   /** A pre-registered client ID: skips registration. */
   clientId?: string;
   /** The pre-registered client's secret, for confidential clients. */
@@ -347,8 +351,11 @@ export class OAuth implements OAuthClientProvider {
   constructor(options: OAuthOptions = {}) {
     this.options = options;
     if (options.clientMetadataUrl !== undefined) this.clientMetadataUrl = options.clientMetadataUrl;
+    const given = options.tokenStorage;
     this.storage =
-      options.tokenStorage instanceof TokenStorage ? options.tokenStorage : new TokenStorage(options.tokenStorage);
+      given instanceof TokenStorage
+        ? given
+        : new TokenStorage(given === 'memory' ? memoryStore() : (given ?? defaultTokenStore()));
     const base = retryingFetch(options.fetch ?? clientFetch);
     this.fetchFn = async (input, init) => {
       const method = (init?.method ?? 'GET').toUpperCase();
