@@ -190,9 +190,17 @@ export type LoginPolicy = 'always' | 'interactive' | 'never';
 export async function makeOAuth(
   mcpUrl: string,
   flags: AuthFlags,
-  context: { out: Output; store: CliStore; policy: LoginPolicy; clientName?: string },
+  context: {
+    out: Output;
+    store: CliStore;
+    policy: LoginPolicy;
+    clientName?: string;
+    /** `--header` values: sent with the flow's requests to the MCP server's origin (metadata), never to the AS. */
+    headers?: Record<string, string>;
+  },
 ): Promise<OAuth> {
   const { OAuth } = await import('../client/oauth.js');
+  const { clientFetch } = await import('../client/network.js');
   const { out, policy } = context;
   const login = parseLogin(flags.login ?? process.env[LOGIN_ENV]);
   let callbackPort: number | undefined;
@@ -251,6 +259,7 @@ export async function makeOAuth(
       );
       out.spinner.start(`Waiting for the approval… ${out.paintErr('dim', '(Ctrl-C to cancel)')}`);
     },
+    ...(context.headers ? { fetch: withHeadersFor(mcpUrl, context.headers, clientFetch) } : {}),
     onEvent: (event) => {
       if (event.type === 'http') out.debug(`  ${event.method} ${event.url} → ${event.status}`);
       else if (event.type === 'refreshed') out.debug('  refreshed the access token');
@@ -280,6 +289,18 @@ export async function makeOAuth(
   }
   pendingLogins.push({ store: context.store, server: mcpUrl });
   return new OAuth(options);
+}
+
+/** A `fetch` adding `headers` to requests for `serverUrl`'s origin only: the authorization server never sees them. */
+function withHeadersFor(serverUrl: string, headers: Record<string, string>, base: typeof fetch): typeof fetch {
+  const origin = new URL(serverUrl).origin;
+  return (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    if (url.origin !== origin) return base(input, init);
+    const merged = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
+    for (const [name, value] of Object.entries(headers)) if (!merged.has(name)) merged.set(name, value);
+    return base(input, { ...init, headers: merged });
+  };
 }
 
 /** Servers a command may have started a login to: on failure, what that login left half-done is removed. */

@@ -121,7 +121,7 @@ export async function openClient(
   const headers = parseHeaders(flags.header);
   const authFor = async (url: string, entryHeaders?: Record<string, string>): Promise<ClientAuth | undefined> => {
     if (flags['no-auth'] || hasAuthorization(entryHeaders)) return undefined;
-    return makeOAuth(url, flags, context);
+    return makeOAuth(url, flags, { ...context, headers: entryHeaders });
   };
   const options = {
     timeout,

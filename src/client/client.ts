@@ -10,7 +10,8 @@ import {
   Client as SdkClient,
   type Tool,
 } from '@modelcontextprotocol/client';
-import { ConnectionError, McpError, TimeoutError } from './errors.js';
+import { explainLoginFailure } from './doctor.js';
+import { AuthenticationError, ConnectionError, McpError, TimeoutError } from './errors.js';
 import {
   capabilitiesFor,
   type ElicitationHandler,
@@ -110,6 +111,10 @@ export interface ServerFailure {
 export type CompletionRef = { type: 'ref/prompt'; name: string } | { type: 'ref/resource'; uri: string };
 
 const DEFAULT_CONNECT_TIMEOUT = 60_000;
+/** The codes of the network failures `describeNetworkFailure` names. */
+const NETWORK_CODES = new Set(['ERR_CONNECTION_REFUSED', 'ERR_DNS', 'ERR_TLS', 'ERR_CONNECTION_TIMEOUT']);
+/** What a failed connect is explained by: the URL is not an MCP server's (see `explainLoginFailure`). */
+const NOT_MCP_CODES = new Set(['ERR_NOT_MCP_SERVER', 'ERR_AUTHORIZATION_SERVER_URL']);
 const DEFAULT_CLIENT_INFO: Implementation = { name: 'gatehouse', version: '0.1.0' };
 const URI_WITH_AUTHORITY = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/(.*)$/s;
 
@@ -250,17 +255,23 @@ export class Client implements AsyncDisposable {
       try {
         this.#sessions.set('', await this.#open(source, undefined, timeout));
       } catch (error) {
-        throw this.#connectError(error, source, undefined, timeout);
+        throw await this.#connectError(error, source, undefined, timeout);
       }
     } else {
       // Connected servers stay as they are: connecting again retries only the missing ones.
       const entries = [...this.#sources.servers].filter(([name]) => !this.#sessions.has(name));
-      const settled = await Promise.allSettled(entries.map(([name, source]) => this.#open(source, name, timeout)));
+      const settled = await Promise.allSettled(
+        entries.map(([name, source]) =>
+          this.#open(source, name, timeout).catch(async (error: unknown) => {
+            throw await this.#connectError(error, source, name, timeout);
+          }),
+        ),
+      );
       const failures: ServerFailure[] = [];
       settled.forEach((outcome, i) => {
-        const [name, source] = entries[i]!;
+        const [name] = entries[i]!;
         if (outcome.status === 'fulfilled') this.#sessions.set(name, outcome.value);
-        else failures.push({ server: name, error: asError(this.#connectError(outcome.reason, source, name, timeout)) });
+        else failures.push({ server: name, error: asError(outcome.reason) });
       });
       this.#failures = failures;
       if (this.#sessions.size === 0) {
@@ -286,8 +297,34 @@ export class Client implements AsyncDisposable {
       .catch(() => {});
   }
 
-  #connectError(error: unknown, source: ResolvedSource, server: string | undefined, timeout?: number): unknown {
+  async #connectError(
+    error: unknown,
+    source: ResolvedSource,
+    server: string | undefined,
+    timeout?: number,
+  ): Promise<unknown> {
     const typed = toClientError(error, { method: 'connect', timeout: timeout ?? DEFAULT_CONNECT_TIMEOUT, server });
+    if (typed instanceof ConnectionError && NETWORK_CODES.has(typed.code)) {
+      // Refused, unknown host, untrusted certificate: the cause and its fix are known already.
+      return new ConnectionError(`Could not connect to ${describeSource(source)}: ${typed.message}`, {
+        code: typed.code,
+        hint: typed.hint,
+        cause: error,
+      });
+    }
+    if (source.kind === 'http' && !(typed instanceof TimeoutError) && !(typed instanceof AuthenticationError)) {
+      // The URL answered, but not as an MCP server: a diagnosis says what it is (a web page, the authorization
+      // server, …) and what to pass instead.
+      const problem = await explainLoginFailure(source.url.href);
+      if (problem && NOT_MCP_CODES.has(problem.code)) {
+        const where = server ? `${server}: ` : '';
+        return new ConnectionError(`${where}${problem.message}`, {
+          code: problem.code,
+          hint: problem.hint,
+          cause: error,
+        });
+      }
+    }
     if (typed instanceof ConnectionError) {
       const tsx = source.kind === 'stdio' && source.args.includes('tsx');
       const reason =

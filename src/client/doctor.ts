@@ -7,7 +7,8 @@ import {
 } from '../oauth/metadata.js';
 import { canonicalResourceUri, isLoopbackUrl } from '../oauth/resource-uri.js';
 import { findBearerChallenge } from '../oauth/www-authenticate.js';
-import { clientFetch } from './network.js';
+import { DiscoveryError } from './errors.js';
+import { clientFetch, describeNetworkFailure } from './network.js';
 
 /** The outcome of one diagnostic check. */
 export interface DoctorCheck {
@@ -34,6 +35,20 @@ interface Fetched {
   headers: Headers;
   body: unknown;
   error?: string;
+  /** Why no answer came, with its fix (a refused connection, an unknown host, an untrusted certificate). */
+  failure?: { message: string; hint?: string };
+}
+
+/** Whether a response is what an MCP endpoint sends back to a JSON-RPC POST: JSON-RPC, or an SSE stream of it. */
+function looksLikeMcp(response: Fetched): boolean {
+  if ((response.headers.get('content-type') ?? '').startsWith('text/event-stream')) return true;
+  return (response.body as { jsonrpc?: unknown } | undefined)?.jsonrpc === '2.0';
+}
+
+function describeAnswer(response: Fetched): string {
+  const type = (response.headers.get('content-type') ?? '').split(';')[0]!.trim();
+  const kind = type === 'text/html' ? ' (a web page)' : type === 'application/json' ? ' (JSON, but not JSON-RPC)' : '';
+  return `HTTP ${response.status}${type ? ` ${type}` : ''}${kind}`;
 }
 
 /**
@@ -79,8 +94,31 @@ export async function diagnose(
       return { status: response.status, headers: response.headers, body };
     } catch (error) {
       probes.push({ url: target, status: 0 });
-      return { status: 0, headers: new Headers(), body: undefined, error: (error as Error).message };
+      const failure = describeNetworkFailure(error, target);
+      return {
+        status: 0,
+        headers: new Headers(),
+        body: undefined,
+        error: (error as Error).message,
+        failure: failure && { message: failure.message, hint: failure.hint },
+      };
     }
+  }
+
+  /** The issuer, when `target` is an authorization server's issuer URL (its own metadata says so). */
+  async function authorizationServerAt(target: URL): Promise<string | undefined> {
+    const candidates = new Set([
+      ...authorizationServerMetadataUrls(target.href),
+      ...authorizationServerMetadataUrls(target.origin),
+    ]);
+    for (const candidate of candidates) {
+      const response = await get(candidate);
+      const issuer = (response.body as { issuer?: unknown } | undefined)?.issuer;
+      if (response.status === 200 && typeof issuer === 'string' && URL.parse(issuer)?.origin === target.origin) {
+        return issuer;
+      }
+    }
+    return undefined;
   }
 
   let serverUrl: URL;
@@ -119,8 +157,8 @@ export async function diagnose(
       id: 'server-reachable',
       status: 'fail',
       title: 'Server answers',
-      detail: `no answer from ${serverUrl.href}: ${probe.error}`,
-      fix: 'Check the URL, that the server runs, and the network path to it.',
+      detail: `no answer from ${serverUrl.href}: ${probe.failure?.message ?? probe.error}`,
+      fix: probe.failure?.hint ?? 'Check the URL, that the server runs, and the network path to it.',
     });
     return { url, ok: false, checks, probes };
   }
@@ -146,13 +184,35 @@ export async function diagnose(
             fix: 'Answer 401 with WWW-Authenticate: Bearer resource_metadata="…" (RFC 9728 §5.1).',
           },
     );
-  } else {
+  } else if (looksLikeMcp(probe) || probe.status === 405) {
+    // 405: a POST to an SSE-only (2024-11-05) endpoint.
     add({
       id: 'challenge',
       status: 'warn',
       title: '401 challenge',
       detail: `an unauthenticated request got HTTP ${probe.status}, not 401: the server may not require OAuth`,
     });
+  } else {
+    // Not MCP at all: the URL of the authorization server, a web page, some other API.
+    const issuer = await authorizationServerAt(serverUrl);
+    add(
+      issuer
+        ? {
+            id: 'authorization-server-url',
+            status: 'fail',
+            title: 'The URL is an MCP server',
+            detail: `${serverUrl.href} is an authorization server (issuer ${issuer}), not an MCP server`,
+            fix: "Pass the MCP server's URL (the protected resource, e.g. https://mcp.example.com/mcp), not its authorization server's.",
+          }
+        : {
+            id: 'mcp-endpoint',
+            status: 'fail',
+            title: 'The URL is an MCP server',
+            detail: `${serverUrl.href} does not speak MCP: a JSON-RPC POST got ${describeAnswer(probe)}`,
+            fix: "Check the URL: it must be the server's MCP endpoint (often ending in /mcp), as its documentation gives it.",
+          },
+    );
+    return { url, ok: false, checks, probes };
   }
 
   // 2. Protected-resource metadata, in the order a client tries it.
@@ -185,8 +245,8 @@ export async function diagnose(
       id: 'resource-metadata',
       status: 'fail',
       title: 'Protected-resource metadata (RFC 9728)',
-      detail: `not found: ${prmTried.join('; ')}`,
-      fix: `Serve it at ${protectedResourceMetadataUrls(serverUrl)[0]} (and the root form for older clients).`,
+      detail: `The server publishes no protected-resource metadata (RFC 9728), so clients cannot find its authorization server (tried ${prmTried.join('; ')})`,
+      fix: `The server must serve it at ${protectedResourceMetadataUrls(serverUrl)[0]} (and the root form for older clients); check that the URL is the MCP endpoint.`,
     });
     return { url, ok: false, checks, probes };
   }
@@ -365,6 +425,46 @@ export async function diagnose(
   );
 
   return { url, ok: !checks.some((c) => c.status === 'fail'), checks, probes };
+}
+
+/** The error codes of the problems a failed login or connect is explained by; other failed checks: `ERR_DISCOVERY`. */
+const PROBLEM_CODES: Record<string, string> = {
+  'mcp-endpoint': 'ERR_NOT_MCP_SERVER',
+  'authorization-server-url': 'ERR_AUTHORIZATION_SERVER_URL',
+  'resource-metadata': 'ERR_NO_RESOURCE_METADATA',
+};
+
+/**
+ * Why logging in to (or connecting to) `url` cannot work, as the error to throw: the first check of
+ * {@link diagnose} that fails, its fix, and `gatehouse doctor <url>` for the whole report. `undefined` when every
+ * check passes (the failure lies elsewhere) or the server does not answer (the request's own error says why).
+ *
+ * @example
+ * ```ts
+ * import { explainLoginFailure } from 'gatehouse/client';
+ *
+ * const problem = await explainLoginFailure('https://example.com/');
+ * if (problem) console.error(`${problem.message}\n${problem.hint}`); // "… does not speak MCP …"
+ * ```
+ */
+export async function explainLoginFailure(
+  url: string,
+  options: { fetch?: typeof fetch; timeoutMs?: number; cause?: unknown } = {},
+): Promise<DiscoveryError | undefined> {
+  const report = await diagnose(url, options).catch(() => undefined);
+  const failed = report?.checks.find((check) => check.status === 'fail');
+  if (!failed || failed.id === 'server-reachable') return undefined;
+  let shown = url;
+  try {
+    shown = canonicalResourceUri(url); // as the user wrote it: no trailing slash on a bare origin
+  } catch {
+    // diagnose() reported it; keep it as given
+  }
+  return new DiscoveryError(failed.detail, {
+    code: PROBLEM_CODES[failed.id] ?? 'ERR_DISCOVERY',
+    hint: `${failed.fix ?? 'Fix what the report shows.'} \`gatehouse doctor ${shown}\` checks every step of the discovery.`,
+    cause: options.cause,
+  });
 }
 
 const SYMBOL: Record<DoctorCheck['status'], string> = { pass: '✓', warn: '!', fail: '✗', skip: '-' };

@@ -22,8 +22,12 @@ export class AuthenticationError extends GatehouseError {
 
 /** The server's or the authorization server's metadata could not be discovered or is unusable. */
 export class DiscoveryError extends AuthenticationError {
-  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
-    super(message, { code: 'ERR_DISCOVERY', ...options });
+  /**
+   * `code`: `ERR_DISCOVERY`, or what {@link explainLoginFailure} found: `ERR_NOT_MCP_SERVER` (the URL does not
+   * speak MCP), `ERR_AUTHORIZATION_SERVER_URL` (it is the authorization server's), `ERR_NO_RESOURCE_METADATA`.
+   */
+  constructor(message: string, options: { code?: string; hint?: string; cause?: unknown } = {}) {
+    super(message, { ...options, code: options.code ?? 'ERR_DISCOVERY' });
   }
 }
 
@@ -42,7 +46,10 @@ export class AuthorizationDeniedError extends AuthenticationError {
   ) {
     super(`Authorization was refused: ${error}${description ? ` (${description})` : ''}`, {
       code: 'ERR_AUTHORIZATION_DENIED',
-      hint: 'Log in again and approve the request, or ask the server operator for access.',
+      hint:
+        error === 'access_denied'
+          ? 'The access was denied at the consent page (or by policy): log in again and choose Approve, or ask the server operator for access.'
+          : 'Log in again and approve the request, or ask the server operator for access.',
     });
   }
 }
@@ -72,7 +79,7 @@ export class CallbackTimeoutError extends AuthenticationError {
   constructor(timeoutMs: number) {
     super(`No authorization callback arrived within ${Math.round(timeoutMs / 1000)} s`, {
       code: 'ERR_CALLBACK_TIMEOUT',
-      hint: 'Finish the login in the browser sooner, or raise timeoutMs.',
+      hint: 'Finish the login in the browser sooner, or raise timeoutMs. If the browser showed an error (such as a redirect_uri mismatch), fix that first.',
     });
   }
 }

@@ -173,11 +173,23 @@ export async function headlessAuthorize(
     }
     const form = parseForms(html).find((f) => f.method === 'post');
     if (!form) {
-      const text = html
-        .replace(/<(style|script)\b[\s\S]*?<\/\1>/gi, ' ')
-        .replace(/<[^>]+>/g, ' ')
-        .replace(/\s+/g, ' ')
-        .trim();
+      const text = decodeEntities(
+        html
+          .replace(/<(style|script)\b[\s\S]*?<\/\1>/gi, ' ')
+          .replace(/<[^>]+>/g, ' ')
+          .replace(/\s+/g, ' ')
+          .trim(),
+      );
+      if (response.status === 400 && /redirect_uri|redirect uri/i.test(text)) {
+        // The authorization endpoint shows this page instead of redirecting: the redirect URI is not registered.
+        throw new AuthenticationError(
+          `The authorization server refused the redirect URI ${redirectUri} (HTTP 400): ${text.slice(0, 200)}`,
+          {
+            code: 'ERR_REDIRECT_URI_MISMATCH',
+            hint: `Register ${redirectUri} for this client at the authorization server (it must match exactly), or log in on the port it has registered: pass callbackPort (gatehouse: --callback-port).`,
+          },
+        );
+      }
       throw new AuthenticationError(
         `Automatic login stopped at ${request.url.origin}${request.url.pathname} (HTTP ${response.status}): ${text.slice(0, 200)}`,
         { code: 'ERR_LOGIN_FAILED', hint: 'Log in with a browser instead, or check the authorization server.' },

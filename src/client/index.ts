@@ -21,7 +21,7 @@ export {
   type ServerFailure,
 } from './client.js';
 export { type DeviceCodeHandler, type DeviceCodePrompt, printDeviceCode } from './device-login.js';
-export { type DoctorCheck, type DoctorReport, diagnose, formatDoctorReport } from './doctor.js';
+export { type DoctorCheck, type DoctorReport, diagnose, explainLoginFailure, formatDoctorReport } from './doctor.js';
 export {
   AuthenticationError,
   AuthorizationDeniedError,
@@ -48,7 +48,7 @@ export type {
 } from './handlers.js';
 export { headlessAuthorize, type LoginCredentials } from './headless-login.js';
 export { type AssertionContext, type IdJagOptions, MachineAuth, type MachineAuthOptions } from './machine.js';
-export { clientFetch } from './network.js';
+export { clientFetch, describeNetworkFailure } from './network.js';
 export { type AuthorizeOptions, OAuth, type OAuthEvent, type OAuthOptions, type WrapFetchHooks } from './oauth.js';
 export type { ToolResult } from './results.js';
 export {

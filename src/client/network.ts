@@ -1,4 +1,5 @@
 import type { Dispatcher } from 'undici';
+import { ConnectionError } from './errors.js';
 
 type Undici = typeof import('undici');
 
@@ -42,6 +43,8 @@ function unpack(input: RequestInfo | URL, init: RequestInit | undefined): [strin
  * token and refresh requests, the headless login, `diagnose()` — goes through it unless you pass your own.
  * It honours `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` (lower-case forms too) and `NODE_EXTRA_CA_CERTS`, using the
  * undici package's `fetch` with its `EnvHttpProxyAgent` (Node's built-in `fetch` ignores proxy variables).
+ * A request that gets no answer rejects with a {@link ConnectionError} naming the cause (see
+ * {@link describeNetworkFailure}); an aborted request rejects with the abort reason, as `fetch` does.
  *
  * @example Use it for your own requests so they take the same route as the client's
  * ```ts
@@ -56,10 +59,16 @@ export const clientFetch: typeof fetch = async (input, init) => {
   const { undici, dispatcher } = await loadNetwork();
   const [url, options] = unpack(input, init);
   // The package's types differ from the DOM's in detail (its own Headers, BodyInit); the shapes match at run time.
-  const response = await undici.fetch(url as Parameters<Undici['fetch']>[0], {
-    ...(options as Parameters<Undici['fetch']>[1]),
-    dispatcher,
-  });
+  let response: Awaited<ReturnType<Undici['fetch']>>;
+  try {
+    response = await undici.fetch(url as Parameters<Undici['fetch']>[0], {
+      ...(options as Parameters<Undici['fetch']>[1]),
+      dispatcher,
+    });
+  } catch (error) {
+    // A refused connection, an unknown host, an untrusted certificate: say which, and for which host.
+    throw describeNetworkFailure(error, url) ?? error;
+  }
   return asGlobalResponse(response);
 };
 
@@ -81,4 +90,66 @@ function asGlobalResponse(response: Awaited<ReturnType<Undici['fetch']>>): Respo
   Object.defineProperty(global, 'url', { value: response.url });
   Object.defineProperty(global, 'redirected', { value: response.redirected });
   return global;
+}
+
+/** Certificate errors of Node's TLS layer: the server's certificate is not one this process trusts. */
+const UNTRUSTED_CERTIFICATE =
+  /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_UNTRUSTED)$/;
+
+function networkCode(error: unknown): { code: string; message: string } | undefined {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && !code.startsWith('ERR_')) return { code, message: e.message };
+    if (typeof code === 'string' && /^ERR_(TLS|SSL)_/.test(code)) return { code, message: e.message };
+  }
+  return undefined;
+}
+
+/**
+ * What a failed request tells a person: the connection was refused, the host name does not resolve, the TLS
+ * certificate is not trusted, … — as a {@link ConnectionError} naming the host and the fix; `undefined` when
+ * `error` is not a network failure. `clientFetch` throws these, so every part of the client reports them alike.
+ */
+export function describeNetworkFailure(error: unknown, url: string | URL): ConnectionError | undefined {
+  if (error instanceof ConnectionError) return error;
+  const found = networkCode(error);
+  if (!found) return undefined;
+  const target = new URL(url);
+  const host = target.host;
+  const { code, message } = found;
+  if (code === 'ECONNREFUSED') {
+    return new ConnectionError(`Connection refused by ${host}: nothing listens there (${code})`, {
+      code: 'ERR_CONNECTION_REFUSED',
+      hint: `Start the server, or correct the host and port in the URL: nothing accepts connections on ${host}.`,
+      cause: error,
+    });
+  }
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_FAIL' || code === 'EAI_NONAME') {
+    return new ConnectionError(`The host name ${target.hostname} does not resolve (DNS ${code})`, {
+      code: 'ERR_DNS',
+      hint: `Check the host name in ${target.origin} for a typo, and your network, VPN or DNS settings.`,
+      cause: error,
+    });
+  }
+  if (UNTRUSTED_CERTIFICATE.test(code) || /^(ERR_TLS_|ERR_SSL_|CERT_)/.test(code)) {
+    return new ConnectionError(`The TLS certificate of ${host} is not trusted: ${message} (${code})`, {
+      code: 'ERR_TLS',
+      hint:
+        code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+          ? `The certificate is for another host name: use the name it was issued for, or fix the certificate of ${host}.`
+          : `If ${host} is yours, make Node trust its CA: NODE_EXTRA_CA_CERTS=/path/to/ca.pem (never turn verification off).`,
+      cause: error,
+    });
+  }
+  if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new ConnectionError(`Connecting to ${host} timed out (${code})`, {
+      code: 'ERR_CONNECTION_TIMEOUT',
+      hint: `Check that ${host} is reachable from here (firewall, proxy: HTTPS_PROXY / NO_PROXY).`,
+      cause: error,
+    });
+  }
+  return new ConnectionError(`The request to ${host} failed: ${message} (${code})`, {
+    hint: `Check that the server runs at ${target.origin} and the network path to it.`,
+    cause: error,
+  });
 }

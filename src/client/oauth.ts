@@ -25,6 +25,9 @@ import {
 import { DEVICE_CODE_GRANT_TYPE } from '../oauth/device.js';
 import { protectedResourceMetadataUrls } from '../oauth/discovery.js';
 import { parseWwwAuthenticate } from '../oauth/www-authenticate.js';
+import { GatehouseError } from '../oauth/errors.js';
+import { defaultTokenStore } from '../storage/default.js';
+import { memoryStore } from '../storage/memory.js';
 import {
   canonicalServer,
   isAccessTokenExpired,
@@ -39,6 +42,7 @@ import { assertOpenableUrl, canOpenBrowser, openBrowser as defaultOpenBrowser } 
 import { type CallbackServer, startCallbackServer } from './callback-server.js';
 import { withCredentialLock } from './credential-lock.js';
 import { type DeviceCodeHandler, deviceLogin, printDeviceCode } from './device-login.js';
+import { explainLoginFailure } from './doctor.js';
 import {
   AuthenticationError,
   AuthorizationDeniedError,
@@ -73,9 +77,11 @@ export interface OAuthOptions {
   callbackPort?: number;
   /**
    * Where tokens and registrations live: any Keyv instance, Keyv store adapter, `Map`, Gatehouse store (e.g.
-   * `fileStore()` from `gatehouse/storage`) or a `TokenStorage`. Default: in memory.
+   * `fileStore()` from `gatehouse/storage`) or a `TokenStorage`; `'memory'` keeps them in this process only.
+   * Default: the store the `gatehouse` CLI uses (`defaultTokenStore()`: encrypted files, the key in the OS keychain
+   * or a 0600 key file), so a `gatehouse login` is reused here and the other way round.
    */
-  tokenStorage?: StoreInput | TokenStorage;
+  tokenStorage?: StoreInput | TokenStorage | 'memory';
   /** A pre-registered client ID: skips registration. */
   clientId?: string;
   /** The pre-registered client's secret, for confidential clients. */
@@ -277,6 +283,31 @@ function userAuthenticationChallenge(response: Response): { maxAge?: number; acr
   };
 }
 
+/** `: invalid_token (the description)` from an OAuth error body, or the start of any other body. */
+function oauthErrorText(body: string): string {
+  try {
+    const { error, error_description } = JSON.parse(body) as { error?: unknown; error_description?: unknown };
+    if (typeof error === 'string')
+      return `: ${error}${typeof error_description === 'string' ? ` (${error_description})` : ''}`;
+  } catch {
+    // not JSON
+  }
+  const text = body.replace(/\s+/g, ' ').trim().slice(0, 120);
+  return text ? `: ${text}` : '';
+}
+
+/**
+ * Whether a failed login may be explained by the server's discovery (see explainLoginFailure): what the flow
+ * itself cannot name — a refused registration, a metadata or target error, a reply that is not what OAuth expects.
+ * A user's refusal, a timeout, a wrong password, an unreachable host are their own cause.
+ */
+function worthDiagnosing(error: unknown): boolean {
+  if (error instanceof AuthorizationDeniedError) return error.error !== 'access_denied';
+  if (error instanceof RegistrationError || error instanceof DiscoveryError) return true;
+  if (error instanceof GatehouseError) return false;
+  return true;
+}
+
 /** Turns the SDK's errors into our typed ones, each saying what to do. */
 function translate(error: unknown): unknown {
   if (error instanceof AuthenticationError) return error;
@@ -286,10 +317,13 @@ function translate(error: unknown): unknown {
     return new IssuerMismatchError(error.recordedIssuer, error.currentIssuer);
   }
   if (error instanceof RegistrationRejectedError) {
-    return new RegistrationError(`The authorization server refused the client registration (HTTP ${error.status})`, {
-      hint: 'Pre-register a client and pass clientId (and clientSecret), or check the registration policy.',
-      cause: error,
-    });
+    return new RegistrationError(
+      `The authorization server refused the dynamic client registration (HTTP ${error.status}${oauthErrorText(error.body)})`,
+      {
+        hint: 'Use a client registered by its operator: pass clientId (and clientSecret; gatehouse: --client-id or --client-info), or ask the operator to allow dynamic registration.',
+        cause: error,
+      },
+    );
   }
   if (error instanceof OAuthError) return error;
   const message = error instanceof Error ? error.message : String(error);
@@ -367,8 +401,11 @@ export class OAuth implements OAuthClientProvider {
   constructor(options: OAuthOptions = {}) {
     this.options = options;
     if (options.clientMetadataUrl !== undefined) this.clientMetadataUrl = options.clientMetadataUrl;
+    const given = options.tokenStorage;
     this.storage =
-      options.tokenStorage instanceof TokenStorage ? options.tokenStorage : new TokenStorage(options.tokenStorage);
+      given instanceof TokenStorage
+        ? given
+        : new TokenStorage(given === 'memory' ? memoryStore() : (given ?? defaultTokenStore()));
     const base = retryingFetch(options.fetch ?? clientFetch);
     this.fetchFn = async (input, init) => {
       const method = (init?.method ?? 'GET').toUpperCase();
@@ -811,7 +848,11 @@ export class OAuth implements OAuthClientProvider {
         await this.loginWithDevice(options.serverUrl, discovery, scope);
       }
     } catch (error) {
-      throw translate(error);
+      const typed = translate(error);
+      // The flow failed where it cannot tell why (e.g. no metadata: the SDK falls back to guessed endpoints, which
+      // refuse the registration): what a diagnosis of the server finds is the real cause.
+      if (!worthDiagnosing(typed)) throw typed;
+      throw (await explainLoginFailure(given.serverUrl, { fetch: this.options.fetch, cause: error })) ?? typed;
     } finally {
       this.inFlow = false;
       this.stepUp = undefined;

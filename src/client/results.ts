@@ -71,7 +71,11 @@ const PROTOCOL_HINTS: Record<number, string> = {
  * {@link TimeoutError}, transport failures → {@link ConnectionError}, 401s → {@link AuthenticationError}.
  */
 export function toClientError(error: unknown, context: { method: string; timeout?: number; server?: string }): unknown {
-  if (error instanceof GatehouseError) return error;
+  // Ours, possibly wrapped by the SDK (a login that failed inside its version probe, a refused connection): it
+  // names the cause better than the wrapper.
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof GatehouseError) return e;
+  }
   const where = context.server ? ` (server ${context.server})` : '';
   if (error instanceof ProtocolError) {
     return new McpError(`${context.method} failed${where}: ${error.message}`, {

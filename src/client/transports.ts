@@ -12,7 +12,6 @@ import {
   type Transport,
 } from '@modelcontextprotocol/client';
 import { GatehouseError } from '../oauth/errors.js';
-import { defaultTokenStore } from '../storage/default.js';
 import { clientFetch } from './network.js';
 import { OAuth, type WrapFetchHooks } from './oauth.js';
 import type { ClientAuth, ResolvedSource } from './source.js';
@@ -37,7 +36,7 @@ const defaultOAuths = new WeakMap<object, OAuth>();
 function defaultOAuthFor(owner: object, serverUrl: URL): OAuth {
   let oauth = defaultOAuths.get(owner);
   if (!oauth) {
-    oauth = new OAuth({ mcpUrl: serverUrl.href, tokenStorage: defaultTokenStore() });
+    oauth = new OAuth({ mcpUrl: serverUrl.href });
     defaultOAuths.set(owner, oauth);
   }
   return oauth;

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -219,12 +219,9 @@ export interface DocumentHost {
   close(): void;
 }
 
-/**
- * Starts a {@link DocumentHost} with a fresh self-signed certificate. CIMD requires https, so the calling test
- * worker must trust it: set `NODE_TLS_REJECT_UNAUTHORIZED=0` in that test file only.
- */
-export async function startDocumentHost(): Promise<DocumentHost> {
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cimd-'));
+/** A fresh self-signed certificate for 127.0.0.1 (PEM key and certificate), made with the openssl command line. */
+export function selfSignedIdentity(): { key: string; cert: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cert-'));
   execFileSync(
     'openssl',
     [
@@ -248,22 +245,33 @@ export async function startDocumentHost(): Promise<DocumentHost> {
     ],
     { stdio: 'ignore' },
   );
+  const identity = {
+    key: readFileSync(join(dir, 'key.pem'), 'utf8'),
+    cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
+  };
+  rmSync(dir, { recursive: true, force: true });
+  return identity;
+}
+
+/**
+ * Starts a {@link DocumentHost} with a fresh self-signed certificate. CIMD requires https, so the calling test
+ * worker must trust it: set `NODE_TLS_REJECT_UNAUTHORIZED=0` in that test file only.
+ */
+export async function startDocumentHost(): Promise<DocumentHost> {
+  const identity = selfSignedIdentity();
   const documents = new Map<string, Record<string, unknown>>();
   const fetches = new Map<string, number>();
-  const host = createHttpsServer(
-    { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
-    (req, res) => {
-      const path = req.url ?? '/';
-      fetches.set(path, (fetches.get(path) ?? 0) + 1);
-      const doc = documents.get(path);
-      if (!doc) {
-        res.writeHead(404).end();
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600' });
-      res.end(JSON.stringify(doc));
-    },
-  );
+  const host = createHttpsServer(identity, (req, res) => {
+    const path = req.url ?? '/';
+    fetches.set(path, (fetches.get(path) ?? 0) + 1);
+    const doc = documents.get(path);
+    if (!doc) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=600' });
+    res.end(JSON.stringify(doc));
+  });
   await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
   const base = `https://127.0.0.1:${(host.address() as AddressInfo).port}`;
   return { base, documents, fetches, close: () => host.close() };

@@ -269,4 +269,46 @@ describe("the CLI's reach (what mcp-remote and MCP Inspector users rely on)", ()
     expect(typo.status).toBe(2);
     expect(typo.stderr).toContain('did you mean cursor?');
   });
+
+  it('install writes the macOS and Windows files of each client', { timeout: 60_000 }, async () => {
+    const url = 'https://mcp.example.com/mcp';
+    const mac = join(store.dir, 'mac-home');
+    const win = join(store.dir, 'win-profile');
+    const appData = join(win, 'AppData', 'Roaming');
+    const layouts = {
+      darwin: {
+        env: { HOME: mac, XDG_CONFIG_HOME: undefined, APPDATA: undefined },
+        files: {
+          'claude-desktop': join(mac, 'Library', 'Application Support', 'Claude', 'claude_desktop_config.json'),
+          cursor: join(mac, '.cursor', 'mcp.json'),
+          vscode: join(mac, 'Library', 'Application Support', 'Code', 'User', 'mcp.json'),
+          'claude-code': join(mac, '.claude.json'),
+        },
+      },
+      win32: {
+        env: { HOME: undefined, USERPROFILE: win, APPDATA: appData, XDG_CONFIG_HOME: undefined },
+        files: {
+          'claude-desktop': join(appData, 'Claude', 'claude_desktop_config.json'),
+          cursor: join(win, '.cursor', 'mcp.json'),
+          vscode: join(appData, 'Code', 'User', 'mcp.json'),
+          'claude-code': join(win, '.claude.json'),
+        },
+      },
+    };
+    for (const [platform, { env, files }] of Object.entries(layouts)) {
+      for (const [client, file] of Object.entries(files)) {
+        const result = await cli(['install', client, url, '--json'], { ...env, GATEHOUSE_INSTALL_PLATFORM: platform });
+        expect(result.status, result.stderr).toBe(0);
+        expect(JSON.parse(result.stdout)).toMatchObject({ file });
+        const config = JSON.parse(await readFile(file, 'utf8')) as Record<string, Record<string, unknown>>;
+        expect(config[client === 'vscode' ? 'servers' : 'mcpServers']?.['mcp.example.com']).toMatchObject({
+          command: 'npx',
+          args: ['-y', 'gatehouse', 'proxy', url],
+        });
+      }
+    }
+    const wrong = await cli(['install', 'cursor', url], { GATEHOUSE_INSTALL_PLATFORM: 'beos' });
+    expect(wrong.status).toBe(2);
+    expect(wrong.stderr).toContain('GATEHOUSE_INSTALL_PLATFORM must be linux, darwin or win32');
+  });
 });

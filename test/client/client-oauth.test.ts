@@ -12,7 +12,11 @@ describe('Client with OAuth against the demo stack', () => {
   });
 
   it('logs in headlessly with an OAuth and calls whoami', async () => {
-    const oauth = new OAuth({ mcpUrl: stack.mcpUrl, login: { username: stack.username, password: stack.password } });
+    const oauth = new OAuth({
+      tokenStorage: 'memory',
+      mcpUrl: stack.mcpUrl,
+      login: { username: stack.username, password: stack.password },
+    });
     await using client = new Client(stack.mcpUrl, { auth: oauth });
     const { data } = await client.callTool<{ subject: string; scopes: string[] }>('whoami');
     expect(data.subject).toBe(stack.username);
@@ -26,6 +30,7 @@ describe('Client with OAuth against the demo stack', () => {
       mcpUrl: stack.mcpUrl,
       login: { username: stack.username, password: stack.password },
       onEvent: (event) => events.push(event.type),
+      tokenStorage: 'memory', // not the default store, where the tests above already logged in
     });
     await new Client(stack.mcpUrl, { auth: oauth }).connect().then((c) => c.close());
     const redirects = events.filter((type) => type === 'authorization-redirect').length;
@@ -36,7 +41,11 @@ describe('Client with OAuth against the demo stack', () => {
   });
 
   it('accepts the access token as a bearer string', async () => {
-    const oauth = new OAuth({ mcpUrl: stack.mcpUrl, login: { username: stack.username, password: stack.password } });
+    const oauth = new OAuth({
+      tokenStorage: 'memory',
+      mcpUrl: stack.mcpUrl,
+      login: { username: stack.username, password: stack.password },
+    });
     await oauth.authorize();
     const token = (await oauth.tokens())?.access_token;
     expect(token).toBeTruthy();
@@ -45,7 +54,7 @@ describe('Client with OAuth against the demo stack', () => {
   });
 
   it('works as an mcpServers entry', async () => {
-    const oauth = new OAuth({ login: { username: stack.username, password: stack.password } });
+    const oauth = new OAuth({ tokenStorage: 'memory', login: { username: stack.username, password: stack.password } });
     await using client = new Client({ mcpServers: { demo: { url: stack.mcpUrl, auth: oauth } } });
     expect((await client.callTool<{ subject: string }>('whoami')).data.subject).toBe(stack.username);
   });

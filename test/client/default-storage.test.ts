@@ -1,7 +1,7 @@
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, headlessAuthorize } from '../../src/client/index.js';
+import { Client, headlessAuthorize, OAuth } from '../../src/client/index.js';
 import { defaultTokenStore, fileStore, TOKEN_KEY_FILE, TokenStorage } from '../../src/storage/index.js';
 import { cli } from '../cli/helpers.js';
 import { type OAuthTestStack, startOAuthTestStack, temporaryDirectory } from './oauth-helpers.js';
@@ -133,6 +133,28 @@ describe("auth: 'oauth' and the CLI share one encrypted credential store", () =>
     expect((await client.callTool<{ subject: string }>('whoami')).data.subject).toBe('demo');
     expect((await opened()).length).toBe(opens + 1);
     expect(registrations()).toBe(registered);
+  });
+
+  it('new OAuth() without tokenStorage uses the same default store; memory only when asked', async () => {
+    const store = join(home.path, 'oauth-default');
+    process.env['GATEHOUSE_STORE'] = store;
+    const login = { username: 'demo', password: 'demo' };
+    await new OAuth({ mcpUrl: stack.mcpUrl, login }).authorize();
+    const files = await recordFiles(store);
+    expect(files.length).toBeGreaterThan(0);
+    for (const text of files) expect(text).not.toMatch(/access_token|refresh_token|client_id/);
+    // Another OAuth (another program) finds the login; so does the CLI.
+    expect((await new OAuth({ mcpUrl: stack.mcpUrl }).tokens())?.access_token).toBeTruthy();
+    const status = await cli(['status', '--json'], env(store));
+    expect(JSON.parse(status.stdout)).toEqual([expect.objectContaining({ server: stack.mcpUrl, state: 'valid' })]);
+
+    const untouched = join(home.path, 'oauth-memory');
+    process.env['GATEHOUSE_STORE'] = untouched;
+    const memory = new OAuth({ mcpUrl: stack.mcpUrl, login, tokenStorage: 'memory' });
+    await memory.authorize();
+    expect((await memory.tokens())?.access_token).toBeTruthy();
+    await expect(readdir(untouched)).rejects.toThrow(/ENOENT/);
+    expect(await new OAuth({ mcpUrl: stack.mcpUrl }).tokens()).toBeUndefined();
   });
 
   it('a plaintext store written the old way is encrypted on first use and still read', async () => {

@@ -6,7 +6,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
-import { type AuthorizationServer, createAuthorizationServer } from '../../src/authorization-server/server.js';
+import {
+  type AuthorizationServer,
+  type AuthorizationServerOptions,
+  createAuthorizationServer,
+} from '../../src/authorization-server/server.js';
 import { staticUsers } from '../../src/authorization-server/users.js';
 import { jwtVerifier } from '../../src/server/jwt-verifier.js';
 import { listen, type RunningServer, toNodeListener } from '../../src/server/node.js';
@@ -56,6 +60,8 @@ export async function startOAuthTestStack(
     servers?: number;
     front?: { mcp?: FrontHandler; as?: FrontHandler };
     tls?: TlsIdentity;
+    /** Pre-registered clients and the registration policy of the authorization server. */
+    authorizationServer?: Pick<AuthorizationServerOptions, 'clients' | 'registration'>;
   } = {},
 ): Promise<OAuthTestStack> {
   let asListener: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
@@ -93,6 +99,7 @@ export async function startOAuthTestStack(
     issuer,
     authenticator: await staticUsers({ demo: 'demo' }),
     resources: mcpUrls.map((resource) => ({ resource, scopes: ['mcp:tools'], accessTokenTtl: ttl })),
+    ...options.authorizationServer,
     ...(options.refreshTokenGraceSeconds !== undefined
       ? { refreshTokenGraceSeconds: options.refreshTokenGraceSeconds }
       : {}),

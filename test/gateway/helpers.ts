@@ -110,7 +110,7 @@ export async function startGatewayProcess(
 
 /** An OAuth provider that logs in headlessly, with its own in-memory store. */
 export function headlessOAuth(mcpUrl: string, username: string, password: string, scopes?: string): OAuth {
-  return new OAuth({ mcpUrl, login: { username, password }, ...(scopes && { scopes }) });
+  return new OAuth({ tokenStorage: 'memory', mcpUrl, login: { username, password }, ...(scopes && { scopes }) });
 }
 
 /** The SDK v2 client, logged in through Gatehouse's OAuth provider. */

@@ -79,7 +79,7 @@ describe('DPoP end to end', () => {
   });
 
   it('OAuth({ dpop: true }) logs in and calls a tool; the token is bound, and useless without its key', async () => {
-    const oauth = new OAuth({ mcpUrl: instanceA.mcpUrl, login: SERVE_USER, dpop: true });
+    const oauth = new OAuth({ tokenStorage: 'memory', mcpUrl: instanceA.mcpUrl, login: SERVE_USER, dpop: true });
     await using client = new Client(instanceA.mcpUrl, { auth: oauth });
     const { data } = await client.callTool<{ subject: string }>('whoami');
     expect(data.subject).toBe('admin');
@@ -104,7 +104,7 @@ describe('DPoP end to end', () => {
 
   it('checks htm, htu and ath, and refuses a proof replayed to another instance sharing the Redis replay cache', async () => {
     const session = await DpopSession.create();
-    const oauth = new OAuth({ mcpUrl: instanceA.mcpUrl, login: SERVE_USER, dpop: session });
+    const oauth = new OAuth({ tokenStorage: 'memory', mcpUrl: instanceA.mcpUrl, login: SERVE_USER, dpop: session });
     await oauth.authorize();
     const token = (await oauth.tokens())!.access_token;
     const proof = (overrides: { htm?: string; htu?: string; accessToken?: string } = {}) =>
@@ -154,12 +154,12 @@ describe('DPoP end to end', () => {
     expect(unbound.status).toBe(400);
     expect(unbound.body['error_description']).toMatch(/DPoP/);
 
-    const oauth = new OAuth({ mcpUrl: strict.mcpUrl, login: SERVE_USER, dpop: true });
+    const oauth = new OAuth({ tokenStorage: 'memory', mcpUrl: strict.mcpUrl, login: SERVE_USER, dpop: true });
     await using client = new Client(strict.mcpUrl, { auth: oauth });
     expect((await client.callTool<{ subject: string }>('whoami')).data.subject).toBe('admin');
     // A proof without the server's nonce gets use_dpop_nonce and a nonce to retry with.
     const session = await DpopSession.create();
-    const other = new OAuth({ mcpUrl: strict.mcpUrl, login: SERVE_USER, dpop: session });
+    const other = new OAuth({ tokenStorage: 'memory', mcpUrl: strict.mcpUrl, login: SERVE_USER, dpop: session });
     await other.authorize();
     const token = (await other.tokens())!.access_token;
     const noNonce = await send(

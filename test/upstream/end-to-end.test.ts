@@ -74,7 +74,11 @@ describe('MCP client → Gatehouse → GitHub (GitHub-shaped double): login, del
   });
 
   it('logs in through GitHub headlessly, and the tool reads GitHub with the user’s token; refreshed when expired; a revoked one is a resource error', async () => {
-    const oauth = new OAuth({ mcpUrl: stack.mcpUrl, login: { username: 'octocat', password: 'hunter2' } });
+    const oauth = new OAuth({
+      tokenStorage: 'memory',
+      mcpUrl: stack.mcpUrl,
+      login: { username: 'octocat', password: 'hunter2' },
+    });
     const first = await callMe(stack, oauth);
     expect(first).toMatchObject({ ok: true, user: { login: 'octocat', id: 31337 } });
 
@@ -221,7 +225,11 @@ describe('MCP client → Gatehouse → a second oidc-provider as the upstream OI
   });
 
   it('logs in through the IdP headlessly; the tool reads userinfo with the user’s token, refreshed when expired', async () => {
-    const oauth = new OAuth({ mcpUrl: stack.mcpUrl, login: { username: 'alice', password: 'x' } });
+    const oauth = new OAuth({
+      tokenStorage: 'memory',
+      mcpUrl: stack.mcpUrl,
+      login: { username: 'alice', password: 'x' },
+    });
     const first = await callMe(stack, oauth);
     expect(first).toMatchObject({ ok: true, user: { sub: 'alice', email: 'alice@example.com' } });
     const [user] = await stack.setup.identity.accounts.list();
@@ -245,7 +253,11 @@ describe('MCP client → Gatehouse → a second oidc-provider as the upstream OI
   });
 
   it('deletes the user’s upstream tokens when their Gatehouse grant is revoked', async () => {
-    const oauth = new OAuth({ mcpUrl: stack.mcpUrl, login: { username: 'bob', password: 'x' } });
+    const oauth = new OAuth({
+      tokenStorage: 'memory',
+      mcpUrl: stack.mcpUrl,
+      login: { username: 'bob', password: 'x' },
+    });
     expect(await callMe(stack, oauth)).toMatchObject({ ok: true, user: { sub: 'bob' } });
     const bob = (await stack.setup.identity.accounts.list()).find((u) => u.identities[0]?.upstreamSubject === 'bob')!;
     await stack.setup.identity.getUpstreamAccessToken(bob.subject, 'corp');

@@ -37,6 +37,19 @@ export function configPath(client: ClientName, env: NodeJS.ProcessEnv = process.
   }
 }
 
+/** The environment variable choosing whose file layout `install` writes: `linux`, `darwin` or `win32`. */
+const PLATFORM_ENV = 'GATEHOUSE_INSTALL_PLATFORM';
+
+/** The platform whose paths to use: this one, or `$GATEHOUSE_INSTALL_PLATFORM` (another machine's layout, tests). */
+function installPlatform(): NodeJS.Platform {
+  const given = process.env[PLATFORM_ENV];
+  if (given === undefined || given === '') return process.platform;
+  if (given !== 'linux' && given !== 'darwin' && given !== 'win32') {
+    throw new UsageError(`${PLATFORM_ENV} must be linux, darwin or win32, got ${JSON.stringify(given)}`);
+  }
+  return given;
+}
+
 async function readJsonObject(file: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
@@ -69,7 +82,8 @@ const command: Command = {
 Writes an entry for the server into the client's user configuration, keeping every other entry: the client
 then starts \`npx -y gatehouse proxy <mcp-url>\`, which logs in with OAuth and forwards stdio to the server.
 
-Clients and the files written (Linux; macOS and Windows use their application-support folders):
+Clients and the files written (Linux; macOS uses ~/Library/Application Support, Windows %APPDATA%, for Claude
+Desktop and VS Code; GATEHOUSE_INSTALL_PLATFORM=linux|darwin|win32 picks another platform's layout):
   claude-desktop   ~/.config/Claude/claude_desktop_config.json   { "mcpServers": { NAME: { command, args } } }
   cursor           ~/.cursor/mcp.json                            { "mcpServers": { NAME: { command, args } } }
   vscode           ~/.config/Code/User/mcp.json                  { "servers": { NAME: { type: "stdio", … } } }
@@ -106,7 +120,7 @@ Example:
     if (!/^[\w.@-]{1,64}$/.test(name)) throw new UsageError('--name may use letters, digits, . _ - and @ only');
     return runCommand('install', values, async (out) => {
       const shape = CLIENTS[client as ClientName];
-      const file = configPath(client as ClientName);
+      const file = configPath(client as ClientName, process.env, installPlatform());
       const config = await readJsonObject(file);
       const servers = (config[shape.key] ?? {}) as Record<string, unknown>;
       if (typeof servers !== 'object' || servers === null || Array.isArray(servers)) {

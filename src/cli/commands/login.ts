@@ -11,6 +11,7 @@ import {
   serverUrl,
   summarize,
 } from '../common.js';
+import { parseHeaders } from '../connect.js';
 import { formatDuration } from '../output.js';
 import { openStore, type StoredRecord } from '../store-option.js';
 
@@ -29,6 +30,8 @@ others wait and then use its tokens.
 
 Options:
   --force               log in again even if a valid credential is stored
+  --header "Name: value"  an extra HTTP header on the requests to the MCP server (repeatable; \${VAR} is the
+                        environment variable VAR); never sent to the authorization server
 ${AUTH_USAGE}
 
 ${GLOBAL_USAGE}
@@ -44,13 +47,19 @@ Examples:
     const { values, positionals } = parseArgs({
       args,
       allowPositionals: true,
-      options: { ...GLOBAL_OPTIONS, ...AUTH_OPTIONS, force: { type: 'boolean' } },
+      options: {
+        ...GLOBAL_OPTIONS,
+        ...AUTH_OPTIONS,
+        force: { type: 'boolean' },
+        header: { type: 'string', multiple: true },
+      },
     });
     if (positionals.length !== 1) throw new UsageError('expected exactly one MCP server URL');
     const url = serverUrl(positionals[0], values['allow-http']);
+    const headers = parseHeaders(values.header);
     return runCommand('login', values, async (out) => {
       const store = openStore(values.store);
-      const oauth = await makeOAuth(url, values, { out, store, policy: 'always' });
+      const oauth = await makeOAuth(url, values, { out, store, policy: 'always', headers });
       const before = (await store.storage.read(url))?.tokens?.access_token;
       await oauth.authorize({ forceReauthorization: values.force === true });
       const record = (await store.storage.read(url)) as StoredRecord | undefined;

@@ -1,0 +1,109 @@
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Browser } from '../authorization-server/helpers.js';
+import { temporaryDirectory } from '../client/oauth-helpers.js';
+import {
+  CAUSES,
+  CONSENT_DENIED,
+  FIXED_REDIRECT_CLIENT,
+  type LoginFailures,
+  REDIRECT_MISMATCH,
+  startLoginFailures,
+} from '../helpers/login-failures.js';
+import { type CliResult, cli } from './helpers.js';
+
+// The CLI as a process: a failed `login` or `tools` prints one line naming the cause and one `fix:` line.
+let servers: LoginFailures;
+const home = await temporaryDirectory('cli-login-errors');
+beforeAll(async () => {
+  servers = await startLoginFailures();
+});
+afterAll(async () => {
+  await servers?.close();
+  await home.remove();
+});
+
+const env = { GATEHOUSE_STORE: join(home.path, 'store'), GATEHOUSE_KEYCHAIN: '0' };
+
+/** The two lines of a failure: `gatehouse <command>: <message>` and `fix: <hint>`. */
+function lines(result: CliResult, command: string): { message: string; fix: string } {
+  expect(result.status, result.stderr).toBe(1);
+  const [first, second, ...rest] = result.stderr.trimEnd().split('\n');
+  expect(rest, result.stderr).toEqual([]);
+  expect(first).toMatch(new RegExp(`^gatehouse ${command}: `));
+  expect(second).toMatch(/^fix: /);
+  return { message: first!.slice(`gatehouse ${command}: `.length), fix: second!.slice('fix: '.length) };
+}
+
+describe('gatehouse login and tools name the cause of a failed login', () => {
+  for (const cause of CAUSES) {
+    it(cause.name, { timeout: 90_000 }, async () => {
+      const url = cause.url(servers);
+      const login = await cli(['login', url, '--login', 'demo:demo'], env);
+      const tools = await cli(['tools', url, '--login', 'demo:demo'], env);
+      for (const [result, command] of [
+        [login, 'login'],
+        [tools, 'tools'],
+      ] as const) {
+        const { message, fix } = lines(result, command);
+        expect(message).toMatch(cause.message(url));
+        expect(fix).toMatch(cause.hint);
+        if (cause.doctor) expect(fix).toContain(`\`gatehouse doctor ${url.replace(/\/$/, '')}\``);
+        expect(message).not.toMatch(/fetch failed|Version negotiation|log in again/i);
+      }
+    });
+  }
+
+  it('a redirect URI the authorization server does not know', { timeout: 60_000 }, async () => {
+    const result = await cli(
+      ['login', servers.restricted.mcpUrl, '--login', 'demo:demo', '--client-id', FIXED_REDIRECT_CLIENT],
+      env,
+    );
+    // The SDK may warn first (a pre-registered client carries no issuer stamp): the failure is the last two lines.
+    expect(result.status, result.stderr).toBe(1);
+    const [message, fix] = result.stderr.trimEnd().split('\n').slice(-2);
+    expect(message).toMatch(/^gatehouse login: /);
+    expect(message).toMatch(REDIRECT_MISMATCH.message);
+    expect(fix).toMatch(/^fix: /);
+    expect(fix).toMatch(REDIRECT_MISMATCH.hint);
+  });
+
+  it('the user denies consent in the browser', { timeout: 60_000 }, async () => {
+    // The system opener (`xdg-open`) is a script that logs the URL; "the user" logs in there and presses Deny.
+    const bin = join(home.path, 'bin');
+    const opened = join(home.path, 'opened.log');
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, 'xdg-open'), '#!/bin/sh\nprintf "%s\\n" "$1" >> "$OPENED_LOG"\n');
+    await chmod(join(bin, 'xdg-open'), 0o755);
+    let denied = false;
+    const user = setInterval(async () => {
+      const line = (await readFile(opened, 'utf8').catch(() => '')).split('\n')[0];
+      if (!line || denied) return;
+      denied = true;
+      const url = new URL(line);
+      const { callback } = await new Browser().authorize(url, url.searchParams.get('redirect_uri')!, {
+        credentials: { username: 'demo', password: 'demo' },
+        decision: 'deny',
+      });
+      if (callback) await (await fetch(callback)).text();
+    }, 50);
+    try {
+      const result = await cli(['login', servers.healthy.mcpUrl], {
+        ...env,
+        PATH: `${bin}:${process.env['PATH']}`,
+        OPENED_LOG: opened,
+      });
+      expect(denied).toBe(true);
+      // The login prints where it opened the browser first; the failure is the last two lines.
+      const tail = result.stderr.trimEnd().split('\n').slice(-2);
+      expect(result.status, result.stderr).toBe(1);
+      expect(tail[0]).toMatch(/^gatehouse login: /);
+      expect(tail[0]).toMatch(CONSENT_DENIED.message);
+      expect(tail[1]).toMatch(/^fix: /);
+      expect(tail[1]).toMatch(CONSENT_DENIED.hint);
+    } finally {
+      clearInterval(user);
+    }
+  });
+});
