@@ -154,6 +154,24 @@ function negotiationCause(error: unknown): unknown {
   return error;
 }
 
+/**
+ * Whether connecting in `'auto'` mode failed because the server process ended during the `server/discover` probe
+ * (a pinned version fails for good: the SDK words that error differently).
+ */
+function probeEndedProcess(error: unknown): boolean {
+  return (
+    error instanceof SdkError &&
+    error.code === SdkErrorCode.EraNegotiationFailed &&
+    /closed during the server\/discover probe \(this transport probed in place/.test(error.message)
+  );
+}
+
+/** The same client, set to skip the version probe and go straight to the 2025 handshake (`initialize`). */
+function legacy(sdk: SdkClient): SdkClient {
+  sdk.setVersionNegotiation({ mode: 'legacy' });
+  return sdk;
+}
+
 async function connectWith(
   make: () => SdkClient,
   transport: Transport,
@@ -222,14 +240,24 @@ export async function openSession(
     case 'stdio': {
       // Loaded on demand: only stdio sources need child processes.
       const { StdioClientTransport, getDefaultEnvironment } = await import('@modelcontextprotocol/client/stdio');
-      const transport = new StdioClientTransport({
-        command: source.command,
-        args: source.args,
-        // The SDK replaces the environment when `env` is given; keep PATH, HOME and friends.
-        env: source.env ? { ...getDefaultEnvironment(), ...source.env } : undefined,
-        cwd: source.cwd,
-      });
-      return { sdk: await connectWith(make, transport, timeout), transport: 'stdio' };
+      // A subclass, so the SDK's version probe (`server/discover`) runs on this very process: the SDK sends it to a
+      // short-lived copy of the server only for its base class, which costs a second process on every connect.
+      class InPlaceStdioTransport extends StdioClientTransport {}
+      const transport = () =>
+        new InPlaceStdioTransport({
+          command: source.command,
+          args: source.args,
+          // The SDK replaces the environment when `env` is given; keep PATH, HOME and friends.
+          env: source.env ? { ...getDefaultEnvironment(), ...source.env } : undefined,
+          cwd: source.cwd,
+        });
+      try {
+        return { sdk: await connectWith(make, transport(), timeout), transport: 'stdio' };
+      } catch (error) {
+        // Some 2025 servers exit on any request before `initialize`: start them once more, for the 2025 handshake.
+        if (!probeEndedProcess(error)) throw error;
+        return { sdk: await connectWith(() => legacy(make()), transport(), timeout), transport: 'stdio' };
+      }
     }
     case 'memory': {
       const server = typeof source.server === 'function' ? await source.server() : source.server;

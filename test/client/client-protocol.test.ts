@@ -1,5 +1,9 @@
 // What a server may ask of and tell the Client, at each protocol version the SDK speaks: the 2025 handshake
 // ('legacy') and the newest one both sides support ('auto' negotiates 2026-07-28 with an SDK v2 server).
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createMcpHandler, inputRequired, McpServer } from '@modelcontextprotocol/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -199,4 +203,35 @@ describe('Client notifications (2025 handshake)', () => {
     await client.unsubscribeResource('config://app');
     expect([...subscribed]).toEqual([]);
   });
+});
+
+describe('Client over stdio', () => {
+  const fixture = fileURLToPath(new URL('./fixtures/stdio-counted-server.mjs', import.meta.url));
+
+  /** Connects with the default 'auto' negotiation; returns the version agreed and how many processes started. */
+  async function connectCounting(mode: 'sdk' | 'strict-2025'): Promise<{ version?: string; starts: number }> {
+    const dir = await mkdtemp(join(tmpdir(), 'gatehouse-stdio-'));
+    try {
+      const starts = join(dir, 'starts');
+      await using client = new Client(
+        { command: process.execPath, args: [fixture, mode] },
+        {
+          env: { GATEHOUSE_STARTS: starts },
+        },
+      );
+      expect((await client.listTools()).map((tool) => tool.name)).toEqual(['hello']);
+      const version = client.protocolVersion();
+      return { version, starts: (await readFile(starts, 'utf8')).trim().split('\n').length };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('negotiates on the server process itself: one process per connect', async () => {
+    expect(await connectCounting('sdk')).toEqual({ version: '2025-11-25', starts: 1 });
+  }, 60_000);
+
+  it('starts a server that exits on the probe once more, for the 2025 handshake', async () => {
+    expect(await connectCounting('strict-2025')).toEqual({ version: '2025-11-25', starts: 2 });
+  }, 60_000);
 });
