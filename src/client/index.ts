@@ -19,6 +19,8 @@ export {
   type ProtocolVersionChoice,
   type RequestOptions,
   type ServerFailure,
+  type ServerSkill,
+  type SkillFile,
 } from './client.js';
 export { type DoctorCheck, type DoctorReport, diagnose, formatDoctorReport } from './doctor.js';
 export {
@@ -31,6 +33,7 @@ export {
   McpError,
   RefreshFailedError,
   RegistrationError,
+  SkillVerificationError,
   TimeoutError,
   ToolError,
 } from './errors.js';
