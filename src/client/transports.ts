@@ -172,13 +172,39 @@ function legacy(sdk: SdkClient): SdkClient {
   return sdk;
 }
 
+/**
+ * On a 2026-07-28 connection, a result without `resultType` is a complete one (SEP-2322: "the client MUST assume
+ * `complete`"); the SDK refuses such results, so the field is filled in as the messages arrive. Earlier versions
+ * are left alone: the SDK reads them that way already.
+ */
+function completeByDefault(transport: Transport, sdk: SdkClient): void {
+  let handler: Transport['onmessage'];
+  Object.defineProperty(transport, 'onmessage', {
+    configurable: true,
+    get: () => handler,
+    set: (next: Transport['onmessage']) => {
+      handler = next && ((message, extra) => next(withResultType(message, sdk), extra));
+    },
+  });
+}
+
+function withResultType<T>(message: T, sdk: SdkClient): T {
+  const result = (message as { result?: unknown }).result;
+  if (typeof result !== 'object' || result === null || 'resultType' in result) return message;
+  if (sdk.getProtocolEra() !== 'modern') return message;
+  return { ...message, result: { ...result, resultType: 'complete' } };
+}
+
 async function connectWith(
   make: () => SdkClient,
   transport: Transport,
   timeout: number | undefined,
   deadline?: HandshakeDeadline,
+  { ownTransport = true } = {},
 ) {
   const sdk = make();
+  // A caller's own transport is left as it is: its `onmessage` may be an accessor of its own.
+  if (ownTransport) completeByDefault(transport, sdk);
   try {
     const connecting = sdk.connect(
       transport,
@@ -275,6 +301,9 @@ export async function openSession(
       }
     }
     case 'transport':
-      return { sdk: await connectWith(make, source.transport, timeout), transport: 'custom' };
+      return {
+        sdk: await connectWith(make, source.transport, timeout, undefined, { ownTransport: false }),
+        transport: 'custom',
+      };
   }
 }
