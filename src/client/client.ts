@@ -10,8 +10,14 @@ import {
   Client as SdkClient,
   type Tool,
 } from '@modelcontextprotocol/client';
+import {
+  SkillVerificationError as SdkSkillVerificationError,
+  type Skill,
+  type SkillFile,
+  SkillsClient,
+} from '@modelcontextprotocol/client/ext/skills';
 import { explainLoginFailure } from './doctor.js';
-import { AuthenticationError, ConnectionError, McpError, TimeoutError } from './errors.js';
+import { AuthenticationError, ConnectionError, McpError, SkillVerificationError, TimeoutError } from './errors.js';
 import {
   capabilitiesFor,
   type ElicitationHandler,
@@ -110,6 +116,14 @@ export interface ServerFailure {
 /** A reference for {@link Client.complete}: a prompt by name, or a resource template by URI template. */
 export type CompletionRef = { type: 'ref/prompt'; name: string } | { type: 'ref/resource'; uri: string };
 
+/**
+ * A skill a server offers (skills extension, SEP-2640): its `SKILL.md` URI, frontmatter and files, as the server
+ * listed them, with `server` naming the server on a multi-server client. Pass it to {@link Client.readSkill}.
+ */
+export type ServerSkill = Skill & { server?: string };
+
+export type { SkillFile };
+
 const DEFAULT_CONNECT_TIMEOUT = 60_000;
 /** The codes of the network failures `describeNetworkFailure` names. */
 const NETWORK_CODES = new Set(['ERR_CONNECTION_REFUSED', 'ERR_DNS', 'ERR_TLS', 'ERR_CONNECTION_TIMEOUT']);
@@ -176,6 +190,7 @@ function asError(error: unknown): Error {
 export class Client implements AsyncDisposable {
   readonly options: ClientOptions;
   readonly #subscriptions = new WeakMap<OpenSession, SessionSubscriptions>();
+  readonly #skills = new WeakMap<SdkClient, SkillsClient>();
   #roots: ClientOptions['roots'];
   readonly #sources: ResolvedSources;
   readonly #sessions = new Map<string, OpenSession>();
@@ -708,6 +723,76 @@ export class Client implements AsyncDisposable {
       ),
     );
     return completion;
+  }
+
+  #skillsOf(sdk: SdkClient): SkillsClient {
+    let skills = this.#skills.get(sdk);
+    if (!skills) {
+      skills = new SkillsClient(sdk);
+      this.#skills.set(sdk, skills);
+    }
+    return skills;
+  }
+
+  /**
+   * Lists the skills servers offer (the skills extension, SEP-2640); servers without it offer none. Listing reads
+   * no skill file: read one with {@link Client.readSkill} when the skill is needed. Entries are returned as the
+   * server sent them (URIs unprefixed, since files are checked against them); on a multi-server client `server`
+   * names the server.
+   *
+   * @example
+   * ```ts
+   * const skills = await client.listSkills();
+   * for (const skill of skills) console.log(skill.frontmatter.name, skill.frontmatter.description);
+   * ```
+   */
+  async listSkills(options?: RequestOptions): Promise<ServerSkill[]> {
+    return this.#onAll('skills/list', options, async (sdk, server) => {
+      const skills = this.#skillsOf(sdk);
+      if (!skills.supported) return [];
+      const { skills: entries } = await skills.list(undefined, this.#requestOptions(options));
+      return server === undefined ? entries : entries.map((skill) => ({ ...skill, server }));
+    });
+  }
+
+  /**
+   * Reads a file of a skill — its `SKILL.md` by default, or `path` relative to the skill (`references/FORMS.md`) —
+   * and verifies it against the skill's entry: the file must be listed, and its size and sha256 digest must match;
+   * a `SKILL.md` must also carry the entry's frontmatter. A file that fails is not returned: the call throws
+   * {@link SkillVerificationError}.
+   *
+   * @example
+   * ```ts
+   * const [skill] = await client.listSkills();
+   * if (skill) {
+   *   const manifest = await client.readSkill(skill); // SKILL.md: frontmatter and body
+   *   console.log(manifest.frontmatter, manifest.body);
+   *   const forms = await client.readSkill(skill, 'references/FORMS.md');
+   *   console.log(forms.text);
+   * }
+   * ```
+   */
+  async readSkill(skill: ServerSkill, path?: string, options?: RequestOptions): Promise<SkillFile> {
+    await this.#ensureConnected();
+    const { server, ...entry } = skill;
+    const session = this.#sources.kind === 'multi' ? this.#sessions.get(server ?? '') : this.#single();
+    if (!session) {
+      throw new ConnectionError(`Server ${server ?? '(none)'} of skill ${skill.uri} is not connected`, {
+        code: 'ERR_NOT_CONNECTED',
+        hint: 'Pass a skill from listSkills() of this client; see client.failures for servers that broke.',
+      });
+    }
+    return this.#call('resources/read', server, this.#timeout(options), async () => {
+      try {
+        return await this.#skillsOf(session.sdk).read(entry, path, this.#requestOptions(options));
+      } catch (error) {
+        if (!(error instanceof SdkSkillVerificationError)) throw error;
+        throw new SkillVerificationError(error.reason, error.uri, error.message, {
+          differences: error.differences,
+          cause: error,
+        });
+      }
+    });
   }
 
   /** Sets the minimum level of the log messages servers send to `logHandler` (on every connected server). */

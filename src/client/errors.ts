@@ -197,3 +197,41 @@ export class ConnectionError extends GatehouseError {
     });
   }
 }
+
+/**
+ * A skill file did not match the server's entry for it (skills extension, SEP-2640): not listed, another size,
+ * another digest, or — for `SKILL.md` — frontmatter that differs from the entry. Do not use the file; for
+ * `SKILL.md`, do not load the skill.
+ *
+ * @example
+ * ```ts
+ * import { SkillVerificationError } from 'gatehouse/client';
+ *
+ * const [skill] = await client.listSkills();
+ * try {
+ *   if (skill) await client.readSkill(skill);
+ * } catch (error) {
+ *   if (error instanceof SkillVerificationError) console.error(`refused ${error.uri}: ${error.reason}`);
+ * }
+ * ```
+ */
+export class SkillVerificationError extends GatehouseError {
+  constructor(
+    /** What failed: `unlisted`, `size`, `digest` or `frontmatter`. */
+    readonly reason: 'unlisted' | 'size' | 'digest' | 'frontmatter',
+    /** The file's URI. */
+    readonly uri: string,
+    message: string,
+    options: { differences?: readonly string[]; cause?: unknown } = {},
+  ) {
+    super(message, {
+      code: 'ERR_SKILL_VERIFICATION',
+      hint: 'The server served content its skill entry does not describe: the file was not used. Report it to the server owner; list the skills again if the skill was just updated.',
+      cause: options.cause,
+    });
+    this.differences = options.differences ?? [];
+  }
+
+  /** For `frontmatter`: one line per differing field. */
+  readonly differences: readonly string[];
+}

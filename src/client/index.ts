@@ -19,6 +19,8 @@ export {
   type ProtocolVersionChoice,
   type RequestOptions,
   type ServerFailure,
+  type ServerSkill,
+  type SkillFile,
 } from './client.js';
 export { type DeviceCodeHandler, type DeviceCodePrompt, printDeviceCode } from './device-login.js';
 export { type DoctorCheck, type DoctorReport, diagnose, explainLoginFailure, formatDoctorReport } from './doctor.js';
@@ -34,6 +36,7 @@ export {
   McpError,
   RefreshFailedError,
   RegistrationError,
+  SkillVerificationError,
   TimeoutError,
   ToolError,
 } from './errors.js';

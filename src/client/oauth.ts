@@ -24,8 +24,8 @@ import {
 } from '@modelcontextprotocol/client';
 import { DEVICE_CODE_GRANT_TYPE } from '../oauth/device.js';
 import { protectedResourceMetadataUrls } from '../oauth/discovery.js';
-import { parseWwwAuthenticate } from '../oauth/www-authenticate.js';
 import { GatehouseError } from '../oauth/errors.js';
+import { parseWwwAuthenticate } from '../oauth/www-authenticate.js';
 import { defaultTokenStore } from '../storage/default.js';
 import { memoryStore } from '../storage/memory.js';
 import {

@@ -153,13 +153,57 @@ function negotiationCause(error: unknown): unknown {
   return error;
 }
 
+/**
+ * Whether connecting in `'auto'` mode failed because the server process ended during the `server/discover` probe
+ * (a pinned version fails for good: the SDK words that error differently).
+ */
+function probeEndedProcess(error: unknown): boolean {
+  return (
+    error instanceof SdkError &&
+    error.code === SdkErrorCode.EraNegotiationFailed &&
+    /closed during the server\/discover probe \(this transport probed in place/.test(error.message)
+  );
+}
+
+/** The same client, set to skip the version probe and go straight to the 2025 handshake (`initialize`). */
+function legacy(sdk: SdkClient): SdkClient {
+  sdk.setVersionNegotiation({ mode: 'legacy' });
+  return sdk;
+}
+
+/**
+ * On a 2026-07-28 connection, a result without `resultType` is a complete one (SEP-2322: "the client MUST assume
+ * `complete`"); the SDK refuses such results, so the field is filled in as the messages arrive. Earlier versions
+ * are left alone: the SDK reads them that way already.
+ */
+function completeByDefault(transport: Transport, sdk: SdkClient): void {
+  let handler: Transport['onmessage'];
+  Object.defineProperty(transport, 'onmessage', {
+    configurable: true,
+    get: () => handler,
+    set: (next: Transport['onmessage']) => {
+      handler = next && ((message, extra) => next(withResultType(message, sdk), extra));
+    },
+  });
+}
+
+function withResultType<T>(message: T, sdk: SdkClient): T {
+  const result = (message as { result?: unknown }).result;
+  if (typeof result !== 'object' || result === null || 'resultType' in result) return message;
+  if (sdk.getProtocolEra() !== 'modern') return message;
+  return { ...message, result: { ...result, resultType: 'complete' } };
+}
+
 async function connectWith(
   make: () => SdkClient,
   transport: Transport,
   timeout: number | undefined,
   deadline?: HandshakeDeadline,
+  { ownTransport = true } = {},
 ) {
   const sdk = make();
+  // A caller's own transport is left as it is: its `onmessage` may be an accessor of its own.
+  if (ownTransport) completeByDefault(transport, sdk);
   try {
     const connecting = sdk.connect(
       transport,
@@ -221,14 +265,24 @@ export async function openSession(
     case 'stdio': {
       // Loaded on demand: only stdio sources need child processes.
       const { StdioClientTransport, getDefaultEnvironment } = await import('@modelcontextprotocol/client/stdio');
-      const transport = new StdioClientTransport({
-        command: source.command,
-        args: source.args,
-        // The SDK replaces the environment when `env` is given; keep PATH, HOME and friends.
-        env: source.env ? { ...getDefaultEnvironment(), ...source.env } : undefined,
-        cwd: source.cwd,
-      });
-      return { sdk: await connectWith(make, transport, timeout), transport: 'stdio' };
+      // A subclass, so the SDK's version probe (`server/discover`) runs on this very process: the SDK sends it to a
+      // short-lived copy of the server only for its base class, which costs a second process on every connect.
+      class InPlaceStdioTransport extends StdioClientTransport {}
+      const transport = () =>
+        new InPlaceStdioTransport({
+          command: source.command,
+          args: source.args,
+          // The SDK replaces the environment when `env` is given; keep PATH, HOME and friends.
+          env: source.env ? { ...getDefaultEnvironment(), ...source.env } : undefined,
+          cwd: source.cwd,
+        });
+      try {
+        return { sdk: await connectWith(make, transport(), timeout), transport: 'stdio' };
+      } catch (error) {
+        // Some 2025 servers exit on any request before `initialize`: start them once more, for the 2025 handshake.
+        if (!probeEndedProcess(error)) throw error;
+        return { sdk: await connectWith(() => legacy(make()), transport(), timeout), transport: 'stdio' };
+      }
     }
     case 'memory': {
       const server = typeof source.server === 'function' ? await source.server() : source.server;
@@ -246,6 +300,9 @@ export async function openSession(
       }
     }
     case 'transport':
-      return { sdk: await connectWith(make, source.transport, timeout), transport: 'custom' };
+      return {
+        sdk: await connectWith(make, source.transport, timeout, undefined, { ownTransport: false }),
+        transport: 'custom',
+      };
   }
 }

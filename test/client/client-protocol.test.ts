@@ -1,9 +1,14 @@
 // What a server may ask of and tell the Client, at each protocol version the SDK speaks: the 2025 handshake
 // ('legacy') and the newest one both sides support ('auto' negotiates 2026-07-28 with an SDK v2 server).
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createMcpHandler, inputRequired, McpServer } from '@modelcontextprotocol/server';
+import { memorySkillFiles, SkillsExtension } from '@modelcontextprotocol/server/ext/skills';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { Client, type ProtocolVersionChoice } from '../../src/client/index.js';
+import { Client, type ProtocolVersionChoice, SkillVerificationError } from '../../src/client/index.js';
 import { listen, type RunningServer, toNodeListener } from '../../src/server/node.js';
 
 const PROFILE_SCHEMA = {
@@ -198,5 +203,70 @@ describe('Client notifications (2025 handshake)', () => {
       ]);
     await client.unsubscribeResource('config://app');
     expect([...subscribed]).toEqual([]);
+  });
+});
+
+describe('Client over stdio', () => {
+  const fixture = fileURLToPath(new URL('./fixtures/stdio-counted-server.mjs', import.meta.url));
+
+  /** Connects with the default 'auto' negotiation; returns the version agreed and how many processes started. */
+  async function connectCounting(mode: 'sdk' | 'strict-2025'): Promise<{ version?: string; starts: number }> {
+    const dir = await mkdtemp(join(tmpdir(), 'gatehouse-stdio-'));
+    try {
+      const starts = join(dir, 'starts');
+      await using client = new Client(
+        { command: process.execPath, args: [fixture, mode] },
+        {
+          env: { GATEHOUSE_STARTS: starts },
+        },
+      );
+      expect((await client.listTools()).map((tool) => tool.name)).toEqual(['hello']);
+      const version = client.protocolVersion();
+      return { version, starts: (await readFile(starts, 'utf8')).trim().split('\n').length };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('negotiates on the server process itself: one process per connect', async () => {
+    expect(await connectCounting('sdk')).toEqual({ version: '2025-11-25', starts: 1 });
+  }, 60_000);
+
+  it('starts a server that exits on the probe once more, for the 2025 handshake', async () => {
+    expect(await connectCounting('strict-2025')).toEqual({ version: '2025-11-25', starts: 2 });
+  }, 60_000);
+});
+
+describe('Client skills (SEP-2640)', () => {
+  const SKILL =
+    '---\nname: pdf-processing\ndescription: Extract, fill, and assemble PDF documents\n---\n\nUse FORMS.md.\n';
+
+  async function skillsServer(): Promise<McpServer> {
+    const server = new McpServer({ name: 'skills', version: '1.0.0' });
+    const catalog = await SkillsExtension.load(
+      memorySkillFiles({ 'pdf-processing/SKILL.md': SKILL, 'pdf-processing/references/FORMS.md': 'Form fields.\n' }),
+    );
+    catalog.attach(server);
+    return server;
+  }
+
+  it('lists the skills without reading them, and reads a file once it matches its entry', async () => {
+    await using client = new Client(await skillsServer());
+    const [skill, ...others] = await client.listSkills();
+    expect(others).toEqual([]);
+    expect(skill?.frontmatter).toMatchObject({ name: 'pdf-processing' });
+    const manifest = await client.readSkill(skill!);
+    expect(manifest).toMatchObject({ verified: true, body: '\nUse FORMS.md.\n' });
+    expect((await client.readSkill(skill!, 'references/FORMS.md')).text).toBe('Form fields.\n');
+    // An entry that no longer matches what the server serves is refused, with the reason.
+    const tampered = { ...skill!, frontmatter: { ...skill!.frontmatter, description: 'Something else' } };
+    const refused = await client.readSkill(tampered).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(SkillVerificationError);
+    expect(refused).toMatchObject({ reason: 'frontmatter', code: 'ERR_SKILL_VERIFICATION' });
+  });
+
+  it('lists no skills on a server without the extension', async () => {
+    await using client = new Client(createServer());
+    expect(await client.listSkills()).toEqual([]);
   });
 });

@@ -30,27 +30,83 @@ async function followAuthorization(url) {
   await callback.body?.cancel();
 }
 
-/** What a user's program does with a server: list the tools and call them (with numbers for number arguments). */
-async function session(auth, { callTools = true } = {}) {
+/** Arguments for a tool: the scenario's own (`context.toolCalls`), else a value of each parameter's type. */
+function argumentsFor(tool) {
+  const given = context.toolCalls?.find((call) => call.name === tool.name);
+  if (given) return given.arguments;
+  return Object.fromEntries(
+    Object.entries(tool.inputSchema?.properties ?? {}).map(([name, schema]) => [
+      name,
+      schema?.type === 'number' || schema?.type === 'integer' ? 1 : schema?.type === 'boolean' ? true : 'x',
+    ]),
+  );
+}
+
+/** What a user's program does with a server: use everything it offers — tools, resources, prompts. */
+async function tour(client, { callTools = true } = {}) {
+  await client.connect();
+  const offered = client.sdk().getServerCapabilities() ?? {};
+  const tools = await client.listTools();
+  if (callTools) {
+    for (const tool of tools) await client.callTool(tool.name, argumentsFor(tool), { raiseOnError: false });
+  }
+  if (offered.resources) {
+    for (const resource of await client.listResources()) await client.readResource(resource.uri);
+  }
+  if (offered.prompts) {
+    for (const prompt of await client.listPrompts()) {
+      const args = Object.fromEntries((prompt.arguments ?? []).map((argument) => [argument.name, 'x']));
+      await client.getPrompt(prompt.name, args);
+    }
+  }
+}
+
+/** What each scenario's user does, when it is more than the tour. */
+const SCENARIO_WORK = {
+  // Lists the tools only: the mock serves nothing else; the point is that the schema's remote $ref is not fetched.
+  'json-schema-ref-no-deref': (client) => client.listTools(),
+  // Hands a tool's input schema, as listed, to the echo tool: the server compares it with what it sent.
+  'json-schema-2020-12-preservation': async (client) => {
+    const tools = await client.listTools();
+    const focal = tools.find((tool) => tool.name === 'json_schema_2020_12_tool');
+    if (!focal) throw new Error('the server did not list json_schema_2020_12_tool');
+    await client.callTool('json_schema_echo', { schema: focal.inputSchema });
+  },
+  // Lists the skills and loads none: nothing may be read ahead of need.
+  'sep-2640-client-no-prefetch': (client) => client.listSkills(),
+  // Loads each skill (reads and verifies SKILL.md), then its other files — which a tampered SKILL.md must stop.
+  ...Object.fromEntries(
+    ['sep-2640-client-verify-digest', 'sep-2640-client-verify-size', 'sep-2640-client-verify-frontmatter'].map(
+      (name) => [name, loadSkills],
+    ),
+  ),
+};
+
+async function loadSkills(client) {
+  for (const skill of await client.listSkills()) {
+    await client.readSkill(skill);
+    if (skill.resources === 'dynamic') continue;
+    for (const file of skill.resources) if (file.uri !== skill.uri) await client.readSkill(skill, file.uri);
+  }
+}
+
+async function session(auth, options) {
   const client = new Client(serverUrl, {
     auth,
     clientInfo: { name: 'gatehouse-conformance', version: '1.0.0' },
     // Accept every elicitation without filling anything in: the schema's defaults fill the form.
     elicitationHandler: async () => ({ action: 'accept' }),
+    samplingHandler: async () => ({
+      role: 'assistant',
+      model: 'gatehouse-conformance',
+      content: { type: 'text', text: 'ok' },
+    }),
+    roots: [process.cwd()],
   });
   try {
-    const tools = await client.listTools();
-    if (callTools) {
-      for (const tool of tools) {
-        const args = Object.fromEntries(
-          Object.entries(tool.inputSchema?.properties ?? {}).map(([name, schema]) => [
-            name,
-            schema?.type === 'number' || schema?.type === 'integer' ? 1 : schema?.type === 'boolean' ? true : 'x',
-          ]),
-        );
-        await client.callTool(tool.name, args, { raiseOnError: false });
-      }
-    }
+    await (SCENARIO_WORK[scenario] ?? ((c) => tour(c, options)))(client);
+    // The runner keeps stdout: the version each scenario was spoken at goes into the matrix.
+    console.log(`negotiated ${client.protocolVersion()}`);
   } finally {
     await client.close();
   }
@@ -68,7 +124,7 @@ async function interactive() {
     timeoutMs: 20_000,
     dpop: scenario.startsWith('auth/dpop'),
   });
-  await session(oauth, { callTools: true });
+  await session(oauth);
 }
 
 async function machineClient() {
@@ -90,7 +146,7 @@ try {
   if (!serverUrl) throw new Error('usage: conformance-client <server-url>');
   if (/^auth\/(client-credentials|wif|enterprise)/.test(scenario)) await machineClient();
   else if (scenario.startsWith('auth/')) await interactive();
-  else await session(undefined);
+  else await session(undefined, {});
   process.exit(0);
 } catch (error) {
   console.error(`[gatehouse-conformance] ${scenario}: ${error?.stack ?? error}`);
