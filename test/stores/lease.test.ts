@@ -15,7 +15,7 @@ import {
   redisStore,
   withLeases,
 } from '../../src/storage/index.js';
-import { POSTGRES_URL, REDIS_URL, sleep, uniqueId } from '../storage/helpers.js';
+import { POSTGRES_URL, REDIS_URL, removeFromServices, sleep, uniqueId } from '../storage/helpers.js';
 
 const run = uniqueId('lease');
 const opened: GatehouseStore[] = [];
@@ -37,18 +37,7 @@ function track<T extends GatehouseStore>(store: T): T {
 
 afterAll(async () => {
   await Promise.all(opened.map((store) => store.close()));
-  const { createClient } = await import('@redis/client');
-  const redis = createClient({ url: REDIS_URL });
-  await redis.connect();
-  for await (const keys of redis.scanIterator({ MATCH: `gatehouse-test:${run}:*`, COUNT: 500 })) {
-    if (keys.length > 0) await redis.del(keys);
-  }
-  await redis.close();
-  const { default: pg } = await import('pg');
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-  await client.connect();
-  await client.query(`DROP TABLE IF EXISTS ${run}_kv, ${run}_kv_lease`);
-  await client.end();
+  await removeFromServices({ redisPrefix: `gatehouse-test:${run}:`, tables: [`${run}_kv`, `${run}_kv_lease`] });
 });
 
 describe.each(backends)('leases in %s', (_name, open) => {
