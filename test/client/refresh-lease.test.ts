@@ -185,12 +185,14 @@ interface Tally {
   errors: string[];
 }
 
-/** A client process with its own HOME and lock directory: nothing shared with its siblings but the token store. */
+/**
+ * A client process with its own HOME and lock directory: nothing shared with its siblings but the token store.
+ * It prints `started`, then runs one phase of calls per {@link go} (printing `done <phase>`), then its tally.
+ */
 class ChildClient {
   readonly #process: ChildProcessWithoutNullStreams;
-  readonly ready: Promise<void>;
-  readonly done: Promise<Tally>;
   readonly exited: Promise<number | null>;
+  #stdout = '';
   #stderr = '';
 
   constructor(home: string, config: Record<string, unknown>) {
@@ -200,41 +202,37 @@ class ChildClient {
       { env: { ...process.env, HOME: home, TMPDIR: home, GATEHOUSE_STORE: home }, stdio: ['pipe', 'pipe', 'pipe'] },
     );
     this.#process = child;
+    child.stdout.on('data', (chunk) => (this.#stdout += chunk));
     child.stderr.on('data', (chunk) => (this.#stderr += chunk));
-    let out = '';
-    let signalReady: () => void;
-    let failReady: (error: Error) => void;
-    let signalDone: (tally: Tally) => void;
-    let failDone: (error: Error) => void;
-    this.ready = new Promise((resolve, reject) => {
-      signalReady = resolve;
-      failReady = reject;
-    });
-    this.done = new Promise((resolve, reject) => {
-      signalDone = resolve;
-      failDone = reject;
-    });
-    // Only awaited once the test gets there; a rejection before then is not "unhandled".
-    this.ready.catch(() => {});
-    this.done.catch(() => {});
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-      const lines = out.split('\n');
-      if (lines.includes('ready')) signalReady();
-      const result = lines.find((line) => line.startsWith('{'));
-      if (result) signalDone(JSON.parse(result) as Tally);
-    });
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-    // A process that dies before reporting fails whoever waits for it (a killed one is never waited for).
-    void this.exited.then((code) => {
-      const failure = new Error(`client process exited with ${code} before reporting:\n${this.#stderr}`);
-      failReady(failure);
-      failDone(failure);
+  }
+
+  /** Resolves once the process printed a line starting with `prefix` (that line); rejects if it exits first. */
+  printed(prefix: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const line = this.#stdout.split('\n').find((l) => l.startsWith(prefix));
+        if (line === undefined) return false;
+        this.#process.stdout.off('data', check);
+        resolve(line);
+        return true;
+      };
+      if (check()) return;
+      this.#process.stdout.on('data', check);
+      void this.exited.then((code) => {
+        this.#process.stdout.off('data', check);
+        reject(new Error(`client process exited with ${code} before printing ${prefix}:\n${this.#stderr}`));
+      });
     });
   }
 
-  go(): void {
-    this.#process.stdin.write('go\n');
+  async tally(): Promise<Tally> {
+    return JSON.parse(await this.printed('{')) as Tally;
+  }
+
+  /** Starts the next phase of calls; `subject` is who the calls must come back as. */
+  go(subject: string): void {
+    this.#process.stdin.write(`${subject}\n`);
   }
 
   kill(): void {
@@ -271,43 +269,92 @@ async function startChildren(
 
 const sleepUntil = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms - Date.now())));
 
+/** Waits until every child printed a line starting with `prefix`, naming the laggards' stderr on timeout. */
+function allPrinted(children: ChildClient[], prefix: string, ms = 60_000): Promise<string[]> {
+  return within(
+    Promise.all(children.map((child) => child.printed(prefix))),
+    ms,
+    () => `every child printing ${prefix}\n${children.map((c) => c.stderr()).join('\n')}`,
+  );
+}
+
 describe.each(['redis', 'postgres'] as const)('three client processes sharing a %s token store', (kind) => {
   it('50 calls each across an access-token expiry: exactly 1 refresh request at the authorization server, 0 failed calls', async () => {
     const shared = storeChoice(kind);
-    const { subject, expiresAt } = await loginInto(shared);
-    const refreshesBefore = proxy.refreshes.length;
-    const codeGrantsBefore = proxy.codeGrants;
     const { children, cleanup } = await startChildren(3, () => ({
       store: shared,
       mcpUrl,
-      subject,
       refreshSkewSeconds: REFRESH_SKEW,
-      before: 25,
-      after: 25,
+      phases: [25, 25],
     }));
     try {
-      await within(
-        Promise.all(children.map((child) => child.ready)),
-        60_000,
-        () => `children ready\n${children.map((c) => c.stderr()).join('\n')}`,
-      );
-      const refreshedEarly = proxy.refreshes.length - refreshesBefore;
+      // Loaded first, so that the token's short life is spent on calls, not on starting Node.
+      await allPrinted(children, 'started');
+      const { subject, expiresAt } = await loginInto(shared);
+      const refreshesBefore = proxy.refreshes.length;
+      const codeGrantsBefore = proxy.codeGrants;
+      for (const child of children) child.go(subject);
+      await allPrinted(children, 'done 0');
+      expect(proxy.refreshes.length).toBe(refreshesBefore); // 25 calls each on the first token
       // Past the expiry the children see (expires_at - skew), all three at once.
       await sleepUntil((expiresAt - REFRESH_SKEW) * 1000 + 500);
-      for (const child of children) child.go();
+      for (const child of children) child.go(subject);
       const tallies = await within(
-        Promise.all(children.map((child) => child.done)),
+        Promise.all(children.map((child) => child.tally())),
         60_000,
         () => `children done\n${children.map((c) => c.stderr()).join('\n')}`,
       );
       expect(tallies.map((t) => t.errors)).toEqual([[], [], []]);
       expect(tallies.map((t) => t.ok)).toEqual([50, 50, 50]);
-      const refreshes = proxy.refreshes.slice(refreshesBefore);
-      expect(refreshes.map((r) => r.status)).toEqual([200]);
+      expect(proxy.refreshes.slice(refreshesBefore).map((r) => r.status)).toEqual([200]);
       expect(tallies.reduce((sum, t) => sum + t.refreshed, 0)).toBe(1);
       expect(proxy.codeGrants).toBe(codeGrantsBefore); // nobody logged in again
-      // The refresh happened where it was meant to: when all three crossed the expiry together.
-      expect(refreshedEarly).toBe(0);
+    } finally {
+      await cleanup();
+    }
+  }, 180_000);
+
+  it('a holder killed (SIGKILL) mid-refresh blocks the others only until its lease expires', async () => {
+    const LEASE_MS = 4000;
+    const shared = storeChoice(kind);
+    const { children, cleanup } = await startChildren(3, (i) => ({
+      store: shared,
+      mcpUrl,
+      refreshSkewSeconds: REFRESH_SKEW,
+      refreshLeaseMs: LEASE_MS,
+      phases: [1, i === 0 ? 1 : 10],
+    }));
+    const [victim, ...others] = children as [ChildClient, ChildClient, ChildClient];
+    try {
+      await allPrinted(children, 'started');
+      const { subject, expiresAt } = await loginInto(shared);
+      const refreshesBefore = proxy.refreshes.length;
+      for (const child of children) child.go(subject);
+      await allPrinted(children, 'done 0');
+      await sleepUntil((expiresAt - REFRESH_SKEW) * 1000 + 500);
+      // The victim takes the lease and sends its refresh, which the authorization server never sees.
+      const held = proxy.holdNextRefresh();
+      victim.go(subject);
+      const heldAt = await within(held, 30_000, () => `the victim's refresh\n${victim.stderr()}`);
+      for (const child of others) child.go(subject);
+      await new Promise((resolve) => setTimeout(resolve, 1000)); // the others now wait on the victim's lease
+      victim.kill();
+      await victim.exited;
+      proxy.dropHeld();
+      const tallies = await within(
+        Promise.all(others.map((child) => child.tally())),
+        60_000,
+        () => `survivors done\n${others.map((c) => c.stderr()).join('\n')}`,
+      );
+      expect(tallies.map((t) => t.errors)).toEqual([[], []]);
+      expect(tallies.map((t) => t.ok)).toEqual([11, 11]);
+      const refreshes = proxy.refreshes.slice(refreshesBefore);
+      expect(refreshes.map((r) => r.status)).toEqual(['held', 200]);
+      // The survivors waited for the dead holder's lease to expire (nobody refreshed beside it) and no longer:
+      // the next refresh went out once the lease ran out, give or take polling and a loaded machine.
+      const waited = refreshes[1]!.at - heldAt;
+      expect(waited).toBeGreaterThanOrEqual(LEASE_MS - 1500);
+      expect(waited).toBeLessThanOrEqual(LEASE_MS + 3000);
     } finally {
       await cleanup();
     }
