@@ -1,9 +1,11 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LeaseTimeoutError } from '../storage/errors.js';
 import { acquireLock } from '../storage/file.js';
-import { KeyedMutex } from '../storage/types.js';
+import { KeyedMutex, type LeaseStore } from '../storage/types.js';
 
 /** Options of {@link withCredentialLock}. */
 export interface CredentialLockOptions {
@@ -46,4 +48,48 @@ export async function withCredentialLock<T>(
       await release();
     }
   });
+}
+
+/** Options of {@link withStoreLease}. */
+export interface StoreLeaseOptions<T> {
+  /** The lease's lifetime: how long a holder that died blocks the others. */
+  ttlMs: number;
+  /**
+   * Asked between attempts while another process holds the lease: a value other than `undefined` ends the wait
+   * with that value (the holder did the work, e.g. stored refreshed tokens). Default: never.
+   */
+  settled?: () => Promise<T | undefined>;
+  /** Give up ({@link LeaseTimeoutError}) after this long. Default twice `ttlMs`: time for a holder to die and expire. */
+  waitMs?: number;
+}
+
+/**
+ * Runs `fn` while holding the lease `key` in a shared store (Redis, PostgreSQL), so that across every machine
+ * sharing the store one process at a time runs it. While another holds the lease, polls with backoff (20 ms
+ * growing to 500 ms) and asks `settled()` whether the holder's work already answers ours. A holder that crashed
+ * holds the lease until it expires (`ttlMs`); the lease is released as soon as `fn` ends.
+ */
+export async function withStoreLease<T>(
+  leases: LeaseStore,
+  key: string,
+  fn: () => Promise<T>,
+  options: StoreLeaseOptions<T>,
+): Promise<T> {
+  const owner = `${hostname()}:${process.pid}:${randomUUID()}`;
+  const waitMs = options.waitMs ?? options.ttlMs * 2;
+  const deadline = Date.now() + waitMs;
+  for (let attempt = 0; ; attempt++) {
+    if (await leases.acquireLease(key, options.ttlMs, owner)) {
+      try {
+        return await fn();
+      } finally {
+        // A store that is unreachable now lets the lease expire instead; the caller's result stands.
+        await leases.releaseLease(key, owner).catch(() => false);
+      }
+    }
+    const done = await options.settled?.();
+    if (done !== undefined) return done;
+    if (Date.now() >= deadline) throw new LeaseTimeoutError(key, waitMs);
+    await sleep(Math.min(20 * 1.5 ** attempt, 500) * (0.75 + Math.random() / 2));
+  }
 }

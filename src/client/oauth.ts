@@ -27,6 +27,7 @@ import { protectedResourceMetadataUrls } from '../oauth/discovery.js';
 import { GatehouseError } from '../oauth/errors.js';
 import { parseWwwAuthenticate } from '../oauth/www-authenticate.js';
 import { defaultTokenStore } from '../storage/default.js';
+import { LeaseTimeoutError } from '../storage/errors.js';
 import { memoryStore } from '../storage/memory.js';
 import {
   canonicalServer,
@@ -37,10 +38,10 @@ import {
   type TokenResponse,
   TokenStorage,
 } from '../storage/tokens.js';
-import type { StoreInput } from '../storage/types.js';
+import { leasesOf, type StoreInput } from '../storage/types.js';
 import { assertOpenableUrl, canOpenBrowser, openBrowser as defaultOpenBrowser } from './browser.js';
 import { type CallbackServer, startCallbackServer } from './callback-server.js';
-import { withCredentialLock } from './credential-lock.js';
+import { withCredentialLock, withStoreLease } from './credential-lock.js';
 import { type DeviceCodeHandler, deviceLogin, printDeviceCode } from './device-login.js';
 import { explainLoginFailure } from './doctor.js';
 import {
@@ -135,6 +136,12 @@ export interface OAuthOptions {
   onEvent?: (event: OAuthEvent) => void;
   /** Directory of the cross-process lock files. Default `<tmpdir>/gatehouse-locks`. */
   lockDirectory?: string;
+  /**
+   * With a store that holds leases (Redis, PostgreSQL: shared by several machines), how long the lease taken
+   * around each token refresh lasts: the longest a refresh may take, and the longest a process that died while
+   * refreshing blocks the others. Default 30 000 ms.
+   */
+  refreshLeaseMs?: number;
   /** Clock in milliseconds, for tests. Give the same one to the `TokenStorage`. */
   now?: () => number;
 }
@@ -756,7 +763,7 @@ export class OAuth implements OAuthClientProvider {
       }
       if (tokens?.refresh_token && scopeCovered) {
         try {
-          await this.refreshLocked(serverUrl, options.resourceMetadataUrl);
+          await this.refreshShared(serverUrl, options.resourceMetadataUrl);
           return;
         } catch (error) {
           if (!(error instanceof RefreshFailedError)) throw error;
@@ -956,19 +963,54 @@ export class OAuth implements OAuthClientProvider {
     }
   }
 
-  /** Refreshes once for all concurrent callers in this process, and under the cross-process lock. */
+  /**
+   * Refreshes once for all concurrent callers in this process, under the cross-process lock, and with a store
+   * shared across machines under the store's lease (see {@link refreshShared}).
+   */
   refresh(): Promise<void> {
     this.refreshing ??= this.locked(async () => {
       const before = this.record?.tokens;
       const current = (await this.load(true))?.tokens;
       // Another process (or an earlier holder of the lock) refreshed while we waited: use its tokens.
-      if (current && !this.needsRefresh(current) && current.access_token !== before?.access_token) return;
-      if (current && !this.needsRefresh(current) && !before) return;
-      await this.refreshLocked(this.serverKey);
+      if (current && this.replaces(current, before)) return;
+      await this.refreshShared(this.serverKey);
     }).finally(() => {
       this.refreshing = undefined;
     });
     return this.refreshing;
+  }
+
+  /** True when `current` are usable tokens other than `before`: someone refreshed or logged in meanwhile. */
+  private replaces(current: StoredTokens | undefined, before: StoredTokens | undefined): boolean {
+    return current !== undefined && current.access_token !== before?.access_token && !this.needsRefresh(current);
+  }
+
+  /**
+   * The refresh, single-flight across machines when the store holds leases (Redis, PostgreSQL): the lock file only
+   * orders the processes of one machine, so the refresh also takes the store's lease on this credential. Whoever
+   * finds the lease taken polls until the holder has stored new tokens (and uses them without refreshing) or the
+   * lease is free again — released, or expired after `refreshLeaseMs` because its holder died. Only the refresh
+   * holds the lease, never a login. Call while holding the credential lock.
+   */
+  private async refreshShared(serverUrl: string, resourceMetadataUrl?: URL): Promise<void> {
+    const leases = leasesOf(this.storage.store);
+    if (!leases) return this.refreshLocked(serverUrl, resourceMetadataUrl);
+    const spent = this.record?.tokens;
+    const replacedInStore = async () => this.replaces((await this.load(true))?.tokens, spent);
+    try {
+      await withStoreLease(
+        leases,
+        this.storage.keyFor(this.serverKey),
+        async () => {
+          if (!(await replacedInStore())) await this.refreshLocked(serverUrl, resourceMetadataUrl);
+          return true;
+        },
+        { ttlMs: this.options.refreshLeaseMs ?? 30_000, settled: async () => (await replacedInStore()) || undefined },
+      );
+    } catch (error) {
+      if (!(error instanceof LeaseTimeoutError)) throw error;
+      throw new RefreshFailedError(`No turn to refresh the token: ${error.message}`, { cause: error });
+    }
   }
 
   /** The refresh request itself. Call only while holding the credential lock, after re-reading storage. */

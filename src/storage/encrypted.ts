@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes, scrypt as scryptCallback } from 'node:crypto';
 import { promisify } from 'node:util';
 import { DecryptionError, StorageConfigError } from './errors.js';
-import { brand, type GatehouseStore, type KeyValueStore, type StoreInput, toKeyValueStore } from './types.js';
+import { brand, type GatehouseStore, type KeyValueStore, leasesOf, type StoreInput, toKeyValueStore } from './types.js';
 
 const scrypt = promisify(scryptCallback) as (
   password: string | Uint8Array,
@@ -218,8 +218,14 @@ export function encryptedStore(inner: StoreInput, options: EncryptedStoreOptions
     }
   };
   const innerUpdate = (store as Partial<GatehouseStore>).update?.bind(store);
+  const leases = leasesOf(store);
 
   return brand<GatehouseStore>({
+    // Leases name an entry but hold no value: nothing to encrypt, and the inner store's atomicity is what counts.
+    ...(leases && {
+      acquireLease: (key: string, ttlMs: number, owner: string) => leases.acquireLease(key, ttlMs, owner),
+      releaseLease: (key: string, owner: string) => leases.releaseLease(key, owner),
+    }),
     // Locking stores keep their cross-process read-modify-write through the encryption layer.
     ...(innerUpdate && {
       async update<T>(key: string, fn: (current: unknown) => T | undefined | Promise<T | undefined>, ttlMs?: number) {

@@ -65,6 +65,16 @@ export class LockTimeoutError extends StorageError {
   }
 }
 
+/** Another holder kept a lease (see `LeaseStore`) for longer than the caller would wait. */
+export class LeaseTimeoutError extends StorageError {
+  constructor(key: string, waitedMs: number) {
+    super(`Timed out after ${waitedMs} ms waiting for the lease on ${key}.`, {
+      code: 'ERR_STORAGE_LEASE_TIMEOUT',
+      hint: 'Other processes sharing the store keep taking it in turn; retry, or give the lease a longer lifetime.',
+    });
+  }
+}
+
 /** A stored record is unreadable (not JSON, wrong shape) or was written by a newer, unknown format version. */
 export class RecordFormatError extends StorageError {
   constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {

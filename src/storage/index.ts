@@ -3,7 +3,8 @@
  *
  * - Client side: {@link TokenStorage} over any {@link KeyValueStore} (a Keyv instance, a Keyv store adapter, a Map,
  *   or one of ours: {@link memoryStore}, {@link fileStore}, {@link keychainStore}, {@link sqliteStore},
- *   {@link redisStore}, {@link postgresStore}, {@link dynamoStore}), optionally wrapped in {@link encryptedStore}.
+ *   {@link redisStore}, {@link postgresStore}, {@link dynamoStore}), optionally wrapped in {@link encryptedStore};
+ *   stores shared across machines also hold leases ({@link LeaseStore}) for single-flight token refresh.
  * - Authorization server: oidc-provider adapters ({@link oidcAdapterFactory}) over memory, SQLite, Redis and
  *   PostgreSQL, with atomic one-time redemption.
  *
@@ -32,6 +33,7 @@ export {
 export {
   DecryptionError,
   KeychainUnavailableError,
+  LeaseTimeoutError,
   LockTimeoutError,
   RecordFormatError,
   StorageConfigError,
@@ -72,7 +74,10 @@ export {
   isKeyv,
   type KeyValueStore,
   type KeyvStoreAdapterLike,
+  type LeaseStore,
+  leasesOf,
   type MapLike,
   type StoreInput,
   toKeyValueStore,
+  withLeases,
 } from './types.js';

@@ -1,6 +1,15 @@
 import type { Pool, PoolConfig } from 'pg';
 import { sqlIdentifier } from './sqlite.js';
-import { brand, checkNamespace, type GatehouseStore, isTtl, loadOptional, toJson } from './types.js';
+import {
+  brand,
+  checkNamespace,
+  type GatehouseStore,
+  isTtl,
+  type LeaseStore,
+  leaseTtl,
+  loadOptional,
+  toJson,
+} from './types.js';
 
 /** Options of {@link postgresStore}. */
 export interface PostgresStoreOptions {
@@ -65,6 +74,11 @@ export async function withSchemaLock(pool: Pool, name: string, sql: string): Pro
  * A key-value store in PostgreSQL (through `pg`, installed separately). Values are `jsonb`; expiry uses the
  * database clock, so instances with skewed clocks agree; expired rows are hidden on read and purged on write.
  *
+ * Leases ({@link LeaseStore}) are rows of the table `<table>_lease`: taking one inserts the row, or
+ * takes over an expired one, in a single `INSERT … ON CONFLICT … DO UPDATE … WHERE expires_at <= now()`; giving it
+ * back deletes the row only for its owner. They are rows rather than advisory locks because an advisory lock
+ * belongs to one connection, and a pool hands the connection to someone else between two queries.
+ *
  * @example
  * ```ts
  * import { postgresStore, TokenStorage } from 'gatehouse/storage';
@@ -72,8 +86,12 @@ export async function withSchemaLock(pool: Pool, name: string, sql: string): Pro
  * const storage = new TokenStorage(postgresStore('postgresql://app@db/app', { namespace: 'mcp-tokens' }));
  * ```
  */
-export function postgresStore(connectionString: string, options: PostgresStoreOptions = {}): GatehouseStore {
+export function postgresStore(
+  connectionString: string,
+  options: PostgresStoreOptions = {},
+): GatehouseStore & LeaseStore {
   const table = sqlIdentifier(options.table ?? 'gatehouse_kv');
+  const leaseTable = sqlIdentifier(`${table}_lease`);
   const namespace = checkNamespace(options.namespace ?? 'default');
   const ownsPool = options.pool === undefined;
   let opened: Promise<Pool> | undefined;
@@ -91,7 +109,13 @@ export function postgresStore(connectionString: string, options: PostgresStoreOp
           value jsonb NOT NULL,
           expires_at timestamptz,
           PRIMARY KEY (namespace, key));
-        CREATE INDEX IF NOT EXISTS ${table}_expires ON ${table} (expires_at) WHERE expires_at IS NOT NULL;`,
+        CREATE INDEX IF NOT EXISTS ${table}_expires ON ${table} (expires_at) WHERE expires_at IS NOT NULL;
+        CREATE TABLE IF NOT EXISTS ${leaseTable} (
+          namespace text NOT NULL,
+          key text NOT NULL,
+          owner text NOT NULL,
+          expires_at timestamptz NOT NULL,
+          PRIMARY KEY (namespace, key));`,
       );
       return p;
     })().catch((error: unknown) => {
@@ -101,7 +125,7 @@ export function postgresStore(connectionString: string, options: PostgresStoreOp
     return opened;
   };
 
-  return brand<GatehouseStore>({
+  return brand<GatehouseStore & LeaseStore>({
     kind: 'postgres',
     async get(key) {
       const { rows } = await (await pool()).query<{ value: string }>(
@@ -129,6 +153,25 @@ export function postgresStore(connectionString: string, options: PostgresStoreOp
     },
     async clear() {
       await (await pool()).query(`DELETE FROM ${table} WHERE namespace = $1`, [namespace]);
+    },
+    async acquireLease(key, ttlMs, owner) {
+      const ms = leaseTtl(ttlMs);
+      // One statement: a concurrent taker waits on the row and then sees it unexpired, so only one wins.
+      const { rowCount } = await (await pool()).query(
+        `INSERT INTO ${leaseTable} (namespace, key, owner, expires_at)
+         VALUES ($1, $2, $3, now() + $4::float8 * interval '1 millisecond')
+         ON CONFLICT (namespace, key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+         WHERE ${leaseTable}.expires_at <= now()`,
+        [namespace, key, owner, ms],
+      );
+      return (rowCount ?? 0) > 0;
+    },
+    async releaseLease(key, owner) {
+      const { rowCount } = await (await pool()).query(
+        `DELETE FROM ${leaseTable} WHERE namespace = $1 AND key = $2 AND owner = $3`,
+        [namespace, key, owner],
+      );
+      return (rowCount ?? 0) > 0;
     },
     async close() {
       const p = opened;

@@ -1,4 +1,13 @@
-import { brand, checkNamespace, type GatehouseStore, isTtl, loadOptional, toJson } from './types.js';
+import {
+  brand,
+  checkNamespace,
+  type GatehouseStore,
+  isTtl,
+  type LeaseStore,
+  leaseTtl,
+  loadOptional,
+  toJson,
+} from './types.js';
 
 /**
  * The part of a node-redis v5 client (`@redis/client` or `redis`) that Gatehouse uses. Pass your own client
@@ -54,9 +63,17 @@ export function escapeRedisGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&');
 }
 
+// Deletes the lease only while it is still the caller's: a holder whose lease expired and was taken must not
+// release the new holder's.
+const RELEASE_LEASE =
+  "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
 /**
  * A key-value store in Redis (through `@redis/client`, installed separately). TTLs are Redis's own (`PX`), so
  * expired keys vanish without a sweeper; `clear()` removes only this namespace's keys.
+ *
+ * Leases ({@link LeaseStore}) are keys `<prefix>lease:<namespace>:<key>` set with `SET NX PX` and released by a
+ * compare-and-delete script, so they expire on the Redis clock.
  *
  * @example
  * ```ts
@@ -65,8 +82,10 @@ export function escapeRedisGlob(text: string): string {
  * const storage = new TokenStorage(redisStore('redis://localhost:6379', { namespace: 'mcp-tokens' }));
  * ```
  */
-export function redisStore(url: string, options: RedisStoreOptions = {}): GatehouseStore {
-  const prefix = `${options.prefix ?? 'gatehouse:kv:'}${checkNamespace(options.namespace ?? 'default')}:`;
+export function redisStore(url: string, options: RedisStoreOptions = {}): GatehouseStore & LeaseStore {
+  const namespace = checkNamespace(options.namespace ?? 'default');
+  const prefix = `${options.prefix ?? 'gatehouse:kv:'}${namespace}:`;
+  const leasePrefix = `${options.prefix ?? 'gatehouse:kv:'}lease:${namespace}:`;
   let opened: Promise<RedisClientLike> | undefined;
   const client = (): Promise<RedisClientLike> => {
     opened ??= (options.client ? Promise.resolve(options.client) : connectRedis(url)).catch((error: unknown) => {
@@ -76,7 +95,7 @@ export function redisStore(url: string, options: RedisStoreOptions = {}): Gateho
     return opened;
   };
 
-  return brand<GatehouseStore>({
+  return brand<GatehouseStore & LeaseStore>({
     kind: 'redis',
     async get(key) {
       const raw = await (await client()).get(prefix + key);
@@ -97,6 +116,14 @@ export function redisStore(url: string, options: RedisStoreOptions = {}): Gateho
         cursor = String(page.cursor);
         if (page.keys.length > 0) await c.del(page.keys);
       } while (cursor !== '0');
+    },
+    async acquireLease(key, ttlMs, owner) {
+      const answer = await (await client()).set(leasePrefix + key, owner, { NX: true, PX: leaseTtl(ttlMs) });
+      return answer === 'OK';
+    },
+    async releaseLease(key, owner) {
+      const deleted = await (await client()).eval(RELEASE_LEASE, { keys: [leasePrefix + key], arguments: [owner] });
+      return Number(deleted) > 0;
     },
     async close() {
       const c = opened;

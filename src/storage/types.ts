@@ -40,6 +40,87 @@ export interface GatehouseStore extends KeyValueStore {
   ): Promise<T | undefined>;
   /** Releases connections and timers. */
   close(): Promise<void>;
+  /** See {@link LeaseStore.acquireLease}; present on stores shared across machines (Redis, PostgreSQL). */
+  acquireLease?(key: string, ttlMs: number, owner: string): Promise<boolean>;
+  /** See {@link LeaseStore.releaseLease}. */
+  releaseLease?(key: string, owner: string): Promise<boolean>;
+}
+
+/**
+ * The optional lease capability of a store: a short-lived exclusive claim on a name, kept in the store itself, so
+ * processes that share the store but no filesystem (several machines on one Redis or PostgreSQL) can take turns.
+ * The client takes one around each token refresh, so a rotating refresh token is spent once. Leases live beside
+ * the store's entries, never among them (`get` never returns one), and expire on the store's own clock, so a
+ * holder that crashed blocks others for at most `ttlMs`.
+ *
+ * `redisStore()` and `postgresStore()` implement it natively; a store without it (memory, file, a Keyv instance)
+ * gets a lock file on this machine instead. A custom store opts in by having both methods (see {@link withLeases}).
+ *
+ * @example
+ * ```ts
+ * import { randomUUID } from 'node:crypto';
+ * import { redisStore } from 'gatehouse/storage';
+ *
+ * const store = redisStore('redis://localhost:6379');
+ * const owner = randomUUID();
+ * if (await store.acquireLease!('nightly-job', 30_000, owner)) {
+ *   try {
+ *     // ... at most one holder at a time, across every machine sharing the store
+ *   } finally {
+ *     await store.releaseLease!('nightly-job', owner);
+ *   }
+ * }
+ * ```
+ */
+export interface LeaseStore {
+  /**
+   * Takes the lease `key` for `owner` for `ttlMs` milliseconds, atomically: true when it is now `owner`'s, false
+   * when another owner holds an unexpired lease on it (even `owner` itself: leases do not nest).
+   */
+  acquireLease(key: string, ttlMs: number, owner: string): Promise<boolean>;
+  /** Gives the lease back, only if `owner` still holds it (it may have expired and been taken); true if it did. */
+  releaseLease(key: string, owner: string): Promise<boolean>;
+}
+
+/** The store's lease capability, or `undefined` when it has none. */
+export function leasesOf(store: unknown): LeaseStore | undefined {
+  const candidate = store as Partial<LeaseStore> | null | undefined;
+  return typeof candidate?.acquireLease === 'function' && typeof candidate.releaseLease === 'function'
+    ? (candidate as LeaseStore)
+    : undefined;
+}
+
+/**
+ * A store whose entries live in `store` and whose leases in `leases`: how a Keyv instance (or any store) shared by
+ * several machines opts in to single-flight token refresh. `leases` must be shared by the same processes as
+ * `store`, e.g. a `redisStore()` on the same Redis.
+ *
+ * @example
+ * ```ts
+ * import Keyv from 'keyv';
+ * import KeyvRedis from '@keyv/redis';
+ * import { redisStore, TokenStorage, withLeases } from 'gatehouse/storage';
+ *
+ * const url = 'redis://localhost:6379';
+ * const keyv = new Keyv(new KeyvRedis(url), { namespace: 'mcp' });
+ * const storage = new TokenStorage(withLeases(keyv, redisStore(url, { namespace: 'mcp' })));
+ * ```
+ */
+export function withLeases(store: StoreInput, leases: LeaseStore): KeyValueStore & LeaseStore {
+  const inner = toKeyValueStore(store);
+  const wrapped: KeyValueStore & LeaseStore & Partial<Pick<GatehouseStore, 'update' | 'kind' | 'close'>> = {
+    get: (key) => inner.get(key),
+    set: (key, value, ttlMs) => inner.set(key, value, ttlMs),
+    delete: (key) => inner.delete(key),
+    clear: async () => {
+      await inner.clear?.();
+    },
+    acquireLease: (key, ttlMs, owner) => leases.acquireLease(key, ttlMs, owner),
+    releaseLease: (key, owner) => leases.releaseLease(key, owner),
+  };
+  const gatehouse = inner as Partial<GatehouseStore>;
+  if (typeof gatehouse.update === 'function') wrapped.update = gatehouse.update.bind(inner);
+  return brand(wrapped);
 }
 
 /**
@@ -201,6 +282,12 @@ export async function loadOptional<T>(pkg: string, backend: string, load: () => 
     }
     throw error;
   }
+}
+
+/** A lease's lifetime in whole milliseconds; a lease must expire, so anything but a positive number is refused. */
+export function leaseTtl(ttlMs: number): number {
+  if (!isTtl(ttlMs)) throw new StorageConfigError(`A lease needs a positive lifetime in ms, got ${String(ttlMs)}.`);
+  return Math.ceil(ttlMs);
 }
 
 /** Namespaces may be any non-empty string without control characters; they prefix keys as `namespace:key`. */

@@ -15,6 +15,22 @@ export function uniqueId(label: string): string {
   return `${label}_${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
 }
 
+/** Removes what a test left on the shared Redis and PostgreSQL: keys under `redisPrefix`, and `tables`. */
+export async function removeFromServices(remove: { redisPrefix: string; tables: string[] }): Promise<void> {
+  const { createClient } = await import('@redis/client');
+  const redis = createClient({ url: REDIS_URL });
+  await redis.connect();
+  for await (const keys of redis.scanIterator({ MATCH: `${remove.redisPrefix}*`, COUNT: 500 })) {
+    if (keys.length > 0) await redis.del(keys);
+  }
+  await redis.close();
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  await client.query(`DROP TABLE IF EXISTS ${remove.tables.join(', ')}`);
+  await client.end();
+}
+
 export async function temporaryDirectory(label: string): Promise<{ path: string; remove: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), `gatehouse-${label}-`));
   return { path, remove: () => rm(path, { recursive: true, force: true }) };

@@ -26,7 +26,7 @@ async function dropTable(table: string): Promise<void> {
 }
 
 storeSuite('postgres', (namespace) => postgresStore(POSTGRES_URL, { table: `${run}_pg`, namespace }), {
-  teardown: () => dropTable(`${run}_pg`),
+  teardown: () => dropTable(`${run}_pg, ${run}_pg_lease`),
 });
 
 const dynalite = await startDynalite();
