@@ -93,6 +93,8 @@ describe('gatehouse login and tools name the cause of a failed login', () => {
         ...env,
         PATH: `${bin}:${process.env['PATH']}`,
         OPENED_LOG: opened,
+        // A desktop session: without one the CLI would take the device flow instead of the browser.
+        DISPLAY: ':0',
       });
       expect(denied).toBe(true);
       // The login prints where it opened the browser first; the failure is the last two lines.

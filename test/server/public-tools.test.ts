@@ -90,7 +90,7 @@ describe('public tools before sign-in', () => {
       }, options(sessionful)),
     );
     tokens = async (scope, slot = stateless) => {
-      const oauth = new OAuth({ mcpUrl: slot.mcpUrl, login: SERVE_USER, scopes: scope });
+      const oauth = new OAuth({ mcpUrl: slot.mcpUrl, login: SERVE_USER, scopes: scope, tokenStorage: 'memory' });
       await oauth.authorize();
       return (await oauth.tokens())!.access_token;
     };
@@ -189,7 +189,12 @@ describe('public tools before sign-in', () => {
 
   it('Client lists and calls public tools without logging in, and logs in for a protected tool', async () => {
     const events: OAuthEvent['type'][] = [];
-    const oauth = new OAuth({ mcpUrl: stateless.mcpUrl, login: SERVE_USER, onEvent: (e) => events.push(e.type) });
+    const oauth = new OAuth({
+      mcpUrl: stateless.mcpUrl,
+      login: SERVE_USER,
+      tokenStorage: 'memory',
+      onEvent: (e) => events.push(e.type),
+    });
     await using client = new Client(stateless.mcpUrl, { auth: oauth });
     expect((await client.listTools()).map((t) => t.name)).toEqual(['echo']);
     expect((await client.callTool('echo', { text: 'hello' })).data).toBe('hello');
@@ -202,7 +207,12 @@ describe('public tools before sign-in', () => {
 
   it('the same with the 2025 handshake (initialize, SSE answers)', async () => {
     const events: OAuthEvent['type'][] = [];
-    const oauth = new OAuth({ mcpUrl: stateless.mcpUrl, login: SERVE_USER, onEvent: (e) => events.push(e.type) });
+    const oauth = new OAuth({
+      mcpUrl: stateless.mcpUrl,
+      login: SERVE_USER,
+      tokenStorage: 'memory',
+      onEvent: (e) => events.push(e.type),
+    });
     await using client = new Client(stateless.mcpUrl, { auth: oauth, protocolVersion: 'legacy' });
     expect((await client.listTools()).map((t) => t.name)).toEqual(['echo']);
     expect(client.protocolVersion()).toMatch(/^2025-/);

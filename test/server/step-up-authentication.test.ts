@@ -77,6 +77,7 @@ describe('step-up by authentication strength (RFC 9470)', () => {
     new OAuth({
       mcpUrl: slot.mcpUrl,
       login: SERVE_USER,
+      tokenStorage: 'memory',
       onEvent: (e) => {
         events.push(e.type);
         if (e.type === 'authorization-redirect') redirects.push(new URL(e.url));
