@@ -4,8 +4,41 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from '@modelcontextprotocol/client';
+import { Agent } from 'undici';
 import { type SessionIdentity, type UpstreamChannel, UpstreamUnavailableError } from './channel.js';
 import type { UpstreamConfig } from './config.js';
+
+/**
+ * How the gateway reaches HTTP upstreams. A server closes a connection it has kept idle (5 s for Node's) without
+ * reading what arrives on it; a request written onto it just then fails with `fetch failed` (ECONNRESET, other
+ * side closed) though the upstream never saw it. Under load — the gateway's event loop lagging by seconds — undici
+ * reuses such connections often enough to fail a tenth of 200 concurrent sessions. So: connections are reused only
+ * within 2 s of idling, and a request that fails that way before any response is sent once more on a new
+ * connection.
+ */
+const UPSTREAM_KEEP_ALIVE_MS = 2000;
+let pooled: Agent | undefined;
+let fresh: Agent | undefined;
+const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+
+async function upstreamFetch(input: string | URL, init: RequestInit): Promise<Response> {
+  pooled ??= new Agent({ keepAliveTimeout: UPSTREAM_KEEP_ALIVE_MS, keepAliveMaxTimeout: UPSTREAM_KEEP_ALIVE_MS });
+  // Node's fetch takes the undici package's Agent as its dispatcher (the DOM types do not know the option).
+  try {
+    return await fetch(input, { ...init, dispatcher: pooled } as RequestInit);
+  } catch (error) {
+    const code = ((error as Error).cause as { code?: string } | undefined)?.code;
+    if (!code || !STALE_CONNECTION.has(code) || init.signal?.aborted) throw error;
+    fresh ??= new Agent({ pipelining: 0 }); // pipelining 0: a new connection, closed after the response
+    return fetch(input, { ...init, dispatcher: fresh } as RequestInit);
+  }
+}
+
+/** An error's message with its cause's: `fetch failed` alone names no reason. */
+function reasonOf(error: unknown): string {
+  const { message, cause } = error as Error & { cause?: Error };
+  return cause?.message ? `${message} (${cause.message})` : message;
+}
 
 /** Options of {@link openHttpChannel}. */
 export interface HttpChannelOptions {
@@ -24,13 +57,13 @@ export interface HttpChannelOptions {
 export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
   const { config, identity, name } = options;
   const url = new URL(config.url!);
-  const fetchWithCredentials = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+  const fetchWithCredentials = async (input: string | URL, init?: RequestInit): Promise<Response> => {
     const headers = new Headers(init?.headers);
     for (const [key, value] of Object.entries(config.headers ?? {})) headers.set(key, value);
     if (options.credentials) {
       for (const [key, value] of Object.entries(await options.credentials(identity))) headers.set(key, value);
     }
-    return fetch(input, { ...init, headers });
+    return upstreamFetch(input, { ...init, headers });
   };
   let transport: Transport | undefined;
   let connecting: Promise<Transport> | undefined;
@@ -41,7 +74,7 @@ export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
       try {
         await live.send(message);
       } catch (cause) {
-        throw new UpstreamUnavailableError(`upstream "${name}" failed: ${(cause as Error).message}`);
+        throw new UpstreamUnavailableError(`upstream "${name}" failed: ${reasonOf(cause)}`);
       }
     },
     async close() {
@@ -68,9 +101,7 @@ export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
       await created.start();
     } catch (cause) {
       connecting = undefined;
-      throw new UpstreamUnavailableError(
-        `upstream "${name}" cannot be reached at ${url.href}: ${(cause as Error).message}`,
-      );
+      throw new UpstreamUnavailableError(`upstream "${name}" cannot be reached at ${url.href}: ${reasonOf(cause)}`);
     }
     transport = created;
     connecting = undefined;
