@@ -1,5 +1,7 @@
 import {
   type JSONRPCMessage,
+  type JSONRPCRequest,
+  type RequestId,
   SSEClientTransport,
   StreamableHTTPClientTransport,
   type Transport,
@@ -40,6 +42,16 @@ function reasonOf(error: unknown): string {
   return cause?.message ? `${message} (${cause.message})` : message;
 }
 
+/**
+ * Whether an upstream answered that it no longer knows the session: 404 (the spec's answer), or 400 naming the
+ * session (what servers built on the SDK's example code answer, server-everything among them).
+ */
+function sessionLost(error: unknown): boolean {
+  const { status, message } = error as { status?: unknown; message?: string };
+  const code = typeof status === 'number' ? status : Number(/\(HTTP (\d{3})\)/.exec(message ?? '')?.[1]);
+  return code === 404 || (code === 400 && /session/i.test(message ?? ''));
+}
+
 /** Options of {@link openHttpChannel}. */
 export interface HttpChannelOptions {
   name: string;
@@ -67,14 +79,29 @@ export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
   };
   let transport: Transport | undefined;
   let connecting: Promise<Transport> | undefined;
+  /** The caller's `initialize`, replayed to open a new upstream session when the upstream lost this one. */
+  let handshake: JSONRPCRequest | undefined;
+  let replays = 0;
+  const internal = new Map<RequestId, (message: JSONRPCMessage) => void>();
+
   const channel: UpstreamChannel = {
     async send(message) {
-      if (!transport && !connecting) connecting = connect();
-      const live = transport ?? (await connecting!);
+      const request = message as Partial<JSONRPCRequest>;
+      const initializing = request.method === 'initialize' && request.id !== undefined;
+      if (initializing) handshake = message as JSONRPCRequest;
+      let live = await ready(initializing);
       try {
         await live.send(message);
       } catch (cause) {
-        throw new UpstreamUnavailableError(`upstream "${name}" failed: ${reasonOf(cause)}`);
+        if (initializing || !handshake || !sessionLost(cause)) {
+          throw new UpstreamUnavailableError(`upstream "${name}" failed: ${reasonOf(cause)}`);
+        }
+        // The upstream restarted (or expired the session): a new upstream session under the caller's own.
+        await drop(live);
+        live = await ready(false);
+        await live.send(message).catch((again: unknown) => {
+          throw new UpstreamUnavailableError(`upstream "${name}" failed: ${reasonOf(again)}`);
+        });
       }
     },
     async close() {
@@ -84,12 +111,65 @@ export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
       await live?.close().catch(() => {});
     },
   };
+
+  /** The live transport; a new one, with the handshake replayed unless the caller is sending it. */
+  function ready(initializing: boolean): Promise<Transport> {
+    if (transport) return Promise.resolve(transport);
+    connecting ??= (async () => {
+      const created = await connect();
+      if (handshake && !initializing) await replayHandshake(created);
+      transport = created;
+      return created;
+    })().finally(() => {
+      connecting = undefined;
+    });
+    return connecting;
+  }
+
+  async function drop(live: Transport): Promise<void> {
+    if (transport === live) transport = undefined;
+    await live.close().catch(() => {});
+  }
+
+  async function replayHandshake(created: Transport): Promise<void> {
+    const id = `gatehouse-reinitialize-${++replays}`;
+    const answer = new Promise<JSONRPCMessage>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new UpstreamUnavailableError(`upstream "${name}" did not answer initialize`)),
+        30_000,
+      );
+      internal.set(id, (message) => {
+        clearTimeout(timer);
+        resolve(message);
+      });
+    });
+    try {
+      await created.send({ ...handshake!, id });
+      const response = await answer;
+      if ('error' in response)
+        throw new UpstreamUnavailableError(`upstream "${name}" refused initialize: ${response.error.message}`);
+      await created.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    } catch (error) {
+      await created.close().catch(() => {});
+      throw error instanceof UpstreamUnavailableError
+        ? error
+        : new UpstreamUnavailableError(`upstream "${name}" failed: ${reasonOf(error)}`);
+    } finally {
+      internal.delete(id);
+    }
+  }
+
   async function connect(): Promise<Transport> {
     const created: Transport =
       config.type === 'sse'
         ? new SSEClientTransport(url, { fetch: fetchWithCredentials })
         : new StreamableHTTPClientTransport(url, { fetch: fetchWithCredentials });
-    created.onmessage = (message: JSONRPCMessage) => channel.onmessage?.(message);
+    created.onmessage = (message: JSONRPCMessage) => {
+      const id = (message as { id?: RequestId }).id;
+      const waiting = id === undefined ? undefined : internal.get(id);
+      if (waiting) waiting(message);
+      else channel.onmessage?.(message);
+    };
     created.onclose = () => {
       if (transport === created) {
         transport = undefined;
@@ -100,11 +180,8 @@ export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
     try {
       await created.start();
     } catch (cause) {
-      connecting = undefined;
       throw new UpstreamUnavailableError(`upstream "${name}" cannot be reached at ${url.href}: ${reasonOf(cause)}`);
     }
-    transport = created;
-    connecting = undefined;
     return created;
   }
   return channel;

@@ -7,10 +7,10 @@ import type { OAuth } from '../../src/client/oauth.js';
 import {
   cleanup,
   EVERYTHING,
+  everythingOverHttp,
   freePort,
   type GatewayProcess,
   headlessOAuth,
-  spawnTracked,
   startGatewayProcess,
   tempDir,
   waitFor,
@@ -53,13 +53,7 @@ describe(`gatehouse gateway: ${SESSIONS} concurrent sessions, 0 errors`, () => {
 
   beforeAll(async () => {
     const httpPort = await freePort();
-    const upstream = spawnTracked(process.execPath, [EVERYTHING, 'streamableHttp'], { PORT: String(httpPort) });
-    upstream.stdout!.resume(); // it logs every request: an unread pipe would stall it
-    let logs = '';
-    upstream.stderr!.on('data', (d) => {
-      logs += d;
-    });
-    await waitFor(() => logs, /listening on port/i, 60_000);
+    await everythingOverHttp(httpPort);
     const dir = await tempDir();
     const users = await Promise.all(
       Array.from({ length: USERS }, async (_, i) => ({
