@@ -32,6 +32,9 @@ export const DEFAULT_SCOPE = 'mcp:tools';
  */
 const ANONYMOUS: AuthInfo = { token: '', clientId: '', scopes: [] };
 
+/** How long the gateway keeps an idle client connection open. */
+const CLIENT_KEEP_ALIVE_MS = 65_000;
+
 /** Runtime settings of {@link startGateway} that are not in the config file. */
 export interface GatewayRuntime {
   env?: NodeJS.ProcessEnv;
@@ -100,6 +103,11 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
   const host = config.host ?? '127.0.0.1';
 
   const server = createServer();
+  // Node's default (5 s) loses races under load: a client whose event loop lags writes its next request onto a
+  // connection the gateway is just closing, and gets `fetch failed` (other side closed / ECONNRESET). Idle
+  // connections live longer than clients and load balancers keep them (60 s at common LBs), so the client closes.
+  server.keepAliveTimeout = CLIENT_KEEP_ALIVE_MS;
+  server.headersTimeout = CLIENT_KEEP_ALIVE_MS + 1000;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -1,11 +1,56 @@
 import {
   type JSONRPCMessage,
+  type JSONRPCRequest,
+  type RequestId,
   SSEClientTransport,
   StreamableHTTPClientTransport,
   type Transport,
 } from '@modelcontextprotocol/client';
+import { Agent } from 'undici';
 import { type SessionIdentity, type UpstreamChannel, UpstreamUnavailableError } from './channel.js';
 import type { UpstreamConfig } from './config.js';
+
+/**
+ * How the gateway reaches HTTP upstreams. A server closes a connection it has kept idle (5 s for Node's) without
+ * reading what arrives on it; a request written onto it just then fails with `fetch failed` (ECONNRESET, other
+ * side closed) though the upstream never saw it. Under load — the gateway's event loop lagging by seconds — undici
+ * reuses such connections often enough to fail a tenth of 200 concurrent sessions. So: connections are reused only
+ * within 2 s of idling, and a request that fails that way before any response is sent once more on a new
+ * connection.
+ */
+const UPSTREAM_KEEP_ALIVE_MS = 2000;
+let pooled: Agent | undefined;
+let fresh: Agent | undefined;
+const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+
+async function upstreamFetch(input: string | URL, init: RequestInit): Promise<Response> {
+  pooled ??= new Agent({ keepAliveTimeout: UPSTREAM_KEEP_ALIVE_MS, keepAliveMaxTimeout: UPSTREAM_KEEP_ALIVE_MS });
+  // Node's fetch takes the undici package's Agent as its dispatcher (the DOM types do not know the option).
+  try {
+    return await fetch(input, { ...init, dispatcher: pooled } as RequestInit);
+  } catch (error) {
+    const code = ((error as Error).cause as { code?: string } | undefined)?.code;
+    if (!code || !STALE_CONNECTION.has(code) || init.signal?.aborted) throw error;
+    fresh ??= new Agent({ pipelining: 0 }); // pipelining 0: a new connection, closed after the response
+    return fetch(input, { ...init, dispatcher: fresh } as RequestInit);
+  }
+}
+
+/** An error's message with its cause's: `fetch failed` alone names no reason. */
+function reasonOf(error: unknown): string {
+  const { message, cause } = error as Error & { cause?: Error };
+  return cause?.message ? `${message} (${cause.message})` : message;
+}
+
+/**
+ * Whether an upstream answered that it no longer knows the session: 404 (the spec's answer), or 400 naming the
+ * session (what servers built on the SDK's example code answer, server-everything among them).
+ */
+function sessionLost(error: unknown): boolean {
+  const { status, message } = error as { status?: unknown; message?: string };
+  const code = typeof status === 'number' ? status : Number(/\(HTTP (\d{3})\)/.exec(message ?? '')?.[1]);
+  return code === 404 || (code === 400 && /session/i.test(message ?? ''));
+}
 
 /** Options of {@link openHttpChannel}. */
 export interface HttpChannelOptions {
@@ -24,24 +69,39 @@ export interface HttpChannelOptions {
 export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
   const { config, identity, name } = options;
   const url = new URL(config.url!);
-  const fetchWithCredentials = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+  const fetchWithCredentials = async (input: string | URL, init?: RequestInit): Promise<Response> => {
     const headers = new Headers(init?.headers);
     for (const [key, value] of Object.entries(config.headers ?? {})) headers.set(key, value);
     if (options.credentials) {
       for (const [key, value] of Object.entries(await options.credentials(identity))) headers.set(key, value);
     }
-    return fetch(input, { ...init, headers });
+    return upstreamFetch(input, { ...init, headers });
   };
   let transport: Transport | undefined;
   let connecting: Promise<Transport> | undefined;
+  /** The caller's `initialize`, replayed to open a new upstream session when the upstream lost this one. */
+  let handshake: JSONRPCRequest | undefined;
+  let replays = 0;
+  const internal = new Map<RequestId, (message: JSONRPCMessage) => void>();
+
   const channel: UpstreamChannel = {
     async send(message) {
-      if (!transport && !connecting) connecting = connect();
-      const live = transport ?? (await connecting!);
+      const request = message as Partial<JSONRPCRequest>;
+      const initializing = request.method === 'initialize' && request.id !== undefined;
+      if (initializing) handshake = message as JSONRPCRequest;
+      let live = await ready(initializing);
       try {
         await live.send(message);
       } catch (cause) {
-        throw new UpstreamUnavailableError(`upstream "${name}" failed: ${(cause as Error).message}`);
+        if (initializing || !handshake || !sessionLost(cause)) {
+          throw new UpstreamUnavailableError(`upstream "${name}" failed: ${reasonOf(cause)}`);
+        }
+        // The upstream restarted (or expired the session): a new upstream session under the caller's own.
+        await drop(live);
+        live = await ready(false);
+        await live.send(message).catch((again: unknown) => {
+          throw new UpstreamUnavailableError(`upstream "${name}" failed: ${reasonOf(again)}`);
+        });
       }
     },
     async close() {
@@ -51,12 +111,65 @@ export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
       await live?.close().catch(() => {});
     },
   };
+
+  /** The live transport; a new one, with the handshake replayed unless the caller is sending it. */
+  function ready(initializing: boolean): Promise<Transport> {
+    if (transport) return Promise.resolve(transport);
+    connecting ??= (async () => {
+      const created = await connect();
+      if (handshake && !initializing) await replayHandshake(created);
+      transport = created;
+      return created;
+    })().finally(() => {
+      connecting = undefined;
+    });
+    return connecting;
+  }
+
+  async function drop(live: Transport): Promise<void> {
+    if (transport === live) transport = undefined;
+    await live.close().catch(() => {});
+  }
+
+  async function replayHandshake(created: Transport): Promise<void> {
+    const id = `gatehouse-reinitialize-${++replays}`;
+    const answer = new Promise<JSONRPCMessage>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new UpstreamUnavailableError(`upstream "${name}" did not answer initialize`)),
+        30_000,
+      );
+      internal.set(id, (message) => {
+        clearTimeout(timer);
+        resolve(message);
+      });
+    });
+    try {
+      await created.send({ ...handshake!, id });
+      const response = await answer;
+      if ('error' in response)
+        throw new UpstreamUnavailableError(`upstream "${name}" refused initialize: ${response.error.message}`);
+      await created.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    } catch (error) {
+      await created.close().catch(() => {});
+      throw error instanceof UpstreamUnavailableError
+        ? error
+        : new UpstreamUnavailableError(`upstream "${name}" failed: ${reasonOf(error)}`);
+    } finally {
+      internal.delete(id);
+    }
+  }
+
   async function connect(): Promise<Transport> {
     const created: Transport =
       config.type === 'sse'
         ? new SSEClientTransport(url, { fetch: fetchWithCredentials })
         : new StreamableHTTPClientTransport(url, { fetch: fetchWithCredentials });
-    created.onmessage = (message: JSONRPCMessage) => channel.onmessage?.(message);
+    created.onmessage = (message: JSONRPCMessage) => {
+      const id = (message as { id?: RequestId }).id;
+      const waiting = id === undefined ? undefined : internal.get(id);
+      if (waiting) waiting(message);
+      else channel.onmessage?.(message);
+    };
     created.onclose = () => {
       if (transport === created) {
         transport = undefined;
@@ -67,13 +180,8 @@ export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
     try {
       await created.start();
     } catch (cause) {
-      connecting = undefined;
-      throw new UpstreamUnavailableError(
-        `upstream "${name}" cannot be reached at ${url.href}: ${(cause as Error).message}`,
-      );
+      throw new UpstreamUnavailableError(`upstream "${name}" cannot be reached at ${url.href}: ${reasonOf(cause)}`);
     }
-    transport = created;
-    connecting = undefined;
     return created;
   }
   return channel;

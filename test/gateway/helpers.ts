@@ -153,3 +153,21 @@ export async function waitFor(read: () => string, pattern: RegExp, timeoutMs = 2
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** server-everything in its streamable-HTTP mode, with its stdout (one line per request and session) kept. */
+export async function everythingOverHttp(port: number) {
+  const child = spawnTracked(process.execPath, [EVERYTHING, 'streamableHttp'], { PORT: String(port) });
+  let output = '';
+  child.stdout!.on('data', (d) => {
+    output += d;
+  });
+  child.stderr!.on('data', (d) => {
+    output += d;
+  });
+  await waitFor(() => output, /listening on port/i, 60_000);
+  return {
+    child,
+    /** The session ids server-everything created, in order. */
+    sessions: () => [...output.matchAll(/Session initialized with ID: (\S+)/g)].map((m) => m[1]!),
+  };
+}
