@@ -8,6 +8,7 @@ import {
   type Resource,
   type ResourceTemplateType,
   Client as SdkClient,
+  SdkHttpError,
   type Tool,
 } from '@modelcontextprotocol/client';
 import {
@@ -190,6 +191,8 @@ function asError(error: unknown): Error {
 export class Client implements AsyncDisposable {
   readonly options: ClientOptions;
   readonly #subscriptions = new WeakMap<OpenSession, SessionSubscriptions>();
+  /** Sessions being replaced after a 404, so that concurrent calls wait for one new session. */
+  readonly #reopening = new WeakMap<OpenSession, Promise<void>>();
   readonly #skills = new WeakMap<SdkClient, SkillsClient>();
   #roots: ClientOptions['roots'];
   readonly #sources: ResolvedSources;
@@ -366,13 +369,45 @@ export class Client implements AsyncDisposable {
     this.#subscriptions.set(session, subscriptions);
     // On a 2026-07-28 connection, list changes arrive only on a subscription: open it for the handler's methods.
     await subscriptions.listen().catch(() => {});
-    // A server that goes away (the process exits, the stream ends) is no longer connected.
+    this.#watchClose(session, server);
+    return session;
+  }
+
+  /** A server that goes away (the process exits, the stream ends) is no longer connected. */
+  #watchClose(session: OpenSession, server: string | undefined): void {
     session.sdk.onclose = () => {
       if (this.#sessions.get(server ?? '') !== session) return; // closed on purpose
       if (server === undefined) this.#sessions.delete('');
       else this.#fail(server, new ConnectionError(`Server ${server} closed the connection`));
     };
-    return session;
+  }
+
+  /**
+   * Starts a new session in place of one the server no longer knows (HTTP 404 to a request carrying its session
+   * id: the server restarted, expired it, or — behind a gateway — refuses an anonymous session once the user has
+   * signed in). MCP says the client then starts a new session; calls waiting on the old one use the new one. Resource
+   * subscriptions of the old session are not carried over.
+   */
+  async #reopen(session: OpenSession, server: string | undefined, timeout: number | undefined): Promise<void> {
+    let pending = this.#reopening.get(session);
+    if (!pending) {
+      pending = (async () => {
+        const source = this.#sources.kind === 'single' ? this.#sources.source : this.#sources.servers.get(server!)!;
+        const stale = { ...session };
+        const staleSubscriptions = this.#subscriptions.get(session);
+        const fresh = await this.#open(source, server, timeout);
+        stale.sdk.onclose = undefined;
+        Object.assign(session, fresh);
+        this.#subscriptions.set(session, this.#subscriptions.get(fresh)!);
+        this.#subscriptions.delete(fresh);
+        this.#watchClose(session, server);
+        await staleSubscriptions?.close().catch(() => {});
+        await stale.sdk.close().catch(() => {});
+        await stale.dispose?.().catch(() => {});
+      })().finally(() => this.#reopening.delete(session));
+      this.#reopening.set(session, pending);
+    }
+    await pending;
   }
 
   #makeSdkClient(server: string | undefined): SdkClient {
@@ -538,8 +573,24 @@ export class Client implements AsyncDisposable {
     return options?.timeout ?? this.options.timeout;
   }
 
-  async #call<T>(method: string, server: string | undefined, timeout: number | undefined, run: () => Promise<T>) {
+  /**
+   * Runs one request on `session` and types its failure. A session the server no longer knows (HTTP 404) is
+   * replaced by a new one and the request sent once more: the server did not process it.
+   */
+  async #call<T>(
+    method: string,
+    server: string | undefined,
+    timeout: number | undefined,
+    run: () => Promise<T>,
+    session?: OpenSession,
+  ) {
     try {
+      return await run();
+    } catch (error) {
+      if (!session || !sessionGone(error)) throw toClientError(error, { method, timeout, server });
+    }
+    try {
+      await this.#reopen(session, server, timeout);
       return await run();
     } catch (error) {
       throw toClientError(error, { method, timeout, server });
@@ -557,7 +608,7 @@ export class Client implements AsyncDisposable {
     const timeout = this.#timeout(options);
     const sessions = this.#sessionsList();
     const settled = await Promise.allSettled(
-      sessions.map(([server, session]) => this.#call(method, server, timeout, () => run(session.sdk, server))),
+      sessions.map(([server, session]) => this.#call(method, server, timeout, () => run(session.sdk, server), session)),
     );
     const lists: T[][] = [];
     let firstError: unknown;
@@ -634,11 +685,16 @@ export class Client implements AsyncDisposable {
     const timeout = this.#timeout(options);
     const progressToken = onprogress ? `gatehouse-${++this.#nextProgressToken}` : undefined;
     if (progressToken && onprogress) this.#progress.set(progressToken, onprogress);
-    const raw = await this.#call('tools/call', target.server, timeout, () =>
-      target.session.sdk.callTool(
-        { name: target.name, arguments: args, ...(progressToken ? { _meta: { progressToken } } : {}) },
-        this.#requestOptions(options),
-      ),
+    const raw = await this.#call(
+      'tools/call',
+      target.server,
+      timeout,
+      () =>
+        target.session.sdk.callTool(
+          { name: target.name, arguments: args, ...(progressToken ? { _meta: { progressToken } } : {}) },
+          this.#requestOptions(options),
+        ),
+      target.session,
     ).finally(() => {
       // Notifications read with the response are dispatched a tick later; let them through first.
       if (progressToken) setImmediate(() => this.#progress.delete(progressToken));
@@ -677,8 +733,12 @@ export class Client implements AsyncDisposable {
    */
   async readResource(uri: string, options?: RequestOptions): Promise<ReadResourceResult['contents']> {
     const target = await this.#routeUri(uri);
-    const { contents } = await this.#call('resources/read', target.server, this.#timeout(options), () =>
-      target.session.sdk.readResource({ uri: target.name }, this.#requestOptions(options)),
+    const { contents } = await this.#call(
+      'resources/read',
+      target.server,
+      this.#timeout(options),
+      () => target.session.sdk.readResource({ uri: target.name }, this.#requestOptions(options)),
+      target.session,
     );
     const server = target.server;
     return server === undefined ? contents : contents.map((c) => ({ ...c, uri: prefixUri(c.uri, server) }));
@@ -695,8 +755,12 @@ export class Client implements AsyncDisposable {
   /** Renders a prompt with its arguments. */
   async getPrompt(name: string, args: Record<string, string> = {}, options?: RequestOptions): Promise<GetPromptResult> {
     const target = await this.#route('prompt', name);
-    return this.#call('prompts/get', target.server, this.#timeout(options), () =>
-      target.session.sdk.getPrompt({ name: target.name, arguments: args }, this.#requestOptions(options)),
+    return this.#call(
+      'prompts/get',
+      target.server,
+      this.#timeout(options),
+      () => target.session.sdk.getPrompt({ name: target.name, arguments: args }, this.#requestOptions(options)),
+      target.session,
     );
   }
 
@@ -716,11 +780,16 @@ export class Client implements AsyncDisposable {
   ): Promise<CompleteResult['completion']> {
     const target = ref.type === 'ref/prompt' ? await this.#route('prompt', ref.name) : await this.#routeUri(ref.uri);
     const routed = ref.type === 'ref/prompt' ? { ...ref, name: target.name } : { ...ref, uri: target.name };
-    const { completion } = await this.#call('completion/complete', target.server, this.#timeout(options), () =>
-      target.session.sdk.complete(
-        { ref: routed, argument, ...(context ? { context } : {}) },
-        this.#requestOptions(options),
-      ),
+    const { completion } = await this.#call(
+      'completion/complete',
+      target.server,
+      this.#timeout(options),
+      () =>
+        target.session.sdk.complete(
+          { ref: routed, argument, ...(context ? { context } : {}) },
+          this.#requestOptions(options),
+        ),
+      target.session,
     );
     return completion;
   }
@@ -802,4 +871,9 @@ export class Client implements AsyncDisposable {
       return [];
     });
   }
+}
+
+/** Whether the server answered that it no longer knows the session (HTTP 404 to a request in a session). */
+function sessionGone(error: unknown): boolean {
+  return error instanceof SdkHttpError && error.status === 404;
 }
