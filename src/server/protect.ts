@@ -146,6 +146,20 @@ function jsonDocument(method: string, body: string): Response {
   return new Response(null, { status: 405, headers: { allow: 'GET, HEAD, OPTIONS', ...CORS_HEADERS } });
 }
 
+/** Sessions whose owner protect() remembers; the oldest are forgotten first (their ids then check nothing). */
+const MAX_TRACKED_SESSIONS = 100_000;
+
+/** The answer to a session id that is unknown, or not the caller's: what the SDK answers for an unknown one. */
+function sessionNotFound(): Response {
+  return new Response(
+    JSON.stringify({ jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null }),
+    {
+      status: 404,
+      headers: { 'content-type': 'application/json' },
+    },
+  );
+}
+
 type RpcMessage = {
   id?: string | number;
   method?: unknown;
@@ -295,10 +309,34 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
   };
   const metadataBody = JSON.stringify(metadata);
   const scopeParam = requiredScopes.length ? requiredScopes.join(' ') : undefined;
-  const callMcp =
+  const callHandler =
     typeof handler === 'function'
       ? handler
       : (request: Request, init: McpHandlerOptions) => handler.fetch(request, init);
+  // A session belongs to whoever opened it (subject and client), as MCP's security best practices ask: the session
+  // id presented with anyone else's token, or with none, answers 404 as an unknown session would, so a leaked id is
+  // no way into another user's session. A session opened anonymously (public tools) is taken over by the first
+  // token that continues it.
+  const sessionOwners = new Map<string, string>();
+  const ownerOf = (authInfo: AuthInfo | undefined) =>
+    authInfo ? `${String(authInfo.extra?.['subject'] ?? '')}\n${authInfo.clientId}` : '';
+  const callMcp = async (request: Request, init: McpHandlerOptions): Promise<Response> => {
+    const owner = ownerOf(init.authInfo);
+    const id = request.headers.get('mcp-session-id');
+    const known = id === null ? undefined : sessionOwners.get(id);
+    if (id !== null && known !== undefined && known !== owner) {
+      if (known !== '' || owner === '') return sessionNotFound();
+      sessionOwners.set(id, owner);
+    }
+    const response = await callHandler(request, init);
+    const opened = response.headers.get('mcp-session-id');
+    if (opened && !sessionOwners.has(opened)) {
+      if (sessionOwners.size >= MAX_TRACKED_SESSIONS) sessionOwners.delete(sessionOwners.keys().next().value!);
+      sessionOwners.set(opened, owner);
+    }
+    if (id !== null && request.method === 'DELETE' && response.ok) sessionOwners.delete(id);
+    return response;
+  };
   const verifyContext = { resource };
 
   let mirror: { body: Promise<string>; fetchedAt: number } | undefined;

@@ -183,8 +183,30 @@ describe('public tools before sign-in', () => {
     expect(signedIn.status).toBe(200);
     const [answer] = await messages(signedIn);
     expect((answer!['result'] as { structuredContent: { subject: string } }).structuredContent.subject).toBe('admin');
-    const listed = await post(url, { jsonrpc: '2.0', id: 8, method: 'tools/list', params: {} }, headers);
-    expect(await listedTools(listed)).toEqual(['echo']); // the same session, anonymous again: public tools only
+    // From then on the session is the user's: the same id without the token is an unknown session.
+    const anonymousAgain = await post(url, { jsonrpc: '2.0', id: 8, method: 'tools/list', params: {} }, headers);
+    expect(anonymousAgain.status).toBe(404);
+  });
+
+  it("a session belongs to whoever opened it: another client's token, or none, gets 404 with its id", async () => {
+    const url = sessionful.mcpUrl;
+    const owner = await tokens('mcp:tools', sessionful);
+    const other = await tokens('mcp:tools', sessionful); // the same user through another client
+    const opened = await post(url, INITIALIZE, { authorization: `Bearer ${owner}` });
+    expect(opened.status).toBe(200);
+    const session = opened.headers.get('mcp-session-id')!;
+    expect(session).toBeTruthy();
+    const list = { jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} };
+    const call = { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: { text: 'x' } } };
+    const inSession = { 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' };
+    expect((await post(url, list, { ...inSession, authorization: `Bearer ${other}` })).status).toBe(404);
+    expect((await post(url, call, inSession)).status).toBe(404);
+    const stream = await fetch(url, { headers: { ...inSession, accept: 'text/event-stream' } });
+    expect(stream.status).toBe(404);
+    await stream.body?.cancel();
+    expect(await listedTools(await post(url, list, { ...inSession, authorization: `Bearer ${owner}` }))).toContain(
+      'whoami',
+    );
   });
 
   it('Client lists and calls public tools without logging in, and logs in for a protected tool', async () => {
