@@ -236,8 +236,18 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
       };
       const { createAuthorizationServer } = await import('../authorization-server/server.js');
       const as = await createAuthorizationServer(options);
+      // The embedded AS shares the gateway's origin; its endpoints are /auth and /reg. Asked for same-origin
+      // endpoints, the gateway also answers at the paths a 2025-03-26 client falls back to.
+      const aliases: Record<string, string> = config.sameOriginAuthorizationServer
+        ? { '/authorize': '/auth', '/register': '/reg' }
+        : {};
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        if (!routeFor(new URL(req.url ?? '/', listenUrl).pathname)) as.listener(req, res);
+        const url = req.url ?? '/';
+        const pathname = new URL(url, listenUrl).pathname;
+        if (routeFor(pathname)) return;
+        const alias = aliases[pathname];
+        if (alias) req.url = alias + url.slice(pathname.length);
+        as.listener(req, res);
       });
     }
     if (exchanging.length && !credentials) {

@@ -31,7 +31,7 @@ async function externalAuthorizationServer(): Promise<{ port: number; mcpUrl: st
   return { port, mcpUrl, issuer: issuer! };
 }
 
-describe('gatehouse gateway --issuer: an external authorization server', () => {
+describe('gatehouse gateway: an external authorization server (--issuer), and same-origin AS endpoints', () => {
   afterAll(cleanup);
 
   it('protects the upstream with tokens from `gatehouse serve`, and runs no authorization server itself', async () => {
@@ -157,5 +157,56 @@ describe('gatehouse gateway --issuer: an external authorization server', () => {
     });
     expect(register.status).toBe(201);
     expect(((await register.json()) as { client_id: string }).client_id).toBeTruthy();
+  }, 120_000);
+
+  it('--same-origin-as with the embedded AS: metadata at the origin; /authorize, /token, /register answer', async () => {
+    const gateway = await startGatewayProcess(
+      ['--superuser', 'admin', '--same-origin-as', '--', process.execPath, EVERYTHING],
+      {
+        env: { GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD },
+      },
+    );
+    const metadata = (await (await fetch(`${gateway.url}/.well-known/oauth-authorization-server`)).json()) as Record<
+      string,
+      string
+    >;
+    // The embedded AS's own endpoints are /auth and /reg; /authorize and /register are aliases of them.
+    expect(metadata).toMatchObject({
+      issuer: gateway.url,
+      authorization_endpoint: `${gateway.url}/auth`,
+      token_endpoint: `${gateway.url}/token`,
+      registration_endpoint: `${gateway.url}/reg`,
+    });
+    const register = await fetch(`${gateway.url}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ redirect_uris: ['http://127.0.0.1:9/callback'], token_endpoint_auth_method: 'none' }),
+    });
+    expect(register.status).toBe(201);
+    const { client_id: clientId } = (await register.json()) as { client_id: string };
+    const authorize = await fetch(
+      `${gateway.url}/authorize?${new URLSearchParams({
+        response_type: 'code',
+        client_id: clientId,
+        redirect_uri: 'http://127.0.0.1:9/callback',
+        code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+        code_challenge_method: 'S256',
+        resource: gateway.mcp.mcp!,
+        scope: 'mcp:tools',
+        state: 'xyz',
+      })}`,
+      { redirect: 'manual' },
+    );
+    // The AS takes the request on: to its login page.
+    expect(authorize.status, await authorize.clone().text()).toBe(303);
+    expect(authorize.headers.get('location')).toMatch(/\/interaction\//);
+    await authorize.body?.cancel();
+    const token = await fetch(`${gateway.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'unknown', client_id: clientId }),
+    });
+    expect(token.status).toBe(400);
+    expect(((await token.json()) as { error: string }).error).toBe('invalid_grant');
   }, 120_000);
 });
