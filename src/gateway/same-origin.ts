@@ -1,10 +1,12 @@
 import { GatehouseError, OAuthProtocolError } from '../oauth/errors.js';
 import type { AuthorizationServerMetadata } from '../oauth/metadata.js';
 import { discoverAuthorizationServer } from '../server/discovery.js';
-import type { FetchHandler } from '../server/protect.js';
+import { type FetchHandler, readBody } from '../server/protect.js';
 
 /** Request headers a token or registration request carries to the AS: the client's own, nothing added. */
 const FORWARDED_REQUEST_HEADERS = ['content-type', 'accept', 'authorization', 'dpop'];
+/** Token and registration requests are small; a longer body is refused before it is held in memory. */
+const MAX_FORWARDED_BODY_BYTES = 64 * 1024;
 /** Response headers of the AS that the client needs. */
 const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'pragma', 'www-authenticate', 'dpop-nonce'];
 
@@ -76,12 +78,18 @@ export function sameOriginAuthorizationServer(options: { issuer: string; base: s
       const value = request.headers.get(name);
       if (value !== null) headers.set(name, value);
     }
+    const body = await readBody(request, MAX_FORWARDED_BODY_BYTES);
+    if (body === undefined) {
+      return new OAuthProtocolError('invalid_request', `the request body exceeds ${MAX_FORWARDED_BODY_BYTES} bytes`, {
+        status: 413,
+      }).toResponse();
+    }
     let answer: Response;
     try {
       answer = await fetch(endpoint, {
         method: 'POST',
         headers,
-        body: await request.arrayBuffer(),
+        body,
         redirect: 'manual',
       });
     } catch {

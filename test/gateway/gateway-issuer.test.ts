@@ -157,6 +157,13 @@ describe('gatehouse gateway: an external authorization server (--issuer), and sa
     });
     expect(register.status).toBe(201);
     expect(((await register.json()) as { client_id: string }).client_id).toBeTruthy();
+
+    const oversized = await fetch(`${gateway.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `grant_type=refresh_token&refresh_token=${'x'.repeat(100_000)}`,
+    });
+    expect(oversized.status).toBe(413);
   }, 120_000);
 
   it('--same-origin-as with the embedded AS: metadata at the origin; /authorize, /token, /register answer', async () => {
