@@ -5,6 +5,8 @@ import { type FetchHandler, readBody } from '../server/protect.js';
 
 /** Request headers a token or registration request carries to the AS: the client's own, nothing added. */
 const FORWARDED_REQUEST_HEADERS = ['content-type', 'accept', 'authorization', 'dpop'];
+/** How long the external AS's metadata is used before it is fetched again. */
+const METADATA_TTL_MS = 10 * 60_000;
 /** Token and registration requests are small; a longer body is refused before it is held in memory. */
 const MAX_FORWARDED_BODY_BYTES = 64 * 1024;
 /** Response headers of the AS that the client needs. */
@@ -27,12 +29,26 @@ export function sameOriginAuthorizationServer(options: { issuer: string; base: s
   const basePath = new URL(base).pathname.replace(/\/+$/, '');
   const metadataPath = `/.well-known/oauth-authorization-server${basePath}`;
   const paths = { authorize: `${basePath}/authorize`, token: `${basePath}/token`, register: `${basePath}/register` };
+  // Fetched on first use and again after METADATA_TTL_MS (an AS may move its endpoints); while the AS cannot be
+  // reached, the last good document serves on.
   let metadata: Promise<AuthorizationServerMetadata> | undefined;
+  let lastGood: AuthorizationServerMetadata | undefined;
+  let fetchedAt = 0;
   const upstream = () => {
-    metadata ??= discoverAuthorizationServer(issuer).catch((error: unknown) => {
-      metadata = undefined; // try again on the next request
-      throw error;
-    });
+    if (!metadata || Date.now() - fetchedAt > METADATA_TTL_MS) {
+      fetchedAt = Date.now();
+      metadata = discoverAuthorizationServer(issuer).then(
+        (found) => {
+          lastGood = found;
+          return found;
+        },
+        (error: unknown) => {
+          metadata = undefined; // try again on the next request
+          if (lastGood) return lastGood;
+          throw error;
+        },
+      );
+    }
     return metadata;
   };
   const handles = (pathname: string) => pathname === metadataPath || Object.values(paths).includes(pathname);
