@@ -7,6 +7,11 @@ import { type FetchHandler, readBody } from '../server/protect.js';
 const FORWARDED_REQUEST_HEADERS = ['content-type', 'accept', 'authorization', 'dpop'];
 /** How long the external AS's metadata is used before it is fetched again. */
 const METADATA_TTL_MS = 10 * 60_000;
+const METADATA_CORS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'GET, HEAD, OPTIONS',
+  'access-control-allow-headers': 'mcp-protocol-version',
+};
 /** Token and registration requests are small; a longer body is refused before it is held in memory. */
 const MAX_FORWARDED_BODY_BYTES = 64 * 1024;
 /** Response headers of the AS that the client needs. */
@@ -17,7 +22,7 @@ const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'pragma', '
  * server's origin is the authorization server (the 2025-03-26 fallback, or a refresh at `<origin>/token` after a
  * restart): `/.well-known/oauth-authorization-server` (the AS's metadata, endpoints rewritten to the gateway),
  * `/authorize` (a 302 to the AS, query intact) and `/token`, `/register` (the POST body and the client's own
- * headers forwarded as they are). Returns undefined for any other path.
+ * headers forwarded as they are). `handles(pathname)` says which paths are its own.
  *
  * The document names the gateway as `issuer`: a client checks RFC 8414 §3.3 against the URL it fetched. Tokens
  * keep the external issuer's `iss`, so `authorization_response_iss_parameter_supported` is left out.
@@ -65,6 +70,8 @@ export function sameOriginAuthorizationServer(options: { issuer: string; base: s
       }).toResponse();
     }
     if (url.pathname === metadataPath) {
+      // A public document: browser clients (MCP Inspector) read it cross-origin, with a preflight.
+      if (request.method === 'OPTIONS') return new Response(null, { status: 204, headers: METADATA_CORS });
       if (request.method !== 'GET' && request.method !== 'HEAD') return methodNotAllowed('GET');
       const { authorization_response_iss_parameter_supported: _iss, ...rest } = as;
       return Response.json(
@@ -75,7 +82,7 @@ export function sameOriginAuthorizationServer(options: { issuer: string; base: s
           token_endpoint: `${base}/token`,
           ...(as.registration_endpoint && { registration_endpoint: `${base}/register` }),
         },
-        { headers: { 'cache-control': 'max-age=300' } },
+        { headers: { 'cache-control': 'max-age=300', ...METADATA_CORS } },
       );
     }
     if (url.pathname === paths.authorize) {

@@ -87,6 +87,11 @@ describe('gatehouse gateway: an external authorization server (--issuer), and sa
       jwks_uri: asMetadata.jwks_uri,
     });
     expect(metadata.authorization_response_iss_parameter_supported).toBeUndefined();
+    const preflight = await fetch(`${gateway.url}/.well-known/oauth-authorization-server`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://localhost:6274', 'access-control-request-method': 'GET' },
+    });
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
 
     const query = 'response_type=code&client_id=c%201&state=s%26t&code_challenge=abc&code_challenge_method=S256';
     const authorize = await fetch(`${gateway.url}/authorize?${query}`, { redirect: 'manual' });
