@@ -76,6 +76,12 @@ export const GatewayConfigSchema = z
     issuer: z.string().url().optional(),
     /** The external issuer's JWKS URL. Default: from its metadata. */
     jwksUri: z.string().url().optional(),
+    /**
+     * With an external `issuer`: serve its metadata and its `/authorize`, `/token`, `/register` at the gateway's
+     * origin too, for clients that assume the MCP server's origin is the authorization server. The embedded
+     * authorization server always answers there.
+     */
+    sameOriginAuthorizationServer: z.boolean().optional(),
     /** The gateway's client credentials at the authorization server, for token exchange. */
     clientId: z.string().optional(),
     clientSecret: z.string().optional(),

@@ -17,6 +17,7 @@ import type { AuthInfo } from '../server/verifier.js';
 import type { SessionIdentity, UpstreamChannel } from './channel.js';
 import { type GatewayConfig, GatewayConfigError, resolveConfig, type UpstreamConfig } from './config.js';
 import { openHttpChannel } from './http.js';
+import { sameOriginAuthorizationServer } from './same-origin.js';
 import { GatewaySession, subjectOf } from './session.js';
 import { StdioPool } from './stdio.js';
 
@@ -235,8 +236,18 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
       };
       const { createAuthorizationServer } = await import('../authorization-server/server.js');
       const as = await createAuthorizationServer(options);
+      // The embedded AS shares the gateway's origin; its endpoints are /auth and /reg. Asked for same-origin
+      // endpoints, the gateway also answers at the paths a 2025-03-26 client falls back to.
+      const aliases: Record<string, string> = config.sameOriginAuthorizationServer
+        ? { '/authorize': '/auth', '/register': '/reg' }
+        : {};
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        if (!routeFor(new URL(req.url ?? '/', listenUrl).pathname)) as.listener(req, res);
+        const url = req.url ?? '/';
+        const pathname = new URL(url, listenUrl).pathname;
+        if (routeFor(pathname)) return;
+        const alias = aliases[pathname];
+        if (alias) req.url = alias + url.slice(pathname.length);
+        as.listener(req, res);
       });
     }
     if (exchanging.length && !credentials) {
@@ -373,8 +384,13 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
       if (pathname.startsWith('/.well-known/oauth-protected-resource') && routes.length === 1) return routes[0];
       return undefined;
     }
+    // The embedded AS already answers at the gateway's origin; an external one does when asked to.
+    const sameOrigin =
+      !embedded && config.sameOriginAuthorizationServer ? sameOriginAuthorizationServer({ issuer, base }) : undefined;
     const gatewayFetch: FetchHandler = async (request) => {
-      const route = routeFor(new URL(request.url).pathname);
+      const pathname = new URL(request.url).pathname;
+      const route = routeFor(pathname);
+      if (!route && sameOrigin?.handles(pathname)) return sameOrigin(request);
       if (!route) {
         return new OAuthProtocolError('invalid_request', 'not found', { status: 404 }).toResponse();
       }

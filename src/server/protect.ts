@@ -113,9 +113,10 @@ const CORS_HEADERS = {
 /** The SDK's own default body limit; protect() reads the body first when it checks per-tool scopes. */
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
-async function readBody(request: Request): Promise<string | undefined> {
+/** A request's body as text, or undefined when it is longer than `limit` bytes (read no further). */
+export async function readBody(request: Request, limit = MAX_BODY_BYTES): Promise<string | undefined> {
   const declared = Number(request.headers.get('content-length') ?? 0);
-  if (declared > MAX_BODY_BYTES) return undefined;
+  if (declared > limit) return undefined;
   if (!request.body) return '';
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
@@ -124,7 +125,7 @@ async function readBody(request: Request): Promise<string | undefined> {
     const { done, value } = await reader.read();
     if (done) break;
     size += value.byteLength;
-    if (size > MAX_BODY_BYTES) {
+    if (size > limit) {
       await reader.cancel();
       return undefined;
     }

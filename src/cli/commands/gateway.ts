@@ -22,6 +22,8 @@ Options:
   --host HOST              Address to listen on (default 127.0.0.1)
   --public-url URL         The URL clients reach the gateway at (behind TLS or a load balancer)
   --issuer URL             Use this external authorization server instead of the embedded one
+  --same-origin-as         With --issuer: serve its metadata, /authorize, /token and /register at the gateway's
+                           origin too (for clients that assume the MCP server's origin is the AS)
   --store URL              Embedded AS store: memory | sqlite:[PATH] | redis://… | postgres://… (default sqlite:)
   --superuser NAME         A login for the embedded AS; its password from GATEHOUSE_SUPERUSER_PASSWORD
   --users FILE             Users file for the embedded AS (see gatehouse admin users hash)
@@ -55,6 +57,7 @@ Examples:
         host: { type: 'string' },
         'public-url': { type: 'string' },
         issuer: { type: 'string' },
+        'same-origin-as': { type: 'boolean' },
         store: { type: 'string' },
         superuser: { type: 'string' },
         users: { type: 'string' },
@@ -142,6 +145,7 @@ Examples:
       ...(values.host && { host: values.host }),
       ...(values['public-url'] && { publicUrl: values['public-url'] }),
       ...(values.issuer && { issuer: values.issuer }),
+      ...(values['same-origin-as'] && { sameOriginAuthorizationServer: true }),
       ...(values.store && { store: values.store }),
       ...(values.superuser && { superuser: values.superuser }),
       ...(values.users && { users: values.users }),
