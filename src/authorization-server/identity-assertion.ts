@@ -12,7 +12,7 @@ import type Provider from 'oidc-provider';
 import { type Adapter, errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { GatehouseError } from '../oauth/errors.js';
 import { ID_JAG_JWT_TYPE, JWT_BEARER_GRANT_TYPE } from '../oauth/jwt-bearer.js';
-import { assertSecureUrl, canonicalResourceUri } from '../oauth/resource-uri.js';
+import { assertSecureUrl, canonicalResourceUri, canonicalResourceUriOrUndefined } from '../oauth/resource-uri.js';
 import type { resourceServerInfo } from './token-formats.js';
 
 /**
@@ -139,14 +139,6 @@ const invalidGrant = (description: string) => new errors.CustomOIDCProviderError
 /** Scopes as sent on the wire: space-separated (RFC 6749 §3.3). */
 const wireScopes = (value: string): string[] => value.split(' ').filter(Boolean);
 
-function canonical(value: string): string | undefined {
-  try {
-    return canonicalResourceUri(value);
-  } catch {
-    return undefined;
-  }
-}
-
 /** Why jose refused the grant, in words a client developer can act on (never the key material). */
 function refusal(error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return 'the identity assertion has expired';
@@ -257,9 +249,9 @@ export function installIdentityAssertionGrant(
       if (Array.isArray(requested)) throw new errors.InvalidTarget('exactly one resource is supported');
       const target = (typeof requested === 'string' ? requested : undefined) ?? claimed;
       if (!target) throw new errors.InvalidTarget('the resource parameter is required');
-      const resource = canonical(target);
+      const resource = canonicalResourceUriOrUndefined(target);
       if (!resource) throw new errors.InvalidTarget(`${target} is not a valid resource URI`);
-      if (claimed !== undefined && canonical(claimed) !== resource) {
+      if (claimed !== undefined && canonicalResourceUriOrUndefined(claimed) !== resource) {
         throw new errors.InvalidTarget('the requested resource is not the one the identity assertion grants');
       }
       const config = options.resource(resource);

@@ -3,7 +3,7 @@ import type { JWK } from 'jose';
 import Provider, { type Adapter, type ClientMetadata, type Configuration, errors as oidcErrors } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { GatehouseError } from '../oauth/errors.js';
-import { canonicalResourceUri } from '../oauth/resource-uri.js';
+import { canonicalResourceUri, canonicalResourceUriOrUndefined } from '../oauth/resource-uri.js';
 import { memoryOidcAdapter } from '../storage/oidc/memory.js';
 import {
   ACR,
@@ -325,11 +325,8 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   const cimdEnabled = cimd.enabled ?? true;
 
   const findResource = (indicator: string) => {
-    try {
-      return resources.get(canonicalResourceUri(indicator));
-    } catch {
-      return undefined;
-    }
+    const canonical = canonicalResourceUriOrUndefined(indicator);
+    return canonical === undefined ? undefined : resources.get(canonical);
   };
 
   // Clients given in configuration follow the same rules as registered ones, and the same native inference.

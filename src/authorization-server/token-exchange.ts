@@ -1,7 +1,7 @@
 import { createLocalJWKSet, decodeProtectedHeader, type JWK, jwtVerify } from 'jose';
 import type Provider from 'oidc-provider';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
-import { canonicalResourceUri } from '../oauth/resource-uri.js';
+import { canonicalResourceUri, canonicalResourceUriOrUndefined } from '../oauth/resource-uri.js';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../oauth/token-exchange.js';
 import { jwtRecordId, publicJwks, type resourceServerInfo } from './token-formats.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
@@ -96,14 +96,6 @@ async function findSubjectToken(
   return { ...token, consented };
 }
 
-function canonical(value: string): string | undefined {
-  try {
-    return canonicalResourceUri(value);
-  } catch {
-    return undefined;
-  }
-}
-
 function single(value: unknown, name: string): string | undefined {
   if (value === undefined) return undefined;
   if (Array.isArray(value)) {
@@ -160,11 +152,13 @@ export function installTokenExchange(
       }
 
       const subject = await findSubjectToken(ctx, subjectToken, options);
-      const audiences = (Array.isArray(subject.aud) ? subject.aud : [subject.aud ?? '']).map(canonical);
+      const audiences = (Array.isArray(subject.aud) ? subject.aud : [subject.aud ?? '']).map((a) =>
+        canonicalResourceUriOrUndefined(a),
+      );
 
       const target = single(params['resource'], 'resource') ?? single(params['audience'], 'audience');
       if (!target) throw new errors.InvalidTarget('resource is required');
-      const resource = canonical(target);
+      const resource = canonicalResourceUriOrUndefined(target);
       const rule = rules.find((r) => audiences.some((a) => a !== undefined && r.from.has(a)));
       if (!rule) throw new errors.InvalidGrant('subject_token was not issued for a resource this client serves');
       const allowedScopes = resource === undefined ? undefined : rule.to.get(resource);

@@ -45,6 +45,15 @@ export function canonicalResourceUri(value: string | URL): string {
   return `${url.protocol}//${url.host}${path}${url.search}`;
 }
 
+/** {@link canonicalResourceUri}, or `undefined` for a value that is not a valid resource URI (to look it up safely). */
+export function canonicalResourceUriOrUndefined(value: string | URL): string | undefined {
+  try {
+    return canonicalResourceUri(value);
+  } catch {
+    return undefined;
+  }
+}
+
 /** True when two resource URIs name the same resource once canonicalised. Invalid URIs never match. */
 export function sameResource(a: string | URL, b: string | URL): boolean {
   try {
