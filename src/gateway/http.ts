@@ -16,12 +16,59 @@ import type { UpstreamConfig } from './config.js';
  * side closed) though the upstream never saw it. Under load — the gateway's event loop lagging by seconds — undici
  * reuses such connections often enough to fail a tenth of 200 concurrent sessions. So: connections are reused only
  * within 2 s of idling, and a request that fails that way before any response is sent once more on a new
- * connection.
+ * connection — when repeating it is harmless. The same error also comes from an upstream that read the request and
+ * then died, and a `tools/call` that ran must not run twice.
  */
 const UPSTREAM_KEEP_ALIVE_MS = 2000;
 let pooled: Agent | undefined;
 let fresh: Agent | undefined;
 const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+
+/** JSON-RPC methods that read, or set state to the same value again: sending one twice changes nothing. */
+const REPEATABLE_METHODS = new Set([
+  'initialize',
+  'ping',
+  'tools/list',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
+  'logging/setLevel',
+]);
+
+/**
+ * The method of the first request in a POST body that is not harmless to send twice; undefined when every
+ * message is (reads, notifications, answers to the upstream's own requests, a GET stream, a DELETE).
+ */
+function unrepeatableRequest(init: RequestInit): string | undefined {
+  if (typeof init.body !== 'string') return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(init.body);
+  } catch {
+    return 'a request the gateway could not read';
+  }
+  for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
+    const { id, method } = (message ?? {}) as { id?: unknown; method?: unknown };
+    if (id === undefined || typeof method !== 'string') continue; // a notification or an answer
+    if (!REPEATABLE_METHODS.has(method)) return method;
+  }
+  return undefined;
+}
+
+/** An upstream dropped the connection after a request that may have taken effect; it was not sent again. */
+class UnrepeatableRequestError extends Error {
+  constructor(method: string, cause: unknown) {
+    super(`closed the connection before answering ${method}; it may have run, so the gateway did not send it again`, {
+      cause,
+    });
+    this.name = 'UnrepeatableRequestError';
+  }
+}
 
 async function upstreamFetch(input: string | URL, init: RequestInit): Promise<Response> {
   pooled ??= new Agent({ keepAliveTimeout: UPSTREAM_KEEP_ALIVE_MS, keepAliveMaxTimeout: UPSTREAM_KEEP_ALIVE_MS });
@@ -31,6 +78,8 @@ async function upstreamFetch(input: string | URL, init: RequestInit): Promise<Re
   } catch (error) {
     const code = ((error as Error).cause as { code?: string } | undefined)?.code;
     if (!code || !STALE_CONNECTION.has(code) || init.signal?.aborted) throw error;
+    const method = unrepeatableRequest(init);
+    if (method) throw new UnrepeatableRequestError(method, error);
     fresh ??= new Agent({ pipelining: 0 }); // pipelining 0: a new connection, closed after the response
     return fetch(input, { ...init, dispatcher: fresh } as RequestInit);
   }
@@ -93,6 +142,9 @@ export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
       try {
         await live.send(message);
       } catch (cause) {
+        if (cause instanceof UnrepeatableRequestError) {
+          throw new UpstreamUnavailableError(`upstream "${name}" ${cause.message}`);
+        }
         if (initializing || !handshake || !sessionLost(cause)) {
           throw new UpstreamUnavailableError(`upstream "${name}" failed: ${reasonOf(cause)}`);
         }
