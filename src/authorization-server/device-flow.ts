@@ -9,7 +9,7 @@ import type Provider from 'oidc-provider';
 import { type Adapter, type Configuration, type KoaContextWithOIDC, errors as oidcErrors } from 'oidc-provider';
 import * as deviceCodeGrant from 'oidc-provider/lib/actions/grants/device_code.js';
 import type { Logger } from 'pino';
-import { pageHeadersFor } from './html.js';
+import { allowingInlineScript, pageHeadersFor } from './html.js';
 import { clientView } from './interactions.js';
 import {
   type Branding,
@@ -18,6 +18,7 @@ import {
   deviceResultPage,
   type ResourceView,
   type ScopeView,
+  SUBMIT_NOW_SCRIPT,
   userCodePage,
 } from './pages.js';
 import { clientAddress, type TrustProxy, type UserCodeLimiter } from './rate-limit.js';
@@ -151,6 +152,29 @@ export function deviceFlowFeature(options: {
       );
     },
   };
+}
+
+/**
+ * The device's link (`verification_uri_complete`, the verification URI with `?user_code=`) opens Gatehouse's
+ * user-code page with the code filled in, submitting itself, instead of oidc-provider's unstyled "Submitting
+ * Callback" page: the same form post, branded, under the pages' CSP (only this script allowed, by hash), and usable
+ * without JavaScript.
+ */
+export function installDeviceCodeLink(provider: Provider, branding: Branding): void {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.method !== 'GET' || ctx.status !== 200 || ctx.oidc?.route !== 'code_verification') return;
+    const code = (ctx.oidc.params as { user_code?: unknown } | undefined)?.user_code;
+    if (typeof code !== 'string' || code === '') return;
+    const csrf = (ctx.oidc.session?.state as { secret?: unknown } | undefined)?.secret;
+    if (typeof csrf !== 'string') return;
+    for (const [name, value] of Object.entries(
+      allowingInlineScript(pageHeadersFor(undefined, branding.logoUrl), SUBMIT_NOW_SCRIPT),
+    )) {
+      ctx.set(name, value);
+    }
+    ctx.body = userCodePage({ csrf, action: ctx.oidc.urlFor('code_verification'), branding, code, submitNow: true });
+  });
 }
 
 /**

@@ -1,4 +1,5 @@
 /** HTML escaping and the page shell shared by every page the authorization server renders. */
+import { createHash } from 'node:crypto';
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
@@ -72,6 +73,22 @@ function imageSource(logoUrl: string | undefined): string {
   const logo = logoUrl ? URL.parse(logoUrl) : null;
   if (!logo) return '';
   return logo.protocol === 'data:' ? ' img-src data:;' : ` img-src ${logo.origin};`;
+}
+
+/**
+ * `headers` with one inline script allowed by its hash (CSP `script-src 'sha256-…'`): every other script, inline or
+ * not, stays refused.
+ */
+export function allowingInlineScript(headers: Record<string, string>, script: string): Record<string, string> {
+  const hash = createHash('sha256').update(script).digest('base64');
+  const policy = headers['content-security-policy'] ?? PAGE_HEADERS['content-security-policy']!;
+  return {
+    ...headers,
+    'content-security-policy': policy.replace(
+      "default-src 'none';",
+      `default-src 'none'; script-src 'sha256-${hash}';`,
+    ),
+  };
 }
 
 /** A complete, accessible HTML document around already-escaped body markup. */

@@ -3,7 +3,7 @@
  * `interactions.ts` decides which page to show and handles the forms. Every value goes through {@link html}, so
  * every value is escaped.
  */
-import { html, page, type SafeHtml } from './html.js';
+import { html, page, SafeHtml } from './html.js';
 
 /** How the service presents itself on its pages (`gatehouse serve --name … --logo …`). */
 export interface Branding {
@@ -177,10 +177,19 @@ export interface UserCodeView {
   /** Where the form posts: the verification URI. */
   action: string;
   branding: Branding;
-  /** The code typed before, shown again with an error. */
+  /** The code typed before, shown again with an error; or the one the device's link carried. */
   code?: string;
   error?: string;
+  /**
+   * The code came in the device's link (`verification_uri_complete`): the page submits itself with
+   * {@link SUBMIT_NOW_SCRIPT} (the user compares the code on the confirmation page), or, without scripts, the user
+   * presses Continue.
+   */
+  submitNow?: boolean;
 }
+
+/** The one script a page may run: the user-code page submitting the code from the device's link. */
+export const SUBMIT_NOW_SCRIPT = 'document.forms[0].submit();';
 
 /** The device sign-in's first page: type the code your device shows. */
 export function userCodePage(view: UserCodeView): string {
@@ -189,14 +198,14 @@ export function userCodePage(view: UserCodeView): string {
     branding.name ? `Connect a device – ${branding.name}` : 'Connect a device',
     html`${brandHeader(branding)}
 <h1>${branding.name ? `Connect a device to ${branding.name}` : 'Connect a device'}</h1>
-<p>Enter the code your device or terminal shows.</p>
+<p>${view.submitNow ? 'Continuing with the code from your device…' : 'Enter the code your device or terminal shows.'}</p>
 ${view.error && html`<p class="error" role="alert" id="code-error">${view.error}</p>`}
 <form method="post" action="${view.action}">
   <input type="hidden" name="xsrf" value="${view.csrf}">
   <label for="user_code">Code</label>
   <input id="user_code" name="user_code" type="text" value="${view.code ?? ''}" autocomplete="one-time-code" autocapitalize="characters" spellcheck="false" required autofocus${view.error ? html` aria-invalid="true" aria-describedby="code-error"` : html``}>
   <button type="submit">Continue</button>
-</form>`,
+</form>${view.submitNow && html`<script>${new SafeHtml(SUBMIT_NOW_SCRIPT)}</script>`}`,
   );
 }
 

@@ -19,6 +19,7 @@ import {
   type DescribeResource,
   type DeviceFlowOptions,
   deviceFlowFeature,
+  installDeviceCodeLink,
   installDevicePolling,
   userCodeGuard,
 } from './device-flow.js';
@@ -599,7 +600,10 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   };
 
   installRefreshGrace(provider, guardedAdapter, graceSeconds);
-  if (device) installDevicePolling(provider, guardedAdapter, device);
+  if (device) {
+    installDevicePolling(provider, guardedAdapter, device);
+    installDeviceCodeLink(provider, branding);
+  }
   if (exchangers.size) {
     installTokenExchange(provider, {
       issuer: options.issuer,

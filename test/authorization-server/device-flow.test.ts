@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -217,6 +218,37 @@ describe('device flow through gatehouse serve, the CLI and Chromium', () => {
       login.kill();
       await store.cleanup();
     }
+  });
+
+  it("the device's link opens Gatehouse's page with the code filled in, submitting itself or, without scripts, on Continue", {
+    timeout: 120_000,
+  }, async () => {
+    const reg = await registerDeviceClient(as.url);
+    const started = await postForm(`${as.url}/device/auth`, { client_id: reg.client_id, resource: mcp.mcpUrl });
+    const link = String(started.body['verification_uri_complete']);
+    const userCode = String(started.body['user_code']);
+
+    const raw = await fetch(link);
+    const body = await raw.text();
+    expect(raw.status).toBe(200);
+    expect(body).not.toContain('Submitting Callback');
+    expect(body).toContain('Connect a device to Acme MCP');
+    expect(body).toContain(`value="${userCode}"`);
+    const script = /<script>([^<]*)<\/script>/.exec(body)![1]!;
+    const hash = createHash('sha256').update(script).digest('base64');
+    const policy = raw.headers.get('content-security-policy')!;
+    expect(policy).toContain(`script-src 'sha256-${hash}'`);
+    expect(policy).toContain("default-src 'none'");
+
+    const scriptless = await browser.newContext({ javaScriptEnabled: false });
+    const page = await scriptless.newPage();
+    await page.goto(link);
+    expect(await page.title()).toBe('Connect a device – Acme MCP');
+    expect(await page.getByLabel('Code').inputValue()).toBe(userCode);
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await expect.poll(() => page.locator('main').innerText(), { timeout: 20_000 }).toContain(userCode);
+    await expect(page.getByRole('button', { name: 'Cancel' }).count()).resolves.toBe(1);
+    await scriptless.close();
   });
 
   it('deny on the consent page after signing in also ends in access_denied', { timeout: 120_000 }, async () => {
