@@ -13,6 +13,7 @@ import { type Adapter, errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { GatehouseError } from '../oauth/errors.js';
 import { ID_JAG_JWT_TYPE, JWT_BEARER_GRANT_TYPE } from '../oauth/jwt-bearer.js';
 import { assertSecureUrl, canonicalResourceUri, canonicalResourceUriOrUndefined } from '../oauth/resource-uri.js';
+import { invalidGrant } from './grant-errors.js';
 import type { resourceServerInfo } from './token-formats.js';
 
 /**
@@ -132,9 +133,6 @@ function trusted(idp: EnterpriseIdentityProvider, isResource: (r: string) => boo
     maxLifetime: idp.maxLifetimeSeconds ?? 600,
   };
 }
-
-/** `invalid_grant` with the reason in `error_description` (oidc-provider's own class keeps it out of the answer). */
-const invalidGrant = (description: string) => new errors.CustomOIDCProviderError('invalid_grant', description);
 
 /** Scopes as sent on the wire: space-separated (RFC 6749 §3.3). */
 const wireScopes = (value: string): string[] => value.split(' ').filter(Boolean);

@@ -3,6 +3,7 @@ import type Provider from 'oidc-provider';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { canonicalResourceUri, canonicalResourceUriOrUndefined } from '../oauth/resource-uri.js';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../oauth/token-exchange.js';
+import { invalidGrant } from './grant-errors.js';
 import { jwtRecordId, publicJwks, type resourceServerInfo } from './token-formats.js';
 import type { UpstreamIdentity } from './upstream/engine.js';
 import { UpstreamError } from './upstream/errors.js';
@@ -76,23 +77,23 @@ async function findSubjectToken(
       const { payload } = await jwtVerify(value, keys, { issuer: options.issuer, typ: 'at+jwt' });
       id = jwtRecordId(String(payload.jti));
     } catch {
-      throw new errors.InvalidGrant('subject_token is invalid or expired');
+      throw invalidGrant('subject_token is invalid or expired');
     }
   }
   const token = (await provider.AccessToken.find(id)) as unknown as Omit<SubjectToken, 'consented'> | undefined;
-  if (!token) throw new errors.InvalidGrant('subject_token is invalid, expired or revoked');
-  if (typeof token.accountId !== 'string') throw new errors.InvalidGrant('subject_token has no subject');
+  if (!token) throw invalidGrant('subject_token is invalid, expired or revoked');
+  if (typeof token.accountId !== 'string') throw invalidGrant('subject_token has no subject');
   const consented = new Set((token.scope ?? '').split(' ').filter(Boolean));
   if (token.grantId) {
     const grant = await provider.Grant.find(token.grantId);
-    if (!grant) throw new errors.InvalidGrant('the grant of subject_token was revoked');
+    if (!grant) throw invalidGrant('the grant of subject_token was revoked');
     const granted = grant as unknown as { resources?: Record<string, string>; openid?: { scope?: string } };
     for (const scopes of [...Object.values(granted.resources ?? {}), granted.openid?.scope ?? '']) {
       for (const scope of scopes.split(' ')) if (scope) consented.add(scope);
     }
   }
   if (!(await options.accountActive(token.accountId)))
-    throw new errors.InvalidGrant('the account of subject_token is disabled or gone');
+    throw invalidGrant('the account of subject_token is disabled or gone');
   return { ...token, consented };
 }
 
@@ -160,7 +161,7 @@ export function installTokenExchange(
       if (!target) throw new errors.InvalidTarget('resource is required');
       const resource = canonicalResourceUriOrUndefined(target);
       const rule = rules.find((r) => audiences.some((a) => a !== undefined && r.from.has(a)));
-      if (!rule) throw new errors.InvalidGrant('subject_token was not issued for a resource this client serves');
+      if (!rule) throw invalidGrant('subject_token was not issued for a resource this client serves');
       const allowedScopes = resource === undefined ? undefined : rule.to.get(resource);
       if (!resource || !allowedScopes)
         throw new errors.InvalidTarget('the policy does not allow exchanging toward this resource');

@@ -126,6 +126,9 @@ describe('token exchange checks (gatehouse serve)', () => {
     expect(await toolText(other.body['access_token']!, 'api_read')).toContain('.');
     expect(await revokeAs(as.url, user.clientId, user.body['refresh_token']!)).toBe(200);
     const error = JSON.parse(await toolText(user.body['access_token']!, 'api_read'));
-    expect(error).toMatchObject({ error: 'invalid_grant' });
+    expect(error).toMatchObject({
+      error: 'invalid_grant',
+      message: 'invalid_grant: subject_token is invalid, expired or revoked',
+    });
   });
 });
