@@ -9,9 +9,11 @@ import { listen, toNodeListener } from '../../src/server/node.js';
 import { generateEncryptionKey } from '../../src/storage/encrypted.js';
 import { authorizationUrl, pkce, register } from '../authorization-server/helpers.js';
 import { type GithubDouble, startGithubDouble } from '../upstream/github-double.js';
+import { type OidcDouble, startOidcDouble } from '../upstream/oidc-double.js';
 import {
   cleanup,
   EVERYTHING,
+  freePort,
   type GatewayProcess,
   headlessOAuth,
   sdkClient,
@@ -49,12 +51,13 @@ async function githubBackedUpstream(gh: GithubDouble) {
  * A browser for the gateway's origin (a cookie jar), signed in to the embedded AS as `username`, that links the
  * user's GitHub account at the link page — the URL the gateway's error names.
  */
-async function linkGithub(
+async function linkProvider(
   gateway: string,
   resource: string,
   username: string,
   password: string,
-  gh: { login: string; password: string },
+  provider: string,
+  upstreamLogin: { username: string; password: string },
 ) {
   const jar = new Map<string, string>();
   const browserFetch: typeof fetch = async (input, init) => {
@@ -89,15 +92,15 @@ async function linkGithub(
   );
   expect(signedIn.searchParams.get('code')).toBeTruthy();
   const upstreamCallback = await headlessAuthorize(
-    new URL(`${gateway}/upstream/github/link`),
+    new URL(`${gateway}/upstream/${provider}/link`),
     `${gateway}/upstream/callback`,
-    { username: gh.login, password: gh.password },
+    upstreamLogin,
     browserFetch,
   );
   const done = await browserFetch(upstreamCallback, { redirect: 'manual' });
   const page = await done.text();
   expect(done.status, page).toBe(200);
-  expect(page).toContain('GitHub is connected');
+  expect(page).toContain('is connected');
 }
 
 describe('gateway: the user’s upstream-identity token (GitHub) as the upstream’s credential', () => {
@@ -185,8 +188,8 @@ describe('gateway: the user’s upstream-identity token (GitHub) as the upstream
   });
 
   it('after linking at that URL, an HTTP upstream gets the user’s GitHub token as Authorization: Bearer', async () => {
-    await linkGithub(gateway.url, gateway.mcp['api']!, 'alice', 'alice-password', {
-      login: 'alice-gh',
+    await linkProvider(gateway.url, gateway.mcp['api']!, 'alice', 'alice-password', 'github', {
+      username: 'alice-gh',
       password: 'alice-gh-password',
     });
     const mcpUrl = gateway.mcp['api']!;
@@ -214,6 +217,58 @@ describe('gateway: the user’s upstream-identity token (GitHub) as the upstream
     expect(JSON.stringify(env)).not.toContain((await oauth.tokens())!.access_token);
     // GitHub's token never reaches the caller or the audit trail.
     expect(gateway.stdout()).not.toContain(env['GITHUB_TOKEN']);
+  });
+});
+
+describe('gatehouse gateway --identity-provider oidc:… --upstream-identity NAME=VAR -- COMMAND', () => {
+  let idp: OidcDouble;
+  let gateway: GatewayProcess;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    idp = await startOidcDouble({
+      clientId: 'gatehouse',
+      clientSecret: 'corp-secret-of-enough-length-0123456789',
+      redirectUri: `http://127.0.0.1:${port}/upstream/callback`,
+    });
+    gateway = await startGatewayProcess(
+      [
+        ...['--port', String(port), '--superuser', 'alice'],
+        ...['--identity-provider', `corp=oidc:${idp.url}`, '--upstream-identity', 'corp=CORP_TOKEN'],
+        ...['--', process.execPath, EVERYTHING],
+      ],
+      {
+        env: {
+          GATEHOUSE_SUPERUSER_PASSWORD: 'alice-password',
+          GATEHOUSE_UPSTREAM_CORP_CLIENT_ID: 'gatehouse',
+          GATEHOUSE_UPSTREAM_CORP_CLIENT_SECRET: 'corp-secret-of-enough-length-0123456789',
+          GATEHOUSE_UPSTREAM_KEY: generateEncryptionKey(),
+        },
+      },
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    await cleanup();
+    await idp?.close();
+  });
+
+  it('puts the user’s token at the OIDC provider in the stdio server’s CORP_TOKEN', async () => {
+    const mcpUrl = gateway.mcp['mcp']!;
+    await expect(sdkClient(mcpUrl, headlessOAuth(mcpUrl, 'alice', 'alice-password'))).rejects.toThrow(
+      `${gateway.url}/upstream/corp/link`,
+    );
+    await linkProvider(gateway.url, mcpUrl, 'alice', 'alice-password', 'corp', { username: 'carol', password: 'x' });
+    const oauth = headlessOAuth(mcpUrl, 'alice', 'alice-password');
+    const client = await sdkClient(mcpUrl, oauth);
+    const result = await client.callTool({ name: 'get-env', arguments: {} });
+    const env = JSON.parse((result.content as Array<{ text: string }>)[0]!.text) as Record<string, string>;
+    expect(env['CORP_TOKEN']).toBeTruthy();
+    expect(env['CORP_TOKEN']).not.toBe((await oauth.tokens())!.access_token);
+    // A token of the IdP, for carol: its userinfo endpoint answers it.
+    const me = await fetch(`${idp.url}/me`, { headers: { authorization: `Bearer ${env['CORP_TOKEN']}` } });
+    expect(me.status).toBe(200);
+    expect(((await me.json()) as { sub: string }).sub).toBe('carol');
   });
 });
 
