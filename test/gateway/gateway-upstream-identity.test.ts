@@ -255,6 +255,9 @@ describe('gatehouse gateway --identity-provider oidc:… --upstream-identity NAM
 
   it('puts the user’s token at the OIDC provider in the stdio server’s CORP_TOKEN', async () => {
     const mcpUrl = gateway.mcp['mcp']!;
+    expect(gateway.stderr()).toContain(
+      `identity provider corp: sign in with it, or link it at ${gateway.url}/upstream/corp/link`,
+    );
     await expect(sdkClient(mcpUrl, headlessOAuth(mcpUrl, 'alice', 'alice-password'))).rejects.toThrow(
       `${gateway.url}/upstream/corp/link`,
     );

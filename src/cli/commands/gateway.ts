@@ -132,7 +132,7 @@ Examples:
     }
 
     const { readGatewayConfig, startGateway } = await import('../../gateway/index.js');
-    const { mergeUpstreams } = await import('../../authorization-server/serve.js');
+    const { mergeUpstreams, upstreamSpecName } = await import('../../authorization-server/serve.js');
     type Config = import('../../gateway/index.js').GatewayConfig;
     type Upstream = import('../../gateway/index.js').UpstreamConfig;
     const file: Config = values.config ? await readGatewayConfig(values.config) : { mcpServers: {} };
@@ -184,6 +184,10 @@ Examples:
     for (const upstream of running.upstreams)
       lines.push(`  MCP server ${upstream.name} (${upstream.kind}): ${upstream.url}`);
     lines.push(`  authorization server: ${running.issuer}${running.embedded ? ' (embedded)' : ''}`);
+    for (const entry of config.identityProviders ?? []) {
+      const name = upstreamSpecName(typeof entry === 'string' ? entry : entry.spec);
+      lines.push(`  identity provider ${name}: sign in with it, or link it at ${running.issuer}/upstream/${name}/link`);
+    }
     const first = running.upstreams[0]!.url;
     if (running.generatedLogin) {
       const { username, password } = running.generatedLogin;
