@@ -185,7 +185,9 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
     let usersFilePath: string | undefined;
 
     if (embedded) {
-      const { buildAuthenticator, openStore, serveDataDirectory } = await import('../authorization-server/serve.js');
+      const { buildAuthenticator, buildUpstreamIdentity, openStore, serveDataDirectory } = await import(
+        '../authorization-server/serve.js'
+      );
       const dataDir = runtime.dataDir ?? (await serveDataDirectory(env));
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       chmodSync(dataDir, 0o700);
@@ -216,7 +218,6 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
       }
       // The vault's providers, and a resource per upstreamIdentity upstream that it answers with the user's
       // provider token; those are no resources the AS issues tokens for.
-      const { buildUpstreamIdentity } = await import('../authorization-server/serve.js');
       const identityTargets = [...sources.values()].filter((s) => s.kind === 'upstreamIdentity');
       const vault = await buildUpstreamIdentity(
         {
