@@ -24,6 +24,25 @@ const fail = (message: string, hint: string): never => {
   throw new ServeConfigError(message, { code: 'ERR_SERVE_CONFIG', hint });
 };
 
+/**
+ * One upstream identity provider in a config file: a spec (`github`, `google`, `entra:<tenant>`, `oidc:<issuer>`,
+ * `<name>=…`), or the spec with secrets and base-URL overrides. `gatehouse serve`'s `upstreams` and the gateway's
+ * `identityProviders` share it, e.g. `"github"` or `{ "spec": "corp=oidc:https://idp.example.com", "clientId": "…" }`.
+ */
+export const UpstreamProviderEntrySchema = z.union([
+  z.string(),
+  z
+    .object({
+      spec: z.string(),
+      clientId: z.string().optional(),
+      clientSecret: z.string().optional(),
+      baseUrl: z.string().url().optional(),
+      apiBaseUrl: z.string().url().optional(),
+      scopes: z.array(z.string()).optional(),
+    })
+    .strict(),
+]);
+
 /** The config file (`--config FILE`, JSON). Every command-line flag has a key here; flags win. */
 export const ServeConfigSchema = z
   .object({
@@ -133,23 +152,7 @@ export const ServeConfigSchema = z
      * Upstream identity providers: a spec (`github`, `google`, `entra:<tenant>`, `oidc:<issuer>`, `<name>=…`) or an
      * object with the spec plus secrets and base-URL overrides.
      */
-    upstreams: z
-      .array(
-        z.union([
-          z.string(),
-          z
-            .object({
-              spec: z.string(),
-              clientId: z.string().optional(),
-              clientSecret: z.string().optional(),
-              baseUrl: z.string().url().optional(),
-              apiBaseUrl: z.string().url().optional(),
-              scopes: z.array(z.string()).optional(),
-            })
-            .strict(),
-        ]),
-      )
-      .optional(),
+    upstreams: z.array(UpstreamProviderEntrySchema).optional(),
     /** Resources served with the user's upstream token, e.g. `{ resource: 'https://api.github.com', upstream: 'github' }`. */
     upstreamResources: z
       .array(z.object({ resource: z.string(), upstream: z.string(), scopes: z.array(z.string()).optional() }).strict())

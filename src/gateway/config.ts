@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { readConfigFile } from '../authorization-server/config-file.js';
+import { UpstreamProviderEntrySchema, upstreamSpecName } from '../authorization-server/serve.js';
 import { GatehouseError } from '../oauth/errors.js';
 
 /** A configuration problem in `gatehouse gateway`: message plus a one-line fix. */
@@ -61,6 +62,33 @@ export const UpstreamConfigSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Give the upstream the user's own token at an identity provider (GitHub, Google, …), from the authorization
+     * server's vault: sent as `Authorization: Bearer` (HTTP, or `header`) or put in the environment variable `env`
+     * of the user's stdio process. The user links the provider once (or signs in with it).
+     */
+    upstreamIdentity: z
+      .object({
+        /** The identity provider's name, e.g. `github` (one of `identityProviders` with the embedded AS). */
+        provider: z.string().regex(/^[a-z][a-z0-9-]*$/),
+        /** Scopes the user's provider token must carry, e.g. `["repo"]`. */
+        scopes: z.array(z.string()).optional(),
+        header: z
+          .string()
+          .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/)
+          .optional(),
+        env: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+          .optional(),
+        /**
+         * The resource the authorization server serves with the provider's token. Default (embedded AS):
+         * `<issuer>/upstream/<provider>/<name>`; required with an external `issuer`.
+         */
+        resource: z.string().url().optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -85,6 +113,13 @@ export const GatewayConfigSchema = z
     /** The gateway's client credentials at the authorization server, for token exchange. */
     clientId: z.string().optional(),
     clientSecret: z.string().optional(),
+    /**
+     * Identity providers the embedded authorization server offers for sign-in and linking, and whose tokens
+     * `upstreamIdentity` hands to upstreams: `gatehouse serve`'s `upstreams` entries (`"github"`, `{ "spec": … }`).
+     */
+    identityProviders: z.array(UpstreamProviderEntrySchema).optional(),
+    /** The key encrypting users' provider tokens at rest (base64url, 32 bytes). Default `$GATEHOUSE_UPSTREAM_KEY`. */
+    upstreamKey: z.string().optional(),
     /** Embedded authorization server: `memory`, `sqlite:[PATH]` (default), `redis://…`, `postgres://…`. */
     store: z.string().optional(),
     users: z.string().optional(),
@@ -145,6 +180,7 @@ export function resolveConfig(config: GatewayConfig, env: NodeJS.ProcessEnv): Ga
         'Remove publicTools, or serve the public tools from an upstream without tokenExchange.',
       );
     }
+    if (upstream.upstreamIdentity) checkUpstreamIdentity(config, name, upstream);
     mcpServers[name] = {
       ...upstream,
       ...(upstream.url ? { url: expandEnv(upstream.url, env, `${where}.url`) } : {}),
@@ -152,11 +188,61 @@ export function resolveConfig(config: GatewayConfig, env: NodeJS.ProcessEnv): Ga
       ...(upstream.headers ? { headers: expandRecord(upstream.headers, env, `${where}.headers`) } : {}),
     };
   }
+  if (config.identityProviders?.length && config.issuer) {
+    fail(
+      'identityProviders configure the embedded authorization server, and "issuer" names an external one',
+      "Configure the identity providers at the external authorization server (gatehouse serve --upstream), and give each upstreamIdentity that server's resource.",
+    );
+  }
   return {
     ...config,
     mcpServers,
     ...(config.clientSecret ? { clientSecret: expandEnv(config.clientSecret, env, 'clientSecret') } : {}),
+    ...(config.upstreamKey ? { upstreamKey: expandEnv(config.upstreamKey, env, 'upstreamKey') } : {}),
+    ...(config.identityProviders && {
+      identityProviders: config.identityProviders.map((entry, i) =>
+        typeof entry === 'string' || entry.clientSecret === undefined
+          ? entry
+          : { ...entry, clientSecret: expandEnv(entry.clientSecret, env, `identityProviders[${i}].clientSecret`) },
+      ),
+    }),
   };
+}
+
+/** `upstreamIdentity` needs a user behind every request and, with the embedded AS, a configured provider. */
+function checkUpstreamIdentity(config: GatewayConfig, name: string, upstream: UpstreamConfig): void {
+  const where = `mcpServers.${name}`;
+  const { provider, resource } = upstream.upstreamIdentity!;
+  if (upstream.publicTools?.length) {
+    fail(
+      `${where}: publicTools and upstreamIdentity do not go together: an anonymous caller has no ${provider} account`,
+      'Remove publicTools, or serve the public tools from an upstream without upstreamIdentity.',
+    );
+  }
+  if (upstream.tokenExchange) {
+    fail(
+      `${where}: give the upstream one token, from tokenExchange or from upstreamIdentity`,
+      'Remove one of the two.',
+    );
+  }
+  if (config.issuer) {
+    if (!resource) {
+      fail(
+        `${where}.upstreamIdentity needs "resource" with an external issuer`,
+        'Give the resource that authorization server maps to the provider (gatehouse serve --upstream-resource URL=NAME).',
+      );
+    }
+    return;
+  }
+  const names = (config.identityProviders ?? []).map((e) => upstreamSpecName(typeof e === 'string' ? e : e.spec));
+  if (!names.includes(provider)) {
+    fail(
+      `${where}.upstreamIdentity names the provider "${provider}", which is not in identityProviders`,
+      names.length
+        ? `Configured: ${names.join(', ')}. Add "${provider}" to identityProviders (or --identity-provider ${provider}).`
+        : `Add it: "identityProviders": ["${provider}"] (or --identity-provider ${provider}).`,
+    );
+  }
 }
 
 /** Reads and validates a config file. */

@@ -20,6 +20,12 @@ import { openHttpChannel } from './http.js';
 import { sameOriginAuthorizationServer } from './same-origin.js';
 import { GatewaySession, subjectOf } from './session.js';
 import { StdioPool } from './stdio.js';
+import {
+  requiringCredentials,
+  type UpstreamTokenSource,
+  upstreamCredentials,
+  upstreamTokenSource,
+} from './upstream-credentials.js';
 
 /** The client ID the embedded authorization server knows the gateway by, for token exchange. */
 export const GATEWAY_CLIENT_ID = 'gatehouse-gateway';
@@ -162,7 +168,13 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
       ]);
       return all.size ? [...all] : [DEFAULT_SCOPE];
     };
-    const exchanging = names.filter((name) => config.mcpServers[name]!.tokenExchange);
+    // Upstreams with a token of their own (tokenExchange or upstreamIdentity): both are a token exchange.
+    const sources = new Map<string, UpstreamTokenSource>();
+    for (const name of names) {
+      const source = upstreamTokenSource(name, config.mcpServers[name]!, issuer);
+      if (source) sources.set(name, source);
+    }
+    const exchanging = [...sources.keys()];
 
     // The gateway's own client at the authorization server, used only for token exchange.
     let credentials =
@@ -173,7 +185,9 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
     let usersFilePath: string | undefined;
 
     if (embedded) {
-      const { buildAuthenticator, openStore, serveDataDirectory } = await import('../authorization-server/serve.js');
+      const { buildAuthenticator, buildUpstreamIdentity, openStore, serveDataDirectory } = await import(
+        '../authorization-server/serve.js'
+      );
       const dataDir = runtime.dataDir ?? (await serveDataDirectory(env));
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       chmodSync(dataDir, 0o700);
@@ -197,22 +211,40 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         credentials = { clientId: GATEWAY_CLIENT_ID, clientSecret: randomBytes(32).toString('base64url') };
       }
       const targets = new Map<string, Set<string>>();
-      for (const name of exchanging) {
-        const te = config.mcpServers[name]!.tokenExchange!;
-        const set = targets.get(te.resource) ?? new Set<string>();
-        for (const s of te.scopes ?? []) set.add(s);
-        targets.set(te.resource, set);
+      for (const source of sources.values()) {
+        const set = targets.get(source.resource) ?? new Set<string>();
+        for (const s of source.scopes) set.add(s);
+        targets.set(source.resource, set);
       }
+      // The vault's providers, and a resource per upstreamIdentity upstream that it answers with the user's
+      // provider token; those are no resources the AS issues tokens for.
+      const identityTargets = [...sources.values()].filter((s) => s.kind === 'upstreamIdentity');
+      const vault = await buildUpstreamIdentity(
+        {
+          store: config.store ?? 'sqlite:',
+          ...(config.identityProviders && { upstreams: config.identityProviders }),
+          ...(config.upstreamKey && { upstreamKey: config.upstreamKey }),
+          upstreamResources: identityTargets.map((s) => ({
+            resource: s.resource,
+            upstream: s.provider!,
+            scopes: s.scopes,
+          })),
+        },
+        { env, issuer, dataDir, ...(logger && { logger }) },
+      );
+      if (vault) cleanups.push(() => vault.store.close());
+      const issued = [...targets].filter(([resource]) => !identityTargets.some((s) => s.resource === resource));
       const options: AuthorizationServerOptions = {
         issuer,
         authenticator,
         resources: [
           ...names.map((name) => ({ resource: resourceOf(name), scopes: scopesOf(config.mcpServers[name]!) })),
-          ...[...targets].map(([resource, scopes]) => ({ resource, scopes: [...scopes] })),
+          ...issued.map(([resource, scopes]) => ({ resource, scopes: [...scopes] })),
         ],
         adapter: store,
         proxy: config.publicUrl !== undefined,
         ...(logger && { logger }),
+        ...(vault && { upstream: vault.identity, localLogin: true }),
         ...(credentials &&
           exchanging.length && {
             clients: [
@@ -252,7 +284,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
     }
     if (exchanging.length && !credentials) {
       throw new GatewayConfigError(
-        `upstream ${exchanging[0]} uses tokenExchange, but the gateway has no client credentials`,
+        `upstream ${exchanging[0]} uses ${sources.get(exchanging[0]!)!.kind}, but the gateway has no client credentials`,
         {
           code: 'ERR_GATEWAY_CONFIG',
           hint: 'Set clientId and clientSecret (e.g. "${GATEWAY_CLIENT_SECRET}") in the config file for the external authorization server.',
@@ -265,13 +297,12 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
           credentials,
         })
       : undefined;
-    const exchangedToken = async (c: UpstreamConfig, identity: SessionIdentity): Promise<string> => {
-      const authInfo = identity.authInfo();
+    const exchangedToken = async (identity: SessionIdentity, resource: string, scopes: string[]): Promise<string> => {
       const access = await exchanger!.exchange({
-        subjectToken: authInfo.token,
+        subjectToken: identity.authInfo().token,
         subject: identity.subject,
-        resource: c.tokenExchange!.resource,
-        scopes: c.tokenExchange!.scopes ?? [],
+        resource,
+        scopes,
       });
       return access.accessToken;
     };
@@ -285,34 +316,27 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
     for (const name of names) {
       const upstream = config.mcpServers[name]!;
       const resource = resourceOf(name);
+      const source = sources.get(name);
+      const own = source && upstreamCredentials(name, source, exchangedToken);
       const pool = upstream.command
         ? new StdioPool({
             name,
             config: upstream,
             ...(logger && { logger }),
-            ...(upstream.tokenExchange && {
-              environment: async (identity) => ({
-                [upstream.tokenExchange!.env ?? 'GATEHOUSE_UPSTREAM_TOKEN']: await exchangedToken(upstream, identity),
-              }),
-            }),
+            ...(own && { environment: own.environment }),
           })
         : undefined;
       if (pool) cleanups.push(() => pool.close());
-      const connect = (identity: SessionIdentity): UpstreamChannel =>
-        pool
-          ? pool.open(identity)
-          : openHttpChannel({
-              name,
-              config: upstream,
-              identity,
-              ...(upstream.tokenExchange && {
-                credentials: async (id) => {
-                  const header = upstream.tokenExchange!.header ?? 'authorization';
-                  const token = await exchangedToken(upstream, id);
-                  return { [header]: header.toLowerCase() === 'authorization' ? `Bearer ${token}` : token };
-                },
-              }),
-            });
+      const connect = (identity: SessionIdentity): UpstreamChannel => {
+        if (pool) return pool.open(identity);
+        const channel = openHttpChannel({
+          name,
+          config: upstream,
+          identity,
+          ...(own && { credentials: own.headers }),
+        });
+        return own ? requiringCredentials(channel, () => own.headers(identity)) : channel;
+      };
       const sessionOptions = {
         upstream: name,
         connect,

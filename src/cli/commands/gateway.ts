@@ -33,6 +33,14 @@ Options:
   --max-processes N        At most this many stdio processes (default 20)
   --env NAME=VALUE         Environment of the stdio process (repeatable; \${VAR} expands)
   --header NAME=VALUE      Header sent to the HTTP upstream (repeatable; \${VAR} expands)
+  --identity-provider SPEC An identity provider of the embedded AS, as gatehouse serve --upstream: github, google,
+                           entra:TENANT, oidc:ISSUER, NAME=… (repeatable; client ID and secret from
+                           GATEHOUSE_UPSTREAM_<NAME>_CLIENT_ID / _CLIENT_SECRET, tokens encrypted with
+                           GATEHOUSE_UPSTREAM_KEY)
+  --upstream-identity NAME[=VAR]
+                           Give the upstream the user's own token at that provider: in the environment variable
+                           VAR (stdio; default GATEHOUSE_UPSTREAM_TOKEN) or the header VAR (HTTP; default
+                           Authorization: Bearer)
   --log-arguments          Put tool-call arguments in the audit trail
   --log-level LEVEL        fatal|error|warn|info|debug|silent (default info)
 
@@ -67,6 +75,8 @@ Examples:
         'max-processes': { type: 'string' },
         env: { type: 'string', multiple: true },
         header: { type: 'string', multiple: true },
+        'identity-provider': { type: 'string', multiple: true },
+        'upstream-identity': { type: 'string' },
         'log-arguments': { type: 'boolean' },
         'log-level': { type: 'string' },
       },
@@ -109,8 +119,20 @@ Examples:
           )
         : undefined;
     const logLevel = parseLogLevel(values['log-level']);
+    let upstreamIdentity: Upstream['upstreamIdentity'];
+    if (values['upstream-identity'] !== undefined) {
+      if (values.config) {
+        throw new UsageError('--upstream-identity is for one upstream; in --config give each its "upstreamIdentity"');
+      }
+      const [provider, name] = values['upstream-identity'].split('=', 2) as [string, string | undefined];
+      if (!/^[a-z][a-z0-9-]*$/.test(provider) || name === '') {
+        throw new UsageError(`--upstream-identity ${values['upstream-identity']}: write PROVIDER[=VAR], e.g. github`);
+      }
+      upstreamIdentity = { provider, ...(name && (commandLine.length ? { env: name } : { header: name })) };
+    }
 
     const { readGatewayConfig, startGateway } = await import('../../gateway/index.js');
+    const { mergeUpstreams, upstreamSpecName } = await import('../../authorization-server/serve.js');
     type Config = import('../../gateway/index.js').GatewayConfig;
     type Upstream = import('../../gateway/index.js').UpstreamConfig;
     const file: Config = values.config ? await readGatewayConfig(values.config) : { mcpServers: {} };
@@ -119,6 +141,7 @@ Examples:
       ...(values.isolation && { isolation: values.isolation as 'user' | 'session' }),
       ...(idleTimeoutSeconds !== undefined && { idleTimeoutSeconds }),
       ...(maxProcesses !== undefined && { maxProcesses }),
+      ...(upstreamIdentity && { upstreamIdentity }),
     };
     let mcpServers = file.mcpServers;
     if (commandLine.length) {
@@ -150,6 +173,9 @@ Examples:
       ...(values.superuser && { superuser: values.superuser }),
       ...(values.users && { users: values.users }),
       ...(values['log-arguments'] && { logArguments: true }),
+      ...(values['identity-provider']?.length && {
+        identityProviders: mergeUpstreams(file.identityProviders, values['identity-provider']),
+      }),
       ...(logLevel && { logLevel }),
     };
     const logger = await serviceLogger('gatehouse-gateway', config.logLevel);
@@ -158,6 +184,10 @@ Examples:
     for (const upstream of running.upstreams)
       lines.push(`  MCP server ${upstream.name} (${upstream.kind}): ${upstream.url}`);
     lines.push(`  authorization server: ${running.issuer}${running.embedded ? ' (embedded)' : ''}`);
+    for (const entry of config.identityProviders ?? []) {
+      const name = upstreamSpecName(typeof entry === 'string' ? entry : entry.spec);
+      lines.push(`  identity provider ${name}: sign in with it, or link it at ${running.issuer}/upstream/${name}/link`);
+    }
     const first = running.upstreams[0]!.url;
     if (running.generatedLogin) {
       const { username, password } = running.generatedLogin;
