@@ -65,8 +65,11 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-/** A small round-robin reverse proxy, appending the client address to `X-Forwarded-For` as nginx does. */
-function startProxy(
+/**
+ * A small round-robin reverse proxy, appending the client address to `X-Forwarded-For` as nginx does: every request
+ * goes to the next backend (the gateway cluster test uses it too).
+ */
+export function startProxy(
   backends: () => string[],
   log: Cluster['log'],
 ): Promise<{ server: Server; url: string; next: number }> {
