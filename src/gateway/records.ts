@@ -46,7 +46,10 @@ export interface SessionRecordsOptions {
 }
 
 const jsonRpcError = (status: number, message: string, headers?: Record<string, string>): Response =>
-  Response.json({ jsonrpc: '2.0', id: null, error: { code: -32000, message } }, { status, ...(headers && { headers }) });
+  Response.json(
+    { jsonrpc: '2.0', id: null, error: { code: -32000, message } },
+    { status, ...(headers && { headers }) },
+  );
 
 const notFound = () => jsonRpcError(404, 'Session not found');
 
@@ -60,7 +63,7 @@ function unavailable(error: StoreUnavailableError): Response {
 /** The params of an `initialize` request in a POST body, or undefined when the body is something else. */
 function initializeParams(body: unknown): RecordedInitialize | undefined {
   const message = body as { method?: unknown; id?: unknown; params?: Record<string, unknown> } | null;
-  if (!message || message.method !== 'initialize' || message.id === undefined) return undefined;
+  if (message?.method !== 'initialize' || message.id === undefined) return undefined;
   const params = message.params ?? {};
   if (typeof params['protocolVersion'] !== 'string') return undefined;
   return {

@@ -242,18 +242,20 @@ export async function startCluster(
   };
 }
 
+/** Deletes every key under `prefix` in the shared Redis. */
+export async function deleteRedisPrefix(prefix: string): Promise<void> {
+  const { createClient } = await import('@redis/client');
+  const client = createClient({ url: 'redis://127.0.0.1:6379' });
+  await client.connect();
+  for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 })) {
+    if (keys.length) await client.del(keys);
+  }
+  await client.close();
+}
+
 /** Removes what the cluster wrote: its Redis keys, or its PostgreSQL tables. */
 async function dropStore(backend: 'redis' | 'postgres', suffix: string, table: string): Promise<void> {
-  if (backend === 'redis') {
-    const { createClient } = await import('@redis/client');
-    const client = createClient({ url: 'redis://127.0.0.1:6379' });
-    await client.connect();
-    for await (const keys of client.scanIterator({ MATCH: `gh-deploy-${suffix}:*`, COUNT: 500 })) {
-      if (keys.length) await client.del(keys);
-    }
-    await client.close();
-    return;
-  }
+  if (backend === 'redis') return deleteRedisPrefix(`gh-deploy-${suffix}:`);
   const pg = await import('pg');
   const pool = new pg.default.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres', max: 1 });
   await pool.query(`DROP TABLE IF EXISTS ${table}, ${table}_login_limits`);
