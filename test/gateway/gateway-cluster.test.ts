@@ -334,5 +334,23 @@ describe.each(['redis', 'postgres'] as const)(
       }
       expect(status).toBe(200);
     }, 60_000);
+
+    it('goes on with a session on the other instance when the one that opened it stops', async () => {
+      await connect('stdio');
+      const token = tokens['admin:stdio']!;
+      const id = (await mcp(direct(0, 'stdio'), token, INITIALIZE)).sessionId!;
+      await mcp(direct(0, 'stdio'), token, { jsonrpc: '2.0', method: 'notifications/initialized' }, id);
+      expect((await mcp(direct(0, 'stdio'), token, LIST, id)).status).toBe(200);
+      await instances[0]!.stop();
+      const call = {
+        jsonrpc: '2.0',
+        id: 3,
+        method: 'tools/call',
+        params: { name: 'echo', arguments: { message: 'still here' } },
+      };
+      const answer = await mcp(direct(1, 'stdio'), token, call, id);
+      expect(answer.status).toBe(200);
+      expect(JSON.stringify(answer.messages.find((m) => m['id'] === 3))).toContain('still here');
+    }, 60_000);
   },
 );
