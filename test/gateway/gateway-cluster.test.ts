@@ -5,7 +5,13 @@ import { join } from 'node:path';
 import type { Client as SdkClient, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/authorization-server/users.js';
-import { type Cluster, deleteRedisPrefix, startProxy } from '../deployment/cluster.js';
+import {
+  type Cluster,
+  deleteRedisPrefix,
+  documentedExports,
+  documentedFlags,
+  startProxy,
+} from '../deployment/cluster.js';
 import {
   cleanup,
   EVERYTHING,
@@ -13,6 +19,7 @@ import {
   freePort,
   type GatewayProcess,
   headlessOAuth,
+  ROOT,
   sdkClient,
   startGatewayProcess,
   tempDir,
@@ -138,9 +145,6 @@ describe.each(['redis', 'postgres'] as const)(
       await writeFile(
         config,
         JSON.stringify({
-          publicUrl: proxy.url,
-          store,
-          superuser: 'admin',
           users,
           mcpServers: {
             stdio: { command: process.execPath, args: [EVERYTHING] },
@@ -149,10 +153,23 @@ describe.each(['redis', 'postgres'] as const)(
         }),
       );
       const storeKey = randomBytes(32).toString('base64url');
-      // One instance first (it creates the signing keys in the store), then the other, as for `gatehouse serve`.
+      // The command of docs/gateway.md, "Several instances", with local values for the addresses.
+      const doc = join(ROOT, 'docs/gateway.md');
+      const exported = documentedExports(doc, '### Several instances');
+      expect(exported).toEqual(expect.arrayContaining(['GATEHOUSE_SUPERUSER_PASSWORD', 'GATEHOUSE_STORE_KEY']));
+      const documented = documentedFlags(doc, '### Several instances', 'gateway');
+      // One instance first (it creates the signing keys in the store), then the other, as the doc says.
       for (const n of [0, 1]) {
         const port = await freePort();
-        const started = await startGatewayProcess(['--config', config, '--port', String(port)], {
+        const local: Record<string, string> = {
+          '--config': config,
+          '--public-url': proxy.url,
+          '--store': store,
+          '--port': String(port),
+        };
+        const args = documented.map((word, i) => (documented[i - 1]! in local ? local[documented[i - 1]!]! : word));
+        expect(Object.keys(local).every((flag) => documented.includes(flag))).toBe(true);
+        const started = await startGatewayProcess(args, {
           dataDir: join(dir, `instance-${n}`),
           env: { GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD, GATEHOUSE_STORE_KEY: storeKey },
         });
