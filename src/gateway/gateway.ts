@@ -17,6 +17,7 @@ import type { AuthInfo } from '../server/verifier.js';
 import type { SessionIdentity, UpstreamChannel } from './channel.js';
 import { type GatewayConfig, GatewayConfigError, resolveConfig, type UpstreamConfig } from './config.js';
 import { openHttpChannel } from './http.js';
+import { SessionRecords } from './records.js';
 import { sameOriginAuthorizationServer } from './same-origin.js';
 import { GatewaySession, subjectOf } from './session.js';
 import { StdioPool } from './stdio.js';
@@ -183,6 +184,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         : undefined;
     let generatedLogin: RunningGateway['generatedLogin'];
     let usersFilePath: string | undefined;
+    let records: SessionRecords | undefined;
 
     if (embedded) {
       const { buildAuthenticator, buildUpstreamIdentity, openStore, serveDataDirectory } = await import(
@@ -207,6 +209,13 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
       }
       const store = await openStore(config.store ?? 'sqlite:', dataDir);
       cleanups.push(() => store.close());
+      // A store other instances can share: MCP sessions are recorded there and recoverable on any instance.
+      if (/^(rediss?|postgres(ql)?):\/\//.test(config.store ?? '')) {
+        records = new SessionRecords(store, {
+          idleSeconds: runtime.sessionIdleSeconds ?? 1800,
+          ...(logger && { logger }),
+        });
+      }
       if (exchanging.length && !credentials) {
         credentials = { clientId: GATEWAY_CLIENT_ID, clientSecret: randomBytes(32).toString('base64url') };
       }
@@ -353,6 +362,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
       const mcp = async (request: Request, given: { authInfo?: AuthInfo; parsedBody?: unknown }): Promise<Response> => {
         // An anonymous caller (of a public tool) is one more owner: its sessions and processes are its own.
         const init = { ...given, authInfo: given.authInfo ?? ANONYMOUS };
+        if (records) return records.handle(request, init.authInfo, init.parsedBody, cluster);
         const sessionId = request.headers.get('mcp-session-id');
         if (sessionId) {
           const session = sessions.get(sessionId);
@@ -365,6 +375,12 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         if (request.method !== 'POST') return jsonRpcError(400, 'Bad Request: Mcp-Session-Id header is required');
         const session = new GatewaySession(sessionOptions, init.authInfo, (s) => sessions.set(s.sessionId!, s));
         return session.handle(request, init.authInfo, init.parsedBody);
+      };
+      const cluster = {
+        upstream: name,
+        sessions,
+        open: (authInfo: AuthInfo, sessionId?: string) =>
+          new GatewaySession(sessionOptions, authInfo, (s) => sessions.set(s.sessionId!, s), sessionId),
       };
       const handler = protect(mcp, {
         resource,

@@ -59,11 +59,13 @@ export class GatewaySession {
     readonly options: SessionOptions,
     authInfo: AuthInfo,
     register: (session: GatewaySession) => void,
+    /** The id the session takes on `initialize`: a session another gateway instance opened (records.ts). */
+    sessionId?: string,
   ) {
     this.#authInfo = authInfo;
     this.subject = subjectOf(authInfo);
     this.transport = new WebStandardStreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
+      sessionIdGenerator: () => sessionId ?? randomUUID(),
       onsessioninitialized: () => register(this),
       onsessionclosed: () => void this.close(),
     });

@@ -17,31 +17,33 @@ export const PASSWORD = 'a long password for the cluster';
 export const RESOURCE = 'http://127.0.0.1:8431/mcp';
 export const INTROSPECTOR = { id: 'introspector', secret: 'introspector-secret-0123456789' };
 
+/** The first ```sh block under `heading` in a doc. */
+function documentedBlock(doc: string, heading: string): string {
+  const text = readFileSync(doc, 'utf8');
+  const block = /```sh\n([\s\S]*?)```/.exec(text.slice(text.indexOf(heading)))?.[1];
+  if (!block) throw new Error(`${doc}: no sh block under "${heading}"`);
+  return block;
+}
+
 /**
- * The `gatehouse serve` command of docs/authorization-server.md, "Running several instances": the flags the doc
- * tells operators to run each instance with. The cluster runs exactly these, with local values for the addresses.
+ * The flags of the `gatehouse <command>` line in the first sh block under `heading` of `doc`: what the doc tells
+ * operators to run each instance with. Defaults to `gatehouse serve` in docs/authorization-server.md, "Running several
+ * instances"; clusters run exactly these, with local values for the addresses.
  */
-export function documentedServeFlags(): string[] {
-  const doc = readFileSync(DOC, 'utf8');
-  const section = doc.slice(doc.indexOf('## Running several instances'));
-  const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
-  if (!block) throw new Error('docs/authorization-server.md: no sh block under "Running several instances"');
-  const command = block
+export function documentedFlags(doc = DOC, heading = '## Running several instances', command = 'serve'): string[] {
+  const line = documentedBlock(doc, heading)
     .replace(/\\\n/g, ' ')
     .split('\n')
-    .find((line) => line.trim().startsWith('gatehouse serve'));
-  if (!command) throw new Error('docs/authorization-server.md: no gatehouse serve command in the block');
+    .find((l) => l.trim().startsWith(`gatehouse ${command}`));
+  if (!line) throw new Error(`${doc}: no gatehouse ${command} command in the block`);
   // Shell words: split on spaces, strip single quotes (the doc quotes the store URL for its `?`).
-  const words = command.trim().split(/\s+/).slice(2);
+  const words = line.trim().split(/\s+/).slice(2);
   return words.map((w) => w.replace(/^'(.*)'$/, '$1'));
 }
 
 /** The names the same block exports (`export NAME=…`), which every instance is started with. */
-export function documentedExports(): string[] {
-  const doc = readFileSync(DOC, 'utf8');
-  const section = doc.slice(doc.indexOf('## Running several instances'));
-  const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
-  return [...block.matchAll(/^export ([A-Z_]+)=/gm)].map((m) => m[1]!);
+export function documentedExports(doc = DOC, heading = '## Running several instances'): string[] {
+  return [...documentedBlock(doc, heading).matchAll(/^export ([A-Z_]+)=/gm)].map((m) => m[1]!);
 }
 
 /** One `gatehouse serve` process. */
@@ -65,8 +67,11 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-/** A small round-robin reverse proxy, appending the client address to `X-Forwarded-For` as nginx does. */
-function startProxy(
+/**
+ * A small round-robin reverse proxy, appending the client address to `X-Forwarded-For` as nginx does: every request
+ * goes to the next backend (the gateway cluster test uses it too).
+ */
+export function startProxy(
   backends: () => string[],
   log: Cluster['log'],
 ): Promise<{ server: Server; url: string; next: number }> {
@@ -174,7 +179,7 @@ export async function startCluster(
     '--resource': `${RESOURCE}=mcp:tools`,
     '--config': configPath,
   };
-  const documented = documentedServeFlags();
+  const documented = documentedFlags();
   const args: string[] = [];
   for (let i = 0; i < documented.length; i++) {
     const flag = documented[i]!;
@@ -239,18 +244,20 @@ export async function startCluster(
   };
 }
 
+/** Deletes every key under `prefix` in the shared Redis. */
+export async function deleteRedisPrefix(prefix: string): Promise<void> {
+  const { createClient } = await import('@redis/client');
+  const client = createClient({ url: 'redis://127.0.0.1:6379' });
+  await client.connect();
+  for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 })) {
+    if (keys.length) await client.del(keys);
+  }
+  await client.close();
+}
+
 /** Removes what the cluster wrote: its Redis keys, or its PostgreSQL tables. */
 async function dropStore(backend: 'redis' | 'postgres', suffix: string, table: string): Promise<void> {
-  if (backend === 'redis') {
-    const { createClient } = await import('@redis/client');
-    const client = createClient({ url: 'redis://127.0.0.1:6379' });
-    await client.connect();
-    for await (const keys of client.scanIterator({ MATCH: `gh-deploy-${suffix}:*`, COUNT: 500 })) {
-      if (keys.length) await client.del(keys);
-    }
-    await client.close();
-    return;
-  }
+  if (backend === 'redis') return deleteRedisPrefix(`gh-deploy-${suffix}:`);
   const pg = await import('pg');
   const pool = new pg.default.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres', max: 1 });
   await pool.query(`DROP TABLE IF EXISTS ${table}, ${table}_login_limits`);

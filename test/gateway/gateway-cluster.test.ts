@@ -1,0 +1,373 @@
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { join } from 'node:path';
+import type { Client as SdkClient, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../../src/authorization-server/users.js';
+import {
+  type Cluster,
+  deleteRedisPrefix,
+  documentedExports,
+  documentedFlags,
+  startProxy,
+} from '../deployment/cluster.js';
+import {
+  cleanup,
+  EVERYTHING,
+  everythingOverHttp,
+  freePort,
+  type GatewayProcess,
+  headlessOAuth,
+  ROOT,
+  sdkClient,
+  startGatewayProcess,
+  tempDir,
+} from './helpers.js';
+
+const PASSWORD = 'a long password for the gateway cluster';
+const MALLORY = 'another long password for mallory';
+
+/**
+ * A TCP relay in front of the shared Redis or PostgreSQL: the gateways reach the store only through it, so the test
+ * can take the store away from them (and give it back) without touching the store other tests use.
+ */
+async function storeRelay(targetPort: number) {
+  const sockets = new Set<Socket>();
+  const port = await freePort();
+  let server: Server | undefined;
+  const listen = () =>
+    new Promise<void>((resolve) => {
+      server = createServer((client) => {
+        const upstream = tcpConnect(targetPort, '127.0.0.1');
+        for (const s of [client, upstream]) {
+          sockets.add(s);
+          s.on('close', () => sockets.delete(s));
+          s.on('error', () => s.destroy());
+        }
+        client.pipe(upstream).pipe(client);
+      });
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+  await listen();
+  return {
+    port,
+    /** The store goes away: connections drop, new ones are refused. */
+    async cut() {
+      const closed = new Promise((resolve) => server?.close(resolve));
+      for (const socket of sockets) socket.destroy();
+      await closed;
+    },
+    restore: listen,
+  };
+}
+
+/** The JSON-RPC messages of an MCP answer (JSON or SSE). */
+async function messagesOf(response: Response): Promise<Array<Record<string, unknown>>> {
+  const text = await response.text();
+  if ((response.headers.get('content-type') ?? '').includes('application/json')) return [JSON.parse(text)];
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith('data:') && line.length > 6)
+    .map((line) => JSON.parse(line.slice(5)));
+}
+
+/** One raw MCP request to `url` with a bearer token. */
+async function mcp(url: string, token: string, body: unknown, sessionId?: string, method = 'POST') {
+  const response = await fetch(url, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      accept: 'application/json, text/event-stream',
+      'content-type': 'application/json',
+      'mcp-protocol-version': '2025-06-18',
+      ...(sessionId && { 'mcp-session-id': sessionId }),
+    },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+  });
+  return {
+    status: response.status,
+    headers: response.headers,
+    sessionId: response.headers.get('mcp-session-id') ?? undefined,
+    messages: response.status === 202 || method === 'DELETE' ? [] : await messagesOf(response),
+  };
+}
+
+const INITIALIZE = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'cluster-raw-client', version: '1' } },
+};
+const LIST = { jsonrpc: '2.0', id: 2, method: 'tools/list' };
+
+const text = (content: unknown) => (content as Array<{ text?: string }>).map((c) => c.text ?? '').join('');
+
+describe.each(['redis', 'postgres'] as const)(
+  'two gatehouse gateway instances on %s behind a round-robin proxy',
+  (backend) => {
+    const suffix = randomBytes(5).toString('hex');
+    const database = `gh_gw_${suffix}`;
+    let relay: Awaited<ReturnType<typeof storeRelay>>;
+    let proxy: Awaited<ReturnType<typeof startProxy>>;
+    const log: Cluster['log'] = [];
+    const instances: Array<GatewayProcess & { direct: string }> = [];
+    const tokens: Record<string, string> = {};
+
+    /** An instance's own MCP URL for an upstream (not through the proxy). */
+    const direct = (n: number, upstream: string) => `${instances[n]!.direct}/${upstream}/mcp`;
+    const viaProxy = (upstream: string) => `${proxy.url}/${upstream}/mcp`;
+
+    beforeAll(async () => {
+      let store: string;
+      if (backend === 'redis') {
+        relay = await storeRelay(6379);
+        store = `redis://127.0.0.1:${relay.port}?prefix=gh-gw-${suffix}:`;
+      } else {
+        const pg = await import('pg');
+        const admin = new pg.default.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+        await admin.connect();
+        await admin.query(`CREATE DATABASE ${database}`);
+        await admin.end();
+        relay = await storeRelay(5432);
+        store = `postgres://postgres@127.0.0.1:${relay.port}/${database}`;
+      }
+      const httpPort = await freePort();
+      await everythingOverHttp(httpPort);
+      proxy = await startProxy(() => instances.map((i) => i.direct), log);
+      const dir = await tempDir();
+      const users = join(dir, 'users.json');
+      await writeFile(
+        users,
+        JSON.stringify({ users: [{ username: 'mallory', passwordHash: await hashPassword(MALLORY) }] }),
+      );
+      const config = join(dir, 'gateway.json');
+      await writeFile(
+        config,
+        JSON.stringify({
+          users,
+          mcpServers: {
+            stdio: { command: process.execPath, args: [EVERYTHING] },
+            http: { url: `http://127.0.0.1:${httpPort}/mcp` },
+          },
+        }),
+      );
+      const storeKey = randomBytes(32).toString('base64url');
+      // The command of docs/gateway.md, "Several instances", with local values for the addresses.
+      const doc = join(ROOT, 'docs/gateway.md');
+      const exported = documentedExports(doc, '### Several instances');
+      expect(exported).toEqual(expect.arrayContaining(['GATEHOUSE_SUPERUSER_PASSWORD', 'GATEHOUSE_STORE_KEY']));
+      const documented = documentedFlags(doc, '### Several instances', 'gateway');
+      // One instance first (it creates the signing keys in the store), then the other, as the doc says.
+      for (const n of [0, 1]) {
+        const port = await freePort();
+        const local: Record<string, string> = {
+          '--config': config,
+          '--public-url': proxy.url,
+          '--store': store,
+          '--port': String(port),
+        };
+        const args = documented.map((word, i) => (documented[i - 1]! in local ? local[documented[i - 1]!]! : word));
+        expect(Object.keys(local).every((flag) => documented.includes(flag))).toBe(true);
+        const started = await startGatewayProcess(args, {
+          dataDir: join(dir, `instance-${n}`),
+          env: { GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD, GATEHOUSE_STORE_KEY: storeKey },
+        });
+        instances.push({ ...started, direct: `http://127.0.0.1:${port}` });
+      }
+    }, 120_000);
+
+    afterAll(async () => {
+      await cleanup();
+      if (proxy) {
+        proxy.server.closeAllConnections();
+        await new Promise((r) => proxy.server.close(r));
+      }
+      if (backend === 'redis') await deleteRedisPrefix(`gh-gw-${suffix}:`);
+      else {
+        const pg = await import('pg');
+        const admin = new pg.default.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+        await admin.connect();
+        await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+        await admin.end();
+      }
+    });
+
+    /** Logs `username` in through the proxy (each step on the other instance) with an SDK client on `upstream`. */
+    async function connect(upstream: string, username = 'admin', password = PASSWORD) {
+      const oauth = headlessOAuth(viaProxy(upstream), username, password);
+      const client = await sdkClient(viaProxy(upstream), oauth);
+      tokens[`${username}:${upstream}`] = (await oauth.tokens())!.access_token;
+      return client;
+    }
+
+    const sessionOf = (client: SdkClient) => (client.transport as StreamableHTTPClientTransport).sessionId!;
+
+    for (const upstream of ['stdio', 'http']) {
+      it(`serves one ${upstream} session with every request on the other instance: tools, resources, progress`, async () => {
+        const client = await connect(upstream);
+        const session = sessionOf(client);
+        const first = log.length;
+        for (let i = 0; i < 12; i++) {
+          const echoed = await client.callTool({ name: 'echo', arguments: { message: `hello ${i}` } });
+          expect(text(echoed.content)).toContain(`hello ${i}`);
+        }
+        const { tools } = await client.listTools();
+        expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['echo', 'get-sum']));
+        const sum = await client.callTool({ name: 'get-sum', arguments: { a: 2, b: 3 } });
+        expect(text(sum.content)).toContain('5');
+        const { resources } = await client.listResources();
+        expect(resources.length).toBeGreaterThan(0);
+        const read = await client.readResource({ uri: resources[0]!.uri });
+        expect(read.contents[0]!.uri).toBe(resources[0]!.uri);
+        const progress: number[] = [];
+        await client.callTool(
+          { name: 'trigger-long-running-operation', arguments: { duration: 1, steps: 4 } },
+          { onprogress: (p) => progress.push(p.progress) },
+        );
+        expect(progress).toEqual([1, 2, 3, 4]);
+
+        // The proxy alternated: this session's POSTs reached both instances.
+        const posts = log.slice(first).filter((entry) => entry.method === 'POST' && entry.path === `/${upstream}/mcp`);
+        expect(posts.length).toBeGreaterThanOrEqual(16);
+        expect(new Set(posts.map((p) => p.instance))).toEqual(new Set([0, 1]));
+        // Both instances answered requests of the one session, and the one that did not open it took it over.
+        for (const instance of instances) {
+          const lines = instance.logs().filter((l) => l['msg'] === 'mcp request' && l['session'] === session);
+          expect(lines.some((l) => l['tool'] === 'echo' && l['outcome'] === 'ok')).toBe(true);
+        }
+        const takeovers = instances.flatMap((i) =>
+          i.logs().filter((l) => l['msg'] === 'mcp session taken over' && l['session'] === session),
+        );
+        expect(takeovers).toHaveLength(1);
+        await client.close();
+      }, 60_000);
+    }
+
+    it('ends a session deleted through one instance on the other too', async () => {
+      await connect('http');
+      const token = tokens['admin:http']!;
+      const opened = await mcp(direct(0, 'http'), token, INITIALIZE);
+      expect(opened.status).toBe(200);
+      const id = opened.sessionId!;
+      expect(
+        (await mcp(direct(0, 'http'), token, { jsonrpc: '2.0', method: 'notifications/initialized' }, id)).status,
+      ).toBe(202);
+      // Instance 1 takes it over; both hold it now.
+      for (const n of [1, 0]) {
+        const listed = await mcp(direct(n, 'http'), token, LIST, id);
+        expect(listed.status).toBe(200);
+        expect(listed.messages.find((m) => m['id'] === 2)?.['result'], JSON.stringify(listed.messages)).toBeTruthy();
+      }
+      expect((await mcp(direct(1, 'http'), token, undefined, id, 'DELETE')).status).toBe(200);
+      for (const n of [0, 1]) expect((await mcp(direct(n, 'http'), token, LIST, id)).status).toBe(404);
+    }, 60_000);
+
+    /** Everything the store holds for this cluster, as text. */
+    async function storeDump(): Promise<string> {
+      if (backend === 'redis') {
+        const { createClient } = await import('@redis/client');
+        const client = createClient({ url: 'redis://127.0.0.1:6379' });
+        await client.connect();
+        let dump = '';
+        for await (const keys of client.scanIterator({ MATCH: `gh-gw-${suffix}:*`, COUNT: 500 })) {
+          for (const key of keys) {
+            const type = await client.type(key);
+            const value = type === 'string' ? await client.get(key) : type === 'hash' ? await client.hGetAll(key) : '';
+            dump += `${key} ${JSON.stringify(value)}\n`;
+          }
+        }
+        await client.close();
+        return dump;
+      }
+      const pg = await import('pg');
+      const client = new pg.default.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${database}` });
+      await client.connect();
+      const { rows } = await client.query('SELECT * FROM gatehouse_oidc');
+      await client.end();
+      return JSON.stringify(rows);
+    }
+
+    it('keeps session records sealed at rest: neither the session id nor what the client sent is in the store', async () => {
+      await connect('http');
+      const token = tokens['admin:http']!;
+      const opened = await mcp(direct(0, 'http'), token, INITIALIZE);
+      const id = opened.sessionId!;
+      expect((await mcp(direct(1, 'http'), token, LIST, id)).status).toBe(200);
+      const dump = await storeDump();
+      expect(dump).toContain('GatewayMcpSession'); // the record is there, sealed
+      expect(dump).not.toContain(id);
+      expect(dump).not.toContain('cluster-raw-client');
+      expect(dump).not.toContain(token.split('.')[2]!);
+    }, 60_000);
+
+    it('does not let another user take over a session, on either instance', async () => {
+      await connect('stdio');
+      await connect('stdio', 'mallory', MALLORY);
+      const admin = tokens['admin:stdio']!;
+      const mallory = tokens['mallory:stdio']!;
+      const opened = await mcp(direct(0, 'stdio'), admin, INITIALIZE);
+      const id = opened.sessionId!;
+      expect(id).toBeTruthy();
+      await mcp(direct(0, 'stdio'), admin, { jsonrpc: '2.0', method: 'notifications/initialized' }, id);
+      for (const n of [1, 0]) {
+        const stolen = await mcp(direct(n, 'stdio'), mallory, LIST, id);
+        expect(stolen.status).toBe(404);
+        expect(JSON.stringify(stolen.messages)).toContain('Session not found');
+      }
+      // The same request with the owner's token is answered on the instance that refused mallory's.
+      const owner = await mcp(direct(1, 'stdio'), admin, LIST, id);
+      expect(owner.status).toBe(200);
+      expect(owner.messages.find((m) => m['id'] === 2)?.['result'], JSON.stringify(owner.messages)).toBeTruthy();
+    }, 60_000);
+
+    it('answers 503 with Retry-After at once while the store is down, and recovers', async () => {
+      await connect('http');
+      const token = tokens['admin:http']!;
+      const opened = await mcp(direct(0, 'http'), token, INITIALIZE);
+      const id = opened.sessionId!;
+      await mcp(direct(0, 'http'), token, { jsonrpc: '2.0', method: 'notifications/initialized' }, id);
+      await relay.cut();
+      try {
+        for (const n of [0, 1]) {
+          const started = Date.now();
+          const answer = await mcp(direct(n, 'http'), token, LIST, id);
+          expect(answer.status).toBe(503);
+          expect(Number(answer.headers.get('retry-after'))).toBeGreaterThan(0);
+          expect(JSON.stringify(answer.messages)).toContain('session store');
+          expect(Date.now() - started).toBeLessThan(3000);
+        }
+        const fresh = await mcp(direct(1, 'http'), token, INITIALIZE);
+        expect(fresh.status).toBe(503);
+      } finally {
+        await relay.restore();
+      }
+      // Back: the session goes on, on the instance that did not open it too.
+      const deadline = Date.now() + 20_000;
+      let status = 0;
+      while (Date.now() < deadline && status !== 200) {
+        status = (await mcp(direct(1, 'http'), token, LIST, id)).status;
+        if (status !== 200) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(status).toBe(200);
+    }, 60_000);
+
+    it('goes on with a session on the other instance when the one that opened it stops', async () => {
+      await connect('stdio');
+      const token = tokens['admin:stdio']!;
+      const id = (await mcp(direct(0, 'stdio'), token, INITIALIZE)).sessionId!;
+      await mcp(direct(0, 'stdio'), token, { jsonrpc: '2.0', method: 'notifications/initialized' }, id);
+      expect((await mcp(direct(0, 'stdio'), token, LIST, id)).status).toBe(200);
+      await instances[0]!.stop();
+      const call = {
+        jsonrpc: '2.0',
+        id: 3,
+        method: 'tools/call',
+        params: { name: 'echo', arguments: { message: 'still here' } },
+      };
+      const answer = await mcp(direct(1, 'stdio'), token, call, id);
+      expect(answer.status).toBe(200);
+      expect(JSON.stringify(answer.messages.find((m) => m['id'] === 3))).toContain('still here');
+    }, 60_000);
+  },
+);
