@@ -212,10 +212,12 @@ export async function connectThroughMcpRemote(
 }
 
 /**
- * A gateway in front of server-everything over stdio, a process per session (`stdio`), server-everything in its streamable-HTTP mode
+ * A gateway in front of server-everything over stdio, a process per session or per user (`stdio`), server-everything in its streamable-HTTP mode
  * (`http`) and server-filesystem on a temp directory with a `hello.txt` (`files`), with the embedded AS in memory.
  */
-export async function gatewayForClientMatrix(): Promise<{ gateway: GatewayProcess; files: string }> {
+export async function gatewayForClientMatrix(
+  stdioIsolation: 'user' | 'session' = 'session',
+): Promise<{ gateway: GatewayProcess; files: string }> {
   const httpPort = await freePort();
   await everythingOverHttp(httpPort);
   const files = await tempDir();
@@ -225,9 +227,9 @@ export async function gatewayForClientMatrix(): Promise<{ gateway: GatewayProces
     join(dir, 'gateway.json'),
     JSON.stringify({
       mcpServers: {
-        // One process per session: server-everything offers tools by the capabilities of the initialize it saw,
-        // and with one process per user that is the user's first session's (mcp-remote's probe session, say).
-        stdio: { command: process.execPath, args: [EVERYTHING], isolation: 'session' },
+        // By default one process per session: server-everything offers tools by the capabilities of the initialize
+        // it saw, and with one process per user that is the user's first session's (mcp-remote's probe, say).
+        stdio: { command: process.execPath, args: [EVERYTHING], isolation: stdioIsolation },
         http: { url: `http://127.0.0.1:${httpPort}/mcp` },
         files: { command: process.execPath, args: [FILESYSTEM, files] },
       },
