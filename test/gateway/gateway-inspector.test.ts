@@ -1,12 +1,13 @@
 // MCP Inspector's CLI (npm @modelcontextprotocol/inspector, a dev dependency: docs/decisions/0003) against the
 // gateway: its own OAuth (dynamic registration, PKCE, the loopback callback), its stored token on later runs, and a
-// bearer header; then what it can do against server-everything over stdio and HTTP and server-filesystem. It needs
-// Node 22 (test/helpers/node22.mjs).
+// bearer header; then what it can do against server-everything over stdio and HTTP and server-filesystem. And its web
+// UI in Chromium, logging in through the gateway's pages. It needs Node 22 (test/helpers/node22.mjs).
 import { execFile, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headlessAuthorize } from '../../src/client/headless-login.js';
+import { launchChromium } from '../helpers/chromium.js';
 import { node22 } from '../helpers/node22.mjs';
 import { argumentsFor, type ToolSchema } from './everything-tools.js';
 import {
@@ -18,6 +19,7 @@ import {
   headlessOAuth,
   ROOT,
   sdkClient,
+  spawnTracked,
   tempDir,
   waitFor,
 } from './helpers.js';
@@ -109,7 +111,7 @@ async function inspectorWithLogin(home: string, url: string, password: string, a
 /** Tools that ask the client for something (sampling, elicitation, roots): the CLI declares none of it. */
 const NEEDS_CLIENT = /sampling|elicitation|roots/;
 
-describe('gatehouse gateway × MCP Inspector CLI', () => {
+describe('gatehouse gateway × MCP Inspector, CLI and web UI', () => {
   let gateway: GatewayProcess;
   let files: string;
   const homes: Record<string, string> = {};
@@ -271,4 +273,50 @@ describe('gatehouse gateway × MCP Inspector CLI', () => {
     expect(refused.code).not.toBe(0);
     expect(refused.stdout).not.toContain('"tools"');
   }, 90_000);
+
+  it("the Inspector's web UI logs in through the gateway's login and consent pages in Chromium, then calls a tool", async () => {
+    const mcpUrl = gateway.mcp['stdio']!;
+    const [clientPort, sandboxPort, appPort] = [await freePort(), await freePort(), await freePort()];
+    const web = spawnTracked(node22(), [INSPECTOR, '--web', '--transport', 'http', '--server-url', mcpUrl], {
+      HOME: await tempDir(),
+      MCP_INSPECTOR_SECRET_STORE: 'file',
+      MCP_AUTO_OPEN_ENABLED: 'false',
+      CLIENT_PORT: String(clientPort),
+      MCP_SANDBOX_PORT: String(sandboxPort),
+      MCP_APP_ORIGIN_PORT: String(appPort),
+    });
+    let output = '';
+    web.stdout!.on('data', (d) => {
+      output += d;
+    });
+    web.stderr!.on('data', (d) => {
+      output += d;
+    });
+    const [, inspectorUrl] = await waitFor(() => output, /running at:\s+(\S+)/, 60_000);
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      await page.goto(inspectorUrl!);
+      await page.getByRole('switch').click({ force: true });
+      // The web UI sends the browser to the gateway's embedded AS: the login page, then consent.
+      await page.waitForURL((url) => url.origin === gateway.url, { timeout: 30_000 });
+      await page.fill('input[name=username]', 'admin');
+      await page.fill('input[name=password]', gateway.password!);
+      await page.click('button[type=submit]');
+      await page.getByRole('button', { name: 'Approve' }).click();
+      await page.waitForURL((url) => url.origin !== gateway.url, { timeout: 30_000 });
+      await page.getByText('Connected', { exact: true }).waitFor({ timeout: 30_000 });
+      await page.getByText('Tools', { exact: true }).first().click();
+      await page.getByText('echo', { exact: true }).click();
+      await page.getByLabel('message').first().fill('from the web UI');
+      await page.getByRole('button', { name: 'Execute Tool' }).click();
+      await page.getByText('Echo: from the web UI').first().waitFor({ timeout: 30_000 });
+    } finally {
+      await browser.close();
+    }
+    const call = gateway
+      .logs()
+      .find((l) => l['msg'] === 'mcp request' && l['tool'] === 'echo' && l['upstream'] === 'stdio');
+    expect(call).toMatchObject({ subject: 'admin', outcome: 'ok' });
+  }, 180_000);
 });
