@@ -4,6 +4,7 @@ import { Client as SdkClient, StreamableHTTPClientTransport } from '@modelcontex
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { OAuth } from '../../src/client/oauth.js';
+import { answerServerRequests, CAPABILITIES, callEveryTool } from './everything-tools.js';
 import {
   cleanup,
   EVERYTHING,
@@ -16,52 +17,13 @@ import {
   waitFor,
 } from './helpers.js';
 
-type Received = { method: string; params: Record<string, unknown> };
-
 /** The SDK client with every client capability server-everything asks for, recording what the server sends. */
 async function capableClient(mcpUrl: string, oauth: OAuth) {
-  const client = new SdkClient(
-    { name: 'everything-round-trips', version: '1.0.0' },
-    { capabilities: { sampling: {}, elicitation: { form: {}, url: {} }, roots: { listChanged: true } } },
-  );
-  const requests: Received[] = [];
-  const notifications: Received[] = [];
-  client.setRequestHandler('sampling/createMessage', async (request) => {
-    requests.push(request as Received);
-    return { model: 'test-model', role: 'assistant', content: { type: 'text', text: 'a sampled answer' } };
-  });
-  client.setRequestHandler('elicitation/create', async (request) => {
-    requests.push(request as Received);
-    return request.params.mode === 'url'
-      ? { action: 'accept' }
-      : { action: 'accept', content: { name: 'Ada Lovelace', check: true } };
-  });
-  client.setRequestHandler('roots/list', async (request) => {
-    requests.push(request as Received);
-    return { roots: [{ uri: 'file:///srv/gateway-root', name: 'the root' }] };
-  });
-  for (const method of ['notifications/message', 'notifications/resources/updated'] as const) {
-    client.setNotificationHandler(method, (notification) => {
-      notifications.push(notification as Received);
-    });
-  }
+  const client = new SdkClient({ name: 'everything-round-trips', version: '1.0.0' }, CAPABILITIES);
+  const { requests, notifications } = answerServerRequests(client);
   const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { fetch: oauth.wrapFetch() });
   await client.connect(transport);
   return { client, transport, requests, notifications };
-}
-
-/** Arguments a tool accepts, filled from its input schema: required properties only, first enum value. */
-function argumentsFor(schema: { properties?: Record<string, Record<string, unknown>>; required?: string[] }) {
-  const args: Record<string, unknown> = {};
-  for (const key of schema.required ?? []) {
-    const property = schema.properties?.[key] ?? {};
-    if (Array.isArray(property['enum'])) args[key] = property['enum'][0];
-    else if (property['type'] === 'number' || property['type'] === 'integer') args[key] = 2;
-    else if (property['type'] === 'boolean') args[key] = true;
-    else if (property['format'] === 'uri') args[key] = 'https://example.com/consent';
-    else args[key] = 'gateway';
-  }
-  return args;
 }
 
 const text = (result: unknown) => JSON.stringify(result);
@@ -103,35 +65,7 @@ describe('gatehouse gateway: every server-everything round trip, stdio and strea
     it('calls every tool it lists, server-to-client requests answered by the caller', async () => {
       const { client, requests } = session;
       const { tools } = await client.listTools();
-      const called: string[] = [];
-      const overrides: Record<string, Record<string, unknown>> = {
-        'gzip-file-as-resource': { name: 'hello.txt.gz', data: 'data:text/plain;base64,aGVsbG8gZ2F0ZXdheQ==' },
-        'trigger-long-running-operation': { duration: 1, steps: 2 },
-      };
-      const expected: Record<string, (result: unknown) => void> = {
-        echo: (r) => expect(text(r)).toContain('Echo: gateway'),
-        'get-sum': (r) => expect(text(r)).toContain('4'),
-        'trigger-sampling-request': (r) => expect(text(r)).toContain('a sampled answer'),
-        'trigger-elicitation-request': (r) => expect(text(r)).toContain('Ada Lovelace'),
-        'trigger-url-elicitation': (r) => expect(text(r)).toMatch(/accept/i),
-        'get-roots-list': (r) => expect(text(r)).toContain('file:///srv/gateway-root'),
-        'gzip-file-as-resource': (r) => expect(text(r)).toContain('hello.txt.gz'),
-        'get-structured-content': (r) => expect(r).toHaveProperty('structuredContent.temperature'),
-        'get-tiny-image': (r) => expect(text(r)).toContain('"type":"image"'),
-      };
-      for (const tool of tools) {
-        if (tool.execution?.taskSupport === 'required') continue; // a task tool: the next test
-        const result = await client.callTool({
-          name: tool.name,
-          arguments: overrides[tool.name] ?? argumentsFor(tool.inputSchema as Parameters<typeof argumentsFor>[0]),
-        });
-        expect(result.isError ?? false, `${tool.name}: ${text(result.content)}`).toBe(false);
-        expected[tool.name]?.(result);
-        called.push(tool.name);
-      }
-      // The tools server-everything offers a client with sampling, elicitation and roots: all of them, called.
-      for (const name of Object.keys(expected)) expect(called).toContain(name);
-      expect(called.length).toBeGreaterThanOrEqual(15);
+      await callEveryTool(tools, (name, args) => client.callTool({ name, arguments: args }));
       expect(requests.map((r) => r.method).sort()).toEqual([
         'elicitation/create',
         'elicitation/create',

@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client as SdkClient, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { headlessAuthorize } from '../../src/client/headless-login.js';
 import { OAuth } from '../../src/client/oauth.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -170,4 +172,71 @@ export async function everythingOverHttp(port: number) {
     /** The session ids server-everything created, in order. */
     sessions: () => [...output.matchAll(/Session initialized with ID: (\S+)/g)].map((m) => m[1]!),
   };
+}
+
+/**
+ * Connects `client` (the SDK client, with whatever capabilities and handlers it has) to `mcpUrl` through mcp-remote
+ * from npm, which registers and logs in by its own browser flow: the authorization URL it prints is followed
+ * headlessly with `username`/`password`, and the code reaches mcp-remote's own callback listener.
+ */
+export async function connectThroughMcpRemote(
+  client: SdkClient,
+  mcpUrl: string,
+  username: string,
+  password: string,
+  configDir?: string,
+): Promise<void> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [MCP_REMOTE, mcpUrl],
+    env: childEnv({ MCP_REMOTE_CONFIG_DIR: configDir ?? (await tempDir()), BROWSER: 'false' }),
+    stderr: 'pipe',
+  });
+  let stderr = '';
+  transport.stderr!.on('data', (d) => {
+    stderr += d;
+  });
+  const connected = client.connect(transport);
+  const login = waitFor(() => stderr, /http:\/\/127\.0\.0\.1:\d+\/auth\?\S+/, 30_000).then(async ([url]) => {
+    const callback = await headlessAuthorize(new URL(url), new URL(url).searchParams.get('redirect_uri')!, {
+      username,
+      password,
+    });
+    const answer = await fetch(callback);
+    if (answer.status !== 200) throw new Error(`mcp-remote's callback answered ${answer.status}`);
+  });
+  // With tokens already in `configDir`, mcp-remote connects without a login.
+  await Promise.race([connected, login.then(() => connected)]);
+  login.catch(() => {});
+  cleanups.push(() => client.close());
+}
+
+/**
+ * A gateway in front of server-everything over stdio, a process per session or per user (`stdio`), server-everything in its streamable-HTTP mode
+ * (`http`) and server-filesystem on a temp directory with a `hello.txt` (`files`), with the embedded AS in memory.
+ */
+export async function gatewayForClientMatrix(
+  stdioIsolation: 'user' | 'session' = 'session',
+): Promise<{ gateway: GatewayProcess; files: string }> {
+  const httpPort = await freePort();
+  await everythingOverHttp(httpPort);
+  const files = await tempDir();
+  await writeFile(join(files, 'hello.txt'), 'hello from the filesystem server');
+  const dir = await tempDir();
+  await writeFile(
+    join(dir, 'gateway.json'),
+    JSON.stringify({
+      mcpServers: {
+        // By default one process per session: server-everything offers tools by the capabilities of the initialize
+        // it saw, and with one process per user that is the user's first session's (mcp-remote's probe, say).
+        stdio: { command: process.execPath, args: [EVERYTHING], isolation: stdioIsolation },
+        http: { url: `http://127.0.0.1:${httpPort}/mcp` },
+        files: { command: process.execPath, args: [FILESYSTEM, files] },
+      },
+    }),
+  );
+  const gateway = await startGatewayProcess(['--config', join(dir, 'gateway.json'), '--store', 'memory'], {
+    dataDir: dir,
+  });
+  return { gateway, files };
 }
