@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import { StorageDependencyError } from './errors.js';
 import { loadOptional } from './types.js';
 
@@ -29,6 +31,8 @@ export type SqliteDriverName = 'node:sqlite' | 'better-sqlite3';
 interface SqliteDriver {
   name: SqliteDriverName;
   open(path: string): SqliteDatabase;
+  /** What a worker thread loads to open the same driver: `node:sqlite`, or the resolved path of better-sqlite3. */
+  module: string;
 }
 
 interface NodeSqliteModule {
@@ -60,7 +64,7 @@ let driver: Promise<SqliteDriver> | undefined;
 
 async function loadDriver(): Promise<SqliteDriver> {
   const builtin = builtinSqlite();
-  if (builtin) return { name: 'node:sqlite', open: (path) => new builtin.DatabaseSync(path) };
+  if (builtin) return { name: 'node:sqlite', open: (path) => new builtin.DatabaseSync(path), module: 'node:sqlite' };
   const { default: Database } = await loadOptional('better-sqlite3', 'SQLite', async () => {
     // A variable specifier keeps TypeScript from needing the optional package's types.
     const specifier = 'better-sqlite3';
@@ -73,7 +77,11 @@ async function loadDriver(): Promise<SqliteDriver> {
       hint: 'Install it next to gatehouse: npm install better-sqlite3 (or run on Node >= 22.13, which has SQLite built in).',
     });
   });
-  return { name: 'better-sqlite3', open: (path) => new Database(path) };
+  return {
+    name: 'better-sqlite3',
+    open: (path) => new Database(path),
+    module: createRequire(import.meta.url).resolve('better-sqlite3'),
+  };
 }
 
 /** The driver, loaded once; a failed load is retried on the next call (e.g. after `npm install better-sqlite3`). */
@@ -103,4 +111,55 @@ export async function openSqlite(path: string): Promise<SqliteDatabase> {
   // the new one never existed, a consistent earlier state. FULL would add an fsync to every token request.
   db.exec('PRAGMA synchronous = NORMAL');
   return db;
+}
+
+// The checkpointer's thread: its own connection to the file, a PASSIVE checkpoint (never blocks writers or
+// readers) every `intervalMs`. Errors (a busy file, a closed one) are skipped: the next tick tries again.
+const CHECKPOINTER = `
+const { workerData } = require('node:worker_threads');
+const { module, path, intervalMs } = workerData;
+const Database = module === 'node:sqlite' ? process.getBuiltinModule('node:sqlite').DatabaseSync : require(module);
+const db = new Database(path);
+db.exec('PRAGMA busy_timeout = 1000');
+setInterval(() => {
+  try {
+    db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+  } catch {}
+}, intervalMs);
+`;
+
+/**
+ * Moves the write-ahead log's checkpoints off the event loop. SQLite runs a checkpoint inside the COMMIT that
+ * crosses 1000 log pages, copying them into the database file and syncing it: with `synchronous = NORMAL` that sync
+ * is the only one, and on the thread that commits it stalled every request in the process. Here the connection's
+ * automatic checkpoints are turned off and a worker thread with its own connection checkpoints every `intervalMs`
+ * instead; commits only append to the log. If the worker cannot start or dies, automatic checkpoints come back.
+ * Returns a function that stops the worker (before the connection closes, which then checkpoints what is left).
+ */
+export async function checkpointInBackground(
+  db: SqliteDatabase,
+  path: string,
+  intervalMs = 200,
+): Promise<() => Promise<void>> {
+  if (path === ':memory:' || path === '' || path.startsWith('file::memory:')) return async () => {};
+  const { module } = await sqliteDriver();
+  db.exec('PRAGMA wal_autocheckpoint = 0');
+  const worker = new Worker(CHECKPOINTER, { eval: true, workerData: { module, path, intervalMs } });
+  worker.unref();
+  let stopped = false;
+  const restore = () => {
+    if (stopped) return;
+    stopped = true;
+    try {
+      db.exec('PRAGMA wal_autocheckpoint = 1000');
+    } catch {
+      // the connection is closed already
+    }
+  };
+  worker.once('error', restore);
+  worker.once('exit', restore);
+  return async () => {
+    stopped = true;
+    await worker.terminate();
+  };
 }

@@ -103,6 +103,41 @@ describe.each(backends)('oidc-provider adapter contract: %s', (_name, make) => {
     expect(await factory('RefreshToken').find('many-rt')).toBeUndefined();
   });
 
+  it('upsertMany with consume: of 20 concurrent rotations of one token one writes, the others write nothing', async () => {
+    const refresh = factory('RefreshToken');
+    await refresh.upsert('rot-old', { grantId: 'g-rot', jti: 'rot-old' } as never, 60);
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        factory.upsertMany(
+          [
+            { model: 'RefreshToken', id: `rot-new-${i}`, payload: { grantId: 'g-rot' } as never, expiresIn: 60 },
+            { model: 'AccessToken', id: `rot-at-${i}`, payload: { grantId: 'g-rot' } as never, expiresIn: 60 },
+          ],
+          { model: 'RefreshToken', id: 'rot-old' },
+        ),
+      ),
+    );
+    const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+    expect(won).toHaveLength(1);
+    for (const r of results) {
+      if (r.status === 'rejected') expect(r.reason).toMatchObject({ error: 'invalid_grant', statusCode: 400 });
+    }
+    expect(typeof (await refresh.find('rot-old'))?.consumed).toBe('number');
+    for (let i = 0; i < 20; i++) {
+      const stored = i === won[0] ? { grantId: 'g-rot' } : undefined;
+      expect(await refresh.find(`rot-new-${i}`)).toEqual(stored);
+      expect(await factory('AccessToken').find(`rot-at-${i}`)).toEqual(stored);
+    }
+    // A token that does not exist (expired, revoked) is invalid_grant and nothing is written either.
+    await expect(
+      factory.upsertMany([{ model: 'AccessToken', id: 'rot-orphan', payload: {} as never, expiresIn: 60 }], {
+        model: 'RefreshToken',
+        id: 'rot-nope',
+      }),
+    ).rejects.toMatchObject({ error: 'invalid_grant', error_detail: 'refresh token not found' });
+    expect(await factory('AccessToken').find('rot-orphan')).toBeUndefined();
+  });
+
   it('revokes everything of a grant and nothing else', async () => {
     const codes = factory('AuthorizationCode');
     const refresh = factory('RefreshToken');

@@ -6,6 +6,7 @@ import {
   type Adapter,
   type AdapterPayload,
   alreadyConsumed,
+  type ConsumeEntry,
   epochSeconds,
   guarded,
   indexesOf,
@@ -31,13 +32,21 @@ export interface RedisOidcAdapterOptions extends OidcAdapterCommonOptions, AtRes
 // Each entry is a hash: `payload` (sealed) and, once redeemed, `consumed`. Keeping `consumed` in its own field lets
 // Redis set it atomically (HSETNX) without decoding JSON in Lua.
 //
-// One script call writes any number of entries, atomically (a token request's writes cost one round trip).
-// KEYS, four per entry: entry, grant set ('' if none), uid key ('' if none), user-code key ('' if none)
-// ARGV, four per entry: payload, ttl ms ('' = none), entry hash (the index value), consumed ('' = none)
+// One script call writes any number of entries, atomically (a token request's writes cost one round trip), after
+// consuming one entry first when asked to (a rotation: the old refresh token is redeemed and its successor stored
+// by one script, so both happen or neither).
+// KEYS[1], ARGV[1]: the entry to consume ('' if none) and the consumed time
+// KEYS, four per entry after that: entry, grant set ('' if none), uid key ('' if none), user-code key ('' if none)
+// ARGV, four per entry after that: payload, ttl ms ('' = none), entry hash (the index value), consumed ('' = none)
+// Returns 1 when written; 0 (already consumed) or -1 (no such entry) when the consume failed and nothing was written.
 const UPSERT = `
-for i = 0, #KEYS / 4 - 1 do
-  local key, grantKey, uidKey, userCodeKey = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4]
-  local payload, ttl, id, consumed = ARGV[i * 4 + 1], ARGV[i * 4 + 2], ARGV[i * 4 + 3], ARGV[i * 4 + 4]
+if KEYS[1] ~= '' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+  if redis.call('HSETNX', KEYS[1], 'consumed', ARGV[1]) == 0 then return 0 end
+end
+for i = 0, (#KEYS - 1) / 4 - 1 do
+  local key, grantKey, uidKey, userCodeKey = KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4], KEYS[i * 4 + 5]
+  local payload, ttl, id, consumed = ARGV[i * 4 + 2], ARGV[i * 4 + 3], ARGV[i * 4 + 4], ARGV[i * 4 + 5]
   redis.call('HSET', key, 'payload', payload)
   if consumed ~= '' then redis.call('HSETNX', key, 'consumed', consumed) end
   if ttl == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
@@ -148,16 +157,17 @@ class RedisBackend {
     ];
   }
 
-  async upsertMany(entries: readonly UpsertEntry[]): Promise<void> {
-    if (entries.length === 0) return;
-    const keys: string[] = [];
-    const args: string[] = [];
+  async upsertMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void> {
+    if (entries.length === 0 && !consume) return;
+    const keys = [consume ? this.entryKey(consume.model, this.atRest.lookup(consume.model, consume.id)) : ''];
+    const args = [consume ? String(epochSeconds()) : ''];
     for (const { model, id, payload, expiresIn } of entries) {
       const [entryKeys, entryArgs] = this.upsertArguments(model, id, payload, expiresIn);
       keys.push(...entryKeys);
       args.push(...entryArgs);
     }
-    await this.eval(UPSERT, keys, args);
+    const result = Number(await this.eval(UPSERT, keys, args));
+    if (result !== 1 && consume) return alreadyConsumed(consume.model, result === 0 ? 'consumed' : 'missing');
   }
 
   entryKey(model: string, lookup: string): string {
@@ -244,7 +254,7 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
-    await this.backend.eval(UPSERT, ...this.backend.upsertArguments(this.model, id, payload, expiresIn));
+    await this.backend.upsertMany([{ model: this.model, id, payload, ...(expiresIn !== undefined && { expiresIn }) }]);
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -352,6 +362,6 @@ export function redisOidcAdapter(options: RedisOidcAdapterOptions): OidcAdapterF
       }
       return changed;
     },
-    upsertMany: (entries: readonly UpsertEntry[]) => backend.upsertMany(entries),
+    upsertMany: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => backend.upsertMany(entries, consume),
   });
 }
