@@ -113,17 +113,23 @@ export async function openSqlite(path: string): Promise<SqliteDatabase> {
   return db;
 }
 
-// The checkpointer's thread: its own connection to the file, a PASSIVE checkpoint (never blocks writers or
-// readers) every `intervalMs`. Errors (a busy file, a closed one) are skipped: the next tick tries again.
+// The checkpointer's thread: its own connection to the file, PASSIVE checkpoints (they never block writers or
+// readers) every `intervalMs`. The log restarts from its beginning only at a commit that finds it completely copied,
+// so while the process keeps committing, a pass that ended behind is followed at once by another (each copies only
+// what came since) until one catches up. Errors (a busy or closed file) are skipped: the next tick tries again.
 const CHECKPOINTER = `
 const { workerData } = require('node:worker_threads');
 const { module, path, intervalMs } = workerData;
 const Database = module === 'node:sqlite' ? process.getBuiltinModule('node:sqlite').DatabaseSync : require(module);
 const db = new Database(path);
 db.exec('PRAGMA busy_timeout = 1000');
+const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
 setInterval(() => {
   try {
-    db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+    for (let pass = 0; pass < 20; pass++) {
+      const { log, checkpointed } = checkpoint.get();
+      if (log <= 0 || checkpointed >= log) break;
+    }
   } catch {}
 }, intervalMs);
 `;
@@ -131,19 +137,22 @@ setInterval(() => {
 /**
  * Moves the write-ahead log's checkpoints off the event loop. SQLite runs a checkpoint inside the COMMIT that
  * crosses 1000 log pages, copying them into the database file and syncing it: with `synchronous = NORMAL` that sync
- * is the only one, and on the thread that commits it stalled every request in the process. Here the connection's
- * automatic checkpoints are turned off and a worker thread with its own connection checkpoints every `intervalMs`
- * instead; commits only append to the log. If the worker cannot start or dies, automatic checkpoints come back.
- * Returns a function that stops the worker (before the connection closes, which then checkpoints what is left).
+ * is the only one, and on the thread that commits it stalled every request in the process. Here a worker thread
+ * with its own connection checkpoints every `intervalMs` instead, and the connection's own checkpoint waits for a
+ * log four times as long: it then finds the pages already copied by the worker and only has to sync, and it is what
+ * lets the log restart under a load that never pauses. If the worker cannot start or dies, the usual threshold comes
+ * back. Returns a function that stops the worker (before the connection closes, which checkpoints what is left).
  */
 export async function checkpointInBackground(
   db: SqliteDatabase,
   path: string,
-  intervalMs = 200,
+  intervalMs = 100,
 ): Promise<() => Promise<void>> {
   if (path === ':memory:' || path === '' || path.startsWith('file::memory:')) return async () => {};
   const { module } = await sqliteDriver();
-  db.exec('PRAGMA wal_autocheckpoint = 0');
+  db.exec('PRAGMA wal_autocheckpoint = 4000');
+  // A log that grew during a burst is cut back to this size when it restarts, instead of staying at its peak.
+  db.exec('PRAGMA journal_size_limit = 16777216');
   const worker = new Worker(CHECKPOINTER, { eval: true, workerData: { module, path, intervalMs } });
   worker.unref();
   let stopped = false;

@@ -138,6 +138,27 @@ describe.each(backends)('oidc-provider adapter contract: %s', (_name, make) => {
     expect(await factory('AccessToken').find('rot-orphan')).toBeUndefined();
   });
 
+  it("a token's Grant reads as it is now, also when the token was read first (Redis reads both at once)", async () => {
+    const refresh = factory('RefreshToken');
+    const grants = factory('Grant');
+    await grants.upsert('pf-grant', { jti: 'pf-grant', accountId: 'a', version: 1 } as never, 60);
+    await refresh.upsert('pf-rt', { grantId: 'pf-grant', jti: 'pf-rt' } as never, 60);
+    await refresh.find('pf-rt');
+    expect(await grants.find('pf-grant')).toMatchObject({ version: 1 });
+    await refresh.find('pf-rt');
+    await grants.upsert('pf-grant', { jti: 'pf-grant', accountId: 'a', version: 2 } as never, 60);
+    expect(await grants.find('pf-grant')).toMatchObject({ version: 2 });
+    await refresh.find('pf-rt');
+    await grants.destroy('pf-grant');
+    expect(await grants.find('pf-grant')).toBeUndefined();
+    await grants.upsert('pf-grant', { jti: 'pf-grant', accountId: 'a', version: 3 } as never, 60);
+    await refresh.find('pf-rt');
+    await refresh.revokeByGrantId('pf-grant');
+    await grants.destroy('pf-grant');
+    expect(await grants.find('pf-grant')).toBeUndefined();
+    expect(await refresh.find('pf-rt')).toBeUndefined();
+  });
+
   it('revokes everything of a grant and nothing else', async () => {
     const codes = factory('AuthorizationCode');
     const refresh = factory('RefreshToken');

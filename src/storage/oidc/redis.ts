@@ -8,6 +8,7 @@ import {
   alreadyConsumed,
   type ConsumeEntry,
   epochSeconds,
+  GRANTABLE,
   guarded,
   indexesOf,
   type OidcAdapterCommonOptions,
@@ -36,18 +37,24 @@ export interface RedisOidcAdapterOptions extends OidcAdapterCommonOptions, AtRes
 // consuming one entry first when asked to (a rotation: the old refresh token is redeemed and its successor stored
 // by one script, so both happen or neither).
 // KEYS[1], ARGV[1]: the entry to consume ('' if none) and the consumed time
-// KEYS, four per entry after that: entry, grant set ('' if none), uid key ('' if none), user-code key ('' if none)
+// KEYS, five per entry after that: entry, grant set, uid key, user-code key, the grant's own entry ('' if none)
 // ARGV, four per entry after that: payload, ttl ms ('' = none), entry hash (the index value), consumed ('' = none)
+// An entry of a grant keeps the key of the Grant's entry in its `grant` field: FIND_WITH_GRANT reads both at once.
 // Returns 1 when written; 0 (already consumed) or -1 (no such entry) when the consume failed and nothing was written.
 const UPSERT = `
 if KEYS[1] ~= '' then
   if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
   if redis.call('HSETNX', KEYS[1], 'consumed', ARGV[1]) == 0 then return 0 end
 end
-for i = 0, (#KEYS - 1) / 4 - 1 do
-  local key, grantKey, uidKey, userCodeKey = KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4], KEYS[i * 4 + 5]
+for i = 0, (#KEYS - 1) / 5 - 1 do
+  local key, grantKey, uidKey, userCodeKey = KEYS[i * 5 + 2], KEYS[i * 5 + 3], KEYS[i * 5 + 4], KEYS[i * 5 + 5]
+  local grantEntry = KEYS[i * 5 + 6]
   local payload, ttl, id, consumed = ARGV[i * 4 + 2], ARGV[i * 4 + 3], ARGV[i * 4 + 4], ARGV[i * 4 + 5]
-  redis.call('HSET', key, 'payload', payload)
+  if grantEntry ~= '' then
+    redis.call('HSET', key, 'payload', payload, 'grant', grantEntry)
+  else
+    redis.call('HSET', key, 'payload', payload)
+  end
   if consumed ~= '' then redis.call('HSETNX', key, 'consumed', consumed) end
   if ttl == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
   if grantKey ~= '' then
@@ -82,6 +89,17 @@ return #members`;
 const FIND = `
 local fields = redis.call('HMGET', KEYS[1], 'payload', 'consumed')
 return fields`;
+
+// An entry and, when it names one, its Grant's entry (same hash slot under a hash-tagged prefix): the refresh and
+// code grants read both, one round trip instead of two.
+const FIND_WITH_GRANT = `
+local fields = redis.call('HMGET', KEYS[1], 'payload', 'consumed', 'grant')
+if not fields[1] or not fields[3] then return {fields[1], fields[2]} end
+local grant = redis.call('HMGET', fields[3], 'payload', 'consumed')
+return {fields[1], fields[2], fields[3], grant[1], grant[2]}`;
+
+/** How long a Grant read together with a token stays usable for that request's `Grant.find`. */
+const PREFETCH_MS = 1000;
 
 // Reads one key of the old layout: its type, time to live, and (for an entry) payload and consumed.
 const READ_LEGACY = `
@@ -147,6 +165,7 @@ class RedisBackend {
         grantId ? `${space}g:${atRest.index('grant', grantId)}` : '',
         uid ? `${space}u:${atRest.index('uid', uid)}` : '',
         userCode ? `${space}c:${model}:${atRest.index('userCode', userCode)}` : '',
+        grantId ? this.entryKey('Grant', atRest.lookup('Grant', grantId)) : '',
       ],
       [
         atRest.seal(lookup, id, payload),
@@ -159,15 +178,46 @@ class RedisBackend {
 
   async upsertMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void> {
     if (entries.length === 0 && !consume) return;
+    const grants: string[] = [];
     const keys = [consume ? this.entryKey(consume.model, this.atRest.lookup(consume.model, consume.id)) : ''];
     const args = [consume ? String(epochSeconds()) : ''];
     for (const { model, id, payload, expiresIn } of entries) {
       const [entryKeys, entryArgs] = this.upsertArguments(model, id, payload, expiresIn);
+      if (model === 'Grant') grants.push(entryKeys[0]!);
       keys.push(...entryKeys);
       args.push(...entryArgs);
     }
     const result = Number(await this.eval(UPSERT, keys, args));
+    // After the write: a read answered before it may have prefetched the old value meanwhile.
+    for (const key of grants) this.forget(key);
     if (result !== 1 && consume) return alreadyConsumed(consume.model, result === 0 ? 'consumed' : 'missing');
+  }
+
+  /** Grant entries read together with a token (FIND_WITH_GRANT), by key, for the `Grant.find` right after. */
+  readonly #prefetched = new Map<string, { sealed: string; consumed: string | null; at: number }>();
+
+  prefetch(key: string, sealed: string, consumed: string | null): void {
+    const now = Date.now();
+    // Oldest first (insertion order): drop what nobody took in time, and never hold more than a few hundred.
+    for (const [old, entry] of this.#prefetched) {
+      if (now - entry.at <= PREFETCH_MS && this.#prefetched.size < 512) break;
+      this.#prefetched.delete(old);
+    }
+    this.#prefetched.delete(key);
+    this.#prefetched.set(key, { sealed, consumed, at: now });
+  }
+
+  /** A Grant entry read with a token in the last {@link PREFETCH_MS}, once; undefined when there is none. */
+  takePrefetched(key: string): { sealed: string; consumed: string | null } | undefined {
+    const entry = this.#prefetched.get(key);
+    if (!entry) return undefined;
+    this.#prefetched.delete(key);
+    return Date.now() - entry.at <= PREFETCH_MS ? entry : undefined;
+  }
+
+  /** Drops a prefetched Grant this process changes (saved again, destroyed, revoked). */
+  forget(key: string): void {
+    this.#prefetched.delete(key);
   }
 
   entryKey(model: string, lookup: string): string {
@@ -262,9 +312,25 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async #findByLookup(lookup: string): Promise<AdapterPayload | undefined> {
-    const key = this.backend.entryKey(this.model, lookup);
-    const [sealed, consumed] = (await this.backend.eval(FIND, [key], [])) as [string | null, string | null];
+    const { backend } = this;
+    const key = backend.entryKey(this.model, lookup);
+    const prefetched = this.model === 'Grant' ? backend.takePrefetched(key) : undefined;
+    if (prefetched) return this.#opened(lookup, prefetched.sealed, prefetched.consumed);
+    // A token's read brings its Grant along: oidc-provider reads that next (refresh and code grants, introspection).
+    const withGrant = GRANTABLE.has(this.model);
+    const [sealed, consumed, grantKey, grantSealed, grantConsumed] = (await backend.eval(
+      withGrant ? FIND_WITH_GRANT : FIND,
+      [key],
+      [],
+    )) as [string | null, string | null, string?, (string | null)?, (string | null)?];
     if (typeof sealed !== 'string') return undefined;
+    if (typeof grantKey === 'string' && typeof grantSealed === 'string') {
+      backend.prefetch(grantKey, grantSealed, grantConsumed ?? null);
+    }
+    return this.#opened(lookup, sealed, consumed);
+  }
+
+  #opened(lookup: string, sealed: string, consumed: string | null): AdapterPayload {
     const { payload } = this.backend.atRest.open(lookup, sealed);
     if (typeof consumed === 'string') payload.consumed = Number(consumed);
     return payload;
@@ -290,11 +356,14 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
-    await this.backend.call((client) => client.del(this.#key(id).key));
+    const { key } = this.#key(id);
+    await this.backend.call((client) => client.del(key));
+    this.backend.forget(key);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
     await this.backend.eval(REVOKE, [`${this.backend.space}g:${this.backend.atRest.index('grant', grantId)}`], []);
+    this.backend.forget(this.backend.entryKey('Grant', this.backend.atRest.lookup('Grant', grantId)));
   }
 }
 
