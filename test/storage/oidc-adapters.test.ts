@@ -157,6 +157,19 @@ describe.each(backends)('oidc-provider adapter contract: %s', (_name, make) => {
     await grants.destroy('pf-grant');
     expect(await grants.find('pf-grant')).toBeUndefined();
     expect(await refresh.find('pf-rt')).toBeUndefined();
+    // Its session the same way: saved again, or destroyed, after the token was read.
+    const sessions = factory('Session');
+    await sessions.upsert('pf-s', { jti: 'pf-s', uid: 'pf-uid', version: 1 } as never, 60);
+    await refresh.upsert('pf-rt2', { sessionUid: 'pf-uid', jti: 'pf-rt2' } as never, 60);
+    await refresh.find('pf-rt2');
+    expect(await sessions.findByUid('pf-uid')).toMatchObject({ version: 1 });
+    await refresh.find('pf-rt2');
+    await sessions.upsert('pf-s', { jti: 'pf-s', uid: 'pf-uid', version: 2 } as never, 60);
+    expect(await sessions.findByUid('pf-uid')).toMatchObject({ version: 2 });
+    await refresh.find('pf-rt2');
+    await sessions.destroy('pf-s');
+    expect(await sessions.findByUid('pf-uid')).toBeUndefined();
+    expect(await sessions.find('pf-s')).toBeUndefined();
   });
 
   it('revokes everything of a grant and nothing else', async () => {

@@ -37,24 +37,24 @@ export interface RedisOidcAdapterOptions extends OidcAdapterCommonOptions, AtRes
 // consuming one entry first when asked to (a rotation: the old refresh token is redeemed and its successor stored
 // by one script, so both happen or neither).
 // KEYS[1], ARGV[1]: the entry to consume ('' if none) and the consumed time
-// KEYS, five per entry after that: entry, grant set, uid key, user-code key, the grant's own entry ('' if none)
+// KEYS, six per entry after that: entry, grant set, uid key, user-code key ('' if none), and the Grant's entry and
+// the session's uid key this entry belongs to ('' if none)
 // ARGV, four per entry after that: payload, ttl ms ('' = none), entry hash (the index value), consumed ('' = none)
-// An entry of a grant keeps the key of the Grant's entry in its `grant` field: FIND_WITH_GRANT reads both at once.
+// A token keeps the keys of its Grant and of its session's uid index in its `grant` and `session` fields:
+// FIND_WITH_GRANT reads all three at once.
 // Returns 1 when written; 0 (already consumed) or -1 (no such entry) when the consume failed and nothing was written.
 const UPSERT = `
 if KEYS[1] ~= '' then
   if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
   if redis.call('HSETNX', KEYS[1], 'consumed', ARGV[1]) == 0 then return 0 end
 end
-for i = 0, (#KEYS - 1) / 5 - 1 do
-  local key, grantKey, uidKey, userCodeKey = KEYS[i * 5 + 2], KEYS[i * 5 + 3], KEYS[i * 5 + 4], KEYS[i * 5 + 5]
-  local grantEntry = KEYS[i * 5 + 6]
+for i = 0, (#KEYS - 1) / 6 - 1 do
+  local key, grantKey, uidKey, userCodeKey = KEYS[i * 6 + 2], KEYS[i * 6 + 3], KEYS[i * 6 + 4], KEYS[i * 6 + 5]
+  local grantEntry, sessionKey = KEYS[i * 6 + 6], KEYS[i * 6 + 7]
   local payload, ttl, id, consumed = ARGV[i * 4 + 2], ARGV[i * 4 + 3], ARGV[i * 4 + 4], ARGV[i * 4 + 5]
-  if grantEntry ~= '' then
-    redis.call('HSET', key, 'payload', payload, 'grant', grantEntry)
-  else
-    redis.call('HSET', key, 'payload', payload)
-  end
+  redis.call('HSET', key, 'payload', payload)
+  if grantEntry ~= '' then redis.call('HSET', key, 'grant', grantEntry) end
+  if sessionKey ~= '' then redis.call('HSET', key, 'session', sessionKey) end
   if consumed ~= '' then redis.call('HSETNX', key, 'consumed', consumed) end
   if ttl == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
   if grantKey ~= '' then
@@ -90,13 +90,33 @@ const FIND = `
 local fields = redis.call('HMGET', KEYS[1], 'payload', 'consumed')
 return fields`;
 
-// An entry and, when it names one, its Grant's entry (same hash slot under a hash-tagged prefix): the refresh and
-// code grants read both, one round trip instead of two.
+// A token and, when it names them, its Grant's entry and its session (same hash slot under a hash-tagged prefix):
+// oidc-provider's refresh grant reads all three, one round trip instead of four. ARGV[1]: the session entries' key
+// prefix. Returns payload, consumed, then grant key, payload, consumed, then session uid key, hash, payload,
+// consumed (false where there is none).
 const FIND_WITH_GRANT = `
-local fields = redis.call('HMGET', KEYS[1], 'payload', 'consumed', 'grant')
-if not fields[1] or not fields[3] then return {fields[1], fields[2]} end
-local grant = redis.call('HMGET', fields[3], 'payload', 'consumed')
-return {fields[1], fields[2], fields[3], grant[1], grant[2]}`;
+local fields = redis.call('HMGET', KEYS[1], 'payload', 'consumed', 'grant', 'session')
+local out = {fields[1], fields[2], false, false, false, false, false, false, false}
+if not fields[1] then return out end
+if fields[3] then
+  local grant = redis.call('HMGET', fields[3], 'payload', 'consumed')
+  out[3], out[4], out[5] = fields[3], grant[1], grant[2]
+end
+if fields[4] then
+  local lookup = redis.call('GET', fields[4])
+  if lookup then
+    local session = redis.call('HMGET', ARGV[1] .. lookup, 'payload', 'consumed')
+    out[6], out[7], out[8], out[9] = fields[4], lookup, session[1], session[2]
+  end
+end
+return out`;
+
+// findByUid and findByUserCode: the index and the entry it names, one round trip. ARGV[1]: the entries' key prefix.
+const FIND_BY_INDEX = `
+local lookup = redis.call('GET', KEYS[1])
+if not lookup then return {false, false, false} end
+local fields = redis.call('HMGET', ARGV[1] .. lookup, 'payload', 'consumed')
+return {lookup, fields[1], fields[2]}`;
 
 /** How long a Grant read together with a token stays usable for that request's `Grant.find`. */
 const PREFETCH_MS = 1000;
@@ -166,6 +186,9 @@ class RedisBackend {
         uid ? `${space}u:${atRest.index('uid', uid)}` : '',
         userCode ? `${space}c:${model}:${atRest.index('userCode', userCode)}` : '',
         grantId ? this.entryKey('Grant', atRest.lookup('Grant', grantId)) : '',
+        GRANTABLE.has(model) && typeof payload.sessionUid === 'string'
+          ? `${space}u:${atRest.index('uid', payload.sessionUid)}`
+          : '',
       ],
       [
         atRest.seal(lookup, id, payload),
@@ -178,25 +201,29 @@ class RedisBackend {
 
   async upsertMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void> {
     if (entries.length === 0 && !consume) return;
-    const grants: string[] = [];
+    const changed: string[] = [];
     const keys = [consume ? this.entryKey(consume.model, this.atRest.lookup(consume.model, consume.id)) : ''];
     const args = [consume ? String(epochSeconds()) : ''];
     for (const { model, id, payload, expiresIn } of entries) {
       const [entryKeys, entryArgs] = this.upsertArguments(model, id, payload, expiresIn);
-      if (model === 'Grant') grants.push(entryKeys[0]!);
+      if (model === 'Grant') changed.push(entryKeys[0]!);
+      if (model === 'Session' && entryKeys[2]) changed.push(entryKeys[2]);
       keys.push(...entryKeys);
       args.push(...entryArgs);
     }
     const result = Number(await this.eval(UPSERT, keys, args));
     // After the write: a read answered before it may have prefetched the old value meanwhile.
-    for (const key of grants) this.forget(key);
+    for (const key of changed) this.forget(key);
     if (result !== 1 && consume) return alreadyConsumed(consume.model, result === 0 ? 'consumed' : 'missing');
   }
 
-  /** Grant entries read together with a token (FIND_WITH_GRANT), by key, for the `Grant.find` right after. */
-  readonly #prefetched = new Map<string, { sealed: string; consumed: string | null; at: number }>();
+  /**
+   * Entries read together with a token (FIND_WITH_GRANT), for the `Grant.find` and `Session.findByUid` right
+   * after: a Grant by its entry key, a session by its uid key (with its own hash as `lookup`).
+   */
+  readonly #prefetched = new Map<string, { sealed: string; consumed: string | null; lookup?: string; at: number }>();
 
-  prefetch(key: string, sealed: string, consumed: string | null): void {
+  prefetch(key: string, sealed: string, consumed: string | null, lookup?: string): void {
     const now = Date.now();
     // Oldest first (insertion order): drop what nobody took in time, and never hold more than a few hundred.
     for (const [old, entry] of this.#prefetched) {
@@ -204,20 +231,21 @@ class RedisBackend {
       this.#prefetched.delete(old);
     }
     this.#prefetched.delete(key);
-    this.#prefetched.set(key, { sealed, consumed, at: now });
+    this.#prefetched.set(key, { sealed, consumed, ...(lookup !== undefined && { lookup }), at: now });
   }
 
   /** A Grant entry read with a token in the last {@link PREFETCH_MS}, once; undefined when there is none. */
-  takePrefetched(key: string): { sealed: string; consumed: string | null } | undefined {
+  takePrefetched(key: string): { sealed: string; consumed: string | null; lookup?: string } | undefined {
     const entry = this.#prefetched.get(key);
     if (!entry) return undefined;
     this.#prefetched.delete(key);
     return Date.now() - entry.at <= PREFETCH_MS ? entry : undefined;
   }
 
-  /** Drops a prefetched Grant this process changes (saved again, destroyed, revoked). */
+  /** Drops a prefetched entry this process changes (saved again, destroyed, revoked): by key, or a session's hash. */
   forget(key: string): void {
-    this.#prefetched.delete(key);
+    if (this.#prefetched.delete(key)) return;
+    for (const [at, entry] of this.#prefetched) if (entry.lookup === key) this.#prefetched.delete(at);
   }
 
   entryKey(model: string, lookup: string): string {
@@ -317,17 +345,23 @@ export class RedisOidcAdapter implements Adapter {
     const prefetched = this.model === 'Grant' ? backend.takePrefetched(key) : undefined;
     if (prefetched) return this.#opened(lookup, prefetched.sealed, prefetched.consumed);
     // A token's read brings its Grant along: oidc-provider reads that next (refresh and code grants, introspection).
-    const withGrant = GRANTABLE.has(this.model);
-    const [sealed, consumed, grantKey, grantSealed, grantConsumed] = (await backend.eval(
-      withGrant ? FIND_WITH_GRANT : FIND,
-      [key],
-      [],
-    )) as [string | null, string | null, string?, (string | null)?, (string | null)?];
+    if (!GRANTABLE.has(this.model)) {
+      const [sealed, consumed] = (await backend.eval(FIND, [key], [])) as [string | null, string | null];
+      return typeof sealed === 'string' ? this.#opened(lookup, sealed, consumed) : undefined;
+    }
+    const found = (await backend.eval(FIND_WITH_GRANT, [key], [backend.entryKey('Session', '')])) as Array<
+      string | null
+    >;
+    const [sealed, consumed, grantKey, grantSealed, grantConsumed] = found;
+    const [sessionKey, sessionLookup, sessionSealed, sessionConsumed] = found.slice(5);
     if (typeof sealed !== 'string') return undefined;
     if (typeof grantKey === 'string' && typeof grantSealed === 'string') {
       backend.prefetch(grantKey, grantSealed, grantConsumed ?? null);
     }
-    return this.#opened(lookup, sealed, consumed);
+    if (typeof sessionKey === 'string' && typeof sessionLookup === 'string' && typeof sessionSealed === 'string') {
+      backend.prefetch(sessionKey, sessionSealed, sessionConsumed ?? null, sessionLookup);
+    }
+    return this.#opened(lookup, sealed, consumed ?? null);
   }
 
   #opened(lookup: string, sealed: string, consumed: string | null): AdapterPayload {
@@ -345,8 +379,16 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async #findByIndex(indexKey: string): Promise<AdapterPayload | undefined> {
-    const lookup = await this.backend.call((client) => client.get(indexKey));
-    return typeof lookup === 'string' ? this.#findByLookup(lookup) : undefined;
+    const prefetched = this.backend.takePrefetched(indexKey);
+    if (prefetched?.lookup) return this.#opened(prefetched.lookup, prefetched.sealed, prefetched.consumed);
+    const [lookup, sealed, consumed] = (await this.backend.eval(
+      FIND_BY_INDEX,
+      [indexKey],
+      [this.backend.entryKey(this.model, '')],
+    )) as [string | null, string | null, string | null];
+    return typeof lookup === 'string' && typeof sealed === 'string'
+      ? this.#opened(lookup, sealed, consumed)
+      : undefined;
   }
 
   async consume(id: string): Promise<void> {
@@ -356,9 +398,10 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
-    const { key } = this.#key(id);
+    const { key, lookup } = this.#key(id);
     await this.backend.call((client) => client.del(key));
     this.backend.forget(key);
+    this.backend.forget(lookup);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
