@@ -120,7 +120,12 @@ export async function openSqlite(path: string): Promise<SqliteDatabase> {
 const CHECKPOINTER = `
 const { workerData } = require('node:worker_threads');
 const { module, path, intervalMs } = workerData;
+// As builtinSqlite() does: the experimental warning of node:sqlite says nothing the user did.
+const emitWarning = process.emitWarning;
+process.emitWarning = (warning, ...rest) =>
+  /^SQLite is an experimental feature/.test(String(warning?.message ?? warning)) ? undefined : emitWarning.call(process, warning, ...rest);
 const Database = module === 'node:sqlite' ? process.getBuiltinModule('node:sqlite').DatabaseSync : require(module);
+process.emitWarning = emitWarning;
 const db = new Database(path);
 db.exec('PRAGMA busy_timeout = 1000');
 const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
