@@ -17,7 +17,9 @@
 //
 // Settings (environment): BENCH_ROUNDS (6), BENCH_DURATION_MS (4000), BENCH_CONCURRENCY (8),
 // BENCH_WORKLOADS (refresh,flow), BENCH_SUBJECTS (oidc-provider,sqlite,redis,postgres), BENCH_REDIS_URL,
-// BENCH_POSTGRES_URL, BENCH_PROFILE=DIR (every server process writes a --cpu-prof profile there).
+// BENCH_POSTGRES_URL, BENCH_PROFILE=DIR (every server process writes a --cpu-prof profile there),
+// BENCH_BASE=DIR (another built checkout, e.g. the commit before a change: subjects named `sqlite@base`,
+// `redis@base`, `postgres@base` in BENCH_SUBJECTS run its `gatehouse serve`, so before and after share one run).
 import { execFileSync, spawn } from 'node:child_process';
 
 import { createHash, randomBytes, scryptSync } from 'node:crypto';
@@ -36,6 +38,7 @@ const SUBJECTS = (process.env.BENCH_SUBJECTS ?? 'oidc-provider,sqlite,redis,post
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const PROFILE_DIR = process.env.BENCH_PROFILE;
+const BASE_DIR = process.env.BENCH_BASE;
 const WARMUP_MS = 1500;
 const FLOW_ROUND_TRIPS = 8;
 
@@ -97,10 +100,14 @@ function startProcess(name, args, env) {
   });
 }
 
-async function startSubject(kind, users) {
+async function startSubject(subjectKind, users) {
   const profile = PROFILE_DIR
-    ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${kind}.cpuprofile`]
+    ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${subjectKind}.cpuprofile`]
     : [];
+  const [kind, build] = subjectKind.split('@');
+  if (build && (build !== 'base' || !BASE_DIR)) throw new Error(`${subjectKind}: set BENCH_BASE to a built checkout`);
+  const bin = build ? join(BASE_DIR, 'bin/gatehouse.js') : BIN;
+  const label = build ? `${kind}, ${build}` : kind;
   if (kind === 'oidc-provider') {
     return startProcess(
       'oidc-provider (memory)',
@@ -108,22 +115,22 @@ async function startSubject(kind, users) {
       cleanEnv({}),
     );
   }
-  const dataDir = join(work, kind);
+  const dataDir = join(work, subjectKind);
   const stores = {
     sqlite: async () => `sqlite:${join(dataDir, 'as.db')}`,
-    redis: async () => `${REDIS_URL}/?prefix=gatehouse-bench-${suffix}:`,
     postgres: postgresDatabase,
   };
-  if (!stores[kind]) throw new Error(`unknown subject ${kind}`);
-  const store = await stores[kind]();
-  if (kind === 'redis') cleanups.push(() => dropRedisPrefix(`gatehouse-bench-${suffix}:`));
-  const config = join(work, `${kind}.json`);
+  if (!stores[kind] && kind !== 'redis') throw new Error(`unknown subject ${kind}`);
+  const prefix = `gatehouse-bench-${suffix}${build ? `-${build}` : ''}:`;
+  const store = kind === 'redis' ? `${REDIS_URL}/?prefix=${prefix}` : await stores[kind](build);
+  if (kind === 'redis') cleanups.push(() => dropRedisPrefix(prefix));
+  const config = join(work, `${subjectKind}.json`);
   writeFileSync(config, JSON.stringify({ clients: [CLIENT] }));
   return startProcess(
-    `gatehouse serve (${kind})`,
+    `gatehouse serve (${label})`,
     [
       ...profile,
-      BIN,
+      bin,
       'serve',
       '--port',
       '0',
@@ -143,9 +150,9 @@ async function startSubject(kind, users) {
 }
 
 /** A fresh PostgreSQL database for this run, dropped at the end. */
-async function postgresDatabase() {
+async function postgresDatabase(build) {
   const { default: pg } = await import('pg');
-  const name = `gatehouse_bench_${suffix}`;
+  const name = `gatehouse_bench_${suffix}${build ? `_${build}` : ''}`;
   const admin = new pg.Client({ connectionString: POSTGRES_URL });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);
@@ -342,7 +349,7 @@ function report(workload, subjects, results) {
     `\n${workload === 'refresh' ? 'refresh_token grant' : 'complete code + PKCE + login + consent flow (8 round trips)'}: ${CONCURRENCY} concurrent, ${ROUNDS} rounds × ${DURATION_MS} ms per subject, order rotated`,
   );
   console.log(
-    `${'subject'.padEnd(28)} ${`${unit}/s median`.padStart(14)} ${'(min–max)'.padStart(11)}   ${'× oidc-provider'.padStart(15)} ${'(min–max)'.padStart(11)}   ${`CPU ms/${unit}`.padStart(12)} ${'(min–max)'.padStart(11)}`,
+    `${'subject'.padEnd(34)} ${`${unit}/s median`.padStart(14)} ${'(min–max)'.padStart(11)}   ${'× oidc-provider'.padStart(15)} ${'(min–max)'.padStart(11)}   ${`CPU ms/${unit}`.padStart(12)} ${'(min–max)'.padStart(11)}`,
   );
   const base = results.get(subjects[0].kind);
   for (const subject of subjects) {
@@ -351,7 +358,7 @@ function report(workload, subjects, results) {
     const ratios = rounds.map((r, i) => r.rate / base[i].rate);
     const cpu = rounds.map((r) => r.cpuMs);
     console.log(
-      `${subject.name.padEnd(28)} ${median(rates).toFixed(0).padStart(14)} ${spread(rates, 0).padStart(11)}   ${median(ratios).toFixed(2).padStart(15)} ${spread(ratios, 2)}   ${median(cpu).toFixed(2).padStart(12)} ${spread(cpu, 2)}`,
+      `${subject.name.padEnd(34)} ${median(rates).toFixed(0).padStart(14)} ${spread(rates, 0).padStart(11)}   ${median(ratios).toFixed(2).padStart(15)} ${spread(ratios, 2)}   ${median(cpu).toFixed(2).padStart(12)} ${spread(cpu, 2)}`,
     );
   }
 }

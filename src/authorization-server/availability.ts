@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
 import { type Adapter, errors as oidcErrors } from 'oidc-provider';
 import { StoreUnavailableError } from '../storage/errors.js';
-import type { UpsertEntry } from '../storage/oidc/common.js';
+import type { ConsumeEntry, UpsertEntry } from '../storage/oidc/common.js';
 import { escapeHtml, PAGE_HEADERS, page } from './html.js';
 
 const DESCRIPTION = 'the authorization server cannot reach its store; retry shortly';
@@ -27,9 +27,9 @@ function translated(error: unknown): unknown {
   return outage;
 }
 
-/** A store that can also write several entries at once (all or none). */
+/** A store that can also write several entries at once (all or none), after consuming one (see `upsertMany`). */
 export type BatchingAdapterFactory = ((model: string) => Adapter) & {
-  upsertMany(entries: readonly UpsertEntry[]): Promise<void>;
+  upsertMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void>;
 };
 
 /**
@@ -38,7 +38,9 @@ export type BatchingAdapterFactory = ((model: string) => Adapter) & {
  * after the other.
  */
 export function withStoreAvailability(
-  adapter: ((model: string) => Adapter) & { upsertMany?: (entries: readonly UpsertEntry[]) => Promise<void> },
+  adapter: ((model: string) => Adapter) & {
+    upsertMany?: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => Promise<void>;
+  },
 ): BatchingAdapterFactory {
   const guard =
     <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
@@ -46,7 +48,12 @@ export function withStoreAvailability(
       call(...args).catch((error: unknown) => {
         throw translated(error);
       });
-  const upsertMany = guard(async (entries: readonly UpsertEntry[]) => {
+  const upsertMany = guard(async (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => {
+    // A hand-made upsertMany of one parameter knows nothing of `consume`: it must not be skipped silently.
+    if (adapter.upsertMany && (!consume || adapter.upsertMany.length >= 2)) {
+      return adapter.upsertMany(entries, consume);
+    }
+    if (consume) await adapter(consume.model).consume(consume.id);
     if (adapter.upsertMany) return adapter.upsertMany(entries);
     for (const { model, id, payload, expiresIn } of entries) await adapter(model).upsert(id, payload, expiresIn);
   });

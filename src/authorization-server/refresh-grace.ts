@@ -30,10 +30,12 @@ class GraceHit extends Error {
   }
 }
 
-/** A refresh-token grant in progress: the client asking, and the writes waiting for its end. */
+/** A refresh-token grant in progress: the client asking, the writes waiting for its end, the token it redeems. */
 interface RefreshRequest {
   clientId: string;
   writes: UpsertEntry[];
+  /** The refresh token oidc-provider consumed (rotated), consumed for real with {@link RefreshRequest.writes}. */
+  consumes?: string;
 }
 
 const refreshContext = new AsyncLocalStorage<RefreshRequest>();
@@ -41,16 +43,44 @@ const refreshContext = new AsyncLocalStorage<RefreshRequest>();
 /**
  * Models whose writes during a refresh-token grant wait for its end and then go to the store together, with the
  * grace-window answer, in one transaction or round trip (`upsertMany`): the new refresh token and the access token
- * (or the record of a JWT access token). Nothing is answered before they are stored, and a grant that fails
- * halfway stores none of them. The compare-and-set `consume` of the old token is never deferred.
+ * (or the record of a JWT access token). The compare-and-set `consume` of the old refresh token waits too and runs
+ * first in that same transaction: the rotation is one commit, and the writes happen only if this request won it.
+ * Nothing is answered before they are stored, and a grant that fails halfway stores none of them.
  */
 const DEFERRED = new Set(['RefreshToken', 'AccessToken']);
 
 /**
- * Wraps the store for the refresh-token grant of {@link installRefreshGrace}: writes of the new tokens are collected
- * (see {@link DEFERRED}), and, with a grace window, reading a rotated (consumed) refresh token still within the
- * window answers with the response kept for it instead of letting oidc-provider treat it as reuse. Only consumed
- * tokens pay for the window; the common path costs no extra read.
+ * The response kept for a rotated token, waiting briefly for a concurrent request still writing it; undefined when
+ * none comes within the window (then the token counts as reused).
+ */
+async function keptResponse(
+  store: Adapter,
+  graceSeconds: number,
+  token: string,
+  consumedAt: number | undefined,
+): Promise<unknown> {
+  const { id: key, key: secret } = keyFor(token);
+  // Until the window closes (a loaded winner may take a while to answer), then the token counts as reused.
+  const until = ((consumedAt ?? Date.now() / 1000) + graceSeconds) * 1000;
+  while (Date.now() <= until) {
+    const entry = (await store.find(key)) as { sealed?: string } | undefined;
+    if (entry?.sealed) {
+      try {
+        return open(secret, entry.sealed);
+      } catch {
+        return undefined;
+      }
+    }
+    await sleep(50);
+  }
+  return undefined;
+}
+
+/**
+ * Wraps the store for the refresh-token grant of {@link installRefreshGrace}: writes of the new tokens and the
+ * consume of the old one are collected (see {@link DEFERRED}), and, with a grace window, reading a rotated
+ * (consumed) refresh token still within the window answers with the response kept for it instead of letting
+ * oidc-provider treat it as reuse. Only consumed tokens pay for the window; the common path costs no extra read.
  */
 export function withRefreshGrace(
   adapter: (model: string) => Adapter,
@@ -67,29 +97,16 @@ export function withRefreshGrace(
         request.writes.push({ model, id, payload, ...(expiresIn !== undefined && { expiresIn }) });
         return Promise.resolve();
       },
+      consume: (id) => {
+        const request = refreshContext.getStore();
+        if (!request || model !== 'RefreshToken' || request.consumes !== undefined) return inner.consume(id);
+        request.consumes = id;
+        return Promise.resolve();
+      },
     };
   };
   if (graceSeconds <= 0) return deferring;
   const store = adapter(GRACE_MODEL);
-  // The response kept for a rotated token, waiting briefly for a concurrent request still writing it; undefined
-  // when none comes in time (then the token counts as reused).
-  const keptResponse = async (token: string, consumedAt: number | undefined): Promise<unknown> => {
-    const { id: key, key: secret } = keyFor(token);
-    // Until the window closes (a loaded winner may take a while to answer), then the token counts as reused.
-    const until = ((consumedAt ?? Date.now() / 1000) + graceSeconds) * 1000;
-    while (Date.now() <= until) {
-      const entry = (await store.find(key)) as { sealed?: string } | undefined;
-      if (entry?.sealed) {
-        try {
-          return open(secret, entry.sealed);
-        } catch {
-          return undefined;
-        }
-      }
-      await sleep(50);
-    }
-    return undefined;
-  };
   return (model: string) => {
     const inner = deferring(model);
     if (model !== 'RefreshToken') return inner;
@@ -100,24 +117,11 @@ export function withRefreshGrace(
       if (!context || !payload || typeof consumed !== 'number' || payload['clientId'] !== context.clientId) {
         return payload;
       }
-      const body = await keptResponse(id, consumed);
+      const body = await keptResponse(store, graceSeconds, id, consumed);
       if (body !== undefined) throw new GraceHit(body);
       return payload;
     };
-    // Of several requests that all read the token before any consumed it, one wins the store's compare-and-set;
-    // the others answer with the winner's response instead of invalid_grant (the second tab, across instances).
-    const consume = async (id: string) => {
-      try {
-        await inner.consume(id);
-      } catch (error) {
-        const lostRace = (error as { error?: unknown }).error === 'invalid_grant';
-        if (!lostRace || !refreshContext.getStore()) throw error;
-        const body = await keptResponse(id, undefined);
-        if (body === undefined) throw error;
-        throw new GraceHit(body);
-      }
-    };
-    return { ...forward(inner), find, consume } satisfies Adapter;
+    return { ...forward(inner), find } satisfies Adapter;
   };
 }
 
@@ -178,7 +182,19 @@ export function installRefreshGrace(provider: Provider, adapter: BatchingAdapter
           expiresIn: Math.ceil(graceSeconds) + 5,
         });
       }
-      await adapter.upsertMany(request.writes);
+      const consume = request.consumes === undefined ? undefined : { model: 'RefreshToken', id: request.consumes };
+      try {
+        await adapter.upsertMany(request.writes, consume);
+      } catch (error) {
+        // Of several requests that all read the token before any consumed it, one wins the store's
+        // compare-and-set; the others answer with the winner's response instead of invalid_grant (the second tab,
+        // across instances). What they issued themselves was never stored.
+        const lostRace = (error as { error?: unknown }).error === 'invalid_grant';
+        if (!lostRace || !consume || graceSeconds <= 0) throw error;
+        const body = await keptResponse(adapter(GRACE_MODEL), graceSeconds, consume.id, undefined);
+        if (body === undefined) throw error;
+        ctx.body = body;
+      }
     },
     params,
     ['resource'],

@@ -1,4 +1,12 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes, scrypt as scryptCallback } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createSecretKey,
+  type KeyObject,
+  randomBytes,
+  scrypt as scryptCallback,
+} from 'node:crypto';
 import { promisify } from 'node:util';
 import { DecryptionError, StorageConfigError } from './errors.js';
 import { brand, type GatehouseStore, type KeyValueStore, leasesOf, type StoreInput, toKeyValueStore } from './types.js';
@@ -90,6 +98,26 @@ export interface SealingKey {
   bytes: Uint8Array;
 }
 
+/** What sealing with a key reuses from call to call: its KeyObject and its JWE protected header. */
+interface Prepared {
+  secret: KeyObject;
+  header: string;
+  aad: Buffer;
+}
+
+// Built once per key, not per value: the authorization server seals and opens several values per token request.
+const prepared = new WeakMap<SealingKey, Prepared>();
+
+function preparedFor(key: SealingKey): Prepared {
+  let ready = prepared.get(key);
+  if (!ready) {
+    const header = Buffer.from(JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid: key.kid })).toString('base64url');
+    ready = { secret: createSecretKey(key.bytes), header, aad: Buffer.from(header, 'ascii') };
+    prepared.set(key, ready);
+  }
+  return ready;
+}
+
 function resolvedKey(bytes: Uint8Array): SealingKey {
   // A short fingerprint in the header picks the right key without trial decryption; it reveals nothing usable.
   const kid = createHash('sha256').update('gatehouse-kid').update(bytes).digest('base64url').slice(0, 16);
@@ -106,14 +134,13 @@ export function sealingKey(key: EncryptionKey): SealingKey {
 // synchronously (any JOSE library can still read it): the authorization server seals on every store write.
 const B64 = 'base64url';
 
-/** Seals `value` under `name` with `key`: a JWE compact string. */
+/** Seals `value` under `name` with `key`: a JWE compact string (a fresh random 96-bit nonce every time). */
 export function sealValue(key: SealingKey, name: string, value: unknown): string {
-  const header = Buffer.from(JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid: key.kid })).toString(B64);
+  const { secret, header, aad } = preparedFor(key);
   const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', key.bytes, iv);
-  cipher.setAAD(Buffer.from(header, 'ascii'));
-  const plaintext = Buffer.from(JSON.stringify({ k: name, v: value }), 'utf8');
-  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  const cipher = createCipheriv('aes-256-gcm', secret, iv);
+  cipher.setAAD(aad);
+  const ciphertext = Buffer.concat([cipher.update(JSON.stringify({ k: name, v: value }), 'utf8'), cipher.final()]);
   return `${header}..${iv.toString(B64)}.${ciphertext.toString(B64)}.${cipher.getAuthTag().toString(B64)}`;
 }
 
@@ -121,13 +148,22 @@ export function sealValue(key: SealingKey, name: string, value: unknown): string
 export function sealedKid(sealed: string): string | undefined {
   const dot = sealed.indexOf('.');
   if (dot <= 0) return undefined;
+  const encoded = sealed.slice(0, dot);
+  const known = kids.get(encoded);
+  if (known !== undefined) return known;
+  let kid: string | undefined;
   try {
-    const header = JSON.parse(Buffer.from(sealed.slice(0, dot), B64).toString('utf8')) as { kid?: unknown };
-    return typeof header.kid === 'string' ? header.kid : '';
+    const header = JSON.parse(Buffer.from(encoded, B64).toString('utf8')) as { kid?: unknown };
+    kid = typeof header.kid === 'string' ? header.kid : '';
   } catch {
     return undefined;
   }
+  // A store holds values of a handful of keys, hence of a handful of headers: remember some, parse the rest.
+  if (kids.size < 64) kids.set(encoded, kid);
+  return kid;
 }
+
+const kids = new Map<string, string>();
 
 /** Opens a value sealed under `name` with whichever of `keys` matches; throws {@link DecryptionError}. */
 export function openValue(keys: readonly SealingKey[], name: string, sealed: unknown): unknown {
@@ -142,8 +178,9 @@ export function openValue(keys: readonly SealingKey[], name: string, sealed: unk
   let lastError: unknown;
   for (const candidate of ordered) {
     try {
-      const decipher = createDecipheriv('aes-256-gcm', candidate.bytes, Buffer.from(iv, B64));
-      decipher.setAAD(Buffer.from(header, 'ascii'));
+      const ready = preparedFor(candidate);
+      const decipher = createDecipheriv('aes-256-gcm', ready.secret, Buffer.from(iv, B64));
+      decipher.setAAD(header === ready.header ? ready.aad : Buffer.from(header, 'ascii'));
       decipher.setAuthTag(Buffer.from(tag, B64));
       const plaintext = Buffer.concat([decipher.update(Buffer.from(ciphertext, B64)), decipher.final()]);
       const envelope = JSON.parse(plaintext.toString('utf8')) as { k?: unknown; v?: unknown };

@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import { StorageDependencyError } from './errors.js';
 import { loadOptional } from './types.js';
 
@@ -29,6 +31,8 @@ export type SqliteDriverName = 'node:sqlite' | 'better-sqlite3';
 interface SqliteDriver {
   name: SqliteDriverName;
   open(path: string): SqliteDatabase;
+  /** What a worker thread loads to open the same driver: `node:sqlite`, or the resolved path of better-sqlite3. */
+  module: string;
 }
 
 interface NodeSqliteModule {
@@ -60,7 +64,7 @@ let driver: Promise<SqliteDriver> | undefined;
 
 async function loadDriver(): Promise<SqliteDriver> {
   const builtin = builtinSqlite();
-  if (builtin) return { name: 'node:sqlite', open: (path) => new builtin.DatabaseSync(path) };
+  if (builtin) return { name: 'node:sqlite', open: (path) => new builtin.DatabaseSync(path), module: 'node:sqlite' };
   const { default: Database } = await loadOptional('better-sqlite3', 'SQLite', async () => {
     // A variable specifier keeps TypeScript from needing the optional package's types.
     const specifier = 'better-sqlite3';
@@ -73,7 +77,11 @@ async function loadDriver(): Promise<SqliteDriver> {
       hint: 'Install it next to gatehouse: npm install better-sqlite3 (or run on Node >= 22.13, which has SQLite built in).',
     });
   });
-  return { name: 'better-sqlite3', open: (path) => new Database(path) };
+  return {
+    name: 'better-sqlite3',
+    open: (path) => new Database(path),
+    module: createRequire(import.meta.url).resolve('better-sqlite3'),
+  };
 }
 
 /** The driver, loaded once; a failed load is retried on the next call (e.g. after `npm install better-sqlite3`). */
@@ -103,4 +111,69 @@ export async function openSqlite(path: string): Promise<SqliteDatabase> {
   // the new one never existed, a consistent earlier state. FULL would add an fsync to every token request.
   db.exec('PRAGMA synchronous = NORMAL');
   return db;
+}
+
+// The checkpointer's thread: its own connection to the file, PASSIVE checkpoints (they never block writers or
+// readers) every `intervalMs`. The log restarts from its beginning only at a commit that finds it completely copied,
+// so while the process keeps committing, a pass that ended behind is followed at once by another (each copies only
+// what came since) until one catches up. Errors (a busy or closed file) are skipped: the next tick tries again.
+const CHECKPOINTER = `
+const { workerData } = require('node:worker_threads');
+const { module, path, intervalMs } = workerData;
+// As builtinSqlite() does: the experimental warning of node:sqlite says nothing the user did.
+const emitWarning = process.emitWarning;
+process.emitWarning = (warning, ...rest) =>
+  /^SQLite is an experimental feature/.test(String(warning?.message ?? warning)) ? undefined : emitWarning.call(process, warning, ...rest);
+const Database = module === 'node:sqlite' ? process.getBuiltinModule('node:sqlite').DatabaseSync : require(module);
+process.emitWarning = emitWarning;
+const db = new Database(path);
+db.exec('PRAGMA busy_timeout = 1000');
+const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+setInterval(() => {
+  try {
+    for (let pass = 0; pass < 20; pass++) {
+      const { log, checkpointed } = checkpoint.get();
+      if (log <= 0 || checkpointed >= log) break;
+    }
+  } catch {}
+}, intervalMs);
+`;
+
+/**
+ * Moves the write-ahead log's checkpoints off the event loop. SQLite runs a checkpoint inside the COMMIT that
+ * crosses 1000 log pages, copying them into the database file and syncing it: with `synchronous = NORMAL` that sync
+ * is the only one, and on the thread that commits it stalled every request in the process. Here a worker thread
+ * with its own connection checkpoints every `intervalMs` instead, and the connection's own checkpoint waits for a
+ * log four times as long: it then finds the pages already copied by the worker and only has to sync, and it is what
+ * lets the log restart under a load that never pauses. If the worker cannot start or dies, the usual threshold comes
+ * back. Returns a function that stops the worker (before the connection closes, which checkpoints what is left).
+ */
+export async function checkpointInBackground(
+  db: SqliteDatabase,
+  path: string,
+  intervalMs = 100,
+): Promise<() => Promise<void>> {
+  if (path === ':memory:' || path === '' || path.startsWith('file::memory:')) return async () => {};
+  const { module } = await sqliteDriver();
+  db.exec('PRAGMA wal_autocheckpoint = 4000');
+  // A log that grew during a burst is cut back to this size when it restarts, instead of staying at its peak.
+  db.exec('PRAGMA journal_size_limit = 16777216');
+  const worker = new Worker(CHECKPOINTER, { eval: true, workerData: { module, path, intervalMs } });
+  worker.unref();
+  let stopped = false;
+  const restore = () => {
+    if (stopped) return;
+    stopped = true;
+    try {
+      db.exec('PRAGMA wal_autocheckpoint = 1000');
+    } catch {
+      // the connection is closed already
+    }
+  };
+  worker.once('error', restore);
+  worker.once('exit', restore);
+  return async () => {
+    stopped = true;
+    await worker.terminate();
+  };
 }

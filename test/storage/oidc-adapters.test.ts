@@ -103,6 +103,75 @@ describe.each(backends)('oidc-provider adapter contract: %s', (_name, make) => {
     expect(await factory('RefreshToken').find('many-rt')).toBeUndefined();
   });
 
+  it('upsertMany with consume: of 20 concurrent rotations of one token one writes, the others write nothing', async () => {
+    const refresh = factory('RefreshToken');
+    await refresh.upsert('rot-old', { grantId: 'g-rot', jti: 'rot-old' } as never, 60);
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        factory.upsertMany(
+          [
+            { model: 'RefreshToken', id: `rot-new-${i}`, payload: { grantId: 'g-rot' } as never, expiresIn: 60 },
+            { model: 'AccessToken', id: `rot-at-${i}`, payload: { grantId: 'g-rot' } as never, expiresIn: 60 },
+          ],
+          { model: 'RefreshToken', id: 'rot-old' },
+        ),
+      ),
+    );
+    const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+    expect(won).toHaveLength(1);
+    for (const r of results) {
+      if (r.status === 'rejected') expect(r.reason).toMatchObject({ error: 'invalid_grant', statusCode: 400 });
+    }
+    expect(typeof (await refresh.find('rot-old'))?.consumed).toBe('number');
+    for (let i = 0; i < 20; i++) {
+      const stored = i === won[0] ? { grantId: 'g-rot' } : undefined;
+      expect(await refresh.find(`rot-new-${i}`)).toEqual(stored);
+      expect(await factory('AccessToken').find(`rot-at-${i}`)).toEqual(stored);
+    }
+    // A token that does not exist (expired, revoked) is invalid_grant and nothing is written either.
+    await expect(
+      factory.upsertMany([{ model: 'AccessToken', id: 'rot-orphan', payload: {} as never, expiresIn: 60 }], {
+        model: 'RefreshToken',
+        id: 'rot-nope',
+      }),
+    ).rejects.toMatchObject({ error: 'invalid_grant', error_detail: 'refresh token not found' });
+    expect(await factory('AccessToken').find('rot-orphan')).toBeUndefined();
+  });
+
+  it("a token's Grant reads as it is now, also when the token was read first (Redis reads both at once)", async () => {
+    const refresh = factory('RefreshToken');
+    const grants = factory('Grant');
+    await grants.upsert('pf-grant', { jti: 'pf-grant', accountId: 'a', version: 1 } as never, 60);
+    await refresh.upsert('pf-rt', { grantId: 'pf-grant', jti: 'pf-rt' } as never, 60);
+    await refresh.find('pf-rt');
+    expect(await grants.find('pf-grant')).toMatchObject({ version: 1 });
+    await refresh.find('pf-rt');
+    await grants.upsert('pf-grant', { jti: 'pf-grant', accountId: 'a', version: 2 } as never, 60);
+    expect(await grants.find('pf-grant')).toMatchObject({ version: 2 });
+    await refresh.find('pf-rt');
+    await grants.destroy('pf-grant');
+    expect(await grants.find('pf-grant')).toBeUndefined();
+    await grants.upsert('pf-grant', { jti: 'pf-grant', accountId: 'a', version: 3 } as never, 60);
+    await refresh.find('pf-rt');
+    await refresh.revokeByGrantId('pf-grant');
+    await grants.destroy('pf-grant');
+    expect(await grants.find('pf-grant')).toBeUndefined();
+    expect(await refresh.find('pf-rt')).toBeUndefined();
+    // Its session the same way: saved again, or destroyed, after the token was read.
+    const sessions = factory('Session');
+    await sessions.upsert('pf-s', { jti: 'pf-s', uid: 'pf-uid', version: 1 } as never, 60);
+    await refresh.upsert('pf-rt2', { sessionUid: 'pf-uid', jti: 'pf-rt2' } as never, 60);
+    await refresh.find('pf-rt2');
+    expect(await sessions.findByUid('pf-uid')).toMatchObject({ version: 1 });
+    await refresh.find('pf-rt2');
+    await sessions.upsert('pf-s', { jti: 'pf-s', uid: 'pf-uid', version: 2 } as never, 60);
+    expect(await sessions.findByUid('pf-uid')).toMatchObject({ version: 2 });
+    await refresh.find('pf-rt2');
+    await sessions.destroy('pf-s');
+    expect(await sessions.findByUid('pf-uid')).toBeUndefined();
+    expect(await sessions.find('pf-s')).toBeUndefined();
+  });
+
   it('revokes everything of a grant and nothing else', async () => {
     const codes = factory('AuthorizationCode');
     const refresh = factory('RefreshToken');

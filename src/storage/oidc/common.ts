@@ -22,8 +22,17 @@ export interface OidcAdapterFactory {
   /**
    * Writes several entries as `upsert` would, all or none, in one transaction or round trip: what a token request
    * issues (the new refresh token, the access token's record, the grace-window answer) costs one commit, not three.
+   * With `consume`, the same transaction first consumes that entry as `adapter(model).consume(id)` would (a
+   * compare-and-set); when it was already consumed or is gone, nothing is written and the call rejects as `consume`
+   * does (`invalid_grant`). A rotated refresh token is redeemed and its successor stored in one commit.
    */
-  upsertMany(entries: readonly UpsertEntry[]): Promise<void>;
+  upsertMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void>;
+}
+
+/** The entry {@link OidcAdapterFactory.upsertMany} consumes before it writes: `adapter(model).consume(id)`. */
+export interface ConsumeEntry {
+  model: string;
+  id: string;
 }
 
 /** One write of {@link OidcAdapterFactory.upsertMany}: the arguments of `adapter(model).upsert(id, payload, expiresIn)`. */

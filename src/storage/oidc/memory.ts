@@ -2,6 +2,7 @@ import {
   type Adapter,
   type AdapterPayload,
   alreadyConsumed,
+  type ConsumeEntry,
   epochSeconds,
   indexesOf,
   type OidcAdapterCommonOptions,
@@ -116,11 +117,17 @@ export class MemoryOidcAdapter implements Adapter {
   }
 
   async consume(id: string): Promise<void> {
-    // Check and mark with no await in between: atomic within the process.
+    const lost = this.consumeNow(id);
+    if (lost) return alreadyConsumed(this.model, lost);
+  }
+
+  /** Checks and marks with no await in between (atomic within the process); undefined when this call consumed it. */
+  consumeNow(id: string): 'consumed' | 'missing' | undefined {
     const entry = this.backend.live(this.#key(id));
-    if (!entry) return alreadyConsumed(this.model, 'missing');
-    if (entry.consumed !== undefined) return alreadyConsumed(this.model, 'consumed');
+    if (!entry) return 'missing';
+    if (entry.consumed !== undefined) return 'consumed';
     entry.consumed = epochSeconds();
+    return undefined;
   }
 
   async destroy(id: string): Promise<void> {
@@ -162,7 +169,9 @@ export function memoryOidcAdapter(options: OidcAdapterCommonOptions = {}): OidcA
     // Process memory is not at rest: nothing is sealed, nothing to re-seal.
     rekey: async () => 0,
     // No await between the writes: no other request sees some of them without the rest.
-    upsertMany: async (entries: readonly UpsertEntry[]) => {
+    upsertMany: async (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => {
+      const lost = consume && new MemoryOidcAdapter(consume.model, backend).consumeNow(consume.id);
+      if (lost) return alreadyConsumed(consume.model, lost);
       for (const { model, id, payload, expiresIn } of entries) {
         new MemoryOidcAdapter(model, backend).write(id, payload, expiresIn);
       }

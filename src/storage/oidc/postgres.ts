@@ -6,8 +6,8 @@ import {
   type Adapter,
   type AdapterPayload,
   alreadyConsumed,
+  type ConsumeEntry,
   guarded,
-  indexesOf,
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
   purgeTimer,
@@ -75,8 +75,12 @@ class PostgresBackend {
     return (await this.query(`DELETE FROM ${this.table} WHERE expires_at <= now()`, [])).rowCount ?? 0;
   }
 
-  /** Writes entries in one statement: one round trip, all or none. A consumed artifact stays consumed. */
-  async upsertMany(entries: readonly UpsertEntry[]): Promise<void> {
+  /**
+   * Writes entries in one statement: one round trip, all or none. A consumed artifact stays consumed. With
+   * `consume`, the same statement first consumes that entry (the compare-and-set of {@link PostgresOidcAdapter.consume})
+   * and writes only if it did.
+   */
+  async upsertMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void> {
     // One row per key (the last write wins, as sequential upserts would): a statement may not touch a row twice.
     const rows = new Map<string, unknown[]>();
     for (const { model, id, payload, expiresIn } of entries) {
@@ -92,7 +96,7 @@ class PostgresBackend {
         typeof payload.consumed === 'number' ? payload.consumed : null,
       ]);
     }
-    if (rows.size === 0) return;
+    if (rows.size === 0 && !consume) return;
     const params = [...rows.values()].flat();
     const values = [...rows.values()].map((_, row) => {
       const $ = (column: number) => `$${row * 8 + column}`;
@@ -101,14 +105,35 @@ class PostgresBackend {
          CASE WHEN ${$(8)}::float8 IS NULL THEN NULL ELSE to_timestamp(${$(8)}::float8) END)`;
     });
     const t = this.table;
-    await this.query(
+    const upsert = (source: string) =>
       `INSERT INTO ${t} (model, id, payload, grant_id, uid, user_code, expires_at, consumed_at)
-       VALUES ${values.join(', ')}
+       ${source}
        ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
          uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at,
-         consumed_at = COALESCE(${t}.consumed_at, excluded.consumed_at)`,
-      params,
+         consumed_at = COALESCE(${t}.consumed_at, excluded.consumed_at)`;
+    if (!consume) {
+      await this.query(upsert(`VALUES ${values.join(', ')}`), params);
+      return;
+    }
+    // The UPDATE's compare-and-set as in consume(); the INSERT sees its RETURNING rows and writes only after a win.
+    const at = params.length;
+    const key = this.atRest.lookup(consume.model, consume.id);
+    const consumed = `consumed AS (UPDATE ${t} SET consumed_at = now()
+        WHERE model = $${at + 1} AND id = $${at + 2} AND consumed_at IS NULL AND ${LIVE} RETURNING 1)`;
+    const written =
+      rows.size === 0
+        ? ''
+        : `, written AS (${upsert(`SELECT * FROM (VALUES ${values.join(', ')}) AS v WHERE EXISTS (SELECT 1 FROM consumed)`)} RETURNING 1)`;
+    const { rows: result } = await this.query<{ won: number }>(
+      `WITH ${consumed}${written} SELECT (SELECT count(*) FROM consumed)::int AS won`,
+      [...params, consume.model, key],
     );
+    if (result[0]?.won === 1) return;
+    const { rows: live } = await this.query(`SELECT 1 FROM ${t} WHERE model = $1 AND id = $2 AND ${LIVE}`, [
+      consume.model,
+      key,
+    ]);
+    return alreadyConsumed(consume.model, live.length > 0 ? 'consumed' : 'missing');
   }
 
   /** Migrates a table of the old clear layout once (under an advisory lock), then checks this instance's key. */
@@ -286,6 +311,6 @@ export function postgresOidcAdapter(options: PostgresOidcAdapterOptions): OidcAd
       }
       return changed;
     },
-    upsertMany: (entries: readonly UpsertEntry[]) => backend.upsertMany(entries),
+    upsertMany: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => backend.upsertMany(entries, consume),
   });
 }

@@ -6,7 +6,9 @@ import {
   type Adapter,
   type AdapterPayload,
   alreadyConsumed,
+  type ConsumeEntry,
   epochSeconds,
+  GRANTABLE,
   guarded,
   indexesOf,
   type OidcAdapterCommonOptions,
@@ -31,14 +33,28 @@ export interface RedisOidcAdapterOptions extends OidcAdapterCommonOptions, AtRes
 // Each entry is a hash: `payload` (sealed) and, once redeemed, `consumed`. Keeping `consumed` in its own field lets
 // Redis set it atomically (HSETNX) without decoding JSON in Lua.
 //
-// One script call writes any number of entries, atomically (a token request's writes cost one round trip).
-// KEYS, four per entry: entry, grant set ('' if none), uid key ('' if none), user-code key ('' if none)
-// ARGV, four per entry: payload, ttl ms ('' = none), entry hash (the index value), consumed ('' = none)
+// One script call writes any number of entries, atomically (a token request's writes cost one round trip), after
+// consuming one entry first when asked to (a rotation: the old refresh token is redeemed and its successor stored
+// by one script, so both happen or neither).
+// KEYS[1], ARGV[1]: the entry to consume ('' if none) and the consumed time
+// KEYS, six per entry after that: entry, grant set, uid key, user-code key ('' if none), and the Grant's entry and
+// the session's uid key this entry belongs to ('' if none)
+// ARGV, four per entry after that: payload, ttl ms ('' = none), entry hash (the index value), consumed ('' = none)
+// A token keeps the keys of its Grant and of its session's uid index in its `grant` and `session` fields:
+// FIND_WITH_GRANT reads all three at once.
+// Returns 1 when written; 0 (already consumed) or -1 (no such entry) when the consume failed and nothing was written.
 const UPSERT = `
-for i = 0, #KEYS / 4 - 1 do
-  local key, grantKey, uidKey, userCodeKey = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4]
-  local payload, ttl, id, consumed = ARGV[i * 4 + 1], ARGV[i * 4 + 2], ARGV[i * 4 + 3], ARGV[i * 4 + 4]
+if KEYS[1] ~= '' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+  if redis.call('HSETNX', KEYS[1], 'consumed', ARGV[1]) == 0 then return 0 end
+end
+for i = 0, (#KEYS - 1) / 6 - 1 do
+  local key, grantKey, uidKey, userCodeKey = KEYS[i * 6 + 2], KEYS[i * 6 + 3], KEYS[i * 6 + 4], KEYS[i * 6 + 5]
+  local grantEntry, sessionKey = KEYS[i * 6 + 6], KEYS[i * 6 + 7]
+  local payload, ttl, id, consumed = ARGV[i * 4 + 2], ARGV[i * 4 + 3], ARGV[i * 4 + 4], ARGV[i * 4 + 5]
   redis.call('HSET', key, 'payload', payload)
+  if grantEntry ~= '' then redis.call('HSET', key, 'grant', grantEntry) end
+  if sessionKey ~= '' then redis.call('HSET', key, 'session', sessionKey) end
   if consumed ~= '' then redis.call('HSETNX', key, 'consumed', consumed) end
   if ttl == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
   if grantKey ~= '' then
@@ -73,6 +89,37 @@ return #members`;
 const FIND = `
 local fields = redis.call('HMGET', KEYS[1], 'payload', 'consumed')
 return fields`;
+
+// A token and, when it names them, its Grant's entry and its session (same hash slot under a hash-tagged prefix):
+// oidc-provider's refresh grant reads all three, one round trip instead of four. ARGV[1]: the session entries' key
+// prefix. Returns payload, consumed, then grant key, payload, consumed, then session uid key, hash, payload,
+// consumed (false where there is none).
+const FIND_WITH_GRANT = `
+local fields = redis.call('HMGET', KEYS[1], 'payload', 'consumed', 'grant', 'session')
+local out = {fields[1], fields[2], false, false, false, false, false, false, false}
+if not fields[1] then return out end
+if fields[3] then
+  local grant = redis.call('HMGET', fields[3], 'payload', 'consumed')
+  out[3], out[4], out[5] = fields[3], grant[1], grant[2]
+end
+if fields[4] then
+  local lookup = redis.call('GET', fields[4])
+  if lookup then
+    local session = redis.call('HMGET', ARGV[1] .. lookup, 'payload', 'consumed')
+    out[6], out[7], out[8], out[9] = fields[4], lookup, session[1], session[2]
+  end
+end
+return out`;
+
+// findByUid and findByUserCode: the index and the entry it names, one round trip. ARGV[1]: the entries' key prefix.
+const FIND_BY_INDEX = `
+local lookup = redis.call('GET', KEYS[1])
+if not lookup then return {false, false, false} end
+local fields = redis.call('HMGET', ARGV[1] .. lookup, 'payload', 'consumed')
+return {lookup, fields[1], fields[2]}`;
+
+/** How long a Grant read together with a token stays usable for that request's `Grant.find`. */
+const PREFETCH_MS = 1000;
 
 // Reads one key of the old layout: its type, time to live, and (for an entry) payload and consumed.
 const READ_LEGACY = `
@@ -138,6 +185,10 @@ class RedisBackend {
         grantId ? `${space}g:${atRest.index('grant', grantId)}` : '',
         uid ? `${space}u:${atRest.index('uid', uid)}` : '',
         userCode ? `${space}c:${model}:${atRest.index('userCode', userCode)}` : '',
+        grantId ? this.entryKey('Grant', atRest.lookup('Grant', grantId)) : '',
+        GRANTABLE.has(model) && typeof payload.sessionUid === 'string'
+          ? `${space}u:${atRest.index('uid', payload.sessionUid)}`
+          : '',
       ],
       [
         atRest.seal(lookup, id, payload),
@@ -148,16 +199,53 @@ class RedisBackend {
     ];
   }
 
-  async upsertMany(entries: readonly UpsertEntry[]): Promise<void> {
-    if (entries.length === 0) return;
-    const keys: string[] = [];
-    const args: string[] = [];
+  async upsertMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void> {
+    if (entries.length === 0 && !consume) return;
+    const changed: string[] = [];
+    const keys = [consume ? this.entryKey(consume.model, this.atRest.lookup(consume.model, consume.id)) : ''];
+    const args = [consume ? String(epochSeconds()) : ''];
     for (const { model, id, payload, expiresIn } of entries) {
       const [entryKeys, entryArgs] = this.upsertArguments(model, id, payload, expiresIn);
+      if (model === 'Grant') changed.push(entryKeys[0]!);
+      if (model === 'Session' && entryKeys[2]) changed.push(entryKeys[2]);
       keys.push(...entryKeys);
       args.push(...entryArgs);
     }
-    await this.eval(UPSERT, keys, args);
+    const result = Number(await this.eval(UPSERT, keys, args));
+    // After the write: a read answered before it may have prefetched the old value meanwhile.
+    for (const key of changed) this.forget(key);
+    if (result !== 1 && consume) return alreadyConsumed(consume.model, result === 0 ? 'consumed' : 'missing');
+  }
+
+  /**
+   * Entries read together with a token (FIND_WITH_GRANT), for the `Grant.find` and `Session.findByUid` right
+   * after: a Grant by its entry key, a session by its uid key (with its own hash as `lookup`).
+   */
+  readonly #prefetched = new Map<string, { sealed: string; consumed: string | null; lookup?: string; at: number }>();
+
+  prefetch(key: string, sealed: string, consumed: string | null, lookup?: string): void {
+    const now = Date.now();
+    // Oldest first (insertion order): drop what nobody took in time, and never hold more than a few hundred.
+    for (const [old, entry] of this.#prefetched) {
+      if (now - entry.at <= PREFETCH_MS && this.#prefetched.size < 512) break;
+      this.#prefetched.delete(old);
+    }
+    this.#prefetched.delete(key);
+    this.#prefetched.set(key, { sealed, consumed, ...(lookup !== undefined && { lookup }), at: now });
+  }
+
+  /** A Grant entry read with a token in the last {@link PREFETCH_MS}, once; undefined when there is none. */
+  takePrefetched(key: string): { sealed: string; consumed: string | null; lookup?: string } | undefined {
+    const entry = this.#prefetched.get(key);
+    if (!entry) return undefined;
+    this.#prefetched.delete(key);
+    return Date.now() - entry.at <= PREFETCH_MS ? entry : undefined;
+  }
+
+  /** Drops a prefetched entry this process changes (saved again, destroyed, revoked): by key, or a session's hash. */
+  forget(key: string): void {
+    if (this.#prefetched.delete(key)) return;
+    for (const [at, entry] of this.#prefetched) if (entry.lookup === key) this.#prefetched.delete(at);
   }
 
   entryKey(model: string, lookup: string): string {
@@ -244,7 +332,7 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
-    await this.backend.eval(UPSERT, ...this.backend.upsertArguments(this.model, id, payload, expiresIn));
+    await this.backend.upsertMany([{ model: this.model, id, payload, ...(expiresIn !== undefined && { expiresIn }) }]);
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -252,9 +340,31 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async #findByLookup(lookup: string): Promise<AdapterPayload | undefined> {
-    const key = this.backend.entryKey(this.model, lookup);
-    const [sealed, consumed] = (await this.backend.eval(FIND, [key], [])) as [string | null, string | null];
+    const { backend } = this;
+    const key = backend.entryKey(this.model, lookup);
+    const prefetched = this.model === 'Grant' ? backend.takePrefetched(key) : undefined;
+    if (prefetched) return this.#opened(lookup, prefetched.sealed, prefetched.consumed);
+    // A token's read brings its Grant along: oidc-provider reads that next (refresh and code grants, introspection).
+    if (!GRANTABLE.has(this.model)) {
+      const [sealed, consumed] = (await backend.eval(FIND, [key], [])) as [string | null, string | null];
+      return typeof sealed === 'string' ? this.#opened(lookup, sealed, consumed) : undefined;
+    }
+    const found = (await backend.eval(FIND_WITH_GRANT, [key], [backend.entryKey('Session', '')])) as Array<
+      string | null
+    >;
+    const [sealed, consumed, grantKey, grantSealed, grantConsumed] = found;
+    const [sessionKey, sessionLookup, sessionSealed, sessionConsumed] = found.slice(5);
     if (typeof sealed !== 'string') return undefined;
+    if (typeof grantKey === 'string' && typeof grantSealed === 'string') {
+      backend.prefetch(grantKey, grantSealed, grantConsumed ?? null);
+    }
+    if (typeof sessionKey === 'string' && typeof sessionLookup === 'string' && typeof sessionSealed === 'string') {
+      backend.prefetch(sessionKey, sessionSealed, sessionConsumed ?? null, sessionLookup);
+    }
+    return this.#opened(lookup, sealed, consumed ?? null);
+  }
+
+  #opened(lookup: string, sealed: string, consumed: string | null): AdapterPayload {
     const { payload } = this.backend.atRest.open(lookup, sealed);
     if (typeof consumed === 'string') payload.consumed = Number(consumed);
     return payload;
@@ -269,8 +379,16 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async #findByIndex(indexKey: string): Promise<AdapterPayload | undefined> {
-    const lookup = await this.backend.call((client) => client.get(indexKey));
-    return typeof lookup === 'string' ? this.#findByLookup(lookup) : undefined;
+    const prefetched = this.backend.takePrefetched(indexKey);
+    if (prefetched?.lookup) return this.#opened(prefetched.lookup, prefetched.sealed, prefetched.consumed);
+    const [lookup, sealed, consumed] = (await this.backend.eval(
+      FIND_BY_INDEX,
+      [indexKey],
+      [this.backend.entryKey(this.model, '')],
+    )) as [string | null, string | null, string | null];
+    return typeof lookup === 'string' && typeof sealed === 'string'
+      ? this.#opened(lookup, sealed, consumed)
+      : undefined;
   }
 
   async consume(id: string): Promise<void> {
@@ -280,11 +398,15 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
-    await this.backend.call((client) => client.del(this.#key(id).key));
+    const { key, lookup } = this.#key(id);
+    await this.backend.call((client) => client.del(key));
+    this.backend.forget(key);
+    this.backend.forget(lookup);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
     await this.backend.eval(REVOKE, [`${this.backend.space}g:${this.backend.atRest.index('grant', grantId)}`], []);
+    this.backend.forget(this.backend.entryKey('Grant', this.backend.atRest.lookup('Grant', grantId)));
   }
 }
 
@@ -352,6 +474,6 @@ export function redisOidcAdapter(options: RedisOidcAdapterOptions): OidcAdapterF
       }
       return changed;
     },
-    upsertMany: (entries: readonly UpsertEntry[]) => backend.upsertMany(entries),
+    upsertMany: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => backend.upsertMany(entries, consume),
   });
 }

@@ -1,12 +1,12 @@
 import { sqlIdentifier } from '../sqlite.js';
-import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../sqlite-driver.js';
+import { checkpointInBackground, openSqlite, type SqliteDatabase, type SqliteStatement } from '../sqlite-driver.js';
 import { AtRest, type AtRestOptions, FORMAT_MARKER } from './at-rest.js';
 import {
   type Adapter,
   type AdapterPayload,
   alreadyConsumed,
+  type ConsumeEntry,
   epochSeconds,
-  indexesOf,
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
   purgeTimer,
@@ -50,6 +50,8 @@ const schema = (table: string): string => `CREATE TABLE IF NOT EXISTS ${table} (
   CREATE INDEX IF NOT EXISTS ${table}_user_code ON ${table} (model, user_code) WHERE user_code IS NOT NULL;
   CREATE INDEX IF NOT EXISTS ${table}_expires ON ${table} (expires_at) WHERE expires_at IS NOT NULL;`;
 
+const LIVE = '(expires_at IS NULL OR expires_at > ?)';
+
 const COLUMNS = 'model, id, payload, grant_id, uid, user_code, expires_at, consumed_at';
 
 /** Shared state of one SQLite backend: one connection, prepared statements. */
@@ -61,10 +63,19 @@ class SqliteBackend {
     readonly table: string,
     readonly atRest: AtRest,
   ) {
-    this.#db = openSqlite(path).then((db) => {
+    this.#db = openSqlite(path).then(async (db) => {
       db.exec(schema(table));
+      this.#stopCheckpoints = await checkpointInBackground(db, path);
       return db;
     });
+  }
+
+  #stopCheckpoints: () => Promise<void> = async () => {};
+
+  async close(): Promise<void> {
+    const db = await this.#db.catch(() => undefined);
+    await this.#stopCheckpoints();
+    db?.close();
   }
 
   db(): Promise<SqliteDatabase> {
@@ -109,23 +120,49 @@ class SqliteBackend {
     );
   }
 
-  /** Several writes in one transaction: one commit (one write-ahead-log append) instead of one per entry. */
-  async writeMany(entries: readonly UpsertEntry[]): Promise<void> {
+  /**
+   * Several writes in one transaction: one commit (one write-ahead-log append) instead of one per entry. With
+   * `consume`, its compare-and-set runs first in the same transaction; when it finds nothing to consume, the
+   * transaction rolls back and the call rejects as `consume` does.
+   */
+  async writeMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void> {
     const db = await this.#db;
-    if (entries.length === 0) return;
-    if (entries.length === 1) {
+    if (!consume && entries.length === 0) return;
+    if (!consume && entries.length === 1) {
       const [{ model, id, payload, expiresIn }] = entries as [UpsertEntry];
       return this.write(db, model, id, payload, expiresIn);
     }
+    let lost: 'consumed' | 'missing' | undefined;
     // Synchronous from BEGIN to COMMIT: nothing else in this process runs in between.
     db.exec('BEGIN IMMEDIATE');
     try {
-      for (const { model, id, payload, expiresIn } of entries) this.write(db, model, id, payload, expiresIn);
-      db.exec('COMMIT');
+      if (consume) lost = this.consumeIn(db, consume.model, consume.id);
+      if (!lost) for (const { model, id, payload, expiresIn } of entries) this.write(db, model, id, payload, expiresIn);
+      db.exec(lost ? 'ROLLBACK' : 'COMMIT');
     } catch (error) {
       db.exec('ROLLBACK');
       throw error;
     }
+    if (lost) return alreadyConsumed(consume!.model, lost);
+  }
+
+  /**
+   * Compare-and-set of `consumed_at`: only the first UPDATE finds it NULL; SQLite serialises writers across
+   * processes. Undefined when this call consumed the entry, else why it could not.
+   */
+  consumeIn(db: SqliteDatabase, model: string, id: string): 'consumed' | 'missing' | undefined {
+    const key = this.atRest.lookup(model, id);
+    const { changes } = this.prepared(
+      db,
+      `UPDATE ${this.table} SET consumed_at = ? WHERE model = ? AND id = ? AND consumed_at IS NULL AND ${LIVE}`,
+    ).run(epochSeconds(), model, key, Date.now());
+    if (Number(changes) === 1) return undefined;
+    const exists = this.prepared(db, `SELECT 1 FROM ${this.table} WHERE model = ? AND id = ? AND ${LIVE}`).get(
+      model,
+      key,
+      Date.now(),
+    );
+    return exists ? 'consumed' : 'missing';
   }
 
   async purge(): Promise<number> {
@@ -198,8 +235,6 @@ class SqliteBackend {
   }
 }
 
-const LIVE = '(expires_at IS NULL OR expires_at > ?)';
-
 /** oidc-provider adapter over SQLite (`better-sqlite3`); several processes may share the file. */
 export class SqliteOidcAdapter implements Adapter {
   constructor(
@@ -236,18 +271,8 @@ export class SqliteOidcAdapter implements Adapter {
   }
 
   async consume(id: string): Promise<void> {
-    const key = this.backend.atRest.lookup(this.model, id);
-    // Compare-and-set: only the first UPDATE finds consumed_at NULL; SQLite serialises writers across processes.
-    const { changes } = (
-      await this.backend.statement(
-        `UPDATE ${this.backend.table} SET consumed_at = ? WHERE model = ? AND id = ? AND consumed_at IS NULL AND ${LIVE}`,
-      )
-    ).run(epochSeconds(), this.model, key, Date.now());
-    if (Number(changes) === 1) return;
-    const exists = (
-      await this.backend.statement(`SELECT 1 FROM ${this.backend.table} WHERE model = ? AND id = ? AND ${LIVE}`)
-    ).get(this.model, key, Date.now());
-    return alreadyConsumed(this.model, exists ? 'consumed' : 'missing');
+    const lost = this.backend.consumeIn(await this.backend.db(), this.model, id);
+    if (lost) return alreadyConsumed(this.model, lost);
   }
 
   async destroy(id: string): Promise<void> {
@@ -295,7 +320,7 @@ export function sqliteOidcAdapter(options: SqliteOidcAdapterOptions): OidcAdapte
     purgeExpired: () => backend.purge(),
     close: async () => {
       if (timer) clearInterval(timer);
-      (await backend.db().catch(() => undefined))?.close();
+      await backend.close();
     },
     list: async (model: string) => {
       const rows = (
@@ -328,6 +353,6 @@ export function sqliteOidcAdapter(options: SqliteOidcAdapterOptions): OidcAdapte
       }
       return changed;
     },
-    upsertMany: (entries: readonly UpsertEntry[]) => backend.writeMany(entries),
+    upsertMany: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => backend.writeMany(entries, consume),
   });
 }
