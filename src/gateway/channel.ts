@@ -6,6 +6,11 @@ export interface SessionIdentity {
   /** The token's subject; the key of per-user isolation. */
   readonly subject: string;
   readonly sessionId: string;
+  /**
+   * What the client said it can answer (`initialize`'s `capabilities`), when the session began with it. A shared
+   * per-user process sees one `initialize`, so sessions that differ here cannot share one (see `StdioPool`).
+   */
+  readonly clientCapabilities?: Record<string, unknown>;
   /** The caller's current verified token, for token exchange only. */
   authInfo(): AuthInfo;
 }

@@ -84,13 +84,17 @@ export class GatewaySession {
     return this.transport.handleRequest(request, parsedBody === undefined ? { authInfo } : { authInfo, parsedBody });
   }
 
-  #identity(): SessionIdentity {
+  #identity(first: Message): SessionIdentity {
     const session = this;
+    const declared = first.method === 'initialize' ? first.params?.['capabilities'] : undefined;
+    const clientCapabilities =
+      declared && typeof declared === 'object' ? (declared as Record<string, unknown>) : undefined;
     return {
       subject: this.subject,
       get sessionId() {
         return session.sessionId ?? '';
       },
+      ...(clientCapabilities && { clientCapabilities }),
       authInfo: () => session.#authInfo,
     };
   }
@@ -114,15 +118,15 @@ export class GatewaySession {
       this.#inflight.set(message.id!, entry);
     }
     try {
-      this.#channel ??= this.#open();
+      this.#channel ??= this.#open(message);
       await this.#channel.send(message);
     } catch (error) {
       if (isRequest) this.#answerError(message.id!, (error as Error).message);
     }
   }
 
-  #open(): UpstreamChannel {
-    const channel = this.options.connect(this.#identity());
+  #open(first: Message): UpstreamChannel {
+    const channel = this.options.connect(this.#identity(first));
     channel.onmessage = (message) => void this.#fromUpstream(message as Message);
     channel.onfailure = (reason) => {
       for (const id of [...this.#inflight.keys()]) this.#answerError(id, reason);

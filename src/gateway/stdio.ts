@@ -374,6 +374,24 @@ class SharedProcess {
 }
 
 /**
+ * The part of per-user process keys that keeps a user's sessions apart when their clients answer different server
+ * requests. The process sees only the first session's `initialize`, and a server offers tools by what it says (no
+ * sampling tool for a client without `sampling`), so a client without sampling or elicitation (mcp-remote's probe
+ * connection, an inspector) must not decide what a later, fuller client of the same user gets. Empty for a client
+ * declaring nothing the server can ask of it, so the common case stays one process per user.
+ */
+function capabilityClass(capabilities: Record<string, unknown> | undefined): string {
+  if (!capabilities) return '';
+  const parts: string[] = [];
+  for (const name of Object.keys(capabilities).sort()) {
+    const value = capabilities[name];
+    const sub = value && typeof value === 'object' ? Object.keys(value).sort() : [];
+    parts.push(sub.length ? `${name}(${sub.join(',')})` : name);
+  }
+  return parts.length ? `+${parts.join('+')}` : '';
+}
+
+/**
  * The processes of one stdio upstream: one per user (or per session), started on first use, stopped after an
  * idle timeout, at most `maxProcesses` at once.
  */
@@ -390,7 +408,9 @@ export class StdioPool {
   /** Opens a channel for a session. Throws {@link UpstreamUnavailableError} when the process cap is reached. */
   open(identity: SessionIdentity): UpstreamChannel {
     const key =
-      this.options.config.isolation === 'session' ? `session:${identity.sessionId}` : `user:${identity.subject}`;
+      this.options.config.isolation === 'session'
+        ? `session:${identity.sessionId}`
+        : `user:${identity.subject}${capabilityClass(identity.clientCapabilities)}`;
     let process = this.#processes.get(key);
     if (!process) {
       if (this.#processes.size >= this.maxProcesses) this.#evictIdle();
