@@ -1,10 +1,9 @@
-import { randomUUID } from 'node:crypto';
-import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/client';
-import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/server';
+import type { RequestId } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
 import { missingScopes, type ScopeHierarchy } from '../server/scopes.js';
 import type { AuthInfo } from '../server/verifier.js';
 import type { SessionIdentity, UpstreamChannel } from './channel.js';
+import { ClientTransport, type Message } from './client-transport.js';
 
 /** What a session needs from its upstream and the gateway. */
 export interface SessionOptions {
@@ -21,8 +20,6 @@ export interface SessionOptions {
   logArguments?: boolean;
   onclose?: (session: GatewaySession) => void;
 }
-
-type Message = JSONRPCMessage & { id?: RequestId; method?: string; params?: Record<string, unknown> };
 
 interface InFlight {
   id: RequestId;
@@ -41,13 +38,13 @@ export function subjectOf(authInfo: AuthInfo): string {
 }
 
 /**
- * One client's MCP session at the gateway: the SDK's streamable-HTTP server transport on the caller's side, an
+ * One client's MCP session at the gateway: a {@link ClientTransport} (streamable HTTP) on the caller's side, an
  * {@link UpstreamChannel} on the upstream's, messages passed through unchanged except that `tools/list` shows only
  * what the caller's token may call, and that server-initiated messages are routed onto the stream of the request
  * they belong to.
  */
 export class GatewaySession {
-  readonly transport: WebStandardStreamableHTTPServerTransport;
+  readonly transport: ClientTransport;
   readonly subject: string;
   #authInfo: AuthInfo;
   #channel: UpstreamChannel | undefined;
@@ -59,16 +56,17 @@ export class GatewaySession {
     readonly options: SessionOptions,
     authInfo: AuthInfo,
     register: (session: GatewaySession) => void,
+    /** The id the session takes on `initialize`: a session another gateway instance opened. */
+    sessionId?: string,
   ) {
     this.#authInfo = authInfo;
     this.subject = subjectOf(authInfo);
-    this.transport = new WebStandardStreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
+    this.transport = new ClientTransport({
+      ...(sessionId !== undefined && { sessionIdGenerator: () => sessionId }),
       onsessioninitialized: () => register(this),
       onsessionclosed: () => void this.close(),
+      onmessage: (message, authInfo) => void this.#fromClient(message, authInfo),
     });
-    this.transport.onmessage = (message, extra) => void this.#fromClient(message as Message, extra?.authInfo);
-    this.transport.onclose = () => void this.close();
   }
 
   get sessionId(): string | undefined {
@@ -79,7 +77,7 @@ export class GatewaySession {
   handle(request: Request, authInfo: AuthInfo, parsedBody?: unknown): Promise<Response> {
     this.#authInfo = authInfo;
     this.lastUsed = Date.now();
-    return this.transport.handleRequest(request, parsedBody === undefined ? { authInfo } : { authInfo, parsedBody });
+    return this.transport.handleRequest(request, { authInfo, parsedBody });
   }
 
   #identity(): SessionIdentity {
@@ -121,7 +119,7 @@ export class GatewaySession {
 
   #open(): UpstreamChannel {
     const channel = this.options.connect(this.#identity());
-    channel.onmessage = (message) => void this.#fromUpstream(message as Message);
+    channel.onmessage = (message) => this.#fromUpstream(message as Message);
     channel.onfailure = (reason) => {
       for (const id of [...this.#inflight.keys()]) this.#answerError(id, reason);
     };
@@ -129,10 +127,10 @@ export class GatewaySession {
   }
 
   #answerError(id: RequestId, reason: string): void {
-    void this.#fromUpstream({ jsonrpc: '2.0', id, error: { code: -32603, message: reason } } as Message);
+    this.#fromUpstream({ jsonrpc: '2.0', id, error: { code: -32603, message: reason } } as Message);
   }
 
-  async #fromUpstream(message: Message): Promise<void> {
+  #fromUpstream(message: Message): void {
     if (this.#closed) return;
     if (message.method === undefined && message.id !== undefined) {
       const entry = this.#inflight.get(message.id);
@@ -140,7 +138,7 @@ export class GatewaySession {
       this.#inflight.delete(message.id);
       if (entry.method === 'tools/list' && 'result' in message) message = this.#filterTools(message, entry.authInfo);
       this.#audit(entry, message);
-      await this.transport.send(message).catch(() => {});
+      this.transport.send(message);
       return;
     }
     let related: RequestId | undefined;
@@ -151,9 +149,7 @@ export class GatewaySession {
       // Server-initiated requests and notifications during a call belong on that call's stream.
       for (const entry of this.#inflight.values()) related = entry.id;
     }
-    await this.transport
-      .send(message, related === undefined ? undefined : { relatedRequestId: related })
-      .catch(() => {});
+    this.transport.send(message, related);
   }
 
   #allowed(tool: string, authInfo: AuthInfo): boolean {
@@ -197,7 +193,7 @@ export class GatewaySession {
     if (this.#closed) return;
     this.#closed = true;
     this.options.onclose?.(this);
+    this.transport.close();
     await this.#channel?.close();
-    await this.transport.close().catch(() => {});
   }
 }
