@@ -23,6 +23,8 @@ const CALLS = Number(process.env.BENCH_CALLS ?? 100);
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const IDLE_SESSIONS = Number(process.env.BENCH_IDLE_SESSIONS ?? 5);
 const GROUPS = (process.env.BENCH_SUBJECTS ?? 'stdio,http').split(',');
+/** The gateways' log level: `warn` leaves the audit trail out; `info` writes one audit line per call. */
+const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'warn';
 const STDIO_GATEWAY = 'gatehouse gateway (auth on)';
 const HTTP_DIRECT = 'direct HTTP (streamable)';
 const HTTP_GATEWAY = 'gateway → HTTP upstream (auth on)';
@@ -134,7 +136,7 @@ createServer((req, res) => {
 /** `gatehouse gateway` in front of server-everything (or `upstreamArgs`), logged in once (headlessly) as the generated admin. */
 async function startGatewayProcess(extraArgs, upstreamArgs = ['--', process.execPath, EVERYTHING]) {
   const dataDir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-gateway-'));
-  const args = ['gateway', '--port', '0', '--store', 'memory', '--log-level', 'warn', ...extraArgs];
+  const args = ['gateway', '--port', '0', '--store', 'memory', '--log-level', LOG_LEVEL, ...extraArgs];
   const profile = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
   const gateway = start([...profile, join(ROOT, 'bin/gatehouse.js'), ...args, ...upstreamArgs], {
     GATEHOUSE_DATA_DIR: dataDir,
@@ -389,7 +391,7 @@ async function idleMemory() {
 }
 
 console.log(
-  `node ${process.version}, ${availableParallelism()} CPUs, load ${loadavg()
+  `node ${process.version}, ${availableParallelism()} CPUs, gateway log level ${LOG_LEVEL}, load ${loadavg()
     .map((l) => l.toFixed(1))
     .join(' ')}`,
 );

@@ -169,7 +169,7 @@ export class GatewaySession {
 
   #audit(entry: InFlight, response: Message): void {
     const audit = this.options.audit;
-    if (!audit) return;
+    if (!audit?.isLevelEnabled('info')) return; // the line is built only when it is written
     const error = (response as { error?: { code: number; message: string } }).error;
     const toolError = (response as { result?: { isError?: boolean } }).result?.isError === true;
     audit.info(

@@ -109,12 +109,26 @@ describe('gatehouse gateway: JSON or SSE answers, and the streamable HTTP rules'
     expect(initialized.status).toBe(202);
     expect(await initialized.text()).toBe('');
 
-    const call = await post(
-      { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'plain' } } },
-      session,
-    );
+    // A quick answer with nothing before it is plain JSON. An SSE stream is right only when something came first
+    // (server-everything announces tools/list_changed just after the handshake, and a call in flight then gets it)
+    // or the answer took 5 s (a machine under heavy load): then the call is tried again.
+    let call: Response | undefined;
+    for (let attempt = 0; attempt < 3 && !call; attempt++) {
+      const started = Date.now();
+      const response = await post(
+        { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'plain' } } },
+        session,
+      );
+      if (response.headers.get('content-type') === 'application/json') {
+        call = response;
+        continue;
+      }
+      const streamed = events(await response.text());
+      const slow = Date.now() - started >= 5000;
+      expect(slow || streamed.length > 1, `SSE for a quick lone answer: ${JSON.stringify(streamed)}`).toBe(true);
+    }
+    if (!call) expect.fail('three calls in a row were answered as SSE');
     expect(call.status).toBe(200);
-    expect(call.headers.get('content-type')).toBe('application/json');
     expect(call.headers.get('mcp-session-id')).toBe(sessionId);
     const answer = (await call.json()) as Answer;
     expect(answer.id).toBe(1);
