@@ -1,12 +1,13 @@
 // Benchmark: added latency per `tools/call` of `gatehouse gateway` (authentication on) in front of the stdio
 // server-everything, against calling it directly over stdio, a bare stdio-to-HTTP forwarder written here (the
-// floor), supergateway and mcp-proxy from npm — every subject driven by the SDK v2 client, subjects interleaved
-// round by round, the bridge process's CPU per call beside the latency. Then 200 concurrent sessions through the
-// gateway (errors counted) and the memory of idle stdio sessions (one process per session).
+// floor), supergateway and mcp-proxy from npm; and in front of server-everything in its streamable-HTTP mode,
+// against calling that directly. Every subject is driven by the SDK v2 client, subjects interleaved round by round
+// (the order rotated by one each round), the bridge process's CPU per call beside the latency. Then 200 concurrent
+// sessions through the gateway (errors counted) and the memory of idle stdio sessions (one process per session).
 //
 //   npm run build && node bench/gateway.mjs
 //
-// Bounded: ROUNDS × CALLS calls per subject, on 127.0.0.1.
+// Bounded: ROUNDS × CALLS calls per subject, on 127.0.0.1. BENCH_SUBJECTS=stdio|http runs one group only.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
@@ -21,10 +22,19 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
 const CALLS = Number(process.env.BENCH_CALLS ?? 100);
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const IDLE_SESSIONS = Number(process.env.BENCH_IDLE_SESSIONS ?? 5);
+const GROUPS = (process.env.BENCH_SUBJECTS ?? 'stdio,http').split(',');
+/** The gateways' log level: `warn` leaves the audit trail out; `info` writes one audit line per call. */
+const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'warn';
+const STDIO_GATEWAY = 'gatehouse gateway (auth on)';
+const HTTP_DIRECT = 'direct HTTP (streamable)';
+const HTTP_GATEWAY = 'gateway → HTTP upstream (auth on)';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EVERYTHING = join(ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 const BIN = (name, file) => join(ROOT, 'node_modules', name, file);
+/** BENCH_PROFILE=DIR: the gateway processes write a --cpu-prof profile there (they are stopped with SIGTERM). */
+const PROFILE_DIR = process.env.BENCH_PROFILE;
 const children = [];
+const gatewayChildren = [];
 
 /** Resolves once something accepts connections on the port. */
 async function portOpen(port, ms = 60_000) {
@@ -123,14 +133,16 @@ createServer((req, res) => {
 }).listen(Number(process.env.PORT), '127.0.0.1', () => console.log('forwarder listening'));
 `;
 
-/** `gatehouse gateway` in front of server-everything, logged in once (headlessly) as the generated admin. */
-async function startGatewayProcess(extraArgs) {
+/** `gatehouse gateway` in front of server-everything (or `upstreamArgs`), logged in once (headlessly) as the generated admin. */
+async function startGatewayProcess(extraArgs, upstreamArgs = ['--', process.execPath, EVERYTHING]) {
   const dataDir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-gateway-'));
-  const args = ['gateway', '--port', '0', '--store', 'memory', '--log-level', 'warn', ...extraArgs];
-  const gateway = start([join(ROOT, 'bin/gatehouse.js'), ...args, '--', process.execPath, EVERYTHING], {
+  const args = ['gateway', '--port', '0', '--store', 'memory', '--log-level', LOG_LEVEL, ...extraArgs];
+  const profile = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
+  const gateway = start([...profile, join(ROOT, 'bin/gatehouse.js'), ...args, ...upstreamArgs], {
     GATEHOUSE_DATA_DIR: dataDir,
   });
-  const [, url] = await waitFor(gateway.output, /MCP server mcp \(stdio\): (\S+)/);
+  gatewayChildren.push(gateway.child);
+  const [, url] = await waitFor(gateway.output, /MCP server mcp \((?:stdio|http)\): (\S+)/);
   const [, password] = await waitFor(gateway.output, /with the password (\S+)/);
   const { OAuth } = await import('../dist/client/index.js');
   const fetchWithToken = new OAuth({ mcpUrl: url, login: { username: 'admin', password } }).wrapFetch();
@@ -145,6 +157,23 @@ async function connectHttp(url, fetchImpl) {
 
 async function subjects() {
   const list = [];
+  const gateways = {};
+  if (GROUPS.includes('http')) {
+    // server-everything in its streamable-HTTP mode: called directly, and through the gateway.
+    const hport = await freePort();
+    const everything = start([EVERYTHING, 'streamableHttp'], { PORT: String(hport) });
+    await waitFor(everything.output, /listening on port/i);
+    const upstream = `http://127.0.0.1:${hport}/mcp`;
+    list.push({ name: HTTP_DIRECT, client: await connectHttp(upstream), pid: undefined });
+    const gateway = await startGatewayProcess([], ['--upstream', upstream]);
+    gateways.http = gateway;
+    list.push({
+      name: HTTP_GATEWAY,
+      client: await connectHttp(gateway.url, gateway.fetchWithToken),
+      pid: gateway.child.pid,
+    });
+  }
+  if (!GROUPS.includes('stdio')) return { list, gateways };
   // Direct stdio.
   const direct = new Client({ name: 'bench', version: '1.0.0' });
   const stdio = new StdioClientTransport({ command: process.execPath, args: [EVERYTHING], stderr: 'ignore' });
@@ -201,12 +230,13 @@ async function subjects() {
 
   // The gateway, authentication on.
   const gateway = await startGatewayProcess([]);
+  gateways.stdio = gateway;
   list.push({
-    name: 'gatehouse gateway (auth on)',
+    name: STDIO_GATEWAY,
     client: await connectHttp(gateway.url, gateway.fetchWithToken),
     pid: gateway.child.pid,
   });
-  return { list, gateway };
+  return { list, gateways };
 }
 
 /** Bounds one step, so that a bridge that stops answering fails the run instead of hanging it. */
@@ -234,14 +264,16 @@ const median = (xs) => {
 };
 
 async function latency() {
-  const { list, gateway } = await subjects();
+  const { list, gateways } = await subjects();
   for (const s of list) {
     for (let i = 0; i < 30; i++)
       await within(30_000, s.client.callTool({ name: 'echo', arguments: { message: 'warm' } }), s.name);
   }
   const perRound = new Map(list.map((s) => [s.name, { medians: [], cpu: [] }]));
   for (let round = 0; round < ROUNDS; round++) {
-    for (const s of list) {
+    // The order rotates by one subject each round: none always runs first or right after another.
+    const order = list.map((_, i) => list[(i + round) % list.length]);
+    for (const s of order) {
       const times = [];
       const cpuBefore = s.pid ? cpuSeconds(s.pid) : 0;
       for (let i = 0; i < CALLS; i++) {
@@ -254,25 +286,64 @@ async function latency() {
       if (s.pid) entry.cpu.push(((cpuSeconds(s.pid) - cpuBefore) * 1000) / CALLS);
     }
   }
-  const direct = median(perRound.get('direct stdio').medians);
-  console.log(
-    `\ntools/call echo, SDK v2 client, ${ROUNDS} rounds × ${CALLS} calls, subjects interleaved round by round`,
-  );
-  console.log('subject                        p50 ms  added ms  (min–max of round medians)  bridge CPU ms/call');
-  for (const [name, { medians, cpu }] of perRound) {
-    const m = median(medians);
-    const added = name === 'direct stdio' ? '' : (m - direct).toFixed(2);
-    const spread = `${Math.min(...medians).toFixed(2)}–${Math.max(...medians).toFixed(2)}`;
-    const cpuText = cpu.length ? median(cpu).toFixed(3) : '—';
-    console.log(
-      `${name.padEnd(30)} ${m.toFixed(2).padStart(6)} ${added.padStart(9)}  ${spread.padStart(26)}  ${cpuText.padStart(18)}`,
-    );
+  // Added latency is taken per round (subject minus its baseline in the same round), then its median.
+  const baselineOf = (name) =>
+    name === HTTP_GATEWAY ? HTTP_DIRECT : name === HTTP_DIRECT || name === 'direct stdio' ? undefined : 'direct stdio';
+  const added = new Map();
+  for (const [name, { medians }] of perRound) {
+    const base = baselineOf(name);
+    if (base && perRound.has(base))
+      added.set(
+        name,
+        medians.map((m, i) => m - perRound.get(base).medians[i]),
+      );
   }
+  console.log(
+    `\ntools/call echo, SDK v2 client, ${ROUNDS} rounds × ${CALLS} calls, subjects interleaved round by round (order rotated)`,
+  );
+  console.log(
+    'subject                              p50 ms  (min–max)      added ms  (min–max)      over   bridge CPU ms/call (min–max)',
+  );
+  const range = (xs, digits = 2) => `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
+  for (const [name, { medians, cpu }] of perRound) {
+    const a = added.get(name);
+    const cols = [
+      name.padEnd(36),
+      median(medians).toFixed(2).padStart(6),
+      `(${range(medians)})`.padEnd(14),
+      (a ? `+${median(a).toFixed(2)}` : '').padStart(8),
+      (a ? `(${range(a)})` : '').padEnd(14),
+      (a ? (baselineOf(name) === HTTP_DIRECT ? 'HTTP' : 'stdio') : '').padEnd(6),
+      cpu.length ? `${median(cpu).toFixed(3)} (${range(cpu, 3)})` : '—',
+    ];
+    console.log(cols.join(' '));
+  }
+  // The goals, each a difference taken per round.
+  const diff = (a, b) => {
+    const xs = added.get(a);
+    const ys = added.get(b);
+    if (!xs || !ys) return undefined;
+    const d = xs.map((x, i) => x - ys[i]);
+    return `${median(d) >= 0 ? '+' : ''}${median(d).toFixed(2)} ms (${range(d)})`;
+  };
+  console.log('');
+  const lines = [
+    ['gateway added − bare forwarder added (goal ≤ +0.5)', diff(STDIO_GATEWAY, 'bare forwarder')],
+    ['gateway added − supergateway added (goal ≤ 0)', diff(STDIO_GATEWAY, 'supergateway')],
+    ['gateway added − mcp-proxy added (goal ≤ 0)', diff(STDIO_GATEWAY, 'mcp-proxy')],
+    [
+      'gateway → HTTP upstream − direct HTTP (goal ≤ +0.5)',
+      added.has(HTTP_GATEWAY)
+        ? `+${median(added.get(HTTP_GATEWAY)).toFixed(2)} ms (${range(added.get(HTTP_GATEWAY))})`
+        : undefined,
+    ],
+  ];
+  for (const [what, value] of lines) if (value) console.log(`${what.padEnd(52)} ${value}`);
   for (const s of list) await s.client.close().catch(() => {});
-  return gateway;
+  return gateways;
 }
 
-async function concurrentSessions(gateway) {
+async function concurrentSessions(gateway, what) {
   let errors = 0;
   const t0 = performance.now();
   const results = await Promise.allSettled(
@@ -289,7 +360,7 @@ async function concurrentSessions(gateway) {
   for (const r of results) if (r.status === 'rejected') errors++;
   const first = results.find((r) => r.status === 'rejected');
   console.log(
-    `\n${SESSIONS} concurrent sessions through the gateway (one user, one shared process): ${errors} errors, ${(performance.now() - t0).toFixed(0)} ms${first ? ` (first: ${first.reason?.message})` : ''}`,
+    `\n${SESSIONS} concurrent sessions through the gateway (${what}): ${errors} errors, ${(performance.now() - t0).toFixed(0)} ms${first ? ` (first: ${first.reason?.message})` : ''}`,
   );
 }
 
@@ -320,15 +391,31 @@ async function idleMemory() {
 }
 
 console.log(
-  `node ${process.version}, ${availableParallelism()} CPUs, load ${loadavg()
+  `node ${process.version}, ${availableParallelism()} CPUs, gateway log level ${LOG_LEVEL}, load ${loadavg()
     .map((l) => l.toFixed(1))
     .join(' ')}`,
 );
 try {
-  const gateway = await latency();
-  await concurrentSessions(gateway);
-  await idleMemory();
+  const gateways = await latency();
+  if (gateways.stdio) await concurrentSessions(gateways.stdio, 'stdio upstream, one user, one shared process');
+  if (gateways.http) await concurrentSessions(gateways.http, 'HTTP upstream');
+  if (gateways.stdio) await idleMemory();
 } finally {
+  // Gateways stop gracefully (their profiles are written on exit); everything else is killed.
+  await Promise.all(
+    gatewayChildren.map(
+      (child) =>
+        new Promise((resolve) => {
+          if (child.exitCode !== null) return resolve();
+          const timer = setTimeout(resolve, 10_000);
+          child.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
   for (const child of children) child.kill('SIGKILL');
 }
 process.exit(0);

@@ -3,86 +3,16 @@ import {
   type JSONRPCRequest,
   type RequestId,
   SSEClientTransport,
-  StreamableHTTPClientTransport,
   type Transport,
 } from '@modelcontextprotocol/client';
-import { Agent } from 'undici';
 import { type SessionIdentity, type UpstreamChannel, UpstreamUnavailableError } from './channel.js';
 import type { UpstreamConfig } from './config.js';
+import { onUpstreamPool, StreamableHttpClient, UnrepeatableRequestError } from './streamable-client.js';
 
-/**
- * How the gateway reaches HTTP upstreams. A server closes a connection it has kept idle (5 s for Node's) without
- * reading what arrives on it; a request written onto it just then fails with `fetch failed` (ECONNRESET, other
- * side closed) though the upstream never saw it. Under load — the gateway's event loop lagging by seconds — undici
- * reuses such connections often enough to fail a tenth of 200 concurrent sessions. So: connections are reused only
- * within 2 s of idling, and a request that fails that way before any response is sent once more on a new
- * connection — when repeating it is harmless. The same error also comes from an upstream that read the request and
- * then died, and a `tools/call` that ran must not run twice.
- */
-const UPSTREAM_KEEP_ALIVE_MS = 2000;
-let pooled: Agent | undefined;
-let fresh: Agent | undefined;
-const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
-
-/** JSON-RPC methods that read, or set state to the same value again: sending one twice changes nothing. */
-const REPEATABLE_METHODS = new Set([
-  'initialize',
-  'ping',
-  'tools/list',
-  'resources/list',
-  'resources/templates/list',
-  'resources/read',
-  'resources/subscribe',
-  'resources/unsubscribe',
-  'prompts/list',
-  'prompts/get',
-  'completion/complete',
-  'logging/setLevel',
-]);
-
-/**
- * The method of the first request in a POST body that is not harmless to send twice; undefined when every
- * message is (reads, notifications, answers to the upstream's own requests, a GET stream, a DELETE).
- */
-function unrepeatableRequest(init: RequestInit): string | undefined {
-  if (typeof init.body !== 'string') return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(init.body);
-  } catch {
-    return 'a request the gateway could not read';
-  }
-  for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
-    const { id, method } = (message ?? {}) as { id?: unknown; method?: unknown };
-    if (id === undefined || typeof method !== 'string') continue; // a notification or an answer
-    if (!REPEATABLE_METHODS.has(method)) return method;
-  }
-  return undefined;
-}
-
-/** An upstream dropped the connection after a request that may have taken effect; it was not sent again. */
-class UnrepeatableRequestError extends Error {
-  constructor(method: string, cause: unknown) {
-    super(`closed the connection before answering ${method}; it may have run, so the gateway did not send it again`, {
-      cause,
-    });
-    this.name = 'UnrepeatableRequestError';
-  }
-}
-
-async function upstreamFetch(input: string | URL, init: RequestInit): Promise<Response> {
-  pooled ??= new Agent({ keepAliveTimeout: UPSTREAM_KEEP_ALIVE_MS, keepAliveMaxTimeout: UPSTREAM_KEEP_ALIVE_MS });
+/** fetch on the gateway's upstream pool (for SSE upstreams; streamable HTTP ones use undici's request()). */
+function upstreamFetch(input: string | URL, init: RequestInit): Promise<Response> {
   // Node's fetch takes the undici package's Agent as its dispatcher (the DOM types do not know the option).
-  try {
-    return await fetch(input, { ...init, dispatcher: pooled } as RequestInit);
-  } catch (error) {
-    const code = ((error as Error).cause as { code?: string } | undefined)?.code;
-    if (!code || !STALE_CONNECTION.has(code) || init.signal?.aborted) throw error;
-    const method = unrepeatableRequest(init);
-    if (method) throw new UnrepeatableRequestError(method, error);
-    fresh ??= new Agent({ pipelining: 0 }); // pipelining 0: a new connection, closed after the response
-    return fetch(input, { ...init, dispatcher: fresh } as RequestInit);
-  }
+  return onUpstreamPool((dispatcher) => fetch(input, { ...init, dispatcher } as RequestInit), init.signal, init.body);
 }
 
 /** An error's message with its cause's: `fetch failed` alone names no reason. */
@@ -118,12 +48,19 @@ export interface HttpChannelOptions {
 export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
   const { config, identity, name } = options;
   const url = new URL(config.url!);
+  /** The upstream's own headers: the config's, then the credential source's. */
+  const upstreamHeaders = async (): Promise<Record<string, string>> => {
+    const headers: Record<string, string> = {};
+    for (const [key, value] of Object.entries(config.headers ?? {})) headers[key.toLowerCase()] = value;
+    if (options.credentials) {
+      for (const [key, value] of Object.entries(await options.credentials(identity)))
+        headers[key.toLowerCase()] = value;
+    }
+    return headers;
+  };
   const fetchWithCredentials = async (input: string | URL, init?: RequestInit): Promise<Response> => {
     const headers = new Headers(init?.headers);
-    for (const [key, value] of Object.entries(config.headers ?? {})) headers.set(key, value);
-    if (options.credentials) {
-      for (const [key, value] of Object.entries(await options.credentials(identity))) headers.set(key, value);
-    }
+    for (const [key, value] of Object.entries(await upstreamHeaders())) headers.set(key, value);
     return upstreamFetch(input, { ...init, headers });
   };
   let transport: Transport | undefined;
@@ -159,7 +96,7 @@ export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
     async close() {
       const live = transport;
       transport = undefined;
-      if (live instanceof StreamableHTTPClientTransport) await live.terminateSession().catch(() => {});
+      if (live instanceof StreamableHttpClient) await live.terminateSession().catch(() => {});
       await live?.close().catch(() => {});
     },
   };
@@ -215,7 +152,7 @@ export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
     const created: Transport =
       config.type === 'sse'
         ? new SSEClientTransport(url, { fetch: fetchWithCredentials })
-        : new StreamableHTTPClientTransport(url, { fetch: fetchWithCredentials });
+        : new StreamableHttpClient(url, upstreamHeaders);
     created.onmessage = (message: JSONRPCMessage) => {
       const id = (message as { id?: RequestId }).id;
       const waiting = id === undefined ? undefined : internal.get(id);

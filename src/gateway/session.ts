@@ -1,10 +1,9 @@
-import { randomUUID } from 'node:crypto';
-import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/client';
-import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/server';
+import type { RequestId } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
 import { missingScopes, type ScopeHierarchy } from '../server/scopes.js';
 import type { AuthInfo } from '../server/verifier.js';
 import type { SessionIdentity, UpstreamChannel } from './channel.js';
+import { ClientTransport, type Message } from './client-transport.js';
 
 /** What a session needs from its upstream and the gateway. */
 export interface SessionOptions {
@@ -21,8 +20,6 @@ export interface SessionOptions {
   logArguments?: boolean;
   onclose?: (session: GatewaySession) => void;
 }
-
-type Message = JSONRPCMessage & { id?: RequestId; method?: string; params?: Record<string, unknown> };
 
 interface InFlight {
   id: RequestId;
@@ -41,13 +38,13 @@ export function subjectOf(authInfo: AuthInfo): string {
 }
 
 /**
- * One client's MCP session at the gateway: the SDK's streamable-HTTP server transport on the caller's side, an
+ * One client's MCP session at the gateway: a {@link ClientTransport} (streamable HTTP) on the caller's side, an
  * {@link UpstreamChannel} on the upstream's, messages passed through unchanged except that `tools/list` shows only
  * what the caller's token may call, and that server-initiated messages are routed onto the stream of the request
  * they belong to.
  */
 export class GatewaySession {
-  readonly transport: WebStandardStreamableHTTPServerTransport;
+  readonly transport: ClientTransport;
   readonly subject: string;
   #authInfo: AuthInfo;
   #channel: UpstreamChannel | undefined;
@@ -64,13 +61,12 @@ export class GatewaySession {
   ) {
     this.#authInfo = authInfo;
     this.subject = subjectOf(authInfo);
-    this.transport = new WebStandardStreamableHTTPServerTransport({
-      sessionIdGenerator: () => sessionId ?? randomUUID(),
+    this.transport = new ClientTransport({
+      ...(sessionId !== undefined && { sessionIdGenerator: () => sessionId }),
       onsessioninitialized: () => register(this),
       onsessionclosed: () => void this.close(),
+      onmessage: (message, authInfo) => void this.#fromClient(message, authInfo),
     });
-    this.transport.onmessage = (message, extra) => void this.#fromClient(message as Message, extra?.authInfo);
-    this.transport.onclose = () => void this.close();
   }
 
   get sessionId(): string | undefined {
@@ -81,7 +77,7 @@ export class GatewaySession {
   handle(request: Request, authInfo: AuthInfo, parsedBody?: unknown): Promise<Response> {
     this.#authInfo = authInfo;
     this.lastUsed = Date.now();
-    return this.transport.handleRequest(request, parsedBody === undefined ? { authInfo } : { authInfo, parsedBody });
+    return this.transport.handleRequest(request, { authInfo, parsedBody });
   }
 
   #identity(first: Message): SessionIdentity {
@@ -127,7 +123,7 @@ export class GatewaySession {
 
   #open(first: Message): UpstreamChannel {
     const channel = this.options.connect(this.#identity(first));
-    channel.onmessage = (message) => void this.#fromUpstream(message as Message);
+    channel.onmessage = (message) => this.#fromUpstream(message as Message);
     channel.onfailure = (reason) => {
       for (const id of [...this.#inflight.keys()]) this.#answerError(id, reason);
     };
@@ -135,10 +131,10 @@ export class GatewaySession {
   }
 
   #answerError(id: RequestId, reason: string): void {
-    void this.#fromUpstream({ jsonrpc: '2.0', id, error: { code: -32603, message: reason } } as Message);
+    this.#fromUpstream({ jsonrpc: '2.0', id, error: { code: -32603, message: reason } } as Message);
   }
 
-  async #fromUpstream(message: Message): Promise<void> {
+  #fromUpstream(message: Message): void {
     if (this.#closed) return;
     if (message.method === undefined && message.id !== undefined) {
       const entry = this.#inflight.get(message.id);
@@ -146,7 +142,7 @@ export class GatewaySession {
       this.#inflight.delete(message.id);
       if (entry.method === 'tools/list' && 'result' in message) message = this.#filterTools(message, entry.authInfo);
       this.#audit(entry, message);
-      await this.transport.send(message).catch(() => {});
+      this.transport.send(message);
       return;
     }
     let related: RequestId | undefined;
@@ -157,9 +153,7 @@ export class GatewaySession {
       // Server-initiated requests and notifications during a call belong on that call's stream.
       for (const entry of this.#inflight.values()) related = entry.id;
     }
-    await this.transport
-      .send(message, related === undefined ? undefined : { relatedRequestId: related })
-      .catch(() => {});
+    this.transport.send(message, related);
   }
 
   #allowed(tool: string, authInfo: AuthInfo): boolean {
@@ -179,7 +173,7 @@ export class GatewaySession {
 
   #audit(entry: InFlight, response: Message): void {
     const audit = this.options.audit;
-    if (!audit) return;
+    if (!audit?.isLevelEnabled('info')) return; // the line is built only when it is written
     const error = (response as { error?: { code: number; message: string } }).error;
     const toolError = (response as { result?: { isError?: boolean } }).result?.isError === true;
     audit.info(
@@ -203,7 +197,7 @@ export class GatewaySession {
     if (this.#closed) return;
     this.#closed = true;
     this.options.onclose?.(this);
+    this.transport.close();
     await this.#channel?.close();
-    await this.transport.close().catch(() => {});
   }
 }

@@ -96,9 +96,25 @@ export function assertAudience(audiences: unknown, expected: string): void {
   }
 }
 
-function expectedAudience(configured: string | undefined, context: VerifyContext | undefined): string {
+/** Canonical audiences by the resource given, computed once each: a verifier serves a few resources. */
+const MAX_AUDIENCES = 1000;
+
+function expectedAudience(
+  configured: string | undefined,
+  context: VerifyContext | undefined,
+  known: Map<string, string>,
+): string {
   if (configured) return configured;
-  if (context?.resource) return canonicalResourceUri(context.resource);
+  const resource = context?.resource;
+  if (resource) {
+    let canonical = known.get(resource);
+    if (canonical === undefined) {
+      canonical = canonicalResourceUri(resource);
+      if (known.size >= MAX_AUDIENCES) known.clear();
+      known.set(resource, canonical);
+    }
+    return canonical;
+  }
   throw new GatehouseError('the verifier has no audience to check tokens against', {
     code: 'ERR_NO_AUDIENCE',
     hint: 'Pass `audience` to the verifier, or use it through protect(), which passes its `resource`.',
@@ -142,6 +158,7 @@ export function jwtVerifier(options: JwtVerifierOptions): TokenVerifier {
   const typ = options.requireAccessTokenType === false ? undefined : 'at+jwt';
   // Keyed by the whole token (and the audience): a result is reused only for exactly the bytes verified.
   const verified = new Map<string, { authInfo: AuthInfo; until: number }>();
+  const audiences = new Map<string, string>();
 
   const remote = (uri: string | URL) =>
     createRemoteJWKSet(assertSecureUrl(uri, 'jwksUri'), { cooldownDuration, cacheMaxAge: JWKS_CACHE_SECONDS * 1000 });
@@ -165,7 +182,7 @@ export function jwtVerifier(options: JwtVerifierOptions): TokenVerifier {
 
   return {
     async verify(token: string, context?: VerifyContext): Promise<AuthInfo> {
-      const expected = expectedAudience(audience, context);
+      const expected = expectedAudience(audience, context, audiences);
       const cacheKey = audience ? token : `${expected} ${token}`;
       const hit = cacheTtl > 0 ? verified.get(cacheKey) : undefined;
       if (hit) {

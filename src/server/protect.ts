@@ -115,8 +115,15 @@ const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 /** A request's body as text, or undefined when it is longer than `limit` bytes (read no further). */
 export async function readBody(request: Request, limit = MAX_BODY_BYTES): Promise<string | undefined> {
-  const declared = Number(request.headers.get('content-length') ?? 0);
+  const length = request.headers.get('content-length');
+  const declared = Number(length ?? 0);
   if (declared > limit) return undefined;
+  // A declared length within the limit is all the server reads (HTTP servers hold the body to it): the body is
+  // read at once, which adapters such as @hono/node-server do straight from the socket, without a web stream.
+  if (length !== null && Number.isSafeInteger(declared)) {
+    const text = await request.text();
+    return Buffer.byteLength(text) > limit ? undefined : text;
+  }
   if (!request.body) return '';
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
@@ -330,7 +337,8 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
       sessionOwners.set(id, owner);
     }
     const response = await callHandler(request, init);
-    const opened = response.headers.get('mcp-session-id');
+    // Only a request outside a known session opens one (reading the answer's headers is not free on a hot path).
+    const opened = known === undefined ? response.headers.get('mcp-session-id') : null;
     if (opened && !sessionOwners.has(opened)) {
       if (sessionOwners.size >= MAX_TRACKED_SESSIONS) sessionOwners.delete(sessionOwners.keys().next().value!);
       sessionOwners.set(opened, owner);

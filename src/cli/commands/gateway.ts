@@ -180,7 +180,7 @@ Examples:
     };
     const logger = await serviceLogger('gatehouse-gateway', config.logLevel);
     const running = await startGateway(config, { logger });
-    const lines = ['gatehouse gateway: listening on ' + running.url];
+    const lines = [`gatehouse gateway: listening on ${running.url}`];
     for (const upstream of running.upstreams)
       lines.push(`  MCP server ${upstream.name} (${upstream.kind}): ${upstream.url}`);
     lines.push(`  authorization server: ${running.issuer}${running.embedded ? ' (embedded)' : ''}`);
