@@ -13,14 +13,12 @@
 //   npm run build && node bench/gateway-cluster.mjs        (needs Redis on 127.0.0.1:6379)
 //
 // Bounded: ROUNDS × CALLS requests per normal subject, ROUNDS × TAKEOVERS per takeover subject, on 127.0.0.1.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { children, cpuSeconds, freePort, start, waitFor } from './processes.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CALLS = Number(process.env.BENCH_CALLS ?? 50);
@@ -28,45 +26,6 @@ const TAKEOVERS = Number(process.env.BENCH_TAKEOVERS ?? 10);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EVERYTHING = join(ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 const PASSWORD = 'a long password for the cluster bench';
-const children = [];
-
-async function freePort() {
-  const server = createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address();
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-function start(args, env = {}) {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GATEHOUSE_')));
-  const child = spawn(process.execPath, args, { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let output = '';
-  child.stdout.on('data', (d) => {
-    output += d;
-  });
-  child.stderr.on('data', (d) => {
-    output += d;
-  });
-  return { child, output: () => output };
-}
-
-async function waitFor(read, pattern, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = pattern.exec(read());
-    if (m) return m;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${read().slice(-1500)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** CPU seconds (user + system) of a process, from /proc. */
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 async function startGateway(config, port, dataDir, env) {
   await mkdir(dataDir, { recursive: true });
@@ -75,6 +34,7 @@ async function startGateway(config, port, dataDir, env) {
   const gateway = start(
     [join(ROOT, 'bin/gatehouse.js'), 'gateway', '--config', path, '--port', String(port), '--log-level', 'warn'],
     { GATEHOUSE_DATA_DIR: join(dataDir, 'data'), GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD, ...env },
+    { withoutGatehouseEnv: true, stdin: 'ignore' },
   );
   await waitFor(gateway.output, /log in: gatehouse login/);
   return { pid: gateway.child.pid, url: `http://127.0.0.1:${port}` };
@@ -136,7 +96,11 @@ async function main() {
   const dir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-cluster-'));
   const prefix = `gh-bench-cluster-${randomBytes(4).toString('hex')}:`;
   const httpPort = await freePort();
-  const everything = start([EVERYTHING, 'streamableHttp'], { PORT: String(httpPort) });
+  const everything = start(
+    [EVERYTHING, 'streamableHttp'],
+    { PORT: String(httpPort) },
+    { withoutGatehouseEnv: true, stdin: 'ignore' },
+  );
   await waitFor(everything.output, /listening on port/i);
   const [portA, portB, portS] = [await freePort(), await freePort(), await freePort()];
   const mcpServers = {

@@ -8,15 +8,14 @@
 //   npm run build && node bench/gateway.mjs
 //
 // Bounded: ROUNDS × CALLS calls per subject, on 127.0.0.1. BENCH_SUBJECTS=stdio|http runs one group only.
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { children, cpuSeconds, freePort, start, waitFor } from './processes.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
 const CALLS = Number(process.env.BENCH_CALLS ?? 100);
@@ -33,7 +32,6 @@ const EVERYTHING = join(ROOT, 'node_modules/@modelcontextprotocol/server-everyth
 const BIN = (name, file) => join(ROOT, 'node_modules', name, file);
 /** BENCH_PROFILE=DIR: the gateway processes write a --cpu-prof profile there (they are stopped with SIGTERM). */
 const PROFILE_DIR = process.env.BENCH_PROFILE;
-const children = [];
 const gatewayChildren = [];
 
 /** Resolves once something accepts connections on the port. */
@@ -52,43 +50,6 @@ async function portOpen(port, ms = 60_000) {
     if (Date.now() > deadline) throw new Error(`nothing listens on port ${port}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-async function freePort() {
-  const server = createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address();
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-function start(args, env = {}) {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-  children.push(child);
-  let output = '';
-  child.stdout.on('data', (d) => {
-    output += d;
-  });
-  child.stderr.on('data', (d) => {
-    output += d;
-  });
-  return { child, output: () => output };
-}
-
-async function waitFor(read, pattern, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = pattern.exec(read());
-    if (m) return m;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${read().slice(-1500)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** CPU seconds (user + system) of a process, from /proc. */
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function rssMiB(pid) {
