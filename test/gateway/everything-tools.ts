@@ -110,3 +110,20 @@ export function answerServerRequests(client: SdkClient): { requests: Received[];
   }
   return { requests, notifications };
 }
+
+/**
+ * An SDK client calls every tool while answering the server's requests (see {@link answerServerRequests}): each
+ * server-to-client request is made exactly once; then the two toggles the loop switched on are switched off again.
+ */
+export async function callEveryToolAnsweringRequests(client: SdkClient, requests: Received[]): Promise<void> {
+  const { tools } = await client.listTools();
+  await callEveryTool(tools, (name, args) => client.callTool({ name, arguments: args }));
+  expect(requests.map((r) => r.method).sort()).toEqual([
+    'elicitation/create',
+    'elicitation/create',
+    'roots/list',
+    'sampling/createMessage',
+  ]);
+  await client.callTool({ name: 'toggle-simulated-logging', arguments: {} });
+  await client.callTool({ name: 'toggle-subscriber-updates', arguments: {} });
+}

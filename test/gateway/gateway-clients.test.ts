@@ -12,6 +12,7 @@ import {
   answerServerRequests,
   CAPABILITIES,
   callEveryTool,
+  callEveryToolAnsweringRequests,
   ELICITED_NAME,
   ROOT_URI,
   SAMPLED_ANSWER,
@@ -145,16 +146,7 @@ describe('gatehouse gateway × clients: Gatehouse Client and mcp-remote against 
     });
 
     it('calls every tool, the server-to-client requests crossing mcp-remote and the gateway', async () => {
-      const { tools } = await client.listTools();
-      await callEveryTool(tools, (name, args) => client.callTool({ name, arguments: args }));
-      expect(seen.requests.map((r) => r.method).sort()).toEqual([
-        'elicitation/create',
-        'elicitation/create',
-        'roots/list',
-        'sampling/createMessage',
-      ]);
-      await client.callTool({ name: 'toggle-simulated-logging', arguments: {} });
-      await client.callTool({ name: 'toggle-subscriber-updates', arguments: {} });
+      await callEveryToolAnsweringRequests(client, seen.requests);
     }, 120_000);
 
     it('streams progress', async () => {

@@ -4,7 +4,7 @@ import { Client as SdkClient, StreamableHTTPClientTransport } from '@modelcontex
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { OAuth } from '../../src/client/oauth.js';
-import { answerServerRequests, CAPABILITIES, callEveryTool } from './everything-tools.js';
+import { answerServerRequests, CAPABILITIES, callEveryToolAnsweringRequests } from './everything-tools.js';
 import {
   cleanup,
   EVERYTHING,
@@ -64,17 +64,7 @@ describe('gatehouse gateway: every server-everything round trip, stdio and strea
 
     it('calls every tool it lists, server-to-client requests answered by the caller', async () => {
       const { client, requests } = session;
-      const { tools } = await client.listTools();
-      await callEveryTool(tools, (name, args) => client.callTool({ name, arguments: args }));
-      expect(requests.map((r) => r.method).sort()).toEqual([
-        'elicitation/create',
-        'elicitation/create',
-        'roots/list',
-        'sampling/createMessage',
-      ]);
-      // Toggled on by the loop above; off again.
-      await client.callTool({ name: 'toggle-simulated-logging', arguments: {} });
-      await client.callTool({ name: 'toggle-subscriber-updates', arguments: {} });
+      await callEveryToolAnsweringRequests(client, requests);
     }, 120_000);
 
     it('runs a task tool: tools/call with a task, tasks/get until done, tasks/result', async () => {
