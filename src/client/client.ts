@@ -8,7 +8,9 @@ import {
   type Resource,
   type ResourceTemplateType,
   Client as SdkClient,
+  type ClientOptions as SdkClientOptions,
   SdkHttpError,
+  SUPPORTED_PROTOCOL_VERSIONS,
   type Tool,
 } from '@modelcontextprotocol/client';
 import {
@@ -43,9 +45,35 @@ import { type OpenSession, openSession, type TransportKind } from './transports.
 /**
  * Which protocol version to speak: `'auto'` (the default) asks the server (`server/discover`) and speaks the newest
  * version both sides support — 2026-07-28 with a server that offers it, else the 2025 handshake (`initialize`);
- * `'legacy'` goes straight to the 2025 handshake; a version string (`'2026-07-28'`) insists on that version.
+ * `'legacy'` goes straight to the 2025 handshake; a version string insists on that version and fails otherwise —
+ * `'2026-07-28'` through `server/discover`, a 2025 one (`'2025-06-18'`) through the 2025 handshake.
+ *
+ * @example
+ * ```ts
+ * import { Client } from 'gatehouse/client';
+ *
+ * // A server that speaks only 2025-06-18.
+ * await using client = new Client('https://old.example.com/mcp', { protocolVersion: '2025-06-18' });
+ * await client.connect();
+ * client.protocolVersion(); // '2025-06-18'
+ * ```
  */
 export type ProtocolVersionChoice = 'auto' | 'legacy' | (string & {});
+
+/**
+ * The SDK's settings for a {@link ProtocolVersionChoice}. The SDK pins only 2026-07-28 and later; a 2025 version is
+ * spoken through the 2025 handshake offering that version alone, so a server answering another one is refused.
+ */
+function versionSettings(
+  choice: ProtocolVersionChoice,
+): Pick<SdkClientOptions, 'versionNegotiation' | 'supportedProtocolVersions'> {
+  if (choice === 'auto') return { versionNegotiation: { mode: 'auto' } };
+  if (choice === 'legacy') return { versionNegotiation: { mode: 'legacy' } };
+  if (SUPPORTED_PROTOCOL_VERSIONS.includes(choice)) {
+    return { versionNegotiation: { mode: 'legacy' }, supportedProtocolVersions: [choice] };
+  }
+  return { versionNegotiation: { mode: { pin: choice } } };
+}
 
 /** Options of {@link Client}. */
 export interface ClientOptions {
@@ -321,6 +349,15 @@ export class Client implements AsyncDisposable {
     server: string | undefined,
     timeout?: number,
   ): Promise<unknown> {
+    const answered = /^Server's protocol version is not supported: (.+)$/.exec(asError(error).message)?.[1];
+    if (answered) {
+      // The 2025 handshake ended on a version outside the ones asked for (`protocolVersion: '2025-06-18'`).
+      const choice = this.options.protocolVersion ?? 'auto';
+      return new ConnectionError(
+        `Could not connect to ${describeSource(source)}: the server answered protocol version ${answered}, which this client does not speak (protocolVersion: '${choice}')`,
+        { cause: error, hint: "Pass protocolVersion: 'auto' to speak the newest version both sides support." },
+      );
+    }
     const typed = toClientError(error, { method: 'connect', timeout: timeout ?? DEFAULT_CONNECT_TIMEOUT, server });
     if (typed instanceof ConnectionError && NETWORK_CODES.has(typed.code)) {
       // Refused, unknown host, untrusted certificate: the cause and its fix are known already.
@@ -411,10 +448,9 @@ export class Client implements AsyncDisposable {
   }
 
   #makeSdkClient(server: string | undefined): SdkClient {
-    const choice = this.options.protocolVersion ?? 'auto';
     const sdk = new SdkClient(this.options.clientInfo ?? DEFAULT_CLIENT_INFO, {
       capabilities: capabilitiesFor(this.options),
-      versionNegotiation: { mode: choice === 'auto' ? 'auto' : choice === 'legacy' ? 'legacy' : { pin: choice } },
+      ...versionSettings(this.options.protocolVersion ?? 'auto'),
     });
     installHandlers(sdk, this.options, server === undefined ? {} : { server }, {
       currentRoots: () => this.#roots,

@@ -1,14 +1,20 @@
 // What a server may ask of and tell the Client, at each protocol version the SDK speaks: the 2025 handshake
 // ('legacy') and the newest one both sides support ('auto' negotiates 2026-07-28 with an SDK v2 server).
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createMcpHandler, inputRequired, McpServer } from '@modelcontextprotocol/server';
+import {
+  createMcpHandler,
+  inputRequired,
+  McpServer,
+  WebStandardStreamableHTTPServerTransport,
+} from '@modelcontextprotocol/server';
 import { memorySkillFiles, SkillsExtension } from '@modelcontextprotocol/server/ext/skills';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { Client, type ProtocolVersionChoice, SkillVerificationError } from '../../src/client/index.js';
+import { Client, ConnectionError, type ProtocolVersionChoice, SkillVerificationError } from '../../src/client/index.js';
 import { listen, type RunningServer, toNodeListener } from '../../src/server/node.js';
 
 const PROFILE_SCHEMA = {
@@ -118,6 +124,66 @@ it('negotiates the newest version both sides speak, or the one asked for; ping()
   await using local = new Client(createServer());
   await local.connect();
   expect(local.protocolVersion()).toBe('2025-11-25');
+});
+
+describe('Client with a server that speaks only 2025-06-18', () => {
+  /** The `protocolVersion` of every `initialize` the server received. */
+  const offered: string[] = [];
+  let oldServer: RunningServer;
+  let oldUrl: string;
+  beforeAll(async () => {
+    const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
+    oldServer = await listen(
+      toNodeListener(async (request) => {
+        const body = request.method === 'POST' ? await request.clone().json() : undefined;
+        if (body?.method === 'initialize') offered.push(body.params.protocolVersion);
+        const id = request.headers.get('mcp-session-id');
+        let transport = id ? sessions.get(id) : undefined;
+        if (!transport) {
+          transport = new WebStandardStreamableHTTPServerTransport({
+            sessionIdGenerator: randomUUID,
+            onsessioninitialized: (sid) => void sessions.set(sid, transport!),
+          });
+          const server = new McpServer(
+            { name: 'only-2025-06-18', version: '1.0.0' },
+            {
+              supportedProtocolVersions: ['2025-06-18'],
+            },
+          );
+          server.registerTool('hello', {}, async () => ({ content: [{ type: 'text', text: 'hi' }] }));
+          await server.connect(transport);
+        }
+        return transport.handleRequest(request);
+      }),
+    );
+    oldUrl = `${oldServer.url}/mcp`;
+  });
+  afterAll(() => oldServer.close());
+
+  it('speaks 2025-06-18 when asked for it, offering only that version', async () => {
+    offered.length = 0;
+    await using client = new Client(oldUrl, { protocolVersion: '2025-06-18' });
+    expect((await client.callTool('hello')).content).toEqual([{ type: 'text', text: 'hi' }]);
+    expect(client.protocolVersion()).toBe('2025-06-18');
+    expect(offered).toEqual(['2025-06-18']);
+  });
+
+  it("agrees on 2025-06-18 with 'auto' and 'legacy' too: the server answers the version it speaks", async () => {
+    for (const choice of ['auto', 'legacy'] satisfies ProtocolVersionChoice[]) {
+      await using client = new Client(oldUrl, { protocolVersion: choice });
+      await client.callTool('hello');
+      expect(client.protocolVersion()).toBe('2025-06-18');
+    }
+  });
+
+  it('refuses the server when it answers another version than the one insisted on', async () => {
+    await using client = new Client(oldUrl, { protocolVersion: '2025-03-26' });
+    const error = await client.connect().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect((error as ConnectionError).message).toMatch(
+      /answered protocol version 2025-06-18, which this client does not speak \(protocolVersion: '2025-03-26'\)/,
+    );
+  });
 });
 
 const eras: Array<[string, () => string | McpServer]> = [
