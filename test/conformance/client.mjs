@@ -5,9 +5,11 @@
 //
 // The runner appends the server URL as the last argument and passes the scenario in MCP_CONFORMANCE_SCENARIO,
 // its context (client credentials, keys, ...) as JSON in MCP_CONFORMANCE_CONTEXT, and --spec-version in
-// MCP_CONFORMANCE_PROTOCOL_VERSION. Every scenario runs through Gatehouse's `Client` (as users do), which negotiates
-// the newest protocol version both sides speak. Gatehouse is loaded from dist/ (run `npm run build` first), or from the
-// directory in GATEHOUSE_SRC_DIR (the vitest wrapper transpiles src/ there, so it never tests a stale build).
+// MCP_CONFORMANCE_PROTOCOL_VERSION. Every scenario runs through Gatehouse's `Client` (as users do), speaking that
+// version: the runner's mock servers accept any version, so a client left to negotiate would speak its own choice in
+// every column. GATEHOUSE_CONFORMANCE_PROTOCOL_VERSION overrides it (`auto`: the newest version both sides speak).
+// Gatehouse is loaded from dist/ (run `npm run build` first), or from the directory in GATEHOUSE_SRC_DIR (the vitest
+// wrapper transpiles src/ there, so it never tests a stale build).
 import net from 'node:net';
 
 // The runner starts every scenario at once; on a busy machine a loopback connect can take longer than Node's
@@ -17,6 +19,9 @@ net.setDefaultAutoSelectFamilyAttemptTimeout(10_000);
 const serverUrl = process.argv.at(-1);
 const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? '';
 const context = process.env.MCP_CONFORMANCE_CONTEXT ? JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT) : {};
+// A 2025 version is spoken through the 2025 handshake offering only it; 2026-07-28 and later through server/discover.
+const protocolVersion =
+  process.env.GATEHOUSE_CONFORMANCE_PROTOCOL_VERSION ?? process.env.MCP_CONFORMANCE_PROTOCOL_VERSION ?? 'auto';
 const base = process.env.GATEHOUSE_SRC_DIR ?? new URL('../../dist', import.meta.url).pathname;
 const { Client, OAuth, MachineAuth } = await import(`${base}/client/index.js`);
 
@@ -44,7 +49,6 @@ function argumentsFor(tool) {
 
 /** What a user's program does with a server: use everything it offers — tools, resources, prompts. */
 async function tour(client, { callTools = true } = {}) {
-  await client.connect();
   const offered = client.sdk().getServerCapabilities() ?? {};
   const tools = await client.listTools();
   if (callTools) {
@@ -102,11 +106,14 @@ async function session(auth, options) {
       content: { type: 'text', text: 'ok' },
     }),
     roots: [process.cwd()],
+    protocolVersion,
   });
   try {
-    await (SCENARIO_WORK[scenario] ?? ((c) => tour(c, options)))(client);
-    // The runner keeps stdout: the version each scenario was spoken at goes into the matrix.
+    await client.connect();
+    // The runner keeps stdout: the version each scenario was spoken at goes into the matrix. Said before the work,
+    // so a client that refuses what the server serves next still reports it.
     console.log(`negotiated ${client.protocolVersion()}`);
+    await (SCENARIO_WORK[scenario] ?? ((c) => tour(c, options)))(client);
   } finally {
     await client.close();
   }

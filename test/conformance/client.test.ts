@@ -2,7 +2,9 @@
 // (test/conformance/client.mjs): every client scenario the runner lists, auth and non-auth, at every spec version
 // it lists for it, and each extension scenario at its own default. The scenario list comes from the runner itself
 // (`conformance list`), so a scenario added by an upgrade is run and asserted, never skipped. A cell passes when no
-// check fails or warns and the client exits cleanly — unless refusing is the scenario's point (REFUSALS). The suite's
+// check fails or warns, the client exits cleanly — unless refusing is the scenario's point (REFUSALS) — and the
+// client spoke the column's version: the runner's mock servers accept any version, so the driver asks the Client
+// for the column's (`protocolVersion: '2025-06-18'`), and the version it reports is checked here. The suite's
 // runner needs Node 22: it runs on a Node 22 that npm fetches on first use (test/helpers/node22.mjs); our client
 // runs on the machine's Node.
 import { execFileSync, spawn } from 'node:child_process';
@@ -91,6 +93,9 @@ interface Outcome {
   stdout: string;
   stderr: string;
 }
+
+/** The protocol version the client spoke, as the driver reports it; `undefined` if it stopped before agreeing one. */
+const spokenVersion = (outcome: Outcome) => /^negotiated (\S+)$/m.exec(outcome.stdout)?.[1];
 /** `scenario@version` → what the scenario recorded. */
 const outcomes = new Map<string, Outcome>();
 let log = '';
@@ -99,6 +104,8 @@ const rerun = new Set<string>();
 
 /** One runner invocation: a whole version's suite, or one extension scenario at its default version. */
 async function runSuite(version: string, args: string[], srcDir: string, outDir: string): Promise<void> {
+  // The driver speaks the version the runner passes; extension scenarios negotiate, as a user's program does.
+  const speak: Record<string, string> = version === EXTENSION ? { GATEHOUSE_CONFORMANCE_PROTOCOL_VERSION: 'auto' } : {};
   const suite = [
     runner,
     'client',
@@ -116,7 +123,7 @@ async function runSuite(version: string, args: string[], srcDir: string, outDir:
     ? ['/usr/bin/nice', ['-n', '15', node22, ...suite]]
     : [node22, suite];
   log += await new Promise<string>((resolve) => {
-    const child = spawn(command, argv, { cwd: repo, env: env({ GATEHOUSE_SRC_DIR: srcDir }), stdio: 'pipe' });
+    const child = spawn(command, argv, { cwd: repo, env: env({ GATEHOUSE_SRC_DIR: srcDir, ...speak }), stdio: 'pipe' });
     let text = '';
     child.stdout.on('data', (c) => (text += c));
     child.stderr.on('data', (c) => (text += c));
@@ -135,14 +142,20 @@ async function runSuite(version: string, args: string[], srcDir: string, outDir:
   }
 }
 
-/** What keeps a cell from passing; empty when it passes. */
-function problems(scenario: string, outcome: Outcome | undefined): string[] {
+/** What keeps a cell (`scenario` at `version`) from passing; empty when it passes. */
+function problems(scenario: string, version: string, outcome: Outcome | undefined): string[] {
   if (!outcome) return ['no results: the scenario did not run'];
   const found = outcome.checks
     .filter((c) => c.status === 'FAILURE' || c.status === 'WARNING')
     .map((c) => `${c.id}: ${c.errorMessage ?? c.description ?? c.status}`);
   const clientError = /^\[gatehouse-conformance\] .*$/m.exec(outcome.stderr)?.[0];
-  if (clientError && !(scenario in REFUSALS)) found.push(`the client failed: ${clientError}`);
+  const refusal = scenario in REFUSALS;
+  if (clientError && !refusal) found.push(`the client failed: ${clientError}`);
+  // A refusal may come before any version is agreed (a login refused); whatever was agreed is the column's.
+  const spoken = spokenVersion(outcome);
+  if (version !== EXTENSION && spoken !== version && !(refusal && spoken === undefined)) {
+    found.push(`the client spoke ${spoken ?? 'no version'}, not ${version}`);
+  }
   return found;
 }
 
@@ -170,7 +183,9 @@ beforeAll(async () => {
   // can find its keep-alive socket reset. A cell that fails is run once more on its own, and the matrix says so; a
   // real fault fails twice.
   const failed = cells.flatMap(([version, scenarios]) =>
-    scenarios.filter((s) => problems(s, outcomes.get(`${s}@${version}`)).length > 0).map((s) => [version, s] as const),
+    scenarios
+      .filter((s) => problems(s, version, outcomes.get(`${s}@${version}`)).length > 0)
+      .map((s) => [version, s] as const),
   );
   await Promise.all(
     failed.map(([version, scenario]) => {
@@ -183,8 +198,11 @@ beforeAll(async () => {
     const marks = cells.map(([version, scenarios]) => {
       const key = `${name}@${version}`;
       if (!scenarios.includes(name)) return '';
-      if (problems(name, outcomes.get(key)).length > 0) return 'FAIL';
-      return rerun.has(key) ? 'pass (rerun)' : 'pass';
+      const outcome = outcomes.get(key);
+      if (problems(name, version, outcome).length > 0) return 'FAIL';
+      // An extension cell says which version it negotiated; the others spoke their column's.
+      const spoken = version === EXTENSION && outcome ? ` at ${spokenVersion(outcome) ?? 'no version'}` : '';
+      return `pass${spoken}${rerun.has(key) ? ' (rerun)' : ''}`;
     });
     return `| ${name} | ${marks.join(' | ')} |`;
   });
@@ -204,7 +222,7 @@ for (const [version, scenarios] of cells) {
       const key = `${scenario}@${version}`;
       const expected = EXPECTED_FAILURES[key];
       it(expected ? `${scenario} (expected to fail: ${expected})` : scenario, () => {
-        const found = problems(scenario, outcomes.get(key));
+        const found = problems(scenario, version, outcomes.get(key));
         if (expected) expect(found, `${key} passes now: remove it from EXPECTED_FAILURES`).not.toEqual([]);
         else expect(found, log.slice(-4000)).toEqual([]);
       });
