@@ -355,8 +355,16 @@ describe('gateway: a per-user stdio process whose GitHub token expires', () => {
     expect(sessionId).toBeTruthy();
     const restarts = () => gateway.logs().filter((l) => l['msg'] === 'upstream process restarted with a renewed token');
 
+    // A call still in flight when the token is due is answered by the old process; the restart waits for it.
+    const answered: string[] = [];
+    const longCall = client
+      .callTool('trigger-long-running-operation', { duration: 10, steps: 2 })
+      .then(({ content }) => answered.push(`long: ${(content[0] as { text: string }).text}`));
     await new Promise((resolve) => setTimeout(resolve, 7000)); // the token is due for a refresh
     const second = await githubTokenOf(client);
+    answered.push('get-env');
+    await longCall;
+    expect(answered).toEqual(['long: Long running operation completed. Duration: 10 seconds, Steps: 2.', 'get-env']);
     expect(second).not.toBe(first);
     expect(gh.liveAccessTokens()).toContain(second);
     expect(restarts()).toHaveLength(1);
