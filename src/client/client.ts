@@ -18,7 +18,14 @@ import {
   SkillsClient,
 } from '@modelcontextprotocol/client/ext/skills';
 import { explainLoginFailure } from './doctor.js';
-import { AuthenticationError, ConnectionError, McpError, SkillVerificationError, TimeoutError } from './errors.js';
+import {
+  AuthenticationError,
+  ConnectionError,
+  McpError,
+  SkillVerificationError,
+  TimeoutError,
+  type UrlElicitation,
+} from './errors.js';
 import {
   capabilitiesFor,
   type ElicitationHandler,
@@ -211,8 +218,14 @@ export class Client implements AsyncDisposable {
   readonly #progress = new Map<string | number, ProgressHandler>();
   #nextProgressToken = 0;
   #connected = false;
-  /** URL elicitations the Client waits on, by id: resolved by `notifications/elicitation/complete`. */
-  readonly #elicitationsDone = new Map<string, () => void>();
+  /**
+   * URL elicitations being offered or waited on, by id: whether the user accepted, and the server's completion
+   * notice (`notifications/elicitation/complete`); `waiters` counts the requests that wait on it.
+   */
+  readonly #urlElicitations = new Map<
+    string,
+    { accepted: Promise<boolean>; done: Promise<void>; complete: () => void; waiters: number }
+  >();
 
   /**
    * @param source What to connect to; see {@link ClientSource}. Invalid sources throw
@@ -403,7 +416,10 @@ export class Client implements AsyncDisposable {
     try {
       return await this.#open(source, server, timeout);
     } catch (error) {
-      if (!(await this.#offerUrlElicitations(error, server))) throw error;
+      const elicitations = urlElicitationsOf(error) ?? [];
+      const accepted = await this.#offerUrlElicitations(elicitations, server);
+      this.#releaseUrlElicitations(elicitations);
+      if (!accepted) throw error;
     }
     const deadline = Date.now() + this.#urlElicitationTimeout;
     for (;;) {
@@ -421,40 +437,59 @@ export class Client implements AsyncDisposable {
   }
 
   /**
-   * Offers the pages of a URL-elicitation-required error to `elicitationHandler`, one by one (MCP: the user sees
-   * each URL and consents before it opens). True when every one was accepted; false for any other error, without a
-   * handler, or when the user declined one.
+   * Offers the pages of a URL-elicitation-required error to `elicitationHandler`, one after the other (MCP: the
+   * user sees each URL and consents before it opens), each once however many requests wait on it. True when every
+   * one was accepted; false without pages or a handler, or when the user declined one. Pair with
+   * {@link #releaseUrlElicitations}.
    */
-  async #offerUrlElicitations(error: unknown, server: string | undefined): Promise<boolean> {
-    const elicitations = urlElicitationsOf(error);
+  async #offerUrlElicitations(elicitations: UrlElicitation[], server: string | undefined): Promise<boolean> {
     const handler = this.options.elicitationHandler;
-    if (!elicitations?.length || !handler) return false;
+    if (!elicitations.length || !handler) return false;
     for (const elicitation of elicitations) {
-      const result = await handler({ mode: 'url', ...elicitation }, server === undefined ? {} : { server });
-      if (result.action !== 'accept') return false;
+      let waiting = this.#urlElicitations.get(elicitation.elicitationId);
+      if (!waiting) {
+        let complete!: () => void;
+        const done = new Promise<void>((resolve) => {
+          complete = resolve;
+        });
+        // Listening before the handler runs: a quick user may finish before it returns.
+        waiting = { accepted: Promise.resolve(false), done, complete, waiters: 0 };
+        this.#urlElicitations.set(elicitation.elicitationId, waiting);
+        waiting.accepted = Promise.resolve()
+          .then(() => handler({ mode: 'url', ...elicitation }, server === undefined ? {} : { server }))
+          .then((result) => result.action === 'accept');
+      }
+      waiting.waiters++;
+      if (!(await waiting.accepted)) return false;
     }
     return true;
   }
 
+  #releaseUrlElicitations(elicitations: UrlElicitation[]): void {
+    for (const { elicitationId } of elicitations) {
+      const waiting = this.#urlElicitations.get(elicitationId);
+      if (waiting && --waiting.waiters <= 0) this.#urlElicitations.delete(elicitationId);
+    }
+  }
+
   /**
-   * Offers the pages, and once accepted waits until the server says each is complete
-   * (`notifications/elicitation/complete`), for at most `urlElicitationTimeout`. True when the request can be sent
-   * again.
+   * Offers the pages of a URL-elicitation-required error, and once accepted waits until the server says each is
+   * complete (`notifications/elicitation/complete`), for at most `urlElicitationTimeout`. True when the request
+   * can be sent again; false for any other error.
    */
   async #completeUrlElicitations(error: unknown, server: string | undefined): Promise<boolean> {
-    const ids = (urlElicitationsOf(error) ?? []).map((e) => e.elicitationId);
-    // Listen before offering: a quick user may finish before the handler returns.
-    const done = ids.map((id) => new Promise<void>((resolve) => this.#elicitationsDone.set(id, resolve)));
+    const elicitations = urlElicitationsOf(error) ?? [];
     let timer: NodeJS.Timeout | undefined;
     try {
-      if (!(await this.#offerUrlElicitations(error, server))) return false;
+      if (!(await this.#offerUrlElicitations(elicitations, server))) return false;
+      const done = elicitations.map((e) => this.#urlElicitations.get(e.elicitationId)!.done);
       const timeout = new Promise<false>((resolve) => {
         timer = setTimeout(() => resolve(false), this.#urlElicitationTimeout);
       });
       return await Promise.race([Promise.all(done).then(() => true), timeout]);
     } finally {
       clearTimeout(timer);
-      for (const id of ids) this.#elicitationsDone.delete(id);
+      this.#releaseUrlElicitations(elicitations);
     }
   }
 
@@ -504,7 +539,7 @@ export class Client implements AsyncDisposable {
     installHandlers(sdk, this.options, server === undefined ? {} : { server }, {
       currentRoots: () => this.#roots,
       progressFor: (token) => this.#progress.get(token),
-      elicitationComplete: (id) => this.#elicitationsDone.get(id)?.(),
+      elicitationComplete: (id) => this.#urlElicitations.get(id)?.complete(),
     });
     return sdk;
   }

@@ -298,9 +298,15 @@ class SharedProcess {
     return this.#renewing;
   }
 
+  /** Whether a session's request is in flight on the process (the gateway's own handshake replay aside). */
+  get #busy(): boolean {
+    for (const pending of this.#pending.values()) if (!pending.internal) return true;
+    return false;
+  }
+
   /** Resolves once no request is in flight on the process, or after {@link DRAIN_TIMEOUT_MS}. */
   async #whenDrained(): Promise<void> {
-    if (![...this.#pending.values()].some((p) => !p.internal)) return;
+    if (!this.#busy) return;
     let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve) => {
       this.#drained = resolve;
@@ -426,7 +432,7 @@ class SharedProcess {
         return;
       }
       const { attachment } = entry;
-      if (this.#drained && ![...this.#pending.values()].some((p) => !p.internal)) this.#drained();
+      if (this.#drained && !this.#busy) this.#drained();
       attachment.inflight = Math.max(0, attachment.inflight - 1);
       attachment.outbound.delete(entry.id);
       for (const [token, progress] of this.#progress) {
