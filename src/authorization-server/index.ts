@@ -33,6 +33,7 @@ export {
   githubUpstream,
   googleUpstream,
   type LinkedIdentity,
+  linkUrlIn,
   type OidcUpstreamOptions,
   oidcUpstream,
   parseUpstreamSpec,

@@ -14,7 +14,7 @@ import { readConfigFile } from './config-file.js';
 import { DEFAULT_ACTIVATION_SECONDS, SIGNING_ALGORITHMS } from './keys.js';
 import { type LoginRateLimitStore, parseTrustProxy, type TrustProxy } from './rate-limit.js';
 import type { AuthorizationServer, AuthorizationServerOptions, ResourceConfig } from './server.js';
-import type { UpstreamIdentity } from './upstream/engine.js';
+import type { UpstreamIdentity, UpstreamIdentityOptions } from './upstream/engine.js';
 import { type Authenticator, anyOf, staticUsers, usersFile } from './users.js';
 
 /** A configuration problem in `gatehouse serve` / `gatehouse admin`: message plus a one-line fix. */
@@ -324,7 +324,13 @@ export async function openUpstreamStore(store: string, dataDir: string): Promise
  */
 export async function buildUpstreamIdentity(
   config: ServeConfig,
-  runtime: { env: NodeJS.ProcessEnv; issuer: string; dataDir: string; logger?: import('pino').Logger },
+  runtime: {
+    env: NodeJS.ProcessEnv;
+    issuer: string;
+    dataDir: string;
+    logger?: import('pino').Logger;
+    onTokensStored?: UpstreamIdentityOptions['onTokensStored'];
+  },
 ): Promise<{ identity: UpstreamIdentity; store: GatehouseStore } | undefined> {
   const entries = config.upstreams ?? [];
   if (entries.length === 0) return undefined;
@@ -377,6 +383,7 @@ export async function buildUpstreamIdentity(
       linkByVerifiedEmail: config.linkByVerifiedEmail,
       admission: config.admission,
       logger: runtime.logger,
+      ...(runtime.onTokensStored && { onTokensStored: runtime.onTokensStored }),
     });
     return { identity, store };
   } catch (error) {

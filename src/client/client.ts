@@ -20,7 +20,14 @@ import {
   SkillsClient,
 } from '@modelcontextprotocol/client/ext/skills';
 import { explainLoginFailure } from './doctor.js';
-import { AuthenticationError, ConnectionError, McpError, SkillVerificationError, TimeoutError } from './errors.js';
+import {
+  AuthenticationError,
+  ConnectionError,
+  McpError,
+  SkillVerificationError,
+  TimeoutError,
+  type UrlElicitation,
+} from './errors.js';
 import {
   capabilitiesFor,
   type ElicitationHandler,
@@ -32,7 +39,7 @@ import {
   type SamplingHandler,
   SessionSubscriptions,
 } from './handlers.js';
-import { type ToolResult, toClientError, toolErrorFor, toToolResult } from './results.js';
+import { type ToolResult, toClientError, toolErrorFor, toToolResult, urlElicitationsOf } from './results.js';
 import {
   type ClientAuth,
   type ClientSource,
@@ -112,6 +119,12 @@ export interface ClientOptions {
   messageHandler?: MessageHandler;
   /** Which protocol version to speak; default `'auto'`: the newest one the server speaks too. */
   protocolVersion?: ProtocolVersionChoice;
+  /**
+   * How long, in milliseconds, the Client waits for the user to complete the pages a server asked them to open (a
+   * URL-elicitation-required error, accepted by `elicitationHandler`) before it gives up with
+   * `UrlElicitationRequiredError`. Default 300 000 (5 minutes).
+   */
+  urlElicitationTimeout?: number;
 }
 
 /** Options of {@link Client.connect}. */
@@ -154,6 +167,9 @@ export type ServerSkill = Skill & { server?: string };
 export type { SkillFile };
 
 const DEFAULT_CONNECT_TIMEOUT = 60_000;
+const DEFAULT_URL_ELICITATION_TIMEOUT = 300_000;
+/** How often a connect the server refused until the user completes a page is tried again. */
+const URL_ELICITATION_CONNECT_RETRY_MS = 2000;
 /** The codes of the network failures `describeNetworkFailure` names. */
 const NETWORK_CODES = new Set(['ERR_CONNECTION_REFUSED', 'ERR_DNS', 'ERR_TLS', 'ERR_CONNECTION_TIMEOUT']);
 /** What a failed connect is explained by: the URL is not an MCP server's (see `explainLoginFailure`). */
@@ -230,6 +246,14 @@ export class Client implements AsyncDisposable {
   readonly #progress = new Map<string | number, ProgressHandler>();
   #nextProgressToken = 0;
   #connected = false;
+  /**
+   * URL elicitations being offered or waited on, by id: whether the user accepted, and the server's completion
+   * notice (`notifications/elicitation/complete`); `waiters` counts the requests that wait on it.
+   */
+  readonly #urlElicitations = new Map<
+    string,
+    { accepted: Promise<boolean>; done: Promise<void>; complete: () => void; waiters: number }
+  >();
 
   /**
    * @param source What to connect to; see {@link ClientSource}. Invalid sources throw
@@ -299,7 +323,7 @@ export class Client implements AsyncDisposable {
     if (this.#sources.kind === 'single') {
       const source = this.#sources.source;
       try {
-        this.#sessions.set('', await this.#open(source, undefined, timeout));
+        this.#sessions.set('', await this.#openOnceAllowed(source, undefined, timeout));
       } catch (error) {
         throw await this.#connectError(error, source, undefined, timeout);
       }
@@ -308,7 +332,7 @@ export class Client implements AsyncDisposable {
       const entries = [...this.#sources.servers].filter(([name]) => !this.#sessions.has(name));
       const settled = await Promise.allSettled(
         entries.map(([name, source]) =>
-          this.#open(source, name, timeout).catch(async (error: unknown) => {
+          this.#openOnceAllowed(source, name, timeout).catch(async (error: unknown) => {
             throw await this.#connectError(error, source, name, timeout);
           }),
         ),
@@ -367,7 +391,12 @@ export class Client implements AsyncDisposable {
         cause: error,
       });
     }
-    if (source.kind === 'http' && !(typed instanceof TimeoutError) && !(typed instanceof AuthenticationError)) {
+    if (
+      source.kind === 'http' &&
+      !(typed instanceof TimeoutError) &&
+      !(typed instanceof AuthenticationError) &&
+      !(typed instanceof McpError) // a JSON-RPC answer: an MCP server answered
+    ) {
       // The URL answered, but not as an MCP server: a diagnosis says what it is (a web page, the authorization
       // server, …) and what to pass instead.
       const problem = await explainLoginFailure(source.url.href);
@@ -408,6 +437,97 @@ export class Client implements AsyncDisposable {
     await subscriptions.listen().catch(() => {});
     this.#watchClose(session, server);
     return session;
+  }
+
+  /**
+   * Opens a session; a server that refuses the handshake until the user completes a page (URL elicitation, e.g.
+   * linking GitHub behind the gateway) is offered to `elicitationHandler` and, once the user accepted, asked again
+   * every {@link URL_ELICITATION_CONNECT_RETRY_MS} until it lets the client in or `urlElicitationTimeout` passes.
+   * (There is no session yet to hear the server say the page is done.)
+   */
+  async #openOnceAllowed(
+    source: ResolvedSource,
+    server: string | undefined,
+    timeout: number | undefined,
+  ): Promise<OpenSession> {
+    try {
+      return await this.#open(source, server, timeout);
+    } catch (error) {
+      const elicitations = urlElicitationsOf(error) ?? [];
+      const accepted = await this.#offerUrlElicitations(elicitations, server);
+      this.#releaseUrlElicitations(elicitations);
+      if (!accepted) throw error;
+    }
+    const deadline = Date.now() + this.#urlElicitationTimeout;
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, URL_ELICITATION_CONNECT_RETRY_MS));
+      try {
+        return await this.#open(source, server, timeout);
+      } catch (error) {
+        if (!urlElicitationsOf(error) || Date.now() >= deadline) throw error;
+      }
+    }
+  }
+
+  get #urlElicitationTimeout(): number {
+    return this.options.urlElicitationTimeout ?? DEFAULT_URL_ELICITATION_TIMEOUT;
+  }
+
+  /**
+   * Offers the pages of a URL-elicitation-required error to `elicitationHandler`, one after the other (MCP: the
+   * user sees each URL and consents before it opens), each once however many requests wait on it. True when every
+   * one was accepted; false without pages or a handler, or when the user declined one. Pair with
+   * {@link #releaseUrlElicitations}.
+   */
+  async #offerUrlElicitations(elicitations: UrlElicitation[], server: string | undefined): Promise<boolean> {
+    const handler = this.options.elicitationHandler;
+    if (!elicitations.length || !handler) return false;
+    for (const elicitation of elicitations) {
+      let waiting = this.#urlElicitations.get(elicitation.elicitationId);
+      if (!waiting) {
+        let complete!: () => void;
+        const done = new Promise<void>((resolve) => {
+          complete = resolve;
+        });
+        // Listening before the handler runs: a quick user may finish before it returns.
+        waiting = { accepted: Promise.resolve(false), done, complete, waiters: 0 };
+        this.#urlElicitations.set(elicitation.elicitationId, waiting);
+        waiting.accepted = Promise.resolve()
+          .then(() => handler({ mode: 'url', ...elicitation }, server === undefined ? {} : { server }))
+          .then((result) => result.action === 'accept');
+      }
+      waiting.waiters++;
+      if (!(await waiting.accepted)) return false;
+    }
+    return true;
+  }
+
+  #releaseUrlElicitations(elicitations: UrlElicitation[]): void {
+    for (const { elicitationId } of elicitations) {
+      const waiting = this.#urlElicitations.get(elicitationId);
+      if (waiting && --waiting.waiters <= 0) this.#urlElicitations.delete(elicitationId);
+    }
+  }
+
+  /**
+   * Offers the pages of a URL-elicitation-required error, and once accepted waits until the server says each is
+   * complete (`notifications/elicitation/complete`), for at most `urlElicitationTimeout`. True when the request
+   * can be sent again; false for any other error.
+   */
+  async #completeUrlElicitations(error: unknown, server: string | undefined): Promise<boolean> {
+    const elicitations = urlElicitationsOf(error) ?? [];
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      if (!(await this.#offerUrlElicitations(elicitations, server))) return false;
+      const done = elicitations.map((e) => this.#urlElicitations.get(e.elicitationId)!.done);
+      const timeout = new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.#urlElicitationTimeout);
+      });
+      return await Promise.race([Promise.all(done).then(() => true), timeout]);
+    } finally {
+      clearTimeout(timer);
+      this.#releaseUrlElicitations(elicitations);
+    }
   }
 
   /** A server that goes away (the process exits, the stream ends) is no longer connected. */
@@ -455,6 +575,7 @@ export class Client implements AsyncDisposable {
     installHandlers(sdk, this.options, server === undefined ? {} : { server }, {
       currentRoots: () => this.#roots,
       progressFor: (token) => this.#progress.get(token),
+      elicitationComplete: (id) => this.#urlElicitations.get(id)?.complete(),
     });
     return sdk;
   }
@@ -611,7 +732,9 @@ export class Client implements AsyncDisposable {
 
   /**
    * Runs one request on `session` and types its failure. A session the server no longer knows (HTTP 404) is
-   * replaced by a new one and the request sent once more: the server did not process it.
+   * replaced by a new one and the request sent once more: the server did not process it. So is a request the server
+   * refused until the user completes a page (URL elicitation), once the user accepted it and the server said it
+   * is done.
    */
   async #call<T>(
     method: string,
@@ -620,13 +743,17 @@ export class Client implements AsyncDisposable {
     run: () => Promise<T>,
     session?: OpenSession,
   ) {
+    let reopen = false;
     try {
       return await run();
     } catch (error) {
-      if (!session || !sessionGone(error)) throw toClientError(error, { method, timeout, server });
+      reopen = session !== undefined && sessionGone(error);
+      if (!reopen && !(await this.#completeUrlElicitations(error, server))) {
+        throw toClientError(error, { method, timeout, server });
+      }
     }
     try {
-      await this.#reopen(session, server, timeout);
+      if (reopen) await this.#reopen(session!, server, timeout);
       return await run();
     } catch (error) {
       throw toClientError(error, { method, timeout, server });

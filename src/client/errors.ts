@@ -135,6 +135,55 @@ export class McpError extends GatehouseError {
   }
 }
 
+/** One page the server asks the user to open (MCP URL-mode elicitation), as the server described it. */
+export interface UrlElicitation {
+  /** The page to open: show it in full and open it only with the user's consent. */
+  url: string;
+  /** Why the server needs it, for the user. */
+  message: string;
+  /** The server's id for it; `notifications/elicitation/complete` names it when the user is done. */
+  elicitationId: string;
+}
+
+/**
+ * The server cannot answer until the user completes something in a browser (MCP's URL-elicitation-required error,
+ * `-32042`): typically connecting an account the server acts on — behind `gatehouse gateway`, linking GitHub,
+ * Google, …. `url` is the (first) page to open; `elicitations` lists them all. With an `elicitationHandler` the
+ * `Client` offers them itself and retries once the server says they are done; this error means the user did not
+ * accept, there is no handler, or the server did not confirm in time.
+ *
+ * @example
+ * ```ts
+ * import { UrlElicitationRequiredError } from 'gatehouse/client';
+ *
+ * try {
+ *   await client.callTool('my_repos');
+ * } catch (error) {
+ *   if (error instanceof UrlElicitationRequiredError) console.error(`Open ${error.url}, then try again.`);
+ * }
+ * ```
+ */
+export class UrlElicitationRequiredError extends McpError {
+  readonly elicitations: readonly UrlElicitation[];
+
+  constructor(message: string, elicitations: readonly UrlElicitation[], options: { cause?: unknown } = {}) {
+    const first = elicitations[0]?.url ?? 'the page the server names';
+    super(message, {
+      protocolCode: -32042,
+      data: { elicitations },
+      code: 'ERR_URL_ELICITATION_REQUIRED',
+      hint: `Open ${first} in a browser and finish there, then try again (or pass an elicitationHandler so the Client offers it and retries).`,
+      ...(options.cause !== undefined && { cause: options.cause }),
+    });
+    this.elicitations = elicitations;
+  }
+
+  /** The first page to open. */
+  get url(): string | undefined {
+    return this.elicitations[0]?.url;
+  }
+}
+
 /**
  * A tool ran and reported an error (`isError: true`). `result` holds what it returned; the message is its text.
  * Pass `{ raiseOnError: false }` to `callTool` to get the result instead of this error.

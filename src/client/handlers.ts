@@ -110,6 +110,8 @@ export function installHandlers(
   hooks: {
     currentRoots: () => HandlerOptions['roots'];
     progressFor: (token: string | number) => ProgressHandler | undefined;
+    /** The server says the user completed a URL elicitation. */
+    elicitationComplete: (elicitationId: string) => void;
   },
 ): void {
   const { samplingHandler, elicitationHandler, logHandler, messageHandler } = options;
@@ -137,6 +139,10 @@ export function installHandlers(
       observe(notification);
     });
   }
+  sdk.setNotificationHandler('notifications/elicitation/complete', (notification) => {
+    hooks.elicitationComplete(notification.params.elicitationId);
+    observe(notification);
+  });
   sdk.setNotificationHandler('notifications/resources/updated', (notification) => {
     messageHandler?.onResourceUpdated?.(notification.params.uri, origin);
     observe(notification);

@@ -39,6 +39,8 @@ export {
   SkillVerificationError,
   TimeoutError,
   ToolError,
+  type UrlElicitation,
+  UrlElicitationRequiredError,
 } from './errors.js';
 export type {
   ElicitationHandler,

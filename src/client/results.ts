@@ -5,10 +5,19 @@ import {
   SdkError,
   SdkErrorCode,
   SdkHttpError,
+  UrlElicitationRequiredError as SdkUrlElicitationRequiredError,
   UnauthorizedError,
 } from '@modelcontextprotocol/client';
 import { GatehouseError } from '../oauth/errors.js';
-import { AuthenticationError, ConnectionError, McpError, TimeoutError, ToolError } from './errors.js';
+import {
+  AuthenticationError,
+  ConnectionError,
+  McpError,
+  TimeoutError,
+  ToolError,
+  type UrlElicitation,
+  UrlElicitationRequiredError,
+} from './errors.js';
 
 /**
  * What {@link Client.callTool} returns. `data` is the tool's structured result: `structuredContent` when the tool
@@ -77,6 +86,16 @@ export function toClientError(error: unknown, context: { method: string; timeout
     if (e instanceof GatehouseError) return e;
   }
   const where = context.server ? ` (server ${context.server})` : '';
+  const elicitations = urlElicitationsOf(error);
+  if (elicitations) {
+    return new UrlElicitationRequiredError(
+      `${context.method} failed${where}: ${(error as Error).message}`,
+      elicitations,
+      {
+        cause: error,
+      },
+    );
+  }
   if (error instanceof ProtocolError) {
     return new McpError(`${context.method} failed${where}: ${error.message}`, {
       protocolCode: error.code,
@@ -129,4 +148,15 @@ export function toClientError(error: unknown, context: { method: string; timeout
     }
   }
   return error;
+}
+
+/**
+ * @internal The pages a URL-elicitation-required error (-32042) asks the user to open, or `undefined` for any other
+ * error. Only well-formed `http(s)` entries are kept: the URL is shown to a person.
+ */
+export function urlElicitationsOf(error: unknown): UrlElicitation[] | undefined {
+  if (!(error instanceof SdkUrlElicitationRequiredError)) return undefined;
+  return error.elicitations
+    .filter((e) => e.mode === 'url' && /^https?:\/\//i.test(e.url) && typeof e.elicitationId === 'string')
+    .map((e) => ({ url: e.url, message: e.message, elicitationId: e.elicitationId }));
 }

@@ -22,7 +22,9 @@ import { sameOriginAuthorizationServer } from './same-origin.js';
 import { GatewaySession, subjectOf } from './session.js';
 import { StdioPool } from './stdio.js';
 import {
+  LinkWaiters,
   requiringCredentials,
+  type UpstreamToken,
   type UpstreamTokenSource,
   upstreamCredentials,
   upstreamTokenSource,
@@ -185,6 +187,8 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
     let generatedLogin: RunningGateway['generatedLogin'];
     let usersFilePath: string | undefined;
     let records: SessionRecords | undefined;
+    // Sessions answered "link the provider first" (URL elicitation), told when the embedded AS stored the tokens.
+    const linkWaiters = new LinkWaiters();
 
     if (embedded) {
       const { buildAuthenticator, buildUpstreamIdentity, openStore, serveDataDirectory } = await import(
@@ -239,7 +243,13 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
             scopes: s.scopes,
           })),
         },
-        { env, issuer, dataDir, ...(logger && { logger }) },
+        {
+          env,
+          issuer,
+          dataDir,
+          ...(logger && { logger }),
+          onTokensStored: ({ subject, upstream }) => linkWaiters.linked(subject, upstream),
+        },
       );
       if (vault) cleanups.push(() => vault.store.close());
       const issued = [...targets].filter(([resource]) => !identityTargets.some((s) => s.resource === resource));
@@ -306,14 +316,21 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
           credentials,
         })
       : undefined;
-    const exchangedToken = async (identity: SessionIdentity, resource: string, scopes: string[]): Promise<string> => {
+    const exchangedToken = async (
+      identity: SessionIdentity,
+      resource: string,
+      scopes: string[],
+    ): Promise<UpstreamToken> => {
       const access = await exchanger!.exchange({
         subjectToken: identity.authInfo().token,
         subject: identity.subject,
         resource,
         scopes,
       });
-      return access.accessToken;
+      return {
+        token: access.accessToken,
+        ...(access.expiresAt !== undefined && { expiresAt: access.expiresAt * 1000 }),
+      };
     };
 
     const verifier = jwtVerifier({
@@ -326,7 +343,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
       const upstream = config.mcpServers[name]!;
       const resource = resourceOf(name);
       const source = sources.get(name);
-      const own = source && upstreamCredentials(name, source, exchangedToken);
+      const own = source && upstreamCredentials(name, source, exchangedToken, issuer);
       const pool = upstream.command
         ? new StdioPool({
             name,
@@ -355,6 +372,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         ...(upstream.scopeHierarchy && { scopeHierarchy: upstream.scopeHierarchy }),
         ...(logger && { audit: logger }),
         logArguments: config.logArguments ?? false,
+        linkWaiters,
         onclose: (session: GatewaySession) => {
           if (session.sessionId && sessions.get(session.sessionId) === session) sessions.delete(session.sessionId);
         },

@@ -1,9 +1,18 @@
+import { randomUUID } from 'node:crypto';
 import type { RequestId } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
 import { missingScopes, type ScopeHierarchy } from '../server/scopes.js';
 import type { AuthInfo } from '../server/verifier.js';
 import type { SessionIdentity, UpstreamChannel } from './channel.js';
 import { ClientTransport, type Message } from './client-transport.js';
+import {
+  acceptsUrlElicitation,
+  credentialErrorAnswer,
+  type LinkWaiter,
+  type LinkWaiters,
+  type RpcError,
+  UpstreamCredentialError,
+} from './upstream-credentials.js';
 
 /** What a session needs from its upstream and the gateway. */
 export interface SessionOptions {
@@ -18,6 +27,8 @@ export interface SessionOptions {
   /** The audit trail: one line per MCP request. */
   audit?: Logger;
   logArguments?: boolean;
+  /** Where a session answered with a URL elicitation (link a provider) waits to hear that the user did. */
+  linkWaiters?: LinkWaiters;
   onclose?: (session: GatewaySession) => void;
 }
 
@@ -43,7 +54,7 @@ export function subjectOf(authInfo: AuthInfo): string {
  * what the caller's token may call, and that server-initiated messages are routed onto the stream of the request
  * they belong to.
  */
-export class GatewaySession {
+export class GatewaySession implements LinkWaiter {
   readonly transport: ClientTransport;
   readonly subject: string;
   #authInfo: AuthInfo;
@@ -51,6 +62,10 @@ export class GatewaySession {
   #inflight = new Map<RequestId, InFlight>();
   lastUsed = Date.now();
   #closed = false;
+  /** Whether the client declared URL-mode elicitation in its `initialize`. */
+  #urlElicitation = false;
+  /** The URL elicitation this session was answered with per provider, until the user links it. */
+  readonly #elicitations = new Map<string, string>();
 
   constructor(
     readonly options: SessionOptions,
@@ -112,13 +127,47 @@ export class GatewaySession {
       const token = (params['_meta'] as { progressToken?: string | number } | undefined)?.progressToken;
       if (token !== undefined) entry.progressToken = token;
       this.#inflight.set(message.id!, entry);
+      if (message.method === 'initialize') {
+        this.#urlElicitation = acceptsUrlElicitation(params['capabilities'] as Record<string, unknown> | undefined);
+      }
     }
     try {
       this.#channel ??= this.#open(message);
       await this.#channel.send(message);
     } catch (error) {
-      if (isRequest) this.#answerError(message.id!, (error as Error).message);
+      if (isRequest) this.#answerFailure(message.id!, error as Error);
     }
+  }
+
+  /**
+   * Answers a request that could not reach the upstream. Missing credentials the user can fix at a link page become
+   * a URL elicitation for a client that declared them (one per provider until the user links it), whose completion
+   * the session announces; anything else is an internal error with the reason.
+   */
+  #answerFailure(id: RequestId, error: Error): void {
+    if (!(error instanceof UpstreamCredentialError)) {
+      this.#answerError(id, error.message);
+      return;
+    }
+    let elicitationId: string | undefined;
+    if (this.#urlElicitation && error.linkUrl && error.provider && this.options.linkWaiters) {
+      elicitationId = this.#elicitations.get(error.provider) ?? randomUUID();
+      this.#elicitations.set(error.provider, elicitationId);
+      this.options.linkWaiters.wait(this.subject, error.provider, this);
+    }
+    this.#answerError(id, credentialErrorAnswer(error, elicitationId));
+  }
+
+  /** The user linked `provider`: the client hears that the elicitation it was given is complete. */
+  linked(provider: string): void {
+    const elicitationId = this.#elicitations.get(provider);
+    if (elicitationId === undefined) return;
+    this.#elicitations.delete(provider);
+    this.transport.send({
+      jsonrpc: '2.0',
+      method: 'notifications/elicitation/complete',
+      params: { elicitationId },
+    } as Message);
   }
 
   #open(first: Message): UpstreamChannel {
@@ -130,8 +179,9 @@ export class GatewaySession {
     return channel;
   }
 
-  #answerError(id: RequestId, reason: string): void {
-    this.#fromUpstream({ jsonrpc: '2.0', id, error: { code: -32603, message: reason } } as Message);
+  #answerError(id: RequestId, reason: string | RpcError): void {
+    const error = typeof reason === 'string' ? { code: -32603, message: reason } : reason;
+    this.#fromUpstream({ jsonrpc: '2.0', id, error } as Message);
   }
 
   #fromUpstream(message: Message): void {
@@ -143,6 +193,8 @@ export class GatewaySession {
       if (entry.method === 'tools/list' && 'result' in message) message = this.#filterTools(message, entry.authInfo);
       this.#audit(entry, message);
       this.transport.send(message);
+      // A session whose `initialize` failed can serve nothing: the client starts another.
+      if (entry.method === 'initialize' && 'error' in message) void this.close();
       return;
     }
     let related: RequestId | undefined;
@@ -196,6 +248,7 @@ export class GatewaySession {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.options.linkWaiters?.forget(this);
     this.options.onclose?.(this);
     this.transport.close();
     await this.#channel?.close();

@@ -5,13 +5,17 @@ import { getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import type { Logger } from 'pino';
 import { type SessionIdentity, type UpstreamChannel, UpstreamUnavailableError } from './channel.js';
 import type { UpstreamConfig } from './config.js';
+import { type ProcessCredentials, UpstreamCredentialError } from './upstream-credentials.js';
 
 /** Options of a {@link StdioPool} besides the upstream's config. */
 export interface StdioPoolOptions {
   name: string;
   config: UpstreamConfig;
-  /** Extra environment for a process, computed when it starts (e.g. an exchanged token). */
-  environment?: (identity: SessionIdentity) => Promise<Record<string, string>>;
+  /**
+   * Extra environment for a process, computed when it starts (e.g. an exchanged token), and when the token in it
+   * expires: past that (less a margin), the next request gets a fresh one and restarts the process with it.
+   */
+  environment?: (identity: SessionIdentity) => Promise<ProcessCredentials>;
   logger?: Logger;
 }
 
@@ -19,6 +23,13 @@ type Message = JSONRPCMessage & { id?: RequestId; method?: string; params?: Reco
 
 const INIT_TIMEOUT_MS = 60_000;
 const STDERR_TAIL = 5;
+/** How long before its token expires a process is renewed (at most half the token's life). */
+const RENEW_BEFORE_MS = 60_000;
+/** How long a renewal waits for the requests in flight on the old process before it restarts it anyway. */
+const DRAIN_TIMEOUT_MS = 60_000;
+
+const sameEnvironment = (a: Record<string, string>, b: Record<string, string>): boolean =>
+  Object.keys(a).length === Object.keys(b).length && Object.entries(a).every(([k, v]) => b[k] === v);
 
 /** A spawned stdio server: newline-delimited JSON-RPC on stdin/stdout, stderr read line by line. */
 class StdioProcess {
@@ -130,6 +141,13 @@ class SharedProcess {
   #lastActive: Attachment | undefined;
   /** The first session's `initialize`, while the server has not answered it. */
   #firstHandshake: { promise: Promise<void>; resolve: () => void; id?: number } | undefined;
+  /** The credentials in the running process's environment, and when a fresh token is due (ms since the epoch). */
+  #credentials: { env: Record<string, string>; renewAt?: number } | undefined;
+  /** Credentials already obtained for the next start (a renewal). */
+  #nextCredentials: ProcessCredentials | undefined;
+  #renewing: Promise<void> | undefined;
+  /** Called when no request is in flight on the process (a renewal waits for that). */
+  #drained: (() => void) | undefined;
 
   constructor(
     readonly pool: StdioPool,
@@ -172,9 +190,10 @@ class SharedProcess {
 
   async #start(identity: SessionIdentity): Promise<void> {
     const { config, name } = this.pool.options;
-    const extra = (await this.pool.options.environment?.(identity)) ?? {};
+    const credentials = this.#nextCredentials ?? (await this.pool.options.environment?.(identity)) ?? { env: {} };
+    this.#nextCredentials = undefined;
     this.#stderrTail = [];
-    const transport = await StdioProcess.start(config, extra, {
+    const transport = await StdioProcess.start(config, credentials.env, {
       message: (message) => this.#fromUpstream(message),
       exit: (how) => this.#exited(transport, how),
       stderr: (line) => {
@@ -193,6 +212,7 @@ class SharedProcess {
       );
     }
     this.#transport = transport;
+    this.#credentials = { env: credentials.env, ...renewal(credentials.expiresAt) };
     this.#handshakeDone = false;
     this.#initializedSent = false;
     this.pool.options.logger?.info({ upstream: name, pid: transport.pid, owner: this.key }, 'upstream process started');
@@ -205,6 +225,12 @@ class SharedProcess {
     const tail = this.#stderrTail.length ? `; its last output: ${this.#stderrTail.join(' | ')}` : '';
     const reason = `upstream "${name}" exited (${how}) before answering; it restarts on the next request${tail}`;
     this.pool.options.logger?.warn({ upstream: name, exit: how }, 'upstream process exited');
+    this.#failPending(reason);
+    if (this.sessions.size === 0) void this.pool.retire(this);
+  }
+
+  /** The process is gone: its requests in flight fail with `reason`, and a restart replays the handshake. */
+  #failPending(reason: string): void {
     const failed = new Set<Attachment>();
     for (const { attachment, internal } of this.#pending.values()) {
       if (internal) internal({ jsonrpc: '2.0', id: 0, error: { code: -32603, message: reason } } as Message);
@@ -220,7 +246,84 @@ class SharedProcess {
       attachment.inflight = 0;
     }
     for (const attachment of failed) attachment.onfailure?.(reason);
-    if (this.sessions.size === 0) void this.pool.retire(this);
+    this.#drained?.();
+  }
+
+  /** Whether the token the process started with is about to expire. */
+  #renewalDue(): boolean {
+    const renewAt = this.#credentials?.renewAt;
+    return this.#transport !== undefined && renewAt !== undefined && Date.now() >= renewAt;
+  }
+
+  /**
+   * Gets a fresh token for a process whose token is about to expire. The same token (not refreshed yet, or one that
+   * does not expire) only moves the deadline; a new one restarts the process with it once no request is in flight
+   * (at most {@link DRAIN_TIMEOUT_MS}), and the handshake is replayed so the sessions go on. A credential that
+   * cannot be had any more (unlinked, revoked) stops the process, which must not go on with the old one, and the
+   * request gets the reason.
+   */
+  #renew(identity: SessionIdentity): Promise<void> {
+    this.#renewing ??= (async () => {
+      const { name, logger } = this.pool.options;
+      let fresh: ProcessCredentials;
+      try {
+        fresh = await this.pool.options.environment!(identity);
+      } catch (error) {
+        if (!(error instanceof UpstreamCredentialError)) {
+          // The AS could not be asked (unreachable): the process goes on with what it has, and the next request asks.
+          logger?.warn(
+            { upstream: name, owner: this.key, err: (error as Error).message },
+            'upstream token renewal failed',
+          );
+          return;
+        }
+        logger?.info({ upstream: name, owner: this.key }, 'upstream process stopped: its token cannot be renewed');
+        await this.#restartWith(undefined, `upstream "${name}" was stopped: ${error.message}`);
+        throw error;
+      }
+      if (this.#credentials && sameEnvironment(fresh.env, this.#credentials.env)) {
+        this.#credentials = { env: fresh.env, ...renewal(fresh.expiresAt) };
+        return;
+      }
+      await this.#whenDrained();
+      await this.#restartWith(fresh, `upstream "${name}" was restarted with a renewed token before answering`);
+      await this.#ready(identity);
+      logger?.info(
+        { upstream: name, owner: this.key, pid: this.pid },
+        'upstream process restarted with a renewed token',
+      );
+    })().finally(() => {
+      this.#renewing = undefined;
+    });
+    return this.#renewing;
+  }
+
+  /** Whether a session's request is in flight on the process (the gateway's own handshake replay aside). */
+  get #busy(): boolean {
+    for (const pending of this.#pending.values()) if (!pending.internal) return true;
+    return false;
+  }
+
+  /** Resolves once no request is in flight on the process, or after {@link DRAIN_TIMEOUT_MS}. */
+  async #whenDrained(): Promise<void> {
+    if (!this.#busy) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.#drained = resolve;
+      timer = setTimeout(resolve, DRAIN_TIMEOUT_MS);
+    });
+    clearTimeout(timer);
+    this.#drained = undefined;
+  }
+
+  /** Stops the process on purpose; the next start uses `credentials` (or asks for them) and replays the handshake. */
+  async #restartWith(credentials: ProcessCredentials | undefined, reason: string): Promise<void> {
+    const transport = this.#transport;
+    this.#transport = undefined;
+    this.#credentials = undefined;
+    this.#nextCredentials = credentials;
+    this.#failPending(reason);
+    await transport?.close().catch(() => {});
   }
 
   /** Starts the process if needed and, for a restart under live sessions, replays their handshake. */
@@ -273,6 +376,7 @@ class SharedProcess {
     attachment.lastUsed = Date.now();
     this.#lastActive = attachment;
     if (message.method !== undefined && message.id !== undefined) {
+      if (this.#renewing || this.#renewalDue()) await this.#renew(attachment.identity);
       await this.#ready(attachment.identity);
       if (message.method === 'initialize') {
         if (this.#handshakeDone) {
@@ -328,6 +432,7 @@ class SharedProcess {
         return;
       }
       const { attachment } = entry;
+      if (this.#drained && !this.#busy) this.#drained();
       attachment.inflight = Math.max(0, attachment.inflight - 1);
       attachment.outbound.delete(entry.id);
       for (const [token, progress] of this.#progress) {
@@ -371,6 +476,12 @@ class SharedProcess {
     }
     return best;
   }
+}
+
+/** When a process with a token that expires at `expiresAt` should get a fresh one. */
+function renewal(expiresAt: number | undefined): { renewAt?: number } {
+  if (expiresAt === undefined) return {};
+  return { renewAt: expiresAt - Math.min(RENEW_BEFORE_MS, Math.max(0, expiresAt - Date.now()) / 2) };
 }
 
 /**

@@ -1,8 +1,14 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import {
+  ProtocolErrorCode,
+  UrlElicitationRequiredError as SdkUrlElicitationRequiredError,
+} from '@modelcontextprotocol/client';
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/authorization-server/users.js';
+import { Client } from '../../src/client/client.js';
+import { UrlElicitationRequiredError } from '../../src/client/errors.js';
 import { headlessAuthorize } from '../../src/client/headless-login.js';
 import { startGateway } from '../../src/gateway/index.js';
 import { listen, toNodeListener } from '../../src/server/node.js';
@@ -103,6 +109,58 @@ async function linkProvider(
   expect(page).toContain('is connected');
 }
 
+/** A gateway process with password users alice, bob and carol, GitHub (the double) as identity provider. */
+async function githubGateway(gh: GithubDouble, mcpServers: Record<string, unknown>): Promise<GatewayProcess> {
+  const dir = await tempDir();
+  const users = join(dir, 'users.json');
+  await writeFile(
+    users,
+    JSON.stringify({
+      users: await Promise.all(
+        ['alice', 'bob', 'carol'].map(async (u) => ({
+          username: u,
+          passwordHash: await hashPassword(`${u}-password`),
+        })),
+      ),
+    }),
+  );
+  const config = join(dir, 'gateway.json');
+  await writeFile(
+    config,
+    JSON.stringify({
+      users,
+      identityProviders: [
+        {
+          spec: 'github',
+          clientId: 'gh-client',
+          clientSecret: '${GH_SECRET}',
+          baseUrl: gh.url,
+          apiBaseUrl: gh.apiUrl,
+          scopes: ['read:user', 'repo'],
+        },
+      ],
+      mcpServers,
+    }),
+  );
+  return startGatewayProcess(['--config', config], {
+    env: { GH_SECRET: 'gh-secret', GATEHOUSE_UPSTREAM_KEY: generateEncryptionKey() },
+    dataDir: dir,
+  });
+}
+
+/** server-everything as a per-user stdio upstream that gets the user's GitHub token in `GITHUB_TOKEN`. */
+const GITHUB_TOOLS = {
+  command: process.execPath,
+  args: [EVERYTHING],
+  upstreamIdentity: { provider: 'github', env: 'GITHUB_TOKEN' },
+};
+
+/** The `GITHUB_TOKEN` server-everything's `get-env` reports, through a Gatehouse Client. */
+async function githubTokenOf(client: Client): Promise<string> {
+  const { data } = await client.callTool<Record<string, string>>('get-env');
+  return data['GITHUB_TOKEN']!;
+}
+
 describe('gateway: the user’s upstream-identity token (GitHub) as the upstream’s credential', () => {
   let gh: GithubDouble;
   let upstream: Awaited<ReturnType<typeof githubBackedUpstream>>;
@@ -112,48 +170,15 @@ describe('gateway: the user’s upstream-identity token (GitHub) as the upstream
     gh = await startGithubDouble({
       clientId: 'gh-client',
       clientSecret: 'gh-secret',
-      users: [{ id: 7, login: 'alice-gh', password: 'alice-gh-password' }],
+      users: [
+        { id: 7, login: 'alice-gh', password: 'alice-gh-password' },
+        { id: 8, login: 'carol-gh', password: 'carol-gh-password' },
+      ],
     });
     upstream = await githubBackedUpstream(gh);
-    const dir = await tempDir();
-    const users = join(dir, 'users.json');
-    await writeFile(
-      users,
-      JSON.stringify({
-        users: [
-          { username: 'alice', passwordHash: await hashPassword('alice-password') },
-          { username: 'bob', passwordHash: await hashPassword('bob-password') },
-        ],
-      }),
-    );
-    const config = join(dir, 'gateway.json');
-    await writeFile(
-      config,
-      JSON.stringify({
-        users,
-        identityProviders: [
-          {
-            spec: 'github',
-            clientId: 'gh-client',
-            clientSecret: '${GH_SECRET}',
-            baseUrl: gh.url,
-            apiBaseUrl: gh.apiUrl,
-            scopes: ['read:user', 'repo'],
-          },
-        ],
-        mcpServers: {
-          api: { url: upstream.url, upstreamIdentity: { provider: 'github', scopes: ['repo'] } },
-          tools: {
-            command: process.execPath,
-            args: [EVERYTHING],
-            upstreamIdentity: { provider: 'github', env: 'GITHUB_TOKEN' },
-          },
-        },
-      }),
-    );
-    gateway = await startGatewayProcess(['--config', config], {
-      env: { GH_SECRET: 'gh-secret', GATEHOUSE_UPSTREAM_KEY: generateEncryptionKey() },
-      dataDir: dir,
+    gateway = await githubGateway(gh, {
+      api: { url: upstream.url, upstreamIdentity: { provider: 'github', scopes: ['repo'] } },
+      tools: GITHUB_TOOLS,
     });
   }, 60_000);
 
@@ -187,6 +212,76 @@ describe('gateway: the user’s upstream-identity token (GitHub) as the upstream
     }
   });
 
+  it('answers a client that declared URL elicitation with -32042 (the SDK’s UrlElicitationRequiredError) naming the link page', async () => {
+    const linkUrl = `${gateway.url}/upstream/github/link`;
+    for (const name of ['api', 'tools']) {
+      const mcpUrl = gateway.mcp[name]!;
+      const error = await sdkClient(mcpUrl, headlessOAuth(mcpUrl, 'bob', 'bob-password'), {
+        capabilities: { elicitation: { url: {} } },
+      }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(SdkUrlElicitationRequiredError);
+      const required = error as SdkUrlElicitationRequiredError;
+      expect(required.code).toBe(ProtocolErrorCode.UrlElicitationRequired);
+      expect(required.message).toContain(
+        `upstream "${name}" needs the user's own github token: the user has not linked GitHub; they can grant access at ${linkUrl}`,
+      );
+      expect(required.elicitations).toEqual([
+        { mode: 'url', url: linkUrl, elicitationId: expect.any(String), message: expect.stringContaining('github') },
+      ]);
+    }
+    expect(upstream.seen).toEqual([]);
+  });
+
+  it('Gatehouse’s Client offers the page to its elicitationHandler; declined, it throws UrlElicitationRequiredError', async () => {
+    const mcpUrl = gateway.mcp['api']!;
+    const offered: unknown[] = [];
+    const client = new Client(mcpUrl, {
+      auth: headlessOAuth(mcpUrl, 'bob', 'bob-password'),
+      elicitationHandler: async (params) => {
+        offered.push(params);
+        return { action: 'decline' };
+      },
+    });
+    const error = await client.connect().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await client.close();
+    const linkUrl = `${gateway.url}/upstream/github/link`;
+    expect(error).toBeInstanceOf(UrlElicitationRequiredError);
+    expect((error as UrlElicitationRequiredError).url).toBe(linkUrl);
+    expect((error as UrlElicitationRequiredError).hint).toContain(linkUrl);
+    expect(offered).toEqual([
+      { mode: 'url', url: linkUrl, elicitationId: expect.any(String), message: expect.stringContaining('github') },
+    ]);
+  });
+
+  it('Gatehouse’s Client connects once the user linked GitHub at the page it was offered', async () => {
+    const mcpUrl = gateway.mcp['api']!;
+    const offered: string[] = [];
+    let linked: Promise<void> | undefined;
+    await using client = new Client(mcpUrl, {
+      auth: headlessOAuth(mcpUrl, 'carol', 'carol-password'),
+      elicitationHandler: async (params) => {
+        if (params.mode !== 'url') return { action: 'decline' };
+        offered.push(params.url);
+        // The user opens the page in their browser and links their GitHub account there.
+        linked = linkProvider(gateway.url, mcpUrl, 'carol', 'carol-password', 'github', {
+          username: 'carol-gh',
+          password: 'carol-gh-password',
+        });
+        return { action: 'accept' };
+      },
+    });
+    const { data } = await client.callTool('me');
+    await linked;
+    expect(data).toEqual({ status: 200, login: 'carol-gh' });
+    expect(offered).toEqual([`${gateway.url}/upstream/github/link`]);
+  });
+
   it('after linking at that URL, an HTTP upstream gets the user’s GitHub token as Authorization: Bearer', async () => {
     await linkProvider(gateway.url, gateway.mcp['api']!, 'alice', 'alice-password', 'github', {
       username: 'alice-gh',
@@ -218,6 +313,74 @@ describe('gateway: the user’s upstream-identity token (GitHub) as the upstream
     // GitHub's token never reaches the caller or the audit trail.
     expect(gateway.stdout()).not.toContain(env['GITHUB_TOKEN']);
   });
+});
+
+describe('gateway: a per-user stdio process whose GitHub token expires', () => {
+  let gh: GithubDouble;
+  let gateway: GatewayProcess;
+
+  beforeAll(async () => {
+    // GitHub App-style expiring tokens, short: the vault refreshes 30 s before expiry, so each is served for 6 s.
+    gh = await startGithubDouble({
+      clientId: 'gh-client',
+      clientSecret: 'gh-secret',
+      users: [{ id: 7, login: 'alice-gh', password: 'alice-gh-password' }],
+      accessTokenTtl: 36,
+    });
+    gateway = await githubGateway(gh, { tools: GITHUB_TOOLS });
+  }, 60_000);
+
+  afterAll(async () => {
+    await cleanup();
+    await gh?.close();
+  });
+
+  it('restarts it with the refreshed token in the same MCP session; revoked, the Client is offered the link page and retries', async () => {
+    const mcpUrl = gateway.mcp['tools']!;
+    const githubLogin = { username: 'alice-gh', password: 'alice-gh-password' };
+    await linkProvider(gateway.url, mcpUrl, 'alice', 'alice-password', 'github', githubLogin);
+    const offered: string[] = [];
+    let relinked: Promise<void> | undefined;
+    await using client = new Client(mcpUrl, {
+      auth: headlessOAuth(mcpUrl, 'alice', 'alice-password'),
+      elicitationHandler: async (params) => {
+        if (params.mode !== 'url') return { action: 'decline' };
+        offered.push(params.url);
+        relinked = linkProvider(gateway.url, mcpUrl, 'alice', 'alice-password', 'github', githubLogin);
+        return { action: 'accept' };
+      },
+    });
+    const first = await githubTokenOf(client);
+    const sessionId = client.sdk().transport?.sessionId;
+    expect(sessionId).toBeTruthy();
+    const restarts = () => gateway.logs().filter((l) => l['msg'] === 'upstream process restarted with a renewed token');
+
+    // A call still in flight when the token is due is answered by the old process; the restart waits for it.
+    const answered: string[] = [];
+    const longCall = client
+      .callTool('trigger-long-running-operation', { duration: 10, steps: 2 })
+      .then(({ content }) => answered.push(`long: ${(content[0] as { text: string }).text}`));
+    await new Promise((resolve) => setTimeout(resolve, 7000)); // the token is due for a refresh
+    const second = await githubTokenOf(client);
+    answered.push('get-env');
+    await longCall;
+    expect(answered).toEqual(['long: Long running operation completed. Duration: 10 seconds, Steps: 2.', 'get-env']);
+    expect(second).not.toBe(first);
+    expect(gh.liveAccessTokens()).toContain(second);
+    expect(restarts()).toHaveLength(1);
+    expect(client.sdk().transport?.sessionId).toBe(sessionId); // no new session: the handshake was replayed
+
+    // GitHub revokes the grant: the next renewal finds nothing to refresh, and the call needs the link page.
+    gh.revokeAll('alice-gh');
+    await new Promise((resolve) => setTimeout(resolve, 7000));
+    const third = await githubTokenOf(client);
+    await relinked;
+    expect(offered).toEqual([`${gateway.url}/upstream/github/link`]);
+    expect(gh.liveAccessTokens()).toContain(third);
+    expect(third).not.toBe(second);
+    expect(client.sdk().transport?.sessionId).toBe(sessionId);
+    expect(gateway.stdout()).not.toContain(third);
+  }, 60_000);
 });
 
 describe('gatehouse gateway --identity-provider oidc:… --upstream-identity NAME=VAR -- COMMAND', () => {

@@ -57,6 +57,11 @@ export interface UpstreamIdentityOptions {
   clockToleranceSeconds?: number;
   /** Structured logs. Tokens, codes, state and nonces are never logged. */
   logger?: Logger;
+  /**
+   * Called once a login stored the user's tokens at an upstream (a sign-in or a link): what waits on that user
+   * linking the upstream can go on (the gateway tells MCP clients it asked to link, `notifications/elicitation/complete`).
+   */
+  onTokensStored?: (event: { subject: string; upstream: string }) => void;
   /** For tests. */
   fetch?: typeof fetch;
   /** For tests: the clock in milliseconds. */
@@ -509,6 +514,7 @@ export function createUpstreamIdentity(options: UpstreamIdentityOptions): Upstre
       });
       await vault.save(user.subject, provider.name, tokens, await vault.read(user.subject, provider.name));
       logger?.info({ upstream: provider.name, subject: user.subject, created, linked }, 'upstream login completed');
+      options.onTokensStored?.({ subject: user.subject, upstream: provider.name });
       return { subject: user.subject, claims: { ...user.claims }, upstream: provider.name, created, linked };
     },
 

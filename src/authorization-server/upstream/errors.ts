@@ -89,3 +89,19 @@ export class UpstreamConfigError extends GatehouseError {
     super(message, { code: 'ERR_UPSTREAM_CONFIG', hint });
   }
 }
+
+/**
+ * The link URL an {@link UpstreamError}'s description ends with (`…; they can grant access at <url>`), for a program
+ * that sees only the OAuth error on the wire: the gateway, whose token exchange the vault refused.
+ *
+ * @example
+ * ```ts
+ * import { linkUrlIn } from 'gatehouse/authorization-server';
+ *
+ * linkUrlIn('the user has not linked GitHub; they can grant access at https://auth.example.com/upstream/github/link');
+ * // → 'https://auth.example.com/upstream/github/link'
+ * ```
+ */
+export function linkUrlIn(description: string | undefined): string | undefined {
+  return /\bat (https?:\/\/\S+)$/.exec(description ?? '')?.[1];
+}

@@ -21,7 +21,13 @@ export {
   type UpstreamTokenExchangeResponse,
   upstreamAuthenticator,
 } from './engine.js';
-export { UpstreamConfigError, UpstreamError, type UpstreamErrorOptions, type UpstreamErrorReason } from './errors.js';
+export {
+  linkUrlIn,
+  UpstreamConfigError,
+  UpstreamError,
+  type UpstreamErrorOptions,
+  type UpstreamErrorReason,
+} from './errors.js';
 export { parseTokenBody, type UpstreamClientAuth, type UpstreamTokenResponse } from './http.js';
 export {
   type EntraUpstreamOptions,
