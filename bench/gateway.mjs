@@ -27,11 +27,15 @@ const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'warn';
 const STDIO_GATEWAY = 'gatehouse gateway (auth on)';
 const HTTP_DIRECT = 'direct HTTP (streamable)';
 const HTTP_GATEWAY = 'gateway → HTTP upstream (auth on)';
+const HTTP_FORWARDER_NAME = 'bare HTTP forwarder → HTTP upstream';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EVERYTHING = join(ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 const BIN = (name, file) => join(ROOT, 'node_modules', name, file);
 /** BENCH_PROFILE=DIR: the gateway processes write a --cpu-prof profile there (they are stopped with SIGTERM). */
 const PROFILE_DIR = process.env.BENCH_PROFILE;
+/** BENCH_BASE=DIR: another built checkout (e.g. the commit before a change); its gateway runs beside this one's. */
+const BASE_DIR = process.env.BENCH_BASE;
+const AT_BASE = ' @base';
 const gatewayChildren = [];
 
 /** Resolves once something accepts connections on the port. */
@@ -94,12 +98,33 @@ createServer((req, res) => {
 }).listen(Number(process.env.PORT), '127.0.0.1', () => console.log('forwarder listening'));
 `;
 
+/**
+ * The floor of the HTTP group: a plain HTTP-to-HTTP forwarder (one `node:http` server, a keep-alive agent, the MCP
+ * headers copied, the answer streamed back as it comes; no checks). What one more loopback hop costs by itself.
+ */
+const HTTP_FORWARDER = `
+import { Agent, createServer, request } from 'node:http';
+const upstream = new URL(process.env.UPSTREAM);
+const agent = new Agent({ keepAlive: true });
+const FORWARDED = ['accept', 'content-type', 'content-length', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id'];
+createServer((req, res) => {
+  const headers = {};
+  for (const name of FORWARDED) if (req.headers[name] !== undefined) headers[name] = req.headers[name];
+  const out = request(upstream, { method: req.method, headers, agent }, (answer) => {
+    res.writeHead(answer.statusCode, answer.headers);
+    answer.pipe(res);
+  });
+  out.on('error', () => res.destroy());
+  req.pipe(out);
+}).listen(Number(process.env.PORT), '127.0.0.1', () => console.log('http forwarder listening'));
+`;
+
 /** `gatehouse gateway` in front of server-everything (or `upstreamArgs`), logged in once (headlessly) as the generated admin. */
-async function startGatewayProcess(extraArgs, upstreamArgs = ['--', process.execPath, EVERYTHING]) {
+async function startGatewayProcess(extraArgs, upstreamArgs = ['--', process.execPath, EVERYTHING], root = ROOT) {
   const dataDir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-gateway-'));
   const args = ['gateway', '--port', '0', '--store', 'memory', '--log-level', LOG_LEVEL, ...extraArgs];
   const profile = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
-  const gateway = start([...profile, join(ROOT, 'bin/gatehouse.js'), ...args, ...upstreamArgs], {
+  const gateway = start([...profile, join(root, 'bin/gatehouse.js'), ...args, ...upstreamArgs], {
     GATEHOUSE_DATA_DIR: dataDir,
   });
   gatewayChildren.push(gateway.child);
@@ -126,6 +151,14 @@ async function subjects() {
     await waitFor(everything.output, /listening on port/i);
     const upstream = `http://127.0.0.1:${hport}/mcp`;
     list.push({ name: HTTP_DIRECT, client: await connectHttp(upstream), pid: undefined });
+    const fport = await freePort();
+    const forwarder = start(['--input-type=module', '-e', HTTP_FORWARDER], { PORT: String(fport), UPSTREAM: upstream });
+    await waitFor(forwarder.output, /http forwarder listening/);
+    list.push({
+      name: HTTP_FORWARDER_NAME,
+      client: await connectHttp(`http://127.0.0.1:${fport}/mcp`),
+      pid: forwarder.child.pid,
+    });
     const gateway = await startGatewayProcess([], ['--upstream', upstream]);
     gateways.http = gateway;
     list.push({
@@ -133,6 +166,14 @@ async function subjects() {
       client: await connectHttp(gateway.url, gateway.fetchWithToken),
       pid: gateway.child.pid,
     });
+    if (BASE_DIR) {
+      const base = await startGatewayProcess([], ['--upstream', upstream], BASE_DIR);
+      list.push({
+        name: HTTP_GATEWAY + AT_BASE,
+        client: await connectHttp(base.url, base.fetchWithToken),
+        pid: base.child.pid,
+      });
+    }
   }
   if (!GROUPS.includes('stdio')) return { list, gateways };
   // Direct stdio.
@@ -197,6 +238,14 @@ async function subjects() {
     client: await connectHttp(gateway.url, gateway.fetchWithToken),
     pid: gateway.child.pid,
   });
+  if (BASE_DIR) {
+    const base = await startGatewayProcess([], undefined, BASE_DIR);
+    list.push({
+      name: STDIO_GATEWAY + AT_BASE,
+      client: await connectHttp(base.url, base.fetchWithToken),
+      pid: base.child.pid,
+    });
+  }
   return { list, gateways };
 }
 
@@ -249,7 +298,11 @@ async function latency() {
   }
   // Added latency is taken per round (subject minus its baseline in the same round), then its median.
   const baselineOf = (name) =>
-    name === HTTP_GATEWAY ? HTTP_DIRECT : name === HTTP_DIRECT || name === 'direct stdio' ? undefined : 'direct stdio';
+    name.startsWith(HTTP_GATEWAY) || name === HTTP_FORWARDER_NAME
+      ? HTTP_DIRECT
+      : name === HTTP_DIRECT || name === 'direct stdio'
+        ? undefined
+        : 'direct stdio';
   const added = new Map();
   for (const [name, { medians }] of perRound) {
     const base = baselineOf(name);
@@ -263,13 +316,13 @@ async function latency() {
     `\ntools/call echo, SDK v2 client, ${ROUNDS} rounds × ${CALLS} calls, subjects interleaved round by round (order rotated)`,
   );
   console.log(
-    'subject                              p50 ms  (min–max)      added ms  (min–max)      over   bridge CPU ms/call (min–max)',
+    'subject                                     p50 ms  (min–max)      added ms  (min–max)      over   bridge CPU ms/call (min–max)',
   );
   const range = (xs, digits = 2) => `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
   for (const [name, { medians, cpu }] of perRound) {
     const a = added.get(name);
     const cols = [
-      name.padEnd(36),
+      name.padEnd(43),
       median(medians).toFixed(2).padStart(6),
       `(${range(medians)})`.padEnd(14),
       (a ? `+${median(a).toFixed(2)}` : '').padStart(8),
@@ -299,7 +352,14 @@ async function latency() {
         : undefined,
     ],
   ];
-  for (const [what, value] of lines) if (value) console.log(`${what.padEnd(52)} ${value}`);
+  lines.push(['gateway → HTTP added − bare HTTP forwarder added', diff(HTTP_GATEWAY, HTTP_FORWARDER_NAME)]);
+  if (BASE_DIR) {
+    lines.push(
+      ['gateway added − gateway @base added (this change)', diff(STDIO_GATEWAY, STDIO_GATEWAY + AT_BASE)],
+      ['gateway → HTTP − gateway @base → HTTP (this change)', diff(HTTP_GATEWAY, HTTP_GATEWAY + AT_BASE)],
+    );
+  }
+  for (const [what, value] of lines) if (value) console.log(`${what.padEnd(54)} ${value}`);
   for (const s of list) await s.client.close().catch(() => {});
   return gateways;
 }

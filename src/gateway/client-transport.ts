@@ -94,9 +94,20 @@ function isInitialize(message: Message): boolean {
   );
 }
 
-const isJsonContentType = (header: string | null): boolean =>
-  header !== null &&
+/** A POST's Content-Type is JSON's. */
+export const isJsonContentType = (header: string | null | undefined): boolean =>
+  header != null &&
   (header === 'application/json' || header.split(';')[0]!.trim().toLowerCase() === 'application/json');
+
+/** A POST's Accept takes both answers the transport gives: JSON and an SSE stream. */
+export const acceptsJsonAndEvents = (header: string | null | undefined): boolean =>
+  header?.includes('application/json') === true && header.includes('text/event-stream');
+
+/**
+ * What a POST gets back: the JSON text of its answers (the common case, written by whoever serves the request with
+ * its own headers), or a whole Response (an SSE stream, an error, 202).
+ */
+export type Reply = { json: string } | Response;
 
 /** One SSE response being written: messages as `event: message`, comments to keep it alive. */
 class EventStream {
@@ -156,8 +167,8 @@ class Exchange {
   #answers: Message[] = [];
   #stream: EventStream | undefined;
   #timer: NodeJS.Timeout | undefined;
-  #respond: ((response: Response) => void) | undefined;
-  readonly response: Promise<Response>;
+  #respond: ((reply: Reply) => void) | undefined;
+  readonly reply: Promise<Reply>;
 
   constructor(
     readonly transport: ClientTransport,
@@ -165,7 +176,7 @@ class Exchange {
     readonly batch: boolean,
   ) {
     this.#pending = ids.length;
-    this.response = new Promise((resolve) => {
+    this.reply = new Promise((resolve) => {
       this.#respond = resolve;
     });
     this.#timer = setTimeout(() => this.stream(), transport.streamAfterMs);
@@ -182,8 +193,7 @@ class Exchange {
       this.#answers.push(message);
       if (this.#pending === 0) {
         clearTimeout(this.#timer);
-        const body = JSON.stringify(this.batch ? this.#answers : this.#answers[0]);
-        this.#resolve(new Response(body, { status: 200, headers: this.transport.headers(JSON_HEADERS) }));
+        this.#resolve({ json: JSON.stringify(this.batch ? this.#answers : this.#answers[0]) });
       }
     }
     return this.#pending === 0;
@@ -213,10 +223,10 @@ class Exchange {
     else this.#resolve(sessionNotFound());
   }
 
-  #resolve(response: Response): void {
+  #resolve(reply: Reply): void {
     const respond = this.#respond;
     this.#respond = undefined;
-    respond?.(response);
+    respond?.(reply);
   }
 }
 
@@ -262,7 +272,10 @@ export class ClientTransport {
       case 'GET':
         return this.#get(request);
       case 'DELETE': {
-        const invalid = this.#checkSession(request);
+        const invalid = this.#checkSession(
+          request.headers.get('mcp-session-id'),
+          request.headers.get('mcp-protocol-version'),
+        );
         if (invalid) return invalid;
         this.options.onsessionclosed?.();
         this.close();
@@ -274,8 +287,7 @@ export class ClientTransport {
   }
 
   async #post(request: Request, authInfo: AuthInfo | undefined, parsedBody: unknown): Promise<Response> {
-    const accept = request.headers.get('accept');
-    if (!accept?.includes('application/json') || !accept.includes('text/event-stream')) {
+    if (!acceptsJsonAndEvents(request.headers.get('accept'))) {
       return rpcError(406, -32000, 'Not Acceptable: Client must accept both application/json and text/event-stream');
     }
     if (!isJsonContentType(request.headers.get('content-type'))) {
@@ -294,6 +306,28 @@ export class ClientTransport {
         return rpcError(400, -32700, 'Parse error: Invalid JSON');
       }
     }
+    const reply = await this.post(
+      body,
+      authInfo,
+      request.headers.get('mcp-session-id'),
+      request.headers.get('mcp-protocol-version'),
+    );
+    return reply instanceof Response
+      ? reply
+      : new Response(reply.json, { status: 200, headers: this.headers(JSON_HEADERS) });
+  }
+
+  /**
+   * Takes a POST whose Accept and Content-Type were checked and whose body is parsed: the batch and message checks,
+   * `initialize` or the session and version headers, then each message to `onmessage`. The reply comes once every
+   * request in it is answered. The gateway's hot path calls this with the request's own header values.
+   */
+  post(
+    body: unknown,
+    authInfo: AuthInfo | undefined,
+    sessionHeader: string | null | undefined,
+    versionHeader: string | null | undefined,
+  ): Response | Promise<Reply> {
     const batch = Array.isArray(body);
     const messages = batch ? (body as unknown[]) : [body];
     if (messages.length > MAX_BATCH_SIZE) {
@@ -312,7 +346,7 @@ export class ClientTransport {
       this.#initialized = true;
       this.options.onsessioninitialized?.(this.sessionId);
     } else {
-      const invalid = this.#checkSession(request);
+      const invalid = this.#checkSession(sessionHeader, versionHeader);
       if (invalid) return invalid;
     }
 
@@ -325,14 +359,17 @@ export class ClientTransport {
     const exchange = new Exchange(this, [...ids], batch);
     for (const id of ids) this.#exchanges.set(id, exchange);
     for (const message of messages) this.options.onmessage(message, authInfo);
-    return exchange.response;
+    return exchange.reply;
   }
 
   #get(request: Request): Response {
     if (!request.headers.get('accept')?.includes('text/event-stream')) {
       return rpcError(406, -32000, 'Not Acceptable: Client must accept text/event-stream');
     }
-    const invalid = this.#checkSession(request);
+    const invalid = this.#checkSession(
+      request.headers.get('mcp-session-id'),
+      request.headers.get('mcp-protocol-version'),
+    );
     if (invalid) return invalid;
     if (this.#standalone && !this.#standalone.closed) {
       return rpcError(409, -32000, 'Conflict: Only one SSE stream is allowed per session');
@@ -345,13 +382,11 @@ export class ClientTransport {
   }
 
   /** The session id and protocol version checks of every request but `initialize`. */
-  #checkSession(request: Request): Response | undefined {
+  #checkSession(id: string | null | undefined, version: string | null | undefined): Response | undefined {
     if (!this.#initialized) return rpcError(400, -32000, 'Bad Request: Server not initialized');
-    const id = request.headers.get('mcp-session-id');
     if (!id) return rpcError(400, -32000, 'Bad Request: Mcp-Session-Id header is required');
     if (id !== this.sessionId) return sessionNotFound();
-    const version = request.headers.get('mcp-protocol-version');
-    if (version !== null && !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) {
+    if (version != null && !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) {
       return rpcError(
         400,
         -32000,

@@ -16,6 +16,7 @@ import { type FetchHandler, type ProtectedHandler, protect } from '../server/pro
 import type { AuthInfo } from '../server/verifier.js';
 import type { SessionIdentity, UpstreamChannel } from './channel.js';
 import { type GatewayConfig, GatewayConfigError, resolveConfig, type UpstreamConfig } from './config.js';
+import { type SessionPostRoute, takeSessionPost } from './fast-path.js';
 import { openHttpChannel } from './http.js';
 import { SessionRecords } from './records.js';
 import { sameOriginAuthorizationServer } from './same-origin.js';
@@ -294,6 +295,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         : {};
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
         const url = req.url ?? '/';
+        if (byPath.has(url)) return; // an MCP endpoint as clients call it: no URL to parse
         const pathname = new URL(url, listenUrl).pathname;
         if (routeFor(pathname)) return;
         const alias = aliases[pathname];
@@ -339,6 +341,8 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
     });
     const sessions = new Map<string, GatewaySession>();
     const routes: Route[] = [];
+    /** Each upstream's MCP path, for the hot path of a session's POSTs. */
+    const hotPaths = new Map<string, SessionPostRoute>();
     for (const name of names) {
       const upstream = config.mcpServers[name]!;
       const resource = resourceOf(name);
@@ -412,6 +416,8 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         resourceName: name,
       });
       routes.push({ name, config: upstream, resource, handler, ...(pool && { pool }) });
+      // With records, a session may live on another instance: those requests take the full path.
+      if (!records) hotPaths.set(new URL(resource).pathname, { upstream: name, handler, sessions });
     }
     cleanups.push(async () => {
       await Promise.all([...sessions.values()].map((s) => s.close()));
@@ -456,6 +462,8 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
     };
     const gatewayListener = toNodeListener(gatewayFetch);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const hot = hotPaths.get(req.url ?? '');
+      if (hot && takeSessionPost(hot, req, res, gatewayListener)) return;
       const pathname = new URL(req.url ?? '/', listenUrl).pathname;
       if (routeFor(pathname) || !embedded) gatewayListener(req, res);
     });

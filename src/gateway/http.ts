@@ -48,16 +48,17 @@ export interface HttpChannelOptions {
 export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
   const { config, identity, name } = options;
   const url = new URL(config.url!);
-  /** The upstream's own headers: the config's, then the credential source's. */
-  const upstreamHeaders = async (): Promise<Record<string, string>> => {
-    const headers: Record<string, string> = {};
-    for (const [key, value] of Object.entries(config.headers ?? {})) headers[key.toLowerCase()] = value;
-    if (options.credentials) {
-      for (const [key, value] of Object.entries(await options.credentials(identity)))
-        headers[key.toLowerCase()] = value;
-    }
-    return headers;
-  };
+  const configHeaders: Record<string, string> = {};
+  for (const [key, value] of Object.entries(config.headers ?? {})) configHeaders[key.toLowerCase()] = value;
+  const { credentials } = options;
+  /** The upstream's own headers: the config's, then the credential source's (read per request; copied by callers). */
+  const upstreamHeaders = credentials
+    ? async (): Promise<Record<string, string>> => {
+        const headers = { ...configHeaders };
+        for (const [key, value] of Object.entries(await credentials(identity))) headers[key.toLowerCase()] = value;
+        return headers;
+      }
+    : (): Record<string, string> => configHeaders;
   const fetchWithCredentials = async (input: string | URL, init?: RequestInit): Promise<Response> => {
     const headers = new Headers(init?.headers);
     for (const [key, value] of Object.entries(await upstreamHeaders())) headers.set(key, value);

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { missingScopes, type ScopeHierarchy } from '../server/scopes.js';
 import type { AuthInfo } from '../server/verifier.js';
 import type { SessionIdentity, UpstreamChannel } from './channel.js';
-import { ClientTransport, type Message } from './client-transport.js';
+import { ClientTransport, type Message, type Reply } from './client-transport.js';
 import {
   acceptsUrlElicitation,
   credentialErrorAnswer,
@@ -93,6 +93,18 @@ export class GatewaySession implements LinkWaiter {
     this.#authInfo = authInfo;
     this.lastUsed = Date.now();
     return this.transport.handleRequest(request, { authInfo, parsedBody });
+  }
+
+  /** A POST of this session read by the gateway's hot path: its parsed body and session headers (see `ClientTransport.post`). */
+  post(
+    body: unknown,
+    authInfo: AuthInfo,
+    sessionHeader: string,
+    versionHeader: string | undefined,
+  ): Response | Promise<Reply> {
+    this.#authInfo = authInfo;
+    this.lastUsed = Date.now();
+    return this.transport.post(body, authInfo, sessionHeader, versionHeader);
   }
 
   #identity(first: Message): SessionIdentity {

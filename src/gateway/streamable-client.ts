@@ -185,7 +185,8 @@ export class StreamableHttpClient implements Transport {
   async start(): Promise<void> {}
 
   async #requestHeaders(accept: string): Promise<Record<string, string>> {
-    const headers: Record<string, string> = { ...(await this.headers()), accept };
+    const given = this.headers();
+    const headers: Record<string, string> = { ...(given instanceof Promise ? await given : given), accept };
     if (this.sessionId !== undefined) headers['mcp-session-id'] = this.sessionId;
     if (this.#protocolVersion !== undefined) headers['mcp-protocol-version'] = this.#protocolVersion;
     return headers;

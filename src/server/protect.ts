@@ -101,6 +101,16 @@ export interface ProtectedHandler extends FetchHandler {
    * Any other path answers 404.
    */
   handles(pathname: string): boolean;
+  /**
+   * For a server that reads a `POST` itself on its hot path (the gateway): the verified token, ready to hand to
+   * the MCP handler, when a `Bearer` token passes every check that needs no body; `undefined` whenever the full
+   * handler must answer instead (a refusal, DPoP, anonymous access), which then answers exactly as it always does.
+   */
+  authorizeBearer(token: string): Promise<AuthInfo | undefined>;
+  /** Whether `authInfo` may make the calls in a parsed body (scopes per tool, login strength); see `authorizeBearer`. */
+  permits(authInfo: AuthInfo, parsedBody: unknown): boolean;
+  /** Whether `authInfo` may use the session `sessionId` (the one who opened it, or a session not seen here). */
+  ownsSession(sessionId: string, authInfo: AuthInfo): boolean;
 }
 
 const CORS_HEADERS = {
@@ -469,36 +479,23 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
       }
       return new OAuthProtocolError('server_error', 'token verification failed', { cause: error }).toResponse();
     }
-    // Sender-constrained tokens (RFC 9449 §7): a bound token needs its proof, a proof needs a bound token.
-    const jkt = boundKeyThumbprint(authInfo.extra?.['claims']);
-    if (scheme === 'bearer' && jkt) {
-      return challenge(
-        new InvalidTokenError('this token is DPoP-bound: present it as Authorization: DPoP with a proof'),
-      );
-    }
-    if (scheme === 'bearer' && dpop.required) {
-      return challenge(new InvalidTokenError('this resource accepts only DPoP-bound tokens'));
-    }
+    const binding = bindingRefusal(authInfo, scheme);
+    if (binding) return challenge(binding, scheme);
     if (scheme === 'dpop') {
-      if (!jkt) return challenge(new InvalidTokenError('the token is not DPoP-bound: present it as Bearer'), 'dpop');
       try {
-        await dpop.verify(request, new URL(url.pathname, resource).href, token, jkt);
+        await dpop.verify(
+          request,
+          new URL(url.pathname, resource).href,
+          token,
+          boundKeyThumbprint(authInfo.extra?.['claims'])!,
+        );
       } catch (error) {
         if (error instanceof OAuthProtocolError) return challenge(error, 'dpop');
         throw error;
       }
     }
-    if (authInfo.expiresAt !== undefined && authInfo.expiresAt * 1000 <= Date.now()) {
-      return challenge(new InvalidTokenError('the token has expired'), scheme);
-    }
-    // A second line of defence for custom verifiers: a resource they report must be this one.
-    const granted = authInfo.resource;
-    if (granted && granted.href !== resource && !sameResource(granted, resource)) {
-      return challenge(
-        new InvalidTokenError(`audience mismatch: expected ${resource}, received ${granted.href}`),
-        scheme,
-      );
-    }
+    const invalid = validityRefusal(authInfo);
+    if (invalid) return challenge(invalid, scheme);
 
     let needed = requiredScopes;
     let parsedBody: unknown;
@@ -516,14 +513,8 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
       const perTool = called.flatMap((tool) => toolScopes.get(tool) ?? []);
       if (perTool.length) needed = [...new Set([...needed, ...perTool])];
     }
-    if (needed.length && missingScopes(authInfo.scopes, needed, hierarchy).length) {
-      return challenge(new InsufficientScopeError(needed), scheme);
-    }
-    for (const tool of called) {
-      const requirement = toolAuthentication.get(tool);
-      const shortfall = requirement && checkUserAuthentication(authInfo, requirement);
-      if (shortfall) return challenge(shortfall, scheme);
-    }
+    const refused = callRefusal(authInfo, needed, called);
+    if (refused) return challenge(refused, scheme);
     const init: McpHandlerOptions = { authInfo: { ...authInfo, resourceMetadataUrl } };
     if (parsedBody !== undefined) init.parsedBody = parsedBody;
     let response = await callMcp(forward, init);
@@ -545,5 +536,74 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
     pathname === resourcePath ||
     pathname === `${resourcePath}/`;
 
-  return Object.assign(protectedHandler, { resource, resourceMetadataUrl, metadata, handles });
+  /** Sender-constrained tokens (RFC 9449 §7): a bound token needs its proof, a proof needs a bound token. */
+  function bindingRefusal(authInfo: AuthInfo, scheme: 'bearer' | 'dpop'): InvalidTokenError | undefined {
+    const jkt = boundKeyThumbprint(authInfo.extra?.['claims']);
+    if (scheme === 'bearer' && jkt) {
+      return new InvalidTokenError('this token is DPoP-bound: present it as Authorization: DPoP with a proof');
+    }
+    if (scheme === 'bearer' && dpop.required)
+      return new InvalidTokenError('this resource accepts only DPoP-bound tokens');
+    if (scheme === 'dpop' && !jkt) return new InvalidTokenError('the token is not DPoP-bound: present it as Bearer');
+    return undefined;
+  }
+
+  /** An expired token, or one a custom verifier reports for another resource (a second line of defence). */
+  function validityRefusal(authInfo: AuthInfo): InvalidTokenError | undefined {
+    if (authInfo.expiresAt !== undefined && authInfo.expiresAt * 1000 <= Date.now()) {
+      return new InvalidTokenError('the token has expired');
+    }
+    const granted = authInfo.resource;
+    if (granted && granted.href !== resource && !sameResource(granted, resource)) {
+      return new InvalidTokenError(`audience mismatch: expected ${resource}, received ${granted.href}`);
+    }
+    return undefined;
+  }
+
+  /** The scopes `needed` and the login each called tool asks for, as the refusal to answer with, if any. */
+  function callRefusal(authInfo: AuthInfo, needed: string[], called: string[]): OAuthProtocolError | undefined {
+    if (needed.length && missingScopes(authInfo.scopes, needed, hierarchy).length) {
+      return new InsufficientScopeError(needed);
+    }
+    for (const tool of called) {
+      const requirement = toolAuthentication.get(tool);
+      const shortfall = requirement && checkUserAuthentication(authInfo, requirement);
+      if (shortfall) return shortfall;
+    }
+    return undefined;
+  }
+
+  async function authorizeBearer(token: string): Promise<AuthInfo | undefined> {
+    if (anonymousAllowed || dpop.required) return undefined;
+    let authInfo: AuthInfo;
+    try {
+      authInfo = await options.verifier.verify(token, verifyContext);
+    } catch {
+      return undefined;
+    }
+    if (bindingRefusal(authInfo, 'bearer') || validityRefusal(authInfo)) return undefined;
+    return { ...authInfo, resourceMetadataUrl };
+  }
+
+  function permits(authInfo: AuthInfo, parsedBody: unknown): boolean {
+    const called = calledTools(parsedBody);
+    const perTool = called.flatMap((tool) => toolScopes.get(tool) ?? []);
+    const needed = perTool.length ? [...new Set([...requiredScopes, ...perTool])] : requiredScopes;
+    return callRefusal(authInfo, needed, called) === undefined;
+  }
+
+  function ownsSession(sessionId: string, authInfo: AuthInfo): boolean {
+    const known = sessionOwners.get(sessionId);
+    return known === undefined || known === ownerOf(authInfo);
+  }
+
+  return Object.assign(protectedHandler, {
+    resource,
+    resourceMetadataUrl,
+    metadata,
+    handles,
+    authorizeBearer,
+    permits,
+    ownsSession,
+  });
 }

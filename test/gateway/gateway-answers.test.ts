@@ -267,6 +267,37 @@ describe('gatehouse gateway: JSON or SSE answers, and the streamable HTTP rules'
     expect(((await ok.json()) as Answer).id).toBe(6);
   });
 
+  it("answers a session's POST with the token checks of protect(): another client's token, a bad token, no token", async () => {
+    const session = await open();
+    const echo = {
+      jsonrpc: '2.0',
+      id: 10,
+      method: 'tools/call',
+      params: { name: 'echo', arguments: { message: 'y' } },
+    };
+    const body = JSON.stringify(echo);
+    const headers = { accept: ACCEPT, 'content-type': 'application/json', ...session };
+    // The same user through another client (its own registration and token): the session is not that client's.
+    const otherClient = headlessOAuth(mcpUrl, 'admin', gateway.password!).wrapFetch() as typeof fetch;
+    const stolen = await otherClient(mcpUrl, { method: 'POST', headers, body });
+    expect(stolen.status).toBe(404);
+    expect(((await stolen.json()) as Answer).error?.message).toBe('Session not found');
+    for (const authorization of ['Bearer not-a-token', 'Bearer', 'Basic YWRtaW46YWRtaW4=']) {
+      const refused = await fetch(mcpUrl, { method: 'POST', headers: { ...headers, authorization }, body });
+      expect(refused.status).toBe(401);
+      expect(refused.headers.get('www-authenticate')).toMatch(/^Bearer .*resource_metadata=/);
+      await refused.text();
+    }
+    const anonymous = await fetch(mcpUrl, { method: 'POST', headers, body });
+    expect(anonymous.status).toBe(401);
+    await anonymous.text();
+    // The session's own client goes on, answered with a length (no chunked encoding).
+    const ok = await post(echo, session);
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('content-length')).toBe(String((await ok.clone().arrayBuffer()).byteLength));
+    expect(((await ok.json()) as Answer).result).toMatchObject({ content: [{ type: 'text', text: 'Echo: y' }] });
+  });
+
   it('ends the session on DELETE: its id then answers 404', async () => {
     const session = await open();
     const deleted = await authorizedFetch(mcpUrl, { method: 'DELETE', headers: session });
