@@ -218,8 +218,16 @@ export function authorizationUrl(
   return url;
 }
 
-/** Registers a native client and completes one authorization-code flow; returns the code redemption result. */
-export async function loginFlow(as: { url: string }, browser = new Browser(), clientId?: string) {
+/**
+ * Registers a native client (unless `clientId` is given) and completes one authorization-code flow for RESOURCE as
+ * `credentials` (default alice); returns the code redemption result.
+ */
+export async function loginFlow(
+  as: { url: string },
+  browser = new Browser(),
+  clientId?: string,
+  credentials: { username: string; password: string } = USER,
+) {
   const redirectUri = 'http://127.0.0.1:4711/callback';
   let id = clientId;
   if (!id) {
@@ -231,6 +239,7 @@ export async function loginFlow(as: { url: string }, browser = new Browser(), cl
   const { callback } = await browser.authorize(
     authorizationUrl(as, { clientId: id, redirectUri, challenge }),
     redirectUri,
+    { credentials },
   );
   if (!callback?.searchParams.get('code')) throw new Error(`no code: ${callback?.href}`);
   const code = callback.searchParams.get('code')!;

@@ -4,37 +4,21 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { authorizationUrl, Browser, pkce, register, token } from '../authorization-server/helpers.js';
-import { PASSWORD, RESOURCE, serveFailure, startServe } from '../stores/services.js';
+import {
+  authorizationUrl,
+  Browser,
+  loginFlow,
+  pkce,
+  RESOURCE,
+  register,
+  token,
+} from '../authorization-server/helpers.js';
+import { PASSWORD, serveFailure, startServe } from '../stores/services.js';
 import { startServe as startServeJson } from './helpers.js';
 
 const ADMIN = { username: 'admin', password: PASSWORD };
-
-/** Registers a client, logs in as the superuser through the login and consent pages, and redeems the code. */
-async function flow(url: string) {
-  const redirectUri = 'http://127.0.0.1:4711/callback';
-  const reg = await register({ url }, { redirect_uris: [redirectUri] });
-  const clientId = String(reg.body['client_id']);
-  const { verifier, challenge } = pkce();
-  const { callback } = await new Browser().authorize(
-    authorizationUrl({ url }, { clientId, redirectUri, challenge, resource: RESOURCE }),
-    redirectUri,
-    { credentials: ADMIN },
-  );
-  const code = callback!.searchParams.get('code')!;
-  const result = await token(
-    { url },
-    {
-      grant_type: 'authorization_code',
-      code,
-      redirect_uri: redirectUri,
-      code_verifier: verifier,
-      client_id: clientId,
-      resource: RESOURCE,
-    },
-  );
-  return { ...result, code, clientId };
-}
+const RESOURCE_FLAG = ['--resource', `${RESOURCE}=mcp:tools`];
+const flow = (url: string) => loginFlow({ url }, new Browser(), undefined, ADMIN);
 
 describe('gatehouse serve (the built CLI, as a process)', () => {
   const cleanups: Array<() => Promise<unknown>> = [];
@@ -55,20 +39,20 @@ describe('gatehouse serve (the built CLI, as a process)', () => {
     `postgres://postgres@127.0.0.1:5432/test?table=gatehouse_serve_test_${randomBytes(4).toString('hex')}`,
   ]) {
     it(`runs a full login on --store ${store.split(':')[0]}`, async () => {
-      const running = await startServe(['--store', store], { GATEHOUSE_DATA_DIR: await dataDir() });
+      const running = await startServe(['--store', store, ...RESOURCE_FLAG], { GATEHOUSE_DATA_DIR: await dataDir() });
       cleanups.push(() => running.stop());
       const result = await flow(running.url);
-      expect(result.status).toBe(200);
-      expect(result.body['access_token']).toBeTruthy();
+      expect(result.first.status).toBe(200);
+      expect(result.first.body['access_token']).toBeTruthy();
     });
   }
 
   it('keeps its signing keys in the default SQLite store (the data directory) across restarts', async () => {
     const dir = await dataDir();
-    const first = await startServe([], { GATEHOUSE_DATA_DIR: dir });
+    const first = await startServe(RESOURCE_FLAG, { GATEHOUSE_DATA_DIR: dir });
     const jwks1 = await (await fetch(`${first.url}/jwks`)).json();
     await first.stop();
-    const second = await startServe(['--store', `sqlite:${join(dir, 'authorization-server.db')}`], {
+    const second = await startServe(['--store', `sqlite:${join(dir, 'authorization-server.db')}`, ...RESOURCE_FLAG], {
       GATEHOUSE_DATA_DIR: dir,
     });
     const jwks2 = await (await fetch(`${second.url}/jwks`)).json();
@@ -83,10 +67,10 @@ describe('gatehouse serve (the built CLI, as a process)', () => {
     );
     cleanups.push(() => running.stop());
     const login = await flow(running.url);
-    expect(login.status).toBe(200);
+    expect(login.first.status).toBe(200);
     const refreshed = await token(running, {
       grant_type: 'refresh_token',
-      refresh_token: login.body['refresh_token']!,
+      refresh_token: login.first.body['refresh_token']!,
       client_id: login.clientId,
     });
     expect(refreshed.status).toBe(200);
@@ -116,8 +100,8 @@ describe('gatehouse serve (the built CLI, as a process)', () => {
       PASSWORD,
       wrongPassword,
       login.code,
-      login.body['access_token']!,
-      login.body['refresh_token']!,
+      login.first.body['access_token']!,
+      login.first.body['refresh_token']!,
       refreshed.body['access_token']!,
       refreshed.body['refresh_token']!,
       String(secret.body['client_secret']),
