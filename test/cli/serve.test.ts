@@ -112,6 +112,48 @@ describe('gatehouse serve (the built CLI, as a process)', () => {
     }
   });
 
+  it('--json prints the listening line on stdout instead of the text line; --verbose logs debug; --no-device-flow', async () => {
+    const env = { GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD };
+    const base = ['--store', 'memory', '--superuser', 'admin', ...RESOURCE_FLAG];
+    const [verbose, quiet] = await Promise.all([
+      startServeJson([...base, '--verbose', '--no-device-flow'], env),
+      startServeJson([...base, '--verbose', '--log-level', 'warn'], env),
+    ]);
+    cleanups.push(
+      () => verbose.stop(),
+      () => quiet.stop(),
+    );
+    const listening = JSON.parse(
+      verbose
+        .output()
+        .split('\n')
+        .find((l) => l.includes('"msg":"listening"'))!,
+    );
+    expect(listening).toEqual({ msg: 'listening', issuer: verbose.url, url: verbose.url });
+    expect(verbose.output()).not.toContain('gatehouse serve: issuer');
+    expect(verbose.output()).toMatch(/"level":20,/);
+    // --log-level wins over --verbose.
+    expect(quiet.output()).not.toMatch(/"level":(20|30),/);
+
+    const metadata = (await (await fetch(`${verbose.url}/.well-known/oauth-authorization-server`)).json()) as Record<
+      string,
+      unknown
+    >;
+    expect(metadata['device_authorization_endpoint']).toBeUndefined();
+    expect(metadata['grant_types_supported']).not.toContain('urn:ietf:params:oauth:grant-type:device_code');
+    const device = await fetch(`${verbose.url}/device/auth`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ client_id: 'x', resource: RESOURCE }),
+    });
+    expect(device.status).toBeGreaterThanOrEqual(400);
+    const withDevice = (await (await fetch(`${quiet.url}/.well-known/oauth-authorization-server`)).json()) as Record<
+      string,
+      unknown
+    >;
+    expect(withDevice['device_authorization_endpoint']).toBe(`${quiet.url}/device/auth`);
+  });
+
   it('says what is wrong, with a fix that names the real cause, and exits 1 (2 for bad flags)', async () => {
     const busy: Server = createServer();
     await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
