@@ -141,7 +141,9 @@ describe('gatehouse login / status / token / call / tools / logout', () => {
     expect(noToken.status).toBe(3);
   });
 
-  it('status names each STATE and exits 3 once a login is needed; login --force logs in again', async () => {
+  it('status names each STATE and exits 3 once a login is needed; login --force logs in again', {
+    timeout: 90_000,
+  }, async () => {
     const own = await tempStore();
     try {
       const env = { GATEHOUSE_STORE: own.dir, GATEHOUSE_LOGIN: 'demo:demo' };
@@ -156,8 +158,10 @@ describe('gatehouse login / status / token / call / tools / logout', () => {
       const storage = new TokenStorage((await openDefaultTokenStore({ directory: own.dir })).store);
       const past = Math.floor(Date.now() / 1000) - 10;
       const state = async () => {
-        const table = await cli(['status'], { GATEHOUSE_STORE: own.dir });
-        const one = await cli(['status', stack.mcpUrl], { GATEHOUSE_STORE: own.dir });
+        const [table, one] = await Promise.all([
+          cli(['status'], { GATEHOUSE_STORE: own.dir }),
+          cli(['status', stack.mcpUrl], { GATEHOUSE_STORE: own.dir }),
+        ]);
         return { line: table.stdout.split('\n').find((l) => l.startsWith(stack.mcpUrl)), exit: one.status };
       };
       await storage.update(stack.mcpUrl, (r) => (r?.tokens ? { ...r, tokens: { ...r.tokens, expires_at: past } } : r));
