@@ -460,6 +460,45 @@ function causeMessage(cause: unknown): string {
   return inner.length ? [...new Set(inner)].join('; ') : String(error?.code ?? cause);
 }
 
+/** The codes of an error and of its causes (a driver error may be wrapped), outermost first. */
+function errorCodes(cause: unknown): string[] {
+  const codes: string[] = [];
+  for (
+    let error = cause as { code?: unknown; cause?: unknown } | undefined;
+    error;
+    error = error.cause as typeof error
+  ) {
+    if (typeof error.code === 'string') codes.push(error.code);
+    if (codes.length > 5) break;
+  }
+  return codes;
+}
+
+/** What to do about a store that did not open, by its real cause: "is it running?" only when it refused. */
+function storeHint(cause: unknown, options: StoreLocation): string {
+  if (options.backend === 'sqlite') return 'Check that the directory is writable, or pass --store memory.';
+  const codes = errorCodes(cause);
+  const message = causeMessage(cause);
+  // The Redis client reports the resolver's failure in its message only.
+  if (codes.includes('ENOTFOUND') || codes.includes('EAI_AGAIN') || /\b(ENOTFOUND|EAI_AGAIN)\b/.test(message))
+    return 'The host name in --store does not resolve: check its spelling, or use its IP address.';
+  // PostgreSQL SQLSTATEs: 3D000 no such database, 28000/28P01 authentication refused.
+  if (codes.includes('3D000'))
+    return 'Create that database (e.g. `createdb NAME`), or name an existing one in --store.';
+  if (codes.includes('28000') || codes.includes('28P01') || /WRONGPASS|NOAUTH/.test(message))
+    return 'Check the user name and password in --store (postgres://USER:PASSWORD@HOST/DB, redis://:PASSWORD@HOST:6379).';
+  return `Check that ${options.backend} is running and the URL in --store is right.`;
+}
+
+/** What to do when the listening socket could not be opened, by its cause. */
+function listenHint(cause: unknown, host: string): string {
+  const code = errorCodes(cause)[0];
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return `${host} is not an address of this machine: pass --host 127.0.0.1, or --host 0.0.0.0 for every interface.`;
+  if (code === 'EACCES') return 'Ports below 1024 need privileges: pick --port 1024 or above (e.g. 9000).';
+  return 'Pick another --port, or stop what is using it.';
+}
+
 const STORE_KEY_FILE = 'store.key';
 
 /**
@@ -539,11 +578,7 @@ export async function openStore(
     if (cause instanceof StorageDependencyError) return fail(cause.message, cause.hint!);
     return fail(
       `cannot open the ${options.backend} store ${storeLabel(store, options)}: ${causeMessage(cause)}`,
-      cause instanceof StorageConfigError && cause.hint
-        ? cause.hint
-        : options.backend === 'sqlite'
-          ? 'Check that the directory is writable, or pass --store memory.'
-          : `Check that ${options.backend} is running and the URL in --store is right.`,
+      cause instanceof StorageConfigError && cause.hint ? cause.hint : storeHint(cause, options),
     );
   }
   return factory;
@@ -694,10 +729,7 @@ export async function serve(
       });
     } catch (cause) {
       await closeAll();
-      return fail(
-        `cannot listen on ${host}:${port}: ${(cause as Error).message}`,
-        'Pick another --port, or stop what is using it.',
-      );
+      return fail(`cannot listen on ${host}:${port}: ${(cause as Error).message}`, listenHint(cause, host));
     }
     const address = server.address() as AddressInfo;
     return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;

@@ -1,5 +1,6 @@
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { GatehouseError } from '../oauth/errors.js';
 
@@ -130,7 +131,7 @@ export async function usersFile(path: string): Promise<Authenticator> {
   } catch (cause) {
     throw new UsersFileError(`Cannot read the users file ${path}: ${(cause as Error).message}`, {
       code: 'ERR_USERS_FILE',
-      hint: 'Give a JSON file {"users":[{"username":"…","passwordHash":"scrypt$…"}]}.',
+      hint: usersFileHint(cause, path),
       cause,
     });
   }
@@ -148,6 +149,16 @@ export async function usersFile(path: string): Promise<Authenticator> {
     });
   }
   return hashedUsers(users as UserRecord[]);
+}
+
+/** A missing or unreadable file is a path or permission problem, not a format one: say which. */
+function usersFileHint(cause: unknown, path: string): string {
+  const code = (cause as { code?: string }).code;
+  if (code === 'ENOENT')
+    return `There is no file at ${resolve(path)}: check the path (relative paths start in the current directory).`;
+  if (code === 'EACCES') return `Make ${resolve(path)} readable by the user running gatehouse.`;
+  if (code === 'EISDIR') return `${resolve(path)} is a directory: give the users file itself.`;
+  return 'Give a JSON file {"users":[{"username":"…","passwordHash":"scrypt$…"}]}.';
 }
 
 /**

@@ -171,7 +171,13 @@ const DEFAULT_URL_ELICITATION_TIMEOUT = 300_000;
 /** How often a connect the server refused until the user completes a page is tried again. */
 const URL_ELICITATION_CONNECT_RETRY_MS = 2000;
 /** The codes of the network failures `describeNetworkFailure` names. */
-const NETWORK_CODES = new Set(['ERR_CONNECTION_REFUSED', 'ERR_DNS', 'ERR_TLS', 'ERR_CONNECTION_TIMEOUT']);
+const NETWORK_CODES = new Set([
+  'ERR_CONNECTION_REFUSED',
+  'ERR_DNS',
+  'ERR_TLS',
+  'ERR_CONNECTION_TIMEOUT',
+  'ERR_BLOCKED_PORT',
+]);
 /** What a failed connect is explained by: the URL is not an MCP server's (see `explainLoginFailure`). */
 const NOT_MCP_CODES = new Set(['ERR_NOT_MCP_SERVER', 'ERR_AUTHORIZATION_SERVER_URL']);
 const DEFAULT_CLIENT_INFO: Implementation = { name: 'gatehouse', version: '0.1.0' };

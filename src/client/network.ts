@@ -112,6 +112,18 @@ function networkCode(error: unknown): { code: string; message: string } | undefi
  */
 export function describeNetworkFailure(error: unknown, url: string | URL): ConnectionError | undefined {
   if (error instanceof ConnectionError) return error;
+  // fetch refuses the Fetch standard's "bad ports" (1, 6000, 6665-6669, …) before connecting, with no code.
+  if (error instanceof Error && (error.cause as Error | undefined)?.message === 'bad port') {
+    const { hostname, port } = new URL(url);
+    return new ConnectionError(
+      `fetch refuses port ${port} of ${hostname}: it is on the Fetch standard's list of blocked ports`,
+      {
+        code: 'ERR_BLOCKED_PORT',
+        hint: `Run the server on another port (e.g. 8000): Node's fetch, like every browser, never connects to port ${port}.`,
+        cause: error,
+      },
+    );
+  }
   const found = networkCode(error);
   if (!found) return undefined;
   const target = new URL(url);

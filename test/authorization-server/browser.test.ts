@@ -10,9 +10,9 @@ import {
   decodeJwt,
   pkce,
   RESOURCE,
-  type RunningAs,
   register,
-  startAs,
+  type ServedAs,
+  startServedAs,
   token,
   USER,
 } from './helpers.js';
@@ -20,7 +20,7 @@ import {
 const ARTIFACTS = join('test-artifacts', 'authorization-server-browser');
 
 describe('login and consent in a real browser', () => {
-  let as: RunningAs;
+  let as: ServedAs;
   let browser: Browser;
   let callbackServer: Server;
   let callbackUrl: string;
@@ -28,7 +28,7 @@ describe('login and consent in a real browser', () => {
 
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    as = await startAs();
+    as = await startServedAs();
     callbackServer = createServer((req, res) => {
       received.push(new URL(req.url ?? '/', callbackUrl));
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });

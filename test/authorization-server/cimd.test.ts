@@ -4,16 +4,16 @@ import {
   Browser,
   type DocumentHost,
   pkce,
-  type RunningAs,
-  startAs,
+  type ServedAs,
   startDocumentHost,
+  startServedAs,
 } from './helpers.js';
 
 // A metadata document host on loopback with a self-signed certificate. Only this test worker trusts it.
 process.env['NODE_TLS_REJECT_UNAUTHORIZED'] = '0';
 
 describe('client ID metadata documents (accepted)', () => {
-  let as: RunningAs;
+  let as: ServedAs;
   let host: DocumentHost;
   let base: string;
   let documents: DocumentHost['documents'];
@@ -23,7 +23,7 @@ describe('client ID metadata documents (accepted)', () => {
     host = await startDocumentHost();
     ({ base, documents, fetches } = host);
     // Loopback documents are allowed here only because the test says so.
-    as = await startAs({ clientIdMetadataDocument: { allowPrivateNetworks: true } });
+    as = await startServedAs({ clientIdMetadataDocument: { allowPrivateNetworks: true } });
   });
   afterAll(async () => {
     host?.close();

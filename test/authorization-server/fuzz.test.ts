@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../../src/oauth/index.js';
-import { DOWNSTREAM, RESOURCE, type RunningAs, startAs } from './helpers.js';
+import { DOWNSTREAM, RESOURCE, type ServedAs, startServedAs } from './helpers.js';
 
 const PATHS = [
   '/auth',
@@ -102,9 +102,9 @@ const request = fc.record({
 });
 
 describe('malformed requests to every endpoint', () => {
-  let as: RunningAs;
+  let as: ServedAs;
   beforeAll(async () => {
-    as = await startAs({
+    as = await startServedAs({
       clients: [
         {
           client_id: 'web-app',

@@ -3,10 +3,12 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { anyOf, hashPassword, staticUsers, usersFile } from '../../src/authorization-server/index.js';
+import { staticUsers } from '../../src/authorization-server/index.js';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../../src/oauth/index.js';
 import { generateEncryptionKey } from '../../src/storage/encrypted.js';
 import { oidcAdapterFactory } from '../../src/storage/oidc/factory.js';
+import { SERVE_USER } from '../helpers/serve-process.js';
+import { serveFailure } from '../stores/services.js';
 import {
   authorizationUrl,
   Browser,
@@ -17,8 +19,11 @@ import {
   RESOURCE,
   type RunningAs,
   register,
+  type ServedAs,
   startAs,
+  startServedAs,
   token,
+  USER,
 } from './helpers.js';
 
 describe('refresh-token rotation', () => {
@@ -256,20 +261,10 @@ describe('token exchange: the subject account must still be enabled', () => {
 });
 
 describe('users, login and consent', () => {
-  let as: RunningAs;
-  let dir: string;
+  // `gatehouse serve --superuser admin --users FILE` with the login limit lowered in --config.
+  let as: ServedAs;
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gatehouse-users-'));
-    await writeFile(
-      join(dir, 'users.json'),
-      JSON.stringify({
-        users: [{ username: 'bob', passwordHash: await hashPassword('builder'), claims: { name: 'Bob' } }],
-      }),
-    );
-    as = await startAs({
-      authenticator: anyOf(await staticUsers({ admin: 'root-password' }), await usersFile(join(dir, 'users.json'))),
-      loginRateLimit: { attempts: 3, windowSeconds: 600 },
-    });
+    as = await startServedAs({ loginRateLimit: { attempts: 3, windowSeconds: 600 } });
   });
   afterAll(() => as.close());
 
@@ -277,10 +272,7 @@ describe('users, login and consent', () => {
     const reg = await register(as, { redirect_uris: ['http://127.0.0.1:4711/callback'] });
     const clientId = String(reg.body['client_id']);
     const redirectUri = 'http://127.0.0.1:4711/callback';
-    for (const credentials of [
-      { username: 'bob', password: 'builder' },
-      { username: 'admin', password: 'root-password' },
-    ]) {
+    for (const credentials of [USER, SERVE_USER]) {
       const { callback } = await new Browser().authorize(
         authorizationUrl(as, { clientId, redirectUri, challenge: pkce().challenge }),
         redirectUri,
@@ -290,19 +282,22 @@ describe('users, login and consent', () => {
     }
   });
 
-  it('refuses a users file with clear passwords', async () => {
-    await writeFile(join(dir, 'bad.json'), JSON.stringify({ users: [{ username: 'eve', password: 'clear' }] }));
-    await expect(usersFile(join(dir, 'bad.json'))).rejects.toMatchObject({ code: 'ERR_USERS_FILE' });
+  it('refuses a users file with clear passwords: exit 1 and a fix naming `gatehouse admin users hash`', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gatehouse-users-'));
+    await writeFile(join(dir, 'bad.json'), JSON.stringify({ users: [{ username: 'eve', password: 'clear-text' }] }));
+    const result = await serveFailure(['--store', 'memory', '--users', join(dir, 'bad.json')], {});
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('has the wrong shape');
+    expect(result.stderr).toMatch(/^fix: .*gatehouse admin users hash.*clear passwords are refused/m);
   });
 
   it('remembers consent per client, across sessions', async () => {
     const redirectUri = 'https://app.example.com/callback';
     const reg = await register(as, { redirect_uris: [redirectUri], client_name: 'Remembered' });
     const clientId = String(reg.body['client_id']);
-    const bob = { username: 'bob', password: 'builder' };
     const first = new Browser();
     await first.authorize(authorizationUrl(as, { clientId, redirectUri, challenge: pkce().challenge }), redirectUri, {
-      credentials: bob,
+      credentials: USER,
     });
     expect(first.pages.map((p) => p.kind)).toEqual(['login', 'consent']);
     // Same browser: no pages at all.
@@ -317,7 +312,7 @@ describe('users, login and consent', () => {
     const { callback } = await second.authorize(
       authorizationUrl(as, { clientId, redirectUri, challenge: pkce().challenge }),
       redirectUri,
-      { credentials: bob },
+      { credentials: USER },
     );
     expect(callback?.searchParams.get('code')).toBeTruthy();
     expect(second.pages.map((p) => p.kind)).toEqual(['login']);
@@ -331,7 +326,7 @@ describe('users, login and consent', () => {
         scope: 'mcp:tools mcp:admin offline_access',
       }),
       redirectUri,
-      { credentials: bob },
+      { credentials: USER },
     );
     const consent = wider.pages.find((p) => p.kind === 'consent');
     expect(consent?.html).toContain('mcp:admin');
@@ -347,7 +342,7 @@ describe('users, login and consent', () => {
       const { callback } = await browser.authorize(
         authorizationUrl(as, { clientId, redirectUri, challenge: pkce().challenge }),
         redirectUri,
-        { credentials: { username: 'bob', password: 'builder' } },
+        { credentials: USER },
       );
       expect(callback?.searchParams.get('code')).toBeTruthy();
     }
@@ -361,7 +356,7 @@ describe('users, login and consent', () => {
     const { callback } = await new Browser().authorize(
       authorizationUrl(as, { clientId: String(reg.body['client_id']), redirectUri, challenge: pkce().challenge }),
       redirectUri,
-      { credentials: { username: 'bob', password: 'builder' }, decision: 'deny' },
+      { credentials: USER, decision: 'deny' },
     );
     expect(callback?.searchParams.get('error')).toBe('access_denied');
   });
@@ -374,7 +369,7 @@ describe('users, login and consent', () => {
       const { last } = await new Browser().authorize(
         authorizationUrl(as, { clientId: String(reg.body['client_id']), redirectUri, challenge: pkce().challenge }),
         redirectUri,
-        { credentials: { username: 'admin', password: `wrong-${i}` } },
+        { credentials: { username: SERVE_USER.username, password: `wrong-${i}` } },
       );
       statuses.push(last.status);
     }
@@ -383,16 +378,16 @@ describe('users, login and consent', () => {
     const { last } = await new Browser().authorize(
       authorizationUrl(as, { clientId: String(reg.body['client_id']), redirectUri, challenge: pkce().challenge }),
       redirectUri,
-      { credentials: { username: 'admin', password: 'root-password' } },
+      { credentials: SERVE_USER },
     );
     expect(last.status).toBe(429);
   });
 });
 
 describe('registration with an initial access token', () => {
-  let as: RunningAs;
+  let as: ServedAs;
   beforeAll(async () => {
-    as = await startAs({ registration: { initialAccessToken: 'let-me-register-please' } });
+    as = await startServedAs({ registration: { initialAccessToken: 'let-me-register-please' } });
   });
   afterAll(() => as.close());
 

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -12,7 +12,10 @@ import {
   createAuthorizationServer,
   staticUsers,
 } from '../../src/authorization-server/index.js';
+import type { ServeConfig } from '../../src/authorization-server/serve.js';
 import { parseForms } from '../../src/client/headless-login.js';
+import { cli } from '../cli/helpers.js';
+import { startServeProcess } from '../helpers/serve-process.js';
 
 export const RESOURCE = 'http://127.0.0.1:8123/mcp';
 export const DOWNSTREAM = 'http://127.0.0.1:8124/api';
@@ -48,6 +51,44 @@ export async function startAs(options: Partial<AuthorizationServerOptions> = {},
         server.closeAllConnections();
         server.close(() => resolve());
       }),
+  };
+}
+
+/** A `gatehouse serve` process started by {@link startServedAs}. */
+export interface ServedAs {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `gatehouse serve` as a process with what {@link startAs} gives in-process: the user alice in a users file
+ * made by `gatehouse admin users hash`, RESOURCE and DOWNSTREAM as `--resource` flags, no grace window; `config`
+ * goes in `--config`, `args` are more flags.
+ */
+export async function startServedAs(config: ServeConfig = {}, args: string[] = []): Promise<ServedAs> {
+  const hashed = await cli(['admin', 'users', 'hash'], {}, USER.password);
+  if (hashed.status !== 0) throw new Error(`gatehouse admin users hash failed: ${hashed.stderr}`);
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-served-as-'));
+  const users = join(dir, 'users.json');
+  writeFileSync(users, JSON.stringify({ users: [{ username: USER.username, passwordHash: hashed.stdout.trim() }] }));
+  const server = await startServeProcess(
+    [
+      '--users',
+      users,
+      '--resource',
+      `${RESOURCE}=mcp:tools,mcp:admin`,
+      '--resource',
+      `${DOWNSTREAM}=api:read,api:write`,
+      ...args,
+    ],
+    { refreshTokenGraceSeconds: 0, ...config },
+  );
+  return {
+    url: server.url,
+    close: async () => {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 
@@ -177,8 +218,16 @@ export function authorizationUrl(
   return url;
 }
 
-/** Registers a native client and completes one authorization-code flow; returns the code redemption result. */
-export async function loginFlow(as: { url: string }, browser = new Browser(), clientId?: string) {
+/**
+ * Registers a native client (unless `clientId` is given) and completes one authorization-code flow for RESOURCE as
+ * `credentials` (default alice); returns the code redemption result.
+ */
+export async function loginFlow(
+  as: { url: string },
+  browser = new Browser(),
+  clientId?: string,
+  credentials: { username: string; password: string } = USER,
+) {
   const redirectUri = 'http://127.0.0.1:4711/callback';
   let id = clientId;
   if (!id) {
@@ -190,6 +239,7 @@ export async function loginFlow(as: { url: string }, browser = new Browser(), cl
   const { callback } = await browser.authorize(
     authorizationUrl(as, { clientId: id, redirectUri, challenge }),
     redirectUri,
+    { credentials },
   );
   if (!callback?.searchParams.get('code')) throw new Error(`no code: ${callback?.href}`);
   const code = callback.searchParams.get('code')!;

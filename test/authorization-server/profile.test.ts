@@ -8,16 +8,18 @@ import {
   loginFlow,
   pkce,
   RESOURCE,
-  type RunningAs,
   register,
-  startAs,
+  type ServedAs,
+  startServedAs,
   token,
 } from './helpers.js';
 
+// Every promise here is checked on `gatehouse serve` as a process, configured with flags and --config.
+
 describe('MCP profile', () => {
-  let as: RunningAs;
+  let as: ServedAs;
   beforeAll(async () => {
-    as = await startAs({
+    as = await startServedAs({
       clients: [
         {
           client_id: 'web-app',
@@ -270,7 +272,11 @@ describe('MCP profile', () => {
     });
     const first = await browser.request(url);
     const interaction = new URL(first.headers.get('location')!, url);
-    await browser.request(interaction);
+    const page = await browser.request(interaction);
+    // The login page may not be framed (clickjacking) nor cached.
+    expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(page.headers.get('x-frame-options')).toBe('DENY');
+    expect(page.headers.get('cache-control')).toBe('no-store');
     const post = await browser.request(new URL(`${interaction.pathname}/login`, url), {
       method: 'POST',
       body: new URLSearchParams({ username: 'alice', password: 'wonderland' }),
@@ -280,9 +286,9 @@ describe('MCP profile', () => {
 });
 
 describe('client ID metadata documents', () => {
-  let as: RunningAs;
+  let as: ServedAs;
   beforeAll(async () => {
-    as = await startAs();
+    as = await startServedAs();
   });
   afterAll(() => as.close());
 
@@ -317,9 +323,9 @@ describe('client ID metadata documents', () => {
 });
 
 describe('behind a TLS proxy (https issuer)', () => {
-  let as: RunningAs;
+  let as: ServedAs;
   beforeAll(async () => {
-    as = await startAs({ issuer: 'https://auth.example.com', proxy: true });
+    as = await startServedAs({ proxy: true }, ['--issuer', 'https://auth.example.com']);
   });
   afterAll(() => as.close());
 

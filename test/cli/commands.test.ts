@@ -141,6 +141,42 @@ describe('gatehouse login / status / token / call / tools / logout', () => {
     expect(noToken.status).toBe(3);
   });
 
+  it('status names each STATE and exits 3 once a login is needed; login --force logs in again', {
+    timeout: 90_000,
+  }, async () => {
+    const own = await tempStore();
+    try {
+      const env = { GATEHOUSE_STORE: own.dir, GATEHOUSE_LOGIN: 'demo:demo' };
+      expect((await cli(['login', stack.mcpUrl], env)).status).toBe(0);
+      expect((await cli(['status'], env)).stdout).toMatch(/valid, \d+ min left/);
+      const forced = await cli(['login', stack.mcpUrl, '--force', '--json'], env);
+      expect(forced.status, forced.stderr).toBe(0);
+      expect(JSON.parse(forced.stdout)).toMatchObject({ reused: false, loggedIn: true, subject: 'demo' });
+
+      const { TokenStorage } = await import('../../src/storage/tokens.js');
+      const { openDefaultTokenStore } = await import('../../src/storage/default.js');
+      const storage = new TokenStorage((await openDefaultTokenStore({ directory: own.dir })).store);
+      const past = Math.floor(Date.now() / 1000) - 10;
+      const state = async () => {
+        const [table, one] = await Promise.all([
+          cli(['status'], { GATEHOUSE_STORE: own.dir }),
+          cli(['status', stack.mcpUrl], { GATEHOUSE_STORE: own.dir }),
+        ]);
+        return { line: table.stdout.split('\n').find((l) => l.startsWith(stack.mcpUrl)), exit: one.status };
+      };
+      await storage.update(stack.mcpUrl, (r) => (r?.tokens ? { ...r, tokens: { ...r.tokens, expires_at: past } } : r));
+      expect(await state()).toMatchObject({ line: expect.stringMatching(/expired, will refresh$/), exit: 0 });
+      await storage.update(stack.mcpUrl, (r) =>
+        r?.tokens ? { ...r, tokens: { ...r.tokens, refresh_token: undefined, expires_at: past } } : r,
+      );
+      expect(await state()).toMatchObject({ line: expect.stringMatching(/expired, login needed$/), exit: 3 });
+      await storage.update(stack.mcpUrl, (r) => (r ? { ...r, tokens: undefined } : r));
+      expect(await state()).toMatchObject({ line: expect.stringMatching(/registered, not logged in$/), exit: 3 });
+    } finally {
+      await own.cleanup();
+    }
+  });
+
   it('reads an mcpServers file and logs out of everything with --all', async () => {
     const config = join(store.dir, 'mcp.json');
     await writeFile(

@@ -20,13 +20,13 @@ export interface CliResult {
 
 /**
  * Runs the built CLI without blocking this process, whose event loop serves the servers under test. The
- * environment is the test's minus anything that would leak state in (GATEHOUSE_*), plus `env`.
+ * environment is the test's minus anything that would leak state in (GATEHOUSE_*), plus `env`; `input` is its stdin.
  */
-export function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+export function cli(args: string[], env: Record<string, string | undefined> = {}, input?: string): Promise<CliResult> {
   const base: Record<string, string | undefined> = { ...process.env };
   for (const key of Object.keys(base)) if (key.startsWith('GATEHOUSE_')) delete base[key];
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       [BIN, ...args],
       { encoding: 'utf8', env: defined({ ...base, NO_COLOR: '1', ...env }), timeout: 60_000 },
@@ -34,6 +34,7 @@ export function cli(args: string[], env: Record<string, string | undefined> = {}
         resolve({ status: error ? Number((error as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
       },
     );
+    if (input !== undefined) child.stdin?.end(input);
   });
 }
 

@@ -108,4 +108,17 @@ describe('gatehouse login and tools name the cause of a failed login', () => {
       clearInterval(user);
     }
   });
+
+  it("a port fetch refuses to connect to (6000, on the Fetch standard's blocked list)", {
+    timeout: 60_000,
+  }, async () => {
+    const url = 'http://127.0.0.1:6000/mcp';
+    for (const command of ['login', 'tools'] as const) {
+      const { message, fix } = lines(await cli([command, url, '--login', 'demo:demo'], env), command);
+      expect(message).toMatch(
+        /fetch refuses port 6000 of 127\.0\.0\.1: it is on the Fetch standard's list of blocked ports/,
+      );
+      expect(fix).toMatch(/Run the server on another port/);
+    }
+  });
 });

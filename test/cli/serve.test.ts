@@ -1,66 +1,35 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseResourceFlag, parseStore, serve } from '../../src/authorization-server/serve.js';
-import { authorizationUrl, Browser, pkce, register, token } from '../authorization-server/helpers.js';
+import {
+  authorizationUrl,
+  Browser,
+  loginFlow,
+  pkce,
+  RESOURCE,
+  register,
+  token,
+} from '../authorization-server/helpers.js';
+import { PASSWORD, serveFailure, startServe } from '../stores/services.js';
+import { startServe as startServeJson } from './helpers.js';
 
-const RESOURCE = 'http://127.0.0.1:8000/mcp';
-const env = { GATEHOUSE_SUPERUSER_PASSWORD: 'correct horse battery', GATEHOUSE_DATA_DIR: '' };
+const ADMIN = { username: 'admin', password: PASSWORD };
+const RESOURCE_FLAG = ['--resource', `${RESOURCE}=mcp:tools`];
+const flow = (url: string) => loginFlow({ url }, new Browser(), undefined, ADMIN);
 
-async function flow(url: string) {
-  const redirectUri = 'http://127.0.0.1:4711/callback';
-  const reg = await register({ url }, { redirect_uris: [redirectUri] });
-  const clientId = String(reg.body['client_id']);
-  const { verifier, challenge } = pkce();
-  const { callback } = await new Browser().authorize(
-    authorizationUrl({ url }, { clientId, redirectUri, challenge, resource: RESOURCE }),
-    redirectUri,
-    { credentials: { username: 'admin', password: env.GATEHOUSE_SUPERUSER_PASSWORD } },
-  );
-  return token(
-    { url },
-    {
-      grant_type: 'authorization_code',
-      code: callback!.searchParams.get('code')!,
-      redirect_uri: redirectUri,
-      code_verifier: verifier,
-      client_id: clientId,
-      resource: RESOURCE,
-    },
-  );
-}
-
-describe('gatehouse serve', () => {
-  const cleanups: Array<() => Promise<void>> = [];
+describe('gatehouse serve (the built CLI, as a process)', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
   afterAll(async () => {
-    for (const c of cleanups) await c();
+    for (const c of cleanups.reverse()) await c();
   });
-
-  it('parses --store and --resource', () => {
-    expect(parseStore('memory', '/d')).toEqual({ backend: 'memory' });
-    expect(parseStore('sqlite:', '/d')).toEqual({ backend: 'sqlite', path: '/d/authorization-server.db' });
-    expect(parseStore('sqlite:/x/y.db', '/d')).toEqual({ backend: 'sqlite', path: '/x/y.db' });
-    expect(parseStore('redis://127.0.0.1:6379', '/d')).toEqual({ backend: 'redis', url: 'redis://127.0.0.1:6379' });
-    expect(parseStore('redis://127.0.0.1:6379/2?prefix=a:', '/d')).toEqual({
-      backend: 'redis',
-      url: 'redis://127.0.0.1:6379/2',
-      prefix: 'a:',
-    });
-    expect(parseStore('postgres://u@h/db?table=t1', '/d')).toEqual({
-      backend: 'postgres',
-      url: 'postgres://u@h/db',
-      table: 't1',
-    });
-    expect(() => parseStore('postgres://u@h/db?table=x;drop', '/d')).toThrow(/identifier/);
-    expect(() => parseStore('mongodb://x', '/d')).toThrow(/unknown store/);
-    expect(parseResourceFlag('https://mcp.example.com/mcp=a,b')).toEqual({
-      resource: 'https://mcp.example.com/mcp',
-      scopes: ['a', 'b'],
-    });
-  });
+  const dataDir = async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gatehouse-serve-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    return dir;
+  };
 
   for (const store of [
     'memory',
@@ -69,79 +38,202 @@ describe('gatehouse serve', () => {
     `redis://127.0.0.1:6379?prefix=gatehouse-serve-test-${randomBytes(4).toString('hex')}:`,
     `postgres://postgres@127.0.0.1:5432/test?table=gatehouse_serve_test_${randomBytes(4).toString('hex')}`,
   ]) {
-    it(`runs a full flow on --store ${store.split(':')[0]}`, async () => {
-      const dataDir = await mkdtemp(join(tmpdir(), 'gatehouse-serve-'));
-      const running = await serve(
-        { port: 0, store, superuser: 'admin', resources: [{ resource: RESOURCE, scopes: ['mcp:tools'] }] },
-        { env: { ...env, GATEHOUSE_DATA_DIR: dataDir } },
-      );
-      cleanups.push(() => running.close());
+    it(`runs a full login on --store ${store.split(':')[0]}`, async () => {
+      const running = await startServe(['--store', store, ...RESOURCE_FLAG], { GATEHOUSE_DATA_DIR: await dataDir() });
+      cleanups.push(() => running.stop());
       const result = await flow(running.url);
-      expect(result.status).toBe(200);
-      expect(result.body['access_token']).toBeTruthy();
+      expect(result.first.status).toBe(200);
+      expect(result.first.body['access_token']).toBeTruthy();
     });
   }
 
-  it('keeps its signing keys in the store across restarts', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'gatehouse-serve-'));
-    const config = { port: 0, superuser: 'admin', resources: [{ resource: RESOURCE }] };
-    const first = await serve(config, { env: { ...env, GATEHOUSE_DATA_DIR: dataDir } });
+  it('keeps its signing keys in the default SQLite store (the data directory) across restarts', async () => {
+    const dir = await dataDir();
+    const first = await startServe(RESOURCE_FLAG, { GATEHOUSE_DATA_DIR: dir });
     const jwks1 = await (await fetch(`${first.url}/jwks`)).json();
-    await first.close();
-    const second = await serve(config, { env: { ...env, GATEHOUSE_DATA_DIR: dataDir } });
+    await first.stop();
+    const second = await startServe(['--store', `sqlite:${join(dir, 'authorization-server.db')}`, ...RESOURCE_FLAG], {
+      GATEHOUSE_DATA_DIR: dir,
+    });
     const jwks2 = await (await fetch(`${second.url}/jwks`)).json();
-    await second.close();
+    await second.stop();
     expect(jwks2).toEqual(jwks1);
   });
 
-  it('prints a one-line fix for bad input and exits 2 for bad flags', async () => {
-    const run = (args: string[], extraEnv: Record<string, string> = {}) =>
-      new Promise<{ code: number | null; stderr: string }>((resolve) => {
-        const child = spawn(process.execPath, ['bin/gatehouse.js', 'serve', ...args], {
-          env: { ...process.env, ...extraEnv, GATEHOUSE_SUPERUSER_PASSWORD: '' },
-        });
-        let stderr = '';
-        child.stderr.on('data', (d) => {
-          stderr += d;
-        });
-        child.on('close', (code) => resolve({ code, stderr }));
-      });
-    const noUsers = await run(['--store', 'memory', '--resource', RESOURCE, '--port', '0']);
-    expect(noUsers.code).toBe(1);
-    expect(noUsers.stderr).toMatch(/fix: .*--superuser/);
-    const badPort = await run(['--port', 'x']);
-    expect(badPort.code).toBe(2);
-    const noPassword = await run(['--superuser', 'admin', '--resource', RESOURCE, '--store', 'memory']);
-    expect(noPassword.stderr).toMatch(/GATEHOUSE_SUPERUSER_PASSWORD/);
+  it('logs structured JSON that never holds the password, the code, a token or a client secret', async () => {
+    const running = await startServeJson(
+      ['--store', 'memory', '--superuser', 'admin', '--resource', `${RESOURCE}=mcp:tools`, '--log-level', 'debug'],
+      { GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD },
+    );
+    cleanups.push(() => running.stop());
+    const login = await flow(running.url);
+    expect(login.first.status).toBe(200);
+    const refreshed = await token(running, {
+      grant_type: 'refresh_token',
+      refresh_token: login.first.body['refresh_token']!,
+      client_id: login.clientId,
+    });
+    expect(refreshed.status).toBe(200);
+    const wrongPassword = 'wrong-password-that-must-not-be-logged';
+    const redirectUri = 'http://127.0.0.1:4711/callback';
+    await new Browser().authorize(
+      authorizationUrl(running, {
+        clientId: login.clientId,
+        redirectUri,
+        challenge: pkce().challenge,
+        resource: RESOURCE,
+      }),
+      redirectUri,
+      { credentials: { username: 'admin', password: wrongPassword } },
+    );
+    const secret = await register(running, {
+      redirect_uris: ['https://app.example.com/cb'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const output = running.output();
+    const lines = output.split('\n').filter((l) => l.startsWith('{'));
+    expect(lines.length).toBeGreaterThan(3);
+    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+    expect(output).toContain('authorization server listening');
+    for (const value of [
+      PASSWORD,
+      wrongPassword,
+      login.code,
+      login.first.body['access_token']!,
+      login.first.body['refresh_token']!,
+      refreshed.body['access_token']!,
+      refreshed.body['refresh_token']!,
+      String(secret.body['client_secret']),
+      String(secret.body['registration_access_token']),
+    ]) {
+      expect(value.length).toBeGreaterThan(8);
+      expect(output).not.toContain(value);
+    }
   });
 
-  it('logs structured events without the password or tokens', async () => {
-    const lines: string[] = [];
-    const { pino } = await import('pino');
-    const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(line) });
-    const running = await serve(
-      {
-        port: 0,
-        store: 'memory',
-        superuser: `admin${randomBytes(2).toString('hex')}`,
-        resources: [{ resource: RESOURCE, scopes: ['mcp:tools'] }],
-      },
-      { env, logger },
+  it('--json prints the listening line on stdout instead of the text line; --verbose logs debug; --no-device-flow', async () => {
+    const env = { GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD };
+    const base = ['--store', 'memory', '--superuser', 'admin', ...RESOURCE_FLAG];
+    const [verbose, quiet] = await Promise.all([
+      startServeJson([...base, '--verbose', '--no-device-flow'], env),
+      startServeJson([...base, '--verbose', '--log-level', 'warn'], env),
+    ]);
+    cleanups.push(
+      () => verbose.stop(),
+      () => quiet.stop(),
     );
-    cleanups.push(() => running.close());
-    const result = await fetch(`${running.url}/token`, {
+    const listening = JSON.parse(
+      verbose
+        .output()
+        .split('\n')
+        .find((l) => l.includes('"msg":"listening"'))!,
+    );
+    expect(listening).toEqual({ msg: 'listening', issuer: verbose.url, url: verbose.url });
+    expect(verbose.output()).not.toContain('gatehouse serve: issuer');
+    expect(verbose.output()).toMatch(/"level":20,/);
+    // --log-level wins over --verbose.
+    expect(quiet.output()).not.toMatch(/"level":(20|30),/);
+
+    const metadata = (await (await fetch(`${verbose.url}/.well-known/oauth-authorization-server`)).json()) as Record<
+      string,
+      unknown
+    >;
+    expect(metadata['device_authorization_endpoint']).toBeUndefined();
+    expect(metadata['grant_types_supported']).not.toContain('urn:ietf:params:oauth:grant-type:device_code');
+    const device = await fetch(`${verbose.url}/device/auth`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'refresh_token',
-        refresh_token: 'secret-looking-token',
-        client_id: 'nope',
-      }),
+      body: new URLSearchParams({ client_id: 'x', resource: RESOURCE }),
     });
-    expect(result.status).toBe(401);
-    const all = lines.join('\n');
-    expect(all).toContain('authorization server listening');
-    expect(all).not.toContain(env.GATEHOUSE_SUPERUSER_PASSWORD);
-    expect(all).not.toContain('secret-looking-token');
+    expect(device.status).toBeGreaterThanOrEqual(400);
+    const withDevice = (await (await fetch(`${quiet.url}/.well-known/oauth-authorization-server`)).json()) as Record<
+      string,
+      unknown
+    >;
+    expect(withDevice['device_authorization_endpoint']).toBe(`${quiet.url}/device/auth`);
+  });
+
+  it('says what is wrong, with a fix that names the real cause, and exits 1 (2 for bad flags)', async () => {
+    const busy: Server = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => busy.close(r)));
+    const busyPort = (busy.address() as { port: number }).port;
+    const dir = await dataDir();
+    const suffix = randomBytes(4).toString('hex');
+    const env = { GATEHOUSE_DATA_DIR: dir };
+    const cases: Array<{ args: string[]; env?: Record<string, string>; code: number; error: RegExp; fix: RegExp }> = [
+      {
+        args: ['--store', 'memory', '--port', 'x'],
+        code: 2,
+        error: /--port must be an integer between 0 and 65535/,
+        fix: /gatehouse serve --help/,
+      },
+      {
+        args: ['--store', 'memory'],
+        env: { GATEHOUSE_SUPERUSER_PASSWORD: '' },
+        code: 1,
+        error: /--superuser admin needs a password/,
+        fix: /GATEHOUSE_SUPERUSER_PASSWORD in the environment/,
+      },
+      {
+        args: ['--store', 'mysql://127.0.0.1/x'],
+        code: 1,
+        error: /unknown store mysql:/,
+        fix: /--store memory, sqlite:\[PATH\], redis:\/\/HOST:6379 or postgres:/,
+      },
+      {
+        args: ['--store', 'memory', '--users', 'no-such-users.json'],
+        code: 1,
+        error: /Cannot read the users file no-such-users\.json: ENOENT/,
+        fix: new RegExp(`no file at ${resolve('no-such-users.json').replace(/[.]/g, '\\.')}: check the path`),
+      },
+      {
+        args: ['--store', 'memory', '--port', String(busyPort)],
+        code: 1,
+        error: /cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/,
+        fix: /Pick another --port, or stop what is using it/,
+      },
+      {
+        args: ['--store', 'memory', '--host', '192.0.2.1'],
+        code: 1,
+        error: /cannot listen on 192\.0\.2\.1:0: .*EADDRNOTAVAIL/,
+        fix: /192\.0\.2\.1 is not an address of this machine: pass --host 127\.0\.0\.1/,
+      },
+      {
+        args: ['--store', 'redis://127.0.0.1:1'],
+        code: 1,
+        error: /cannot open the redis store redis:\/\/127\.0\.0\.1:1: .*ECONNREFUSED/,
+        fix: /Check that redis is running/,
+      },
+      {
+        args: ['--store', `postgres://postgres@127.0.0.1:5432/gatehouse_no_such_db_${suffix}`],
+        code: 1,
+        error: new RegExp(`database "gatehouse_no_such_db_${suffix}" does not exist`),
+        fix: /Create that database/,
+      },
+      {
+        args: ['--store', `postgres://no_such_role_${suffix}@127.0.0.1:5432/postgres`],
+        code: 1,
+        error: new RegExp(`role "no_such_role_${suffix}" does not exist`),
+        fix: /Check the user name and password in --store/,
+      },
+      {
+        args: ['--store', 'redis://no-such-host.invalid:6379'],
+        code: 1,
+        error: /cannot open the redis store .*ENOTFOUND/,
+        fix: /host name in --store does not resolve/,
+      },
+    ];
+    const results = await Promise.all(cases.map((c) => serveFailure(c.args, { ...env, ...c.env })));
+    results.forEach((result, i) => {
+      const expected = cases[i]!;
+      const [error, fix, ...rest] = result.stderr.split('\n').filter((l) => l && !l.startsWith('{'));
+      expect({ args: expected.args, code: result.code }).toEqual({ args: expected.args, code: expected.code });
+      expect(error, expected.args.join(' ')).toMatch(expected.error);
+      expect(fix, expected.args.join(' ')).toMatch(/^fix: /);
+      expect(fix, expected.args.join(' ')).toMatch(expected.fix);
+      expect(rest.filter((l) => !/oidc-provider WARNING/.test(l))).toEqual([]);
+    });
   });
 });

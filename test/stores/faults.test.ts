@@ -2,7 +2,8 @@
 // the test stops and restarts mid-traffic. The promises (docs/authorization-server.md, "Store outages"): the
 // server never exits; during an outage every request is answered within 2 s with 503 temporarily_unavailable and
 // Retry-After; service resumes within 5 s of the store's return without a restart; nothing acknowledged before the
-// outage is lost; an unreachable store at start is one clear line and a non-zero exit within 10 s.
+// outage is lost; an unreachable store at start is one clear line and a non-zero exit within 10 s; /healthz stays
+// 200 while /readyz answers 503 during the outage ("Running several instances", Readiness).
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +52,14 @@ async function probe(url: string, clientId: string, clientSecret: string): Promi
     retryAfter: response.headers.get('retry-after'),
     body,
   };
+}
+
+/** `GET /healthz` or `/readyz`: status, JSON body and how long it took. */
+async function health(url: string, path: string) {
+  const started = performance.now();
+  const response = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(10_000) });
+  const body = (await response.json()) as Record<string, unknown>;
+  return { status: response.status, body, ms: performance.now() - started };
 }
 
 /** Sends probes back to back (4 at a time) until stopped; collects every answer. */
@@ -102,6 +111,8 @@ async function outageCycle(
     const down = Date.now();
     await sleep(2500);
     const duringOutage = load.answers.filter((a) => a.at > down + 100);
+    // Liveness stays up; readiness says the store is missing, within its 2 s store check.
+    const [live, ready] = await Promise.all([health(server.url, '/healthz'), health(server.url, '/readyz')]);
     await store.start();
     const back = Date.now();
     let resumedAt: number | undefined;
@@ -116,6 +127,11 @@ async function outageCycle(
     await load.stop();
 
     expectOutageAnswers(duringOutage);
+    expect(live).toMatchObject({ status: 200, body: { status: 'ok' } });
+    expect(ready).toMatchObject({ status: 503, body: { status: 'unavailable' } });
+    expect(['timeout', 'unreachable']).toContain(ready.body['store']);
+    expect(ready.ms).toBeLessThan(OUTAGE_ANSWER_MS + 500);
+    expect(await health(server.url, '/readyz')).toMatchObject({ status: 200, body: { status: 'ready', keys: 'ok' } });
     expect(resumedAt, 'service did not resume').toBeDefined();
     expect(resumedAt! - back).toBeLessThan(RESUME_MS);
     // Every answer across the whole run came quickly: never a hang.
