@@ -118,6 +118,7 @@ async function startSubject(subjectKind, users) {
   const dataDir = join(work, subjectKind);
   const stores = {
     sqlite: async () => `sqlite:${join(dataDir, 'as.db')}`,
+    memory: async () => 'memory',
     postgres: postgresDatabase,
   };
   if (!stores[kind] && kind !== 'redis') throw new Error(`unknown subject ${kind}`);
