@@ -15,7 +15,8 @@ export const GRACE_MODEL = 'GatehouseRefreshGrace';
 // one to expand (32 bytes is a single block), the same key `hkdfSync` derives at a third of its cost per refresh.
 const GRACE_INFO = Buffer.from('refresh-grace-v1\x01', 'latin1');
 
-function keyFor(token: string): { id: string; key: SealingKey } {
+/** The store id and the sealing key of the grace answer kept for a rotated refresh token. */
+export function keyFor(token: string): { id: string; key: SealingKey } {
   const id = createHash('sha256').update(token).digest('base64url');
   const pseudorandomKey = createHmac('sha256', 'gatehouse').update(token).digest();
   const key = sealingKey(new Uint8Array(createHmac('sha256', pseudorandomKey).update(GRACE_INFO).digest()));
