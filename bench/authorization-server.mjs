@@ -9,8 +9,9 @@
 //   node bench/authorization-server.mjs     (after npm run build)
 //
 // Subjects are separate server processes on loopback: oidc-provider (memory), gatehouse serve on SQLite, on Redis
-// and (for information) on PostgreSQL. Each round runs every subject for DURATION ms at fixed concurrency, the
-// order rotated by one each round so drift and neighbours hit all alike. Per round: req/s, and the server
+// and (for information) on PostgreSQL; `memory` in BENCH_SUBJECTS adds gatehouse serve on its in-process store
+// (Gatehouse's cost around oidc-provider without a store, for diagnosis). Each round runs every subject for
+// DURATION ms at fixed concurrency, the order rotated by one each round so drift and neighbours hit all alike. Per round: req/s, and the server
 // process's CPU time per request read from /proc/<pid>/stat (utime + stime) before and after. The ratio to
 // oidc-provider is computed per round (same round, same machine state), then its median is taken. The table shows
 // medians and min–max over rounds.
@@ -118,6 +119,7 @@ async function startSubject(subjectKind, users) {
   const dataDir = join(work, subjectKind);
   const stores = {
     sqlite: async () => `sqlite:${join(dataDir, 'as.db')}`,
+    memory: async () => 'memory',
     postgres: postgresDatabase,
   };
   if (!stores[kind] && kind !== 'redis') throw new Error(`unknown subject ${kind}`);

@@ -325,9 +325,15 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   const cimd = options.clientIdMetadataDocument ?? {};
   const cimdEnabled = cimd.enabled ?? true;
 
+  // Every token request looks its resource up more than once (resource server info, token claims): the URL
+  // parsing of canonicalisation is remembered for the indicators seen, up to a bound clients cannot push past.
+  const resourceLookups = new Map<string, ResourceConfig | undefined>();
   const findResource = (indicator: string) => {
+    if (resourceLookups.has(indicator)) return resourceLookups.get(indicator);
     const canonical = canonicalResourceUriOrUndefined(indicator);
-    return canonical === undefined ? undefined : resources.get(canonical);
+    const config = canonical === undefined ? undefined : resources.get(canonical);
+    if (resourceLookups.size < 256) resourceLookups.set(indicator, config);
+    return config;
   };
 
   // Clients given in configuration follow the same rules as registered ones, and the same native inference.

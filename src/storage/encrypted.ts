@@ -135,9 +135,26 @@ export function sealingKey(key: EncryptionKey): SealingKey {
 const B64 = 'base64url';
 
 /** Seals `value` under `name` with `key`: a JWE compact string (a fresh random 96-bit nonce every time). */
+// Nonces are cut from a block of CSPRNG output drawn 256 at a time: one `randomBytes` call costs as much as sealing
+// a small value, and an authorization server seals several values per token request. Each nonce is used once.
+const NONCE_BYTES = 12;
+const NONCES_PER_DRAW = 256;
+let nonces = Buffer.alloc(0);
+let nextNonce = 0;
+
+function freshNonce(): Buffer {
+  if (nextNonce + NONCE_BYTES > nonces.length) {
+    nonces = randomBytes(NONCE_BYTES * NONCES_PER_DRAW);
+    nextNonce = 0;
+  }
+  const nonce = nonces.subarray(nextNonce, nextNonce + NONCE_BYTES);
+  nextNonce += NONCE_BYTES;
+  return nonce;
+}
+
 export function sealValue(key: SealingKey, name: string, value: unknown): string {
   const { secret, header, aad } = preparedFor(key);
-  const iv = randomBytes(12);
+  const iv = freshNonce();
   const cipher = createCipheriv('aes-256-gcm', secret, iv);
   cipher.setAAD(aad);
   const ciphertext = Buffer.concat([cipher.update(JSON.stringify({ k: name, v: value }), 'utf8'), cipher.final()]);

@@ -248,6 +248,67 @@ describe('oidcAdapterFactory', () => {
     expect(sql).not.toMatch(/WITHOUT ROWID/i);
   });
 
+  it("SQLite reads a token's Grant and session with it; a file of the previous layout gains the columns for that", async () => {
+    const path = `${dir.path}/link-columns.db`;
+    let factory = sqliteOidcAdapter({ path, purgeIntervalMs: false, encryptionKeys: KEYS });
+    await factory('Grant').upsert('lc-g', { jti: 'lc-g', accountId: 'a' } as never, 60);
+    await factory('Session').upsert('lc-s', { jti: 'lc-s', uid: 'lc-uid' } as never, 60);
+    await factory('RefreshToken').upsert(
+      'lc-old',
+      { jti: 'lc-old', grantId: 'lc-g', sessionUid: 'lc-uid' } as never,
+      60,
+    );
+    await factory.close();
+    // The table as the previous release created it (no grant_key, session_uid): its rows name no Grant or session.
+    const db = await openSqlite(path);
+    db.exec(`CREATE TABLE earlier (model TEXT NOT NULL, id TEXT NOT NULL, payload TEXT NOT NULL, grant_id TEXT, uid TEXT,
+        user_code TEXT, expires_at INTEGER, consumed_at INTEGER);
+      INSERT INTO earlier SELECT model, id, payload, grant_id, uid, user_code, expires_at, consumed_at FROM gatehouse_oidc;
+      DROP TABLE gatehouse_oidc;
+      ALTER TABLE earlier RENAME TO gatehouse_oidc;
+      CREATE UNIQUE INDEX gatehouse_oidc_key ON gatehouse_oidc (model, id);
+      CREATE INDEX gatehouse_oidc_uid ON gatehouse_oidc (model, uid) WHERE uid IS NOT NULL;`);
+    db.close();
+
+    factory = sqliteOidcAdapter({ path, purgeIntervalMs: false, encryptionKeys: KEYS });
+    await factory.ready();
+    await factory('RefreshToken').upsert(
+      'lc-new',
+      { jti: 'lc-new', grantId: 'lc-g', sessionUid: 'lc-uid' } as never,
+      60,
+    );
+    const other = await openSqlite(path);
+    const columns = (other.prepare('PRAGMA table_info(gatehouse_oidc)').all() as Array<{ name: string }>).map(
+      (c) => c.name,
+    );
+    expect(columns).toEqual(expect.arrayContaining(['grant_key', 'session_uid']));
+    const deleteGrantAndSession = () => other.exec(`DELETE FROM gatehouse_oidc WHERE model IN ('Grant', 'Session')`);
+    const restore = async () => {
+      await factory('Grant').upsert('lc-g', { jti: 'lc-g', accountId: 'a' } as never, 60);
+      await factory('Session').upsert('lc-s', { jti: 'lc-s', uid: 'lc-uid' } as never, 60);
+    };
+    try {
+      // A token written before the upgrade (or by an instance not yet upgraded): its Grant and session read alone.
+      expect(await factory('RefreshToken').find('lc-old')).toMatchObject({ jti: 'lc-old' });
+      deleteGrantAndSession();
+      expect(await factory('Grant').find('lc-g')).toBeUndefined();
+      expect(await factory('Session').findByUid('lc-uid')).toBeUndefined();
+      await restore();
+      // A token written now: the one statement that read it read its Grant and session too (another process
+      // deleting them right after does not reach the reads that follow within the request).
+      expect(await factory('RefreshToken').find('lc-new')).toMatchObject({ jti: 'lc-new' });
+      deleteGrantAndSession();
+      expect(await factory('Grant').find('lc-g')).toMatchObject({ accountId: 'a' });
+      expect(await factory('Session').findByUid('lc-uid')).toMatchObject({ jti: 'lc-s' });
+      // Each once: the next reads go to the file.
+      expect(await factory('Grant').find('lc-g')).toBeUndefined();
+      expect(await factory('Session').findByUid('lc-uid')).toBeUndefined();
+    } finally {
+      other.close();
+      await factory.close();
+    }
+  });
+
   it('purgeExpired deletes expired rows (SQL backends)', async () => {
     const factory = sqliteOidcAdapter({ path: `${dir.path}/purge.db`, purgeIntervalMs: false, encryptionKeys: KEYS });
     await factory('AccessToken').upsert('x', {} as never, 1);

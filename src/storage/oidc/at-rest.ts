@@ -3,6 +3,9 @@ import { type EncryptionKey, openValue, type SealingKey, sealedKid, sealingKey, 
 import { DecryptionError, StorageConfigError } from '../errors.js';
 import { type AdapterPayload, indexesOf } from './common.js';
 
+const hashed = (model: string, id: string): string =>
+  createHash('sha256').update(model).update('\0').update(id).digest('base64url');
+
 /**
  * How the oidc adapters keep entries at rest: a store dump shows no token, code, secret or key.
  *
@@ -32,12 +35,28 @@ export class AtRest {
 
   /** The row key of an entry. */
   lookup(model: string, id: string): string {
-    return createHash('sha256').update(model).update('\0').update(id).digest('base64url');
+    return model === 'Grant' ? this.#remembered(model, id) : hashed(model, id);
   }
 
   /** The stored form of a secondary-index value (`grant`, `uid`, `userCode`). */
   index(kind: string, value: string | undefined): string | undefined {
-    return value === undefined ? undefined : this.lookup(`index:${kind}`, value);
+    if (value === undefined) return undefined;
+    return kind === 'userCode' ? hashed(`index:${kind}`, value) : this.#remembered(`index:${kind}`, value);
+  }
+
+  // A grant id or session uid is hashed for every token of the grant, several times per token request (index
+  // values, the Grant's row key): the hashes of the recent ones are kept. Token ids and user codes are not kept.
+  readonly #hashes = new Map<string, string>();
+
+  #remembered(model: string, id: string): string {
+    const name = `${model}\0${id}`;
+    let hash = this.#hashes.get(name);
+    if (hash === undefined) {
+      hash = hashed(model, id);
+      if (this.#hashes.size >= 4096) this.#hashes.clear();
+      this.#hashes.set(name, hash);
+    }
+    return hash;
   }
 
   /** What a backend stores for an entry: its row key, sealed payload and hashed index values (null when none). */

@@ -92,6 +92,44 @@ export async function alreadyConsumed(model: string, reason: 'consumed' | 'missi
   throw new errors.InvalidGrant(reason === 'consumed' ? `${label} already consumed` : `${label} not found`);
 }
 
+/** How long an entry read together with a token stays usable for that request's `Grant.find` or `findByUid`. */
+const PREFETCH_MS = 1000;
+
+/**
+ * Entries a backend read together with a token (its Grant, its session): oidc-provider's refresh and code grants
+ * read those right after the token, and take them from here instead of the store, each once and within
+ * {@link PREFETCH_MS}. A backend forgets an entry when this process changes it (saved again, destroyed, revoked);
+ * a session is kept under its uid index key and forgotten by its own `lookup` too.
+ */
+export class PrefetchedEntries<Value> {
+  readonly #entries = new Map<string, { value: Value; lookup?: string; at: number }>();
+
+  put(key: string, value: Value, lookup?: string): void {
+    const now = Date.now();
+    // Oldest first (insertion order): drop what nobody took in time, and never hold more than a few hundred.
+    for (const [old, entry] of this.#entries) {
+      if (now - entry.at <= PREFETCH_MS && this.#entries.size < 512) break;
+      this.#entries.delete(old);
+    }
+    this.#entries.delete(key);
+    this.#entries.set(key, { value, ...(lookup !== undefined && { lookup }), at: now });
+  }
+
+  /** The entry put under `key` in the last {@link PREFETCH_MS}, once; undefined when there is none. */
+  take(key: string): { value: Value; lookup?: string } | undefined {
+    const entry = this.#entries.get(key);
+    if (!entry) return undefined;
+    this.#entries.delete(key);
+    return Date.now() - entry.at <= PREFETCH_MS ? entry : undefined;
+  }
+
+  /** Drops an entry this process changes: by its key, or by a session's `lookup`. */
+  forget(key: string): void {
+    if (this.#entries.size === 0 || this.#entries.delete(key)) return;
+    for (const [at, entry] of this.#entries) if (entry.lookup === key) this.#entries.delete(at);
+  }
+}
+
 /** Current time in whole seconds, as oidc-provider stores `consumed`. */
 export const epochSeconds = (): number => Math.floor(Date.now() / 1000);
 

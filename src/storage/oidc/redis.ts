@@ -13,6 +13,7 @@ import {
   indexesOf,
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
+  PrefetchedEntries,
   rewriteLegacy,
   type UpsertEntry,
 } from './common.js';
@@ -118,9 +119,6 @@ if not lookup then return {false, false, false} end
 local fields = redis.call('HMGET', ARGV[1] .. lookup, 'payload', 'consumed')
 return {lookup, fields[1], fields[2]}`;
 
-/** How long a Grant read together with a token stays usable for that request's `Grant.find`. */
-const PREFETCH_MS = 1000;
-
 // Reads one key of the old layout: its type, time to live, and (for an entry) payload and consumed.
 const READ_LEGACY = `
 local kind = redis.call('TYPE', KEYS[1])['ok']
@@ -217,35 +215,11 @@ class RedisBackend {
     if (result !== 1 && consume) return alreadyConsumed(consume.model, result === 0 ? 'consumed' : 'missing');
   }
 
-  /**
-   * Entries read together with a token (FIND_WITH_GRANT), for the `Grant.find` and `Session.findByUid` right
-   * after: a Grant by its entry key, a session by its uid key (with its own hash as `lookup`).
-   */
-  readonly #prefetched = new Map<string, { sealed: string; consumed: string | null; lookup?: string; at: number }>();
+  /** Entries read together with a token (FIND_WITH_GRANT): a Grant by its entry key, a session by its uid key. */
+  readonly prefetched = new PrefetchedEntries<{ sealed: string; consumed: string | null }>();
 
-  prefetch(key: string, sealed: string, consumed: string | null, lookup?: string): void {
-    const now = Date.now();
-    // Oldest first (insertion order): drop what nobody took in time, and never hold more than a few hundred.
-    for (const [old, entry] of this.#prefetched) {
-      if (now - entry.at <= PREFETCH_MS && this.#prefetched.size < 512) break;
-      this.#prefetched.delete(old);
-    }
-    this.#prefetched.delete(key);
-    this.#prefetched.set(key, { sealed, consumed, ...(lookup !== undefined && { lookup }), at: now });
-  }
-
-  /** A Grant entry read with a token in the last {@link PREFETCH_MS}, once; undefined when there is none. */
-  takePrefetched(key: string): { sealed: string; consumed: string | null; lookup?: string } | undefined {
-    const entry = this.#prefetched.get(key);
-    if (!entry) return undefined;
-    this.#prefetched.delete(key);
-    return Date.now() - entry.at <= PREFETCH_MS ? entry : undefined;
-  }
-
-  /** Drops a prefetched entry this process changes (saved again, destroyed, revoked): by key, or a session's hash. */
   forget(key: string): void {
-    if (this.#prefetched.delete(key)) return;
-    for (const [at, entry] of this.#prefetched) if (entry.lookup === key) this.#prefetched.delete(at);
+    this.prefetched.forget(key);
   }
 
   entryKey(model: string, lookup: string): string {
@@ -342,7 +316,7 @@ export class RedisOidcAdapter implements Adapter {
   async #findByLookup(lookup: string): Promise<AdapterPayload | undefined> {
     const { backend } = this;
     const key = backend.entryKey(this.model, lookup);
-    const prefetched = this.model === 'Grant' ? backend.takePrefetched(key) : undefined;
+    const prefetched = this.model === 'Grant' ? backend.prefetched.take(key)?.value : undefined;
     if (prefetched) return this.#opened(lookup, prefetched.sealed, prefetched.consumed);
     // A token's read brings its Grant along: oidc-provider reads that next (refresh and code grants, introspection).
     if (!GRANTABLE.has(this.model)) {
@@ -356,10 +330,10 @@ export class RedisOidcAdapter implements Adapter {
     const [sessionKey, sessionLookup, sessionSealed, sessionConsumed] = found.slice(5);
     if (typeof sealed !== 'string') return undefined;
     if (typeof grantKey === 'string' && typeof grantSealed === 'string') {
-      backend.prefetch(grantKey, grantSealed, grantConsumed ?? null);
+      backend.prefetched.put(grantKey, { sealed: grantSealed, consumed: grantConsumed ?? null });
     }
     if (typeof sessionKey === 'string' && typeof sessionLookup === 'string' && typeof sessionSealed === 'string') {
-      backend.prefetch(sessionKey, sessionSealed, sessionConsumed ?? null, sessionLookup);
+      backend.prefetched.put(sessionKey, { sealed: sessionSealed, consumed: sessionConsumed ?? null }, sessionLookup);
     }
     return this.#opened(lookup, sealed, consumed ?? null);
   }
@@ -379,8 +353,8 @@ export class RedisOidcAdapter implements Adapter {
   }
 
   async #findByIndex(indexKey: string): Promise<AdapterPayload | undefined> {
-    const prefetched = this.backend.takePrefetched(indexKey);
-    if (prefetched?.lookup) return this.#opened(prefetched.lookup, prefetched.sealed, prefetched.consumed);
+    const prefetched = this.backend.prefetched.take(indexKey);
+    if (prefetched?.lookup) return this.#opened(prefetched.lookup, prefetched.value.sealed, prefetched.value.consumed);
     const [lookup, sealed, consumed] = (await this.backend.eval(
       FIND_BY_INDEX,
       [indexKey],
