@@ -58,19 +58,46 @@ function unpack(input: RequestInfo | URL, init: RequestInit | undefined): [strin
 export const clientFetch: typeof fetch = async (input, init) => {
   const { undici, dispatcher } = await loadNetwork();
   const [url, options] = unpack(input, init);
+  const link = linkSignal(options?.signal);
   // The package's types differ from the DOM's in detail (its own Headers, BodyInit); the shapes match at run time.
   let response: Awaited<ReturnType<Undici['fetch']>>;
   try {
     response = await undici.fetch(url as Parameters<Undici['fetch']>[0], {
       ...(options as Parameters<Undici['fetch']>[1]),
+      ...(link ? { signal: link.signal } : {}),
       dispatcher,
     });
   } catch (error) {
+    link?.release();
     // A refused connection, an unknown host, an untrusted certificate: say which, and for which host.
     throw describeNetworkFailure(error, url) ?? error;
   }
-  return asGlobalResponse(response);
+  return asGlobalResponse(response, link?.release);
 };
+
+/** A per-request signal that follows the caller's, and the way to stop following it once the request is over. */
+interface SignalLink {
+  signal: AbortSignal;
+  release: () => void;
+}
+
+/** Stops following the caller's signal of a response nobody read to the end, once that response is collected. */
+const unreadResponses = new FinalizationRegistry<() => void>((release) => release());
+
+/**
+ * undici's `fetch` adds an `abort` listener to the signal it is given and removes it only when the request object
+ * is garbage-collected (and raises that signal's listener limit to 1500). An MCP transport hands every request the
+ * same long-lived signal, so a busy client piles up one listener per request until a full GC — past 1500 Node
+ * warns of a leak. The request gets its own signal instead, linked to the caller's by one listener that is
+ * removed as soon as the request is over (failed, or its body read, cancelled or collected).
+ */
+function linkSignal(caller: AbortSignal | null | undefined): SignalLink | undefined {
+  if (!caller || caller.aborted) return undefined; // nothing to follow; an aborted signal fails the request at once
+  const request = new AbortController();
+  const forward = () => request.abort(caller.reason);
+  caller.addEventListener('abort', forward, { once: true });
+  return { signal: request.signal, release: () => caller.removeEventListener('abort', forward) };
+}
 
 /** Statuses whose responses carry no body: the `Response` constructor refuses one for them. */
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
@@ -79,8 +106,10 @@ const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
  * The undici package's `Response` is not the global class, so `instanceof Response` — which the MCP SDK uses to
  * read OAuth error bodies — is false for it. Hand back a global `Response` over the same stream and headers.
  */
-function asGlobalResponse(response: Awaited<ReturnType<Undici['fetch']>>): Response {
-  const body = NULL_BODY_STATUSES.has(response.status) ? null : (response.body as ReadableStream<Uint8Array> | null);
+function asGlobalResponse(response: Awaited<ReturnType<Undici['fetch']>>, release?: () => void): Response {
+  const stream = NULL_BODY_STATUSES.has(response.status) ? null : (response.body as ReadableStream<Uint8Array> | null);
+  const body = stream && release ? releasedAtEnd(stream, release) : stream;
+  if (!body) release?.();
   const global = new Response(body, {
     status: response.status,
     statusText: response.statusText,
@@ -89,7 +118,38 @@ function asGlobalResponse(response: Awaited<ReturnType<Undici['fetch']>>): Respo
   // `url` and `redirected` are read-only on a constructed Response; callers resolve relative URLs against `url`.
   Object.defineProperty(global, 'url', { value: response.url });
   Object.defineProperty(global, 'redirected', { value: response.redirected });
+  if (body && release) unreadResponses.register(global, release);
   return global;
+}
+
+/**
+ * `stream`, calling `release` once it ends, fails or is cancelled: until then an abort of the caller's signal
+ * still stops the download (the MCP transport aborts its streams that way on close).
+ */
+function releasedAtEnd(stream: ReadableStream<Uint8Array>, release: () => void): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          release();
+          throw error;
+        }
+        if (chunk.done) {
+          release();
+          controller.close();
+        } else controller.enqueue(chunk.value);
+      },
+      cancel(reason) {
+        release();
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /** Certificate errors of Node's TLS layer: the server's certificate is not one this process trusts. */
