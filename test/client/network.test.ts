@@ -8,12 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, startProxiedTlsStack } from '../helpers/network.js';
-import {
-  buildClientForChildren,
-  type OAuthTestStack,
-  startOAuthTestStack,
-  temporaryDirectory,
-} from './oauth-helpers.js';
+import { buildClientForChildren, type OAuthTestStack } from './oauth-helpers.js';
 
 const child = fileURLToPath(new URL('./fixtures/proxy-child.mjs', import.meta.url));
 
