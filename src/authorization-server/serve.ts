@@ -201,7 +201,7 @@ export function readServeConfig(path: string): Promise<ServeConfig> {
 }
 
 /** A logo URL the pages may load: https, http on loopback, or an inline image. */
-function checkLogo(logo: string): string {
+export function checkLogo(logo: string): string {
   const url = URL.parse(logo);
   const ok =
     url !== null &&
@@ -215,6 +215,18 @@ function checkLogo(logo: string): string {
     );
   }
   return logo;
+}
+
+/** Parses `--trust-proxy` (or the config file's `trustProxy`): a hop count or proxy addresses. */
+export function parseTrustProxySetting(value: NonNullable<ServeConfig['trustProxy']>): TrustProxy {
+  try {
+    return parseTrustProxy(value);
+  } catch (error) {
+    return fail(
+      `--trust-proxy ${String(value)}: ${(error as Error).message}`,
+      'Give the number of proxies in front (e.g. --trust-proxy 1) or their addresses (e.g. --trust-proxy 10.0.0.0/8,loopback).',
+    );
+  }
 }
 
 /** Parses a duration: `30d`, `12h`, `90m`, `45s` or a number of seconds. */
@@ -238,6 +250,13 @@ export function parseResourceFlag(value: string): ResourceConfig {
   const eq = value.indexOf('=');
   const resource = eq === -1 ? value : value.slice(0, eq);
   if (!URL.canParse(resource)) return fail(`--resource ${value}: ${resource} is not a URL`, RESOURCE_FLAG_HINT);
+  // The security default protect() applies too: tokens for a plain-http resource would cross the network in clear.
+  if (new URL(resource).protocol !== 'https:' && !isLoopbackUrl(resource)) {
+    return fail(
+      `--resource ${value}: ${resource} must use https (http is allowed only on loopback)`,
+      `Give the MCP server's https URL, e.g. --resource https://mcp.example.com/mcp (http only for 127.0.0.1, localhost or [::1])`,
+    );
+  }
   const config: ResourceConfig = { resource, scopes: [] };
   // Scopes and options are separated by commas or spaces, as everywhere scopes are written.
   for (const item of eq === -1 ? [] : splitScopes(value.slice(eq + 1))) {
@@ -681,17 +700,7 @@ export async function serve(
     ? { authenticate: async () => undefined }
     : await buildAuthenticator(config, env);
   const dataDir = await serveDataDirectory(env);
-  let trustProxy: TrustProxy | undefined;
-  if (config.trustProxy !== undefined) {
-    try {
-      trustProxy = parseTrustProxy(config.trustProxy);
-    } catch (error) {
-      fail(
-        `--trust-proxy ${String(config.trustProxy)}: ${(error as Error).message}`,
-        'Give the number of proxies in front (e.g. --trust-proxy 1) or their addresses (e.g. --trust-proxy 10.0.0.0/8,loopback).',
-      );
-    }
-  }
+  const trustProxy = config.trustProxy === undefined ? undefined : parseTrustProxySetting(config.trustProxy);
   const rotateEvery =
     config.keys?.rotateEvery === undefined ? undefined : parseDuration(config.keys.rotateEvery, '--rotate-keys-every');
   const activateIn = config.keys?.activateIn;

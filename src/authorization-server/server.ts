@@ -3,7 +3,7 @@ import type { JWK } from 'jose';
 import Provider, { type Adapter, type ClientMetadata, type Configuration, errors as oidcErrors } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { GatehouseError } from '../oauth/errors.js';
-import { canonicalResourceUri, canonicalResourceUriOrUndefined } from '../oauth/resource-uri.js';
+import { assertSecureUrl, canonicalResourceUri, canonicalResourceUriOrUndefined } from '../oauth/resource-uri.js';
 import { memoryOidcAdapter } from '../storage/oidc/memory.js';
 import {
   ACR,
@@ -294,9 +294,10 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   const resources = new Map<string, ResourceConfig>();
   for (const r of options.resources) {
     try {
-      resources.set(canonicalResourceUri(r.resource), r);
+      // https except on loopback, as protect() requires: a token for an http resource would travel in clear.
+      resources.set(canonicalResourceUri(assertSecureUrl(r.resource, 'a resource')), r);
     } catch (cause) {
-      throw new AuthorizationServerConfigError(`resource ${r.resource} is not a valid resource URI`, {
+      throw new AuthorizationServerConfigError((cause as Error).message, {
         code: 'ERR_AS_CONFIG',
         hint: 'A resource is an absolute https URL (or http on loopback) without a fragment, e.g. https://mcp.example.com/mcp',
         cause,

@@ -12,9 +12,15 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-/** Bad command-line input: exit code 2, the message and a fix hint printed. */
+/**
+ * Bad command-line input: exit code 2, the message and a fix hint printed. The hint defaults to pointing at the
+ * command's `--help`; give one when the fix is more precise than that (the right form of a flag's value).
+ */
 export class UsageError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
     super(message);
     this.name = 'UsageError';
   }

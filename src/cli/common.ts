@@ -430,6 +430,18 @@ export function describeError(error: unknown): { message: string; hint: string; 
   }
   if (found instanceof CliError) return { message: found.message, hint: found.hint!, exitCode: found.exitCode };
   const message = error instanceof Error ? error.message : String(error);
+  // The client's hint names its `timeout` option in milliseconds; here the knob is --timeout, in seconds.
+  if (
+    error instanceof GatehouseError &&
+    error.code === 'ERR_TIMEOUT' &&
+    (error as { method?: string }).method !== 'connect'
+  ) {
+    return {
+      message,
+      hint: 'the server may be slow or stuck: pass a larger --timeout SECONDS (default 60)',
+      exitCode: CLI_EXIT.failure,
+    };
+  }
   if (error instanceof GatehouseError && error.hint) {
     const loginCodes = ['ERR_UNAUTHORIZED', 'ERR_REFRESH_FAILED', 'ERR_FORBIDDEN'];
     const exitCode = loginCodes.includes(error.code) ? CLI_EXIT.loginNeeded : CLI_EXIT.failure;

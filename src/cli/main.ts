@@ -83,7 +83,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof UsageError || isParseError(error)) {
       const message = isParseError(error) ? explainParseError(error, command.usage) : error.message;
-      console.error(`gatehouse ${name}: ${message}\nfix: see \`gatehouse ${name} --help\``);
+      const hint = (error instanceof UsageError && error.hint) || `see \`gatehouse ${name} --help\``;
+      console.error(`gatehouse ${name}: ${message}\nfix: ${hint}`);
       return EXIT.usage;
     }
     throw error;

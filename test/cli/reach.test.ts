@@ -108,6 +108,29 @@ describe("the CLI's reach (what mcp-remote and MCP Inspector users rely on)", ()
     expect(usage.stderr).toContain('expected one resource URI');
   });
 
+  it('--timeout ends a request the server does not answer in time, with the cause and a fix', {
+    timeout: 60_000,
+  }, async () => {
+    const env = { GATEHOUSE_STORE: store.dir };
+    const slow = ['call', 'trigger-long-running-operation', 'duration=30', 'steps=1'];
+    const started = Date.now();
+    const [timedOut, inTime] = await Promise.all([
+      cli([...slow, '--timeout', '2', ...STDIO], env),
+      cli(['call', 'trigger-long-running-operation', 'duration=1', 'steps=1', '--timeout', '20', ...STDIO], env),
+    ]);
+    // The tool would answer after 30 s (and the default timeout is 60 s): only --timeout 2 ends it this early.
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(timedOut.status, timedOut.stderr).toBe(1);
+    const [message, fix] = timedOut.stderr.trimEnd().split('\n').slice(-2);
+    expect(message).toBe('gatehouse call: tools/call got no answer within 2000 ms');
+    expect(fix).toBe('fix: the server may be slow or stuck: pass a larger --timeout SECONDS (default 60)');
+    expect(inTime.status, inTime.stderr).toBe(0);
+    expect(inTime.stdout).toMatch(/completed/i);
+    const bad = await cli([...slow, '--timeout', '0', ...STDIO], env);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('--timeout must be a positive number of seconds');
+  });
+
   // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal ${VAR} is what the CLI expands
   it('expands ${VAR} in --header, and says which variable is missing', { timeout: 60_000 }, async () => {
     const env = { GATEHOUSE_STORE: store.dir, GATEHOUSE_TEST_API_KEY: 'key-from-the-environment' };

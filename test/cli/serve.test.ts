@@ -13,6 +13,7 @@ import {
   register,
   token,
 } from '../authorization-server/helpers.js';
+import { startServeProcess } from '../helpers/serve-process.js';
 import { PASSWORD, serveFailure, startServe } from '../stores/services.js';
 import { startServe as startServeJson } from './helpers.js';
 
@@ -170,6 +171,49 @@ describe('gatehouse serve (the built CLI, as a process)', () => {
         fix: /gatehouse serve --help/,
       },
       {
+        args: ['--store', 'memory', '--resource', 'notaurl'],
+        code: 2,
+        error: /^gatehouse serve: --resource notaurl: notaurl is not a URL/,
+        fix: /--resource https:\/\/mcp\.example\.com\/mcp=scope1,scope2/,
+      },
+      {
+        args: ['--store', 'memory', '--resource', 'https://mcp.example.com/mcp=mcp:tools,format=xml'],
+        code: 2,
+        error: /format=xml is not a known option or a valid value/,
+        fix: /format=jwt\|opaque/,
+      },
+      {
+        // The security default protect() applies: a token for this resource would cross the network in clear.
+        args: ['--store', 'memory', '--resource', 'http://example.com/mcp=mcp:tools'],
+        code: 2,
+        error: /--resource http:\/\/example\.com\/mcp=mcp:tools: .*must use https \(http is allowed only on loopback\)/,
+        fix: /--resource https:\/\/mcp\.example\.com\/mcp .*127\.0\.0\.1, localhost or \[::1\]/,
+      },
+      {
+        args: ['--store', 'memory', '--upstream-resource', 'https://api.github.com'],
+        code: 2,
+        error: /--upstream-resource https:\/\/api\.github\.com: expected URL=NAME/,
+        fix: /--upstream-resource https:\/\/api\.github\.com=github/,
+      },
+      {
+        args: ['--store', 'memory', '--logo', 'http://example.com/logo.png'],
+        code: 2,
+        error: /--logo http:\/\/example\.com\/logo\.png: not an https URL/,
+        fix: /--logo https:\/\/example\.com\/logo\.svg/,
+      },
+      {
+        args: ['--store', 'memory', '--trust-proxy', 'nonsense'],
+        code: 2,
+        error: /--trust-proxy nonsense: /,
+        fix: /--trust-proxy 10\.0\.0\.0\/8,loopback/,
+      },
+      {
+        args: ['--store', 'memory', '--rotate-keys-every', 'monthly'],
+        code: 2,
+        error: /--rotate-keys-every monthly: not a duration/,
+        fix: /--rotate-keys-every 30d/,
+      },
+      {
         args: ['--store', 'memory'],
         env: { GATEHOUSE_SUPERUSER_PASSWORD: '' },
         code: 1,
@@ -235,5 +279,20 @@ describe('gatehouse serve (the built CLI, as a process)', () => {
       expect(fix, expected.args.join(' ')).toMatch(expected.fix);
       expect(rest.filter((l) => !/oidc-provider WARNING/.test(l))).toEqual([]);
     });
+  }, 90_000); // Eighteen processes at once on a shared machine.
+
+  it('refuses a plain-http resource off loopback in the config file too (exit 1: a file is not a flag)', async () => {
+    const refused = await startServeProcess([], { resources: [{ resource: 'http://example.com/mcp' }] }).then(
+      async (running) => {
+        await running.close();
+        return 'it started';
+      },
+      (error: Error) => error.message,
+    );
+    expect(refused).toMatch(
+      /exited with 1:\n.*a resource must use https \(http is allowed only on loopback\), got http:\/\/example\.com\/mcp\nfix: .*https URL \(or http on loopback\)/,
+    );
+    const loopback = await startServeProcess([], { resources: [{ resource: 'http://localhost:8000/mcp' }] });
+    await loopback.close();
   });
 });

@@ -3,122 +3,14 @@
 // runs diagnose() against an https MCP server and authorization server whose certificate a private CA signed.
 // A CONNECT proxy written here counts the tunnels it opens and where to; the servers record the socket each
 // request came on, so "every request went through the proxy" is checked request by request.
-import { execFile, execFileSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { type AddressInfo, connect, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import type { IncomingMessage } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  buildClientForChildren,
-  type OAuthTestStack,
-  startOAuthTestStack,
-  temporaryDirectory,
-} from './oauth-helpers.js';
+import { cleanEnv, startProxiedTlsStack } from '../helpers/network.js';
+import { buildClientForChildren, type OAuthTestStack } from './oauth-helpers.js';
 
 const child = fileURLToPath(new URL('./fixtures/proxy-child.mjs', import.meta.url));
-
-/** A CA and a certificate it signed for 127.0.0.1, made with the openssl command line. */
-async function makeCertificates(dir: string): Promise<{ caFile: string; key: string; cert: string }> {
-  const file = (name: string) => join(dir, name);
-  const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  run([
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    file('ca.key'),
-    '-out',
-    file('ca.pem'),
-    '-days',
-    '2',
-    '-subj',
-    '/CN=Gatehouse test CA',
-  ]);
-  run(['req', ...ec, '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=127.0.0.1']);
-  await writeFile(file('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  run([
-    'x509',
-    '-req',
-    '-in',
-    file('server.csr'),
-    '-CA',
-    file('ca.pem'),
-    '-CAkey',
-    file('ca.key'),
-    '-CAcreateserial',
-    '-out',
-    file('server.pem'),
-    '-days',
-    '2',
-    '-extfile',
-    file('ext.cnf'),
-  ]);
-  return {
-    caFile: file('ca.pem'),
-    key: await readFile(file('server.key'), 'utf8'),
-    cert: await readFile(file('server.pem'), 'utf8'),
-  };
-}
-
-interface Tunnel {
-  target: string;
-  /** The proxy's end of the connection to the target: the port the target sees the requests come from. */
-  upstreamPort: number;
-}
-
-/** An HTTP CONNECT proxy (loopback targets only) that records each tunnel it opens. */
-async function startConnectProxy(): Promise<{ url: string; tunnels: Tunnel[]; close(): Promise<void> }> {
-  const tunnels: Tunnel[] = [];
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((_req, res) => {
-    res.writeHead(405).end('this proxy only tunnels (CONNECT)');
-  });
-  server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => {
-    const match = /^127\.0\.0\.1:(\d+)$/.exec(req.url ?? '');
-    if (!match) {
-      client.end('HTTP/1.1 403 Forbidden\r\n\r\n');
-      return;
-    }
-    const upstream = connect(Number(match[1]), '127.0.0.1', () => {
-      tunnels.push({ target: req.url!, upstreamPort: upstream.localPort! });
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      upstream.write(head);
-      upstream.pipe(client);
-      client.pipe(upstream);
-    });
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-      socket.on('close', () => sockets.delete(socket));
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    tunnels,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-/** The environment without any proxy or CA variable the test machine may have. */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of ['HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY', 'ALL_PROXY', 'NODE_EXTRA_CA_CERTS']) {
-    delete env[name];
-    delete env[name.toLowerCase()];
-  }
-  return { ...env, ...extra };
-}
 
 type ChildOutcome = { subjects: unknown[]; failed: string[] } | { error: string[] };
 
@@ -139,10 +31,10 @@ function runChild(src: string, mcpUrl: string, env: Record<string, string>): Pro
 
 describe('proxies and extra CAs, for every request the client makes', () => {
   let src: string;
-  let dir: Awaited<ReturnType<typeof temporaryDirectory>>;
+  let network: Awaited<ReturnType<typeof startProxiedTlsStack>>;
   let caFile: string;
   let stack: OAuthTestStack;
-  let proxy: Awaited<ReturnType<typeof startConnectProxy>>;
+  let proxy: Awaited<ReturnType<typeof startProxiedTlsStack>>['proxy'];
   /** Every request the servers received, by the port of the peer that sent it. */
   const seen: Array<{ server: 'as' | 'mcp'; peerPort: number; request: string }> = [];
   let asHost: string;
@@ -154,22 +46,14 @@ describe('proxies and extra CAs, for every request the client makes', () => {
 
   beforeAll(async () => {
     src = await buildClientForChildren();
-    dir = await temporaryDirectory('network');
-    const certificates = await makeCertificates(dir.path);
-    caFile = certificates.caFile;
-    stack = await startOAuthTestStack({
-      tls: certificates,
-      front: { as: record('as'), mcp: record('mcp') },
-    });
+    network = await startProxiedTlsStack('network', { as: record('as'), mcp: record('mcp') });
+    ({ caFile, stack, proxy } = network);
     asHost = new URL(stack.issuer).host;
     mcpHost = new URL(stack.mcpUrl).host;
-    proxy = await startConnectProxy();
   }, 60_000);
 
   afterAll(async () => {
-    await proxy?.close();
-    await stack?.close();
-    await dir?.remove();
+    await network?.close();
   });
 
   const reset = () => {

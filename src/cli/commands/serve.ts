@@ -88,9 +88,35 @@ Examples:
     const logLevel = parseLogLevel(values['log-level'] ?? (values.verbose ? 'debug' : undefined));
 
     // Loaded here so that `gatehouse help` loads neither oidc-provider nor a database driver.
-    const { readServeConfig, parseResourceFlag, parseUpstreamResourceFlag, mergeUpstreams, serve } = await import(
-      '../../authorization-server/serve.js'
+    const {
+      checkLogo,
+      mergeUpstreams,
+      parseDuration,
+      parseResourceFlag,
+      parseTrustProxySetting,
+      parseUpstreamResourceFlag,
+      readServeConfig,
+      ServeConfigError,
+      serve,
+    } = await import('../../authorization-server/serve.js');
+    // A flag value its parser refuses is bad usage (exit 2), with the parser's precise fix line.
+    const flagValue = <T>(parse: () => T): T => {
+      try {
+        return parse();
+      } catch (error) {
+        if (error instanceof ServeConfigError) throw new UsageError(error.message, error.hint);
+        throw error;
+      }
+    };
+    const resources = values.resource?.map((value) => flagValue(() => parseResourceFlag(value)));
+    const upstreamResources = values['upstream-resource']?.map((value) =>
+      flagValue(() => parseUpstreamResourceFlag(value)),
     );
+    if (values.logo !== undefined) flagValue(() => checkLogo(values.logo!));
+    if (values['trust-proxy'] !== undefined) flagValue(() => parseTrustProxySetting(values['trust-proxy']!));
+    if (values['rotate-keys-every'] !== undefined) {
+      flagValue(() => parseDuration(values['rotate-keys-every']!, '--rotate-keys-every'));
+    }
     const file = values.config ? await readServeConfig(values.config) : {};
     const config = {
       ...file,
@@ -103,15 +129,10 @@ Examples:
       ...(values.name ? { name: values.name } : {}),
       ...(values.logo ? { logo: values.logo } : {}),
       ...(logLevel ? { logLevel } : {}),
-      ...(values.resource?.length ? { resources: values.resource.map(parseResourceFlag) } : {}),
+      ...(resources?.length ? { resources } : {}),
       ...(values.upstream?.length ? { upstreams: mergeUpstreams(file.upstreams, values.upstream) } : {}),
-      ...(values['upstream-resource']?.length
-        ? {
-            upstreamResources: [
-              ...(file.upstreamResources ?? []),
-              ...values['upstream-resource'].map(parseUpstreamResourceFlag),
-            ],
-          }
+      ...(upstreamResources?.length
+        ? { upstreamResources: [...(file.upstreamResources ?? []), ...upstreamResources] }
         : {}),
       ...(values['no-local-login'] ? { localLogin: false } : {}),
       ...(values['no-device-flow'] ? { deviceFlow: false as const } : {}),
