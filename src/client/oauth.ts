@@ -385,6 +385,11 @@ export class OAuth implements OAuthClientProvider {
   readonly options: OAuthOptions;
   readonly storage: TokenStorage;
   private readonly fetchFn: typeof fetch;
+  /**
+   * The protected-resource metadata that {@link resourceMetadataUrl} just fetched to see that it answers, handed to
+   * the SDK's discovery when it asks for the same URL next instead of fetching it a second time.
+   */
+  private probedResourceMetadata: { url: string; status: number; headers: Headers; body: string } | undefined;
   private record: ServerRecord | undefined;
   private loaded = false;
   private verifier: string | undefined;
@@ -416,6 +421,12 @@ export class OAuth implements OAuthClientProvider {
     const base = retryingFetch(options.fetch ?? clientFetch);
     this.fetchFn = async (input, init) => {
       const method = (init?.method ?? 'GET').toUpperCase();
+      const probed = this.probedResourceMetadata;
+      this.probedResourceMetadata = undefined;
+      const url = input instanceof Request ? input.url : String(input);
+      if (probed && method === 'GET' && probed.url === url) {
+        return new Response(probed.body, { status: probed.status, headers: probed.headers });
+      }
       let sent = init;
       if (method === 'POST') {
         // Token endpoints such as GitHub's answer form-encoded unless asked for JSON.
@@ -424,7 +435,6 @@ export class OAuth implements OAuthClientProvider {
         sent = { ...init, headers };
       }
       const response = await jsonTokenResponse(await base(input, sent));
-      const url = input instanceof Request ? input.url : String(input);
       options.onEvent?.({ type: 'http', method, url, status: response.status });
       return response;
     };
@@ -940,8 +950,12 @@ export class OAuth implements OAuthClientProvider {
     const candidates = [challenged.href, ...protectedResourceMetadataUrls(options.serverUrl)];
     for (const url of new Set(candidates)) {
       const response = await this.fetchFn(url, { headers: { accept: 'application/json' } });
+      if (response.ok) {
+        const { status, headers } = response;
+        this.probedResourceMetadata = { url, status, headers, body: await response.text() };
+        return new URL(url);
+      }
       await response.body?.cancel();
-      if (response.ok) return new URL(url);
     }
     return challenged; // none answers: let discovery report it on the URL the server named
   }

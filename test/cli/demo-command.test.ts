@@ -15,6 +15,16 @@ describe('gatehouse demo (the built CLI)', () => {
     expect(result.stdout).toContain('Done:');
   });
 
+  it('reads each discovery document once (the narration is one line per real request)', () => {
+    const result = spawnSync(process.execPath, [bin, 'demo'], { encoding: 'utf8', timeout: 60_000 });
+    expect(result.status, result.stderr).toBe(0);
+    const requests = result.stdout.split('\n').filter((line) => line.startsWith('   - read '));
+    expect(requests).toEqual([
+      '   - read protected-resource metadata (200)',
+      '   - read authorization-server metadata (200)',
+    ]);
+  });
+
   it('rejects a bad --port with exit code 2 and a fix', () => {
     const result = spawnSync(process.execPath, [bin, 'demo', '--port', 'abc'], { encoding: 'utf8' });
     expect(result.status).toBe(2);
