@@ -151,7 +151,8 @@ export function createOutput(options: { json?: boolean; verbose?: boolean; debug
 
 /** Formats a duration in seconds as `59 s`, `12 min`, `3 h 5 min`, `2 d 4 h`. */
 export function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
+  // Floor, never round: 59:59.6 left is "59 min", not "1 h" (time left is never overstated).
+  const s = Math.max(0, Math.floor(seconds));
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min`;
   const join = (big: number, bigUnit: string, small: number, smallUnit: string) =>

@@ -43,6 +43,7 @@ describe('CLI output', () => {
   it('formats durations and tables', () => {
     expect(formatDuration(42)).toBe('42 s');
     expect(formatDuration(59 * 60 + 59)).toBe('59 min');
+    expect(formatDuration(3599.6)).toBe('59 min');
     expect(formatDuration(3600)).toBe('1 h');
     expect(formatDuration(3 * 3600 + 5 * 60)).toBe('3 h 5 min');
     expect(formatDuration(2 * 86_400 + 4 * 3600)).toBe('2 d 4 h');
