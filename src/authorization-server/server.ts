@@ -31,6 +31,7 @@ import {
   installIdentityAssertionGrant,
 } from './identity-assertion.js';
 import { CONSENT_MODEL, consentKey, createInteractionHandler } from './interactions.js';
+import { issuerOrigin } from './issuer-origin.js';
 import { fixedKeyRing, type KeyRing, openKeyRing } from './key-ring.js';
 import {
   formTokenSecrets,
@@ -155,7 +156,10 @@ export interface AuthorizationServerOptions {
   clientIdMetadataDocument?: ClientIdMetadataDocumentOptions;
   /** Failed-login limits per account and client address, per address, per account. Default 10/50/100 per 5 minutes. */
   loginRateLimit?: LoginRateLimit;
-  /** Trust `X-Forwarded-*` headers (behind a TLS-terminating proxy). Default false; `true` trusts one hop. */
+  /**
+   * Trust `X-Forwarded-For` from one proxy hop (the client address for login rate limits). Default false. The scheme
+   * and host of every URL the server derives always come from `issuer`, never from `Host` or `X-Forwarded-Host`.
+   */
   proxy?: boolean;
   /**
    * Which proxies in front of this server may name the client address in `X-Forwarded-For` (for the login rate
@@ -592,7 +596,9 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   // Applied once now, so a mismatch with oidc-provider's internals fails at start, not at the first rotation.
   applyProviderKeys(provider, keys);
   ring.onChange((next) => applyProviderKeys(provider, next));
-  if (options.proxy || options.trustProxy) provider.proxy = true;
+  // Always on: the origin comes from the issuer through headers set by issuerOrigin, whatever the client sent.
+  provider.proxy = true;
+  const pinOrigin = issuerOrigin(options.issuer, Boolean(options.proxy || options.trustProxy));
   installRetryAfter(provider);
 
   // Redirect matching at /authorize: exact, or any loopback port for native and CIMD clients (field note 16).
@@ -735,6 +741,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   const health = healthEndpoints(adapter(KEYS_MODEL), KEYS_ID);
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     if (health(req, res)) return;
+    pinOrigin(req);
     ring.current(); // a key whose activation (or drop) time has passed takes effect before this request
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/auth' && req.method === 'GET') req.url = withStepUpParams(withDefaultScope(req.url ?? '/'));
