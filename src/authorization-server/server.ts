@@ -598,7 +598,7 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
   ring.onChange((next) => applyProviderKeys(provider, next));
   // Always on: the origin comes from the issuer through headers set by issuerOrigin, whatever the client sent.
   provider.proxy = true;
-  const pinOrigin = issuerOrigin(options.issuer, Boolean(options.proxy || options.trustProxy));
+  const pinOrigin = issuerOrigin(options.issuer, trustProxy !== undefined);
   installRetryAfter(provider);
 
   // Redirect matching at /authorize: exact, or any loopback port for native and CIMD clients (field note 16).
