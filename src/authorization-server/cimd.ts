@@ -1,5 +1,7 @@
+import { type LookupAddress, lookup as lookupCallback } from 'node:dns';
 import { lookup } from 'node:dns/promises';
-import { BlockList, isIP } from 'node:net';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { Agent, fetch as undiciFetch } from 'undici';
 
 /** Client ID Metadata Documents (`client_id` is an https URL of the client's metadata). */
 export interface ClientIdMetadataDocumentOptions {
@@ -90,15 +92,83 @@ export function normalizeMetadataDocument(document: Record<string, unknown>): Re
   return out;
 }
 
-/** A `fetch` for oidc-provider's outgoing requests with our time and size limits and document normalisation. */
+/**
+ * A `lookup` for the connections of metadata document fetches that fails unless every address of the name is
+ * public. The connection goes to the address this lookup returned, so the address checked is the address reached:
+ * a name that answers public to the check before the fetch and private at connect time (DNS rebinding) gets no
+ * connection at all.
+ */
+export const publicLookup: LookupFunction = (hostname, options, callback) => {
+  lookupCallback(hostname, { ...options, all: true }, (error, found: LookupAddress[]) => {
+    if (error) return callback(error, '', 0);
+    const addresses = found ?? [];
+    const refused = addresses.length === 0 ? hostname : addresses.find((a) => isPrivateAddress(a.address))?.address;
+    if (refused !== undefined) {
+      const denied = Object.assign(new Error(`${hostname} resolves to a non-public address (${refused})`), {
+        code: 'ENOTPUBLIC',
+      });
+      return callback(denied, '', 0);
+    }
+    if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
+    return callback(null, addresses[0]!.address, addresses[0]!.family);
+  });
+};
+
+/** How long a failed fetch of a document (unreachable, timed out, too large) is remembered, in ms. */
+const FAILURE_MEMORY_MS = 10_000;
+const FAILURES_KEPT = 1000;
+
+/**
+ * A `fetch` for oidc-provider's outgoing requests with our time and size limits and document normalisation.
+ * Connections go through {@link publicLookup} unless private networks are allowed; redirects are not followed
+ * (oidc-provider asks for `redirect: 'manual'`, and anything but 200 fails). A failed fetch is remembered for 10 s:
+ * oidc-provider looks the client up more than once per authorization request, and a client whose document is
+ * unreachable must get its error after one time limit, not several.
+ */
 export function cimdFetch(options: ClientIdMetadataDocumentOptions) {
   const timeoutMs = options.timeoutMs ?? 2500;
   const maxBytes = options.maxBytes ?? 5 * 1024;
+  const dispatcher = new Agent(options.allowPrivateNetworks ? {} : { connect: { lookup: publicLookup } });
+  // A failure is a thrown error (unreachable, timed out, too large, refused address) or an answer other than 200.
+  const failures = new Map<string, { until: number; error?: unknown; status?: number; headers?: Headers }>();
+  const remember = (key: string, failure: { error?: unknown; status?: number; headers?: Headers }) => {
+    if (failures.size >= FAILURES_KEPT) failures.delete(failures.keys().next().value!);
+    failures.set(key, { until: Date.now() + FAILURE_MEMORY_MS, ...failure });
+  };
   return async (url: URL | string, init: RequestInit & { dispatcher?: unknown }): Promise<Response> => {
-    const request: RequestInit & { dispatcher?: unknown } = { ...init, signal: AbortSignal.timeout(timeoutMs) };
-    if (options.allowPrivateNetworks) delete request.dispatcher;
-    const response = await fetch(url, request as RequestInit);
-    if (response.status !== 200 || !response.body) return response;
+    const key = String(url);
+    const failed = failures.get(key);
+    if (failed && failed.until > Date.now()) {
+      if (failed.status === undefined) throw failed.error;
+      return new Response(null, { status: failed.status, headers: failed.headers });
+    }
+    failures.delete(key);
+    let response: Response;
+    try {
+      response = await fetchDocument(key, init);
+    } catch (error) {
+      remember(key, { error });
+      throw error;
+    }
+    if (response.status !== 200) remember(key, { status: response.status, headers: response.headers });
+    return response;
+  };
+
+  async function fetchDocument(url: string, init: RequestInit): Promise<Response> {
+    // An address literal needs no lookup, so the lookup's check does not see it.
+    const host = URL.parse(url)?.hostname.replace(/^\[|\]$/g, '') ?? '';
+    if (!options.allowPrivateNetworks && isIP(host) && isPrivateAddress(host)) {
+      throw new Error(`${host} is not a public address`);
+    }
+    const response = (await undiciFetch(url, {
+      ...(init as object),
+      dispatcher,
+      signal: AbortSignal.timeout(timeoutMs),
+    })) as unknown as Response;
+    if (response.status !== 200 || !response.body) {
+      await response.body?.cancel();
+      return new Response(null, { status: response.status, headers: response.headers });
+    }
     const chunks: Uint8Array[] = [];
     let size = 0;
     for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
@@ -121,5 +191,5 @@ export function cimdFetch(options: ClientIdMetadataDocumentOptions) {
     headers.delete('content-length');
     headers.delete('content-encoding');
     return new Response(body, { status: response.status, headers });
-  };
+  }
 }

@@ -200,6 +200,23 @@ export function readServeConfig(path: string): Promise<ServeConfig> {
   return readConfigFile(path, ServeConfigSchema, fail, 'docs/authorization-server.md');
 }
 
+/**
+ * What `gatehouse serve` warns about when its issuer is plain `http:` on a host that is not loopback (e.g.
+ * `--host 0.0.0.0` without `--issuer`): codes, tokens and passwords would cross the network unencrypted.
+ * `undefined` for an `https:` or loopback issuer.
+ *
+ * @example
+ * plainHttpIssuerWarning('http://0.0.0.0:9000'); // 'issuer http://0.0.0.0:9000 is plain http …'
+ * plainHttpIssuerWarning('https://auth.example.com'); // undefined
+ */
+export function plainHttpIssuerWarning(issuer: string): string | undefined {
+  if (URL.parse(issuer)?.protocol !== 'http:' || isLoopbackUrl(issuer)) return undefined;
+  return (
+    `issuer ${issuer} is plain http on a non-loopback address: authorization codes, tokens and passwords cross ` +
+    'the network unencrypted. Put a TLS proxy in front and pass --issuer https://… (its public URL).'
+  );
+}
+
 /** A logo URL the pages may load: https, http on loopback, or an inline image. */
 export function checkLogo(logo: string): string {
   const url = URL.parse(logo);

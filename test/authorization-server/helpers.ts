@@ -63,9 +63,13 @@ export interface ServedAs {
 /**
  * Starts `gatehouse serve` as a process with what {@link startAs} gives in-process: the user alice in a users file
  * made by `gatehouse admin users hash`, RESOURCE and DOWNSTREAM as `--resource` flags, no grace window; `config`
- * goes in `--config`, `args` are more flags.
+ * goes in `--config`, `args` are more flags, `env` adds to its environment.
  */
-export async function startServedAs(config: ServeConfig = {}, args: string[] = []): Promise<ServedAs> {
+export async function startServedAs(
+  config: ServeConfig = {},
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<ServedAs> {
   const hashed = await cli(['admin', 'users', 'hash'], {}, USER.password);
   if (hashed.status !== 0) throw new Error(`gatehouse admin users hash failed: ${hashed.stderr}`);
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-served-as-'));
@@ -82,6 +86,7 @@ export async function startServedAs(config: ServeConfig = {}, args: string[] = [
       ...args,
     ],
     { refreshTokenGraceSeconds: 0, ...config },
+    env,
   );
   return {
     url: server.url,

@@ -21,9 +21,14 @@ export interface ServeProcess {
 
 /**
  * Starts `gatehouse serve` (the built CLI) as users do: `--port 0 --store memory --superuser admin`, the given
- * flags, and `--config FILE` when `config` is given. Resolves once it prints where it listens.
+ * flags, and `--config FILE` when `config` is given; `env` adds to its environment. Resolves once it prints where
+ * it listens.
  */
-export async function startServeProcess(args: string[], config?: ServeConfig): Promise<ServeProcess> {
+export async function startServeProcess(
+  args: string[],
+  config?: ServeConfig,
+  env: Record<string, string> = {},
+): Promise<ServeProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'gatehouse-serve-process-'));
   const flags = [
     'serve',
@@ -40,12 +45,12 @@ export async function startServeProcess(args: string[], config?: ServeConfig): P
     await writeFile(join(dir, 'gatehouse.json'), JSON.stringify(config));
     flags.push('--config', join(dir, 'gatehouse.json'));
   }
-  const env: Record<string, string> = {};
+  const inherited: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) {
-    if (value !== undefined && !key.startsWith('GATEHOUSE_')) env[key] = value;
+    if (value !== undefined && !key.startsWith('GATEHOUSE_')) inherited[key] = value;
   }
   const child: ChildProcess = spawn(process.execPath, [BIN, ...flags, ...args], {
-    env: { ...env, GATEHOUSE_SUPERUSER_PASSWORD: SERVE_USER.password, GATEHOUSE_DATA_DIR: dir },
+    env: { ...inherited, ...env, GATEHOUSE_SUPERUSER_PASSWORD: SERVE_USER.password, GATEHOUSE_DATA_DIR: dir },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';

@@ -14,7 +14,8 @@ registration and client ID metadata documents, login and consent pages, and the 
 Options:
   --port N                 Port to listen on (default 9000; 0 picks a free one)
   --host HOST              Address to listen on (default 127.0.0.1)
-  --issuer URL             Public base URL (default http://HOST:PORT); set it when behind a proxy
+  --issuer URL             Public base URL (default http://HOST:PORT); set it when behind a proxy (an
+                           http: issuer that is not loopback is warned about on stderr)
   --store URL              memory | sqlite:[PATH] | redis://HOST:6379 | postgres://USER@HOST/DB
                            (default sqlite: a file in the data directory, $GATEHOUSE_DATA_DIR to change)
   --users FILE             Users file: {"users":[{"username","passwordHash"}]} (see gatehouse admin users hash)
@@ -95,6 +96,7 @@ Examples:
       parseResourceFlag,
       parseTrustProxySetting,
       parseUpstreamResourceFlag,
+      plainHttpIssuerWarning,
       readServeConfig,
       ServeConfigError,
       serve,
@@ -148,6 +150,8 @@ Examples:
       'configuration',
     );
     const running = await serve(config, { logger });
+    const warning = plainHttpIssuerWarning(running.issuer);
+    if (warning) console.error(`gatehouse serve: warning: ${warning}`);
     if (values.json) console.log(JSON.stringify({ msg: 'listening', issuer: running.issuer, url: running.url }));
     else console.error(`gatehouse serve: issuer ${running.issuer}, listening on ${running.url}`);
     return runUntilSignal(running.close, logger);
