@@ -120,7 +120,11 @@ export const GatewayConfigSchema = z
     identityProviders: z.array(UpstreamProviderEntrySchema).optional(),
     /** The key encrypting users' provider tokens at rest (base64url, 32 bytes). Default `$GATEHOUSE_UPSTREAM_KEY`. */
     upstreamKey: z.string().optional(),
-    /** Embedded authorization server: `memory`, `sqlite:[PATH]` (default), `redis://…`, `postgres://…`. */
+    /**
+     * Embedded authorization server: `memory`, `sqlite:[PATH]` (default), `redis://…`, `postgres://…`. Redis and
+     * PostgreSQL also hold MCP session records, shared by every instance on the store — with an external `issuer`
+     * too, where they are all the store holds.
+     */
     store: z.string().optional(),
     users: z.string().optional(),
     superuser: z.string().optional(),

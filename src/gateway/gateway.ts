@@ -14,6 +14,7 @@ import { jwtVerifier } from '../server/jwt-verifier.js';
 import { toNodeListener } from '../server/node.js';
 import { type FetchHandler, type ProtectedHandler, protect } from '../server/protect.js';
 import type { AuthInfo } from '../server/verifier.js';
+import type { Adapter } from '../storage/oidc/common.js';
 import type { SessionIdentity, UpstreamChannel } from './channel.js';
 import { type GatewayConfig, GatewayConfigError, resolveConfig, type UpstreamConfig } from './config.js';
 import { type SessionPostRoute, takeSessionPost } from './fast-path.js';
@@ -46,12 +47,19 @@ const ANONYMOUS: AuthInfo = { token: '', clientId: '', scopes: [] };
 /** How long the gateway keeps an idle client connection open. */
 const CLIENT_KEEP_ALIVE_MS = 65_000;
 
+/** Whether MCP session records go to the store: one several instances can share (Redis, PostgreSQL). */
+const sharedStore = (store: string | undefined): boolean => /^(rediss?|postgres(ql)?):\/\//.test(store ?? '');
+
 /** Runtime settings of {@link startGateway} that are not in the config file. */
 export interface GatewayRuntime {
   env?: NodeJS.ProcessEnv;
   /** Structured logs and the audit trail (one `mcp request` line per MCP request). Default: silent. */
   logger?: Logger;
-  /** Where the embedded authorization server keeps its data (created 0700). Default: `gatehouse serve`'s. */
+  /**
+   * Where the embedded authorization server keeps its data (created 0700); with an external `issuer`, where the
+   * at-rest key file of a Redis or PostgreSQL `store` is created unless `GATEHOUSE_STORE_KEY` is set. Default:
+   * `gatehouse serve`'s.
+   */
   dataDir?: string;
   /** Seconds an MCP session with no request lives on. Default 1800. */
   sessionIdleSeconds?: number;
@@ -191,13 +199,21 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
     // Sessions answered "link the provider first" (URL elicitation), told when the embedded AS stored the tokens.
     const linkWaiters = new LinkWaiters();
 
+    /** The data directory (created 0700): the embedded AS's data, or the store's at-rest key file. */
+    const dataDirectory = async () => {
+      const { serveDataDirectory } = await import('../authorization-server/serve.js');
+      const dir = runtime.dataDir ?? (await serveDataDirectory(env));
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700);
+      return dir;
+    };
+    // A store other instances can share: MCP sessions are recorded there and recoverable on any instance.
+    const recordsIn = (store: (model: string) => Adapter) =>
+      new SessionRecords(store, { idleSeconds: runtime.sessionIdleSeconds ?? 1800, ...(logger && { logger }) });
+
     if (embedded) {
-      const { buildAuthenticator, buildUpstreamIdentity, openStore, serveDataDirectory } = await import(
-        '../authorization-server/serve.js'
-      );
-      const dataDir = runtime.dataDir ?? (await serveDataDirectory(env));
-      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-      chmodSync(dataDir, 0o700);
+      const { buildAuthenticator, buildUpstreamIdentity, openStore } = await import('../authorization-server/serve.js');
+      const dataDir = await dataDirectory();
       let authenticator: Authenticator;
       if (config.superuser || config.users) {
         authenticator = await buildAuthenticator({ superuser: config.superuser, users: config.users }, env);
@@ -214,13 +230,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
       }
       const store = await openStore(config.store ?? 'sqlite:', dataDir);
       cleanups.push(() => store.close());
-      // A store other instances can share: MCP sessions are recorded there and recoverable on any instance.
-      if (/^(rediss?|postgres(ql)?):\/\//.test(config.store ?? '')) {
-        records = new SessionRecords(store, {
-          idleSeconds: runtime.sessionIdleSeconds ?? 1800,
-          ...(logger && { logger }),
-        });
-      }
+      if (sharedStore(config.store)) records = recordsIn(store);
       if (exchanging.length && !credentials) {
         credentials = { clientId: GATEWAY_CLIENT_ID, clientSecret: randomBytes(32).toString('base64url') };
       }
@@ -302,6 +312,15 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         if (alias) req.url = alias + url.slice(pathname.length);
         as.listener(req, res);
       });
+    }
+    if (!embedded && sharedStore(config.store)) {
+      // With an external AS the store holds nothing but MCP session records, sealed with the same at-rest key
+      // (GATEHOUSE_STORE_KEY or the data directory's key file) as the embedded AS's store would be. Memory and
+      // SQLite, which no other instance can share, leave sessions in this process as without a store.
+      const { openStore } = await import('../authorization-server/serve.js');
+      const store = await openStore(config.store!, await dataDirectory(), env);
+      cleanups.push(() => store.close());
+      records = recordsIn(store);
     }
     if (exchanging.length && !credentials) {
       throw new GatewayConfigError(
@@ -469,7 +488,13 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
     });
 
     logger?.info(
-      { listen: listenUrl, issuer, embedded, upstreams: routes.map((r) => ({ name: r.name, url: r.resource })) },
+      {
+        listen: listenUrl,
+        issuer,
+        embedded,
+        sharedSessions: records !== undefined,
+        upstreams: routes.map((r) => ({ name: r.name, url: r.resource })),
+      },
       'gateway listening',
     );
     return {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { AuthInfo } from '../server/verifier.js';
-import { StoreUnavailableError } from '../storage/errors.js';
+import { DecryptionError, StoreUnavailableError } from '../storage/errors.js';
 import type { Adapter, AdapterPayload } from '../storage/oidc/common.js';
 import { type GatewaySession, subjectOf } from './session.js';
 
@@ -60,6 +60,16 @@ function unavailable(error: StoreUnavailableError): Response {
   });
 }
 
+/**
+ * The answer to a record this instance cannot open: sealed with an at-rest key it does not have (a key rotation that
+ * reached some instances only, or instances started with different keys). A new session in its place would hide it.
+ */
+const unreadable = () =>
+  jsonRpcError(
+    500,
+    "the gateway cannot open this session's record in its store: it was sealed with an at-rest key this instance does not have (every instance sharing the store needs the same GATEHOUSE_STORE_KEY)",
+  );
+
 /** The params of an `initialize` request in a POST body, or undefined when the body is something else. */
 function initializeParams(body: unknown): RecordedInitialize | undefined {
   const message = body as { method?: unknown; id?: unknown; params?: Record<string, unknown> } | null;
@@ -90,8 +100,8 @@ async function messagesOf(response: Response): Promise<Array<Record<string, unkn
 }
 
 /**
- * MCP sessions shared by several gateway instances through the embedded authorization server's store (Redis or
- * PostgreSQL), so that any instance behind a load balancer answers any session: a request with a session id this
+ * MCP sessions shared by several gateway instances through a store (Redis or PostgreSQL: the embedded authorization
+ * server's, or with an external one the gateway's own), so that any instance behind a load balancer answers any session: a request with a session id this
  * instance does not hold is checked against the session's record and, from the same subject, taken over — a new
  * upstream session opened by replaying the recorded `initialize` (and `notifications/initialized`), under the
  * session id the client already has. `DELETE` removes the record, and an instance that still holds the session drops
@@ -100,7 +110,8 @@ async function messagesOf(response: Response): Promise<Array<Record<string, unkn
  * Every request of a session reads its record (one store lookup), so a session ended or expired anywhere is gone
  * everywhere; the record's life is extended at most every quarter of the idle timeout.
  *
- * Internal to `startGateway`, which builds one when its embedded authorization server's store is Redis or PostgreSQL.
+ * Internal to `startGateway`, which builds one when its store (`store`, with or without an external `issuer`) is Redis
+ * or PostgreSQL.
  */
 export class SessionRecords {
   readonly #adapter: Adapter;
@@ -138,8 +149,8 @@ export class SessionRecords {
 
   /** Answers one MCP request of an upstream route, with the session it belongs to on whichever instance opened it. */
   async handle(request: Request, authInfo: AuthInfo, parsedBody: unknown, route: ClusterRoute): Promise<Response> {
+    const sessionId = request.headers.get('mcp-session-id');
     try {
-      const sessionId = request.headers.get('mcp-session-id');
       if (!sessionId) return await this.#open(request, authInfo, parsedBody, route);
       const record = await this.find(sessionId);
       const local = route.sessions.get(sessionId);
@@ -163,6 +174,13 @@ export class SessionRecords {
       if (error instanceof StoreUnavailableError) {
         this.#logger?.warn({ err: error.message }, 'session store unavailable');
         return unavailable(error);
+      }
+      if (error instanceof DecryptionError) {
+        this.#logger?.error(
+          { session: sessionId, upstream: route.upstream, err: error.message },
+          'mcp session record sealed with an unknown at-rest key',
+        );
+        return unreadable();
       }
       throw error;
     }

@@ -5,23 +5,22 @@ import { join } from 'node:path';
 import type { Client as SdkClient, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/authorization-server/users.js';
-import {
-  type Cluster,
-  deleteRedisPrefix,
-  documentedExports,
-  documentedFlags,
-  startProxy,
-} from '../deployment/cluster.js';
+import { type Cluster, startProxy } from '../deployment/cluster.js';
 import {
   cleanup,
+  documentedGateway,
   EVERYTHING,
   everythingOverHttp,
+  type FreshStore,
   freePort,
+  freshStore,
   type GatewayProcess,
   headlessOAuth,
-  ROOT,
+  RAW_INITIALIZE as INITIALIZE,
+  rawMcp as mcp,
   sdkClient,
   startGatewayProcess,
+  stopProxy,
   tempDir,
 } from './helpers.js';
 
@@ -62,43 +61,6 @@ async function storeRelay(targetPort: number) {
   };
 }
 
-/** The JSON-RPC messages of an MCP answer (JSON or SSE). */
-async function messagesOf(response: Response): Promise<Array<Record<string, unknown>>> {
-  const text = await response.text();
-  if ((response.headers.get('content-type') ?? '').includes('application/json')) return [JSON.parse(text)];
-  return text
-    .split('\n')
-    .filter((line) => line.startsWith('data:') && line.length > 6)
-    .map((line) => JSON.parse(line.slice(5)));
-}
-
-/** One raw MCP request to `url` with a bearer token. */
-async function mcp(url: string, token: string, body: unknown, sessionId?: string, method = 'POST') {
-  const response = await fetch(url, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      accept: 'application/json, text/event-stream',
-      'content-type': 'application/json',
-      'mcp-protocol-version': '2025-06-18',
-      ...(sessionId && { 'mcp-session-id': sessionId }),
-    },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-  });
-  return {
-    status: response.status,
-    headers: response.headers,
-    sessionId: response.headers.get('mcp-session-id') ?? undefined,
-    messages: response.status === 202 || method === 'DELETE' ? [] : await messagesOf(response),
-  };
-}
-
-const INITIALIZE = {
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'initialize',
-  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'cluster-raw-client', version: '1' } },
-};
 const LIST = { jsonrpc: '2.0', id: 2, method: 'tools/list' };
 
 const text = (content: unknown) => (content as Array<{ text?: string }>).map((c) => c.text ?? '').join('');
@@ -108,6 +70,7 @@ describe.each(['redis', 'postgres'] as const)(
   (backend) => {
     const suffix = randomBytes(5).toString('hex');
     const database = `gh_gw_${suffix}`;
+    let shared: FreshStore;
     let relay: Awaited<ReturnType<typeof storeRelay>>;
     let proxy: Awaited<ReturnType<typeof startProxy>>;
     const log: Cluster['log'] = [];
@@ -119,19 +82,9 @@ describe.each(['redis', 'postgres'] as const)(
     const viaProxy = (upstream: string) => `${proxy.url}/${upstream}/mcp`;
 
     beforeAll(async () => {
-      let store: string;
-      if (backend === 'redis') {
-        relay = await storeRelay(6379);
-        store = `redis://127.0.0.1:${relay.port}?prefix=gh-gw-${suffix}:`;
-      } else {
-        const pg = await import('pg');
-        const admin = new pg.default.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-        await admin.connect();
-        await admin.query(`CREATE DATABASE ${database}`);
-        await admin.end();
-        relay = await storeRelay(5432);
-        store = `postgres://postgres@127.0.0.1:${relay.port}/${database}`;
-      }
+      relay = await storeRelay(backend === 'redis' ? 6379 : 5432);
+      shared = await freshStore(backend, database, relay.port);
+      const store = shared.url;
       const httpPort = await freePort();
       await everythingOverHttp(httpPort);
       proxy = await startProxy(() => instances.map((i) => i.direct), log);
@@ -153,22 +106,17 @@ describe.each(['redis', 'postgres'] as const)(
         }),
       );
       const storeKey = randomBytes(32).toString('base64url');
-      // The command of docs/gateway.md, "Several instances", with local values for the addresses.
-      const doc = join(ROOT, 'docs/gateway.md');
-      const exported = documentedExports(doc, '### Several instances');
-      expect(exported).toEqual(expect.arrayContaining(['GATEHOUSE_SUPERUSER_PASSWORD', 'GATEHOUSE_STORE_KEY']));
-      const documented = documentedFlags(doc, '### Several instances', 'gateway');
       // One instance first (it creates the signing keys in the store), then the other, as the doc says.
       for (const n of [0, 1]) {
         const port = await freePort();
-        const local: Record<string, string> = {
+        // The command of docs/gateway.md, "Several instances", with local values for the addresses.
+        const { args, exported } = await documentedGateway('### Several instances', {
           '--config': config,
           '--public-url': proxy.url,
           '--store': store,
           '--port': String(port),
-        };
-        const args = documented.map((word, i) => (documented[i - 1]! in local ? local[documented[i - 1]!]! : word));
-        expect(Object.keys(local).every((flag) => documented.includes(flag))).toBe(true);
+        });
+        expect(exported).toEqual(expect.arrayContaining(['GATEHOUSE_SUPERUSER_PASSWORD', 'GATEHOUSE_STORE_KEY']));
         const started = await startGatewayProcess(args, {
           dataDir: join(dir, `instance-${n}`),
           env: { GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD, GATEHOUSE_STORE_KEY: storeKey },
@@ -179,18 +127,8 @@ describe.each(['redis', 'postgres'] as const)(
 
     afterAll(async () => {
       await cleanup();
-      if (proxy) {
-        proxy.server.closeAllConnections();
-        await new Promise((r) => proxy.server.close(r));
-      }
-      if (backend === 'redis') await deleteRedisPrefix(`gh-gw-${suffix}:`);
-      else {
-        const pg = await import('pg');
-        const admin = new pg.default.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-        await admin.connect();
-        await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-        await admin.end();
-      }
+      await stopProxy(proxy);
+      await shared?.drop();
     });
 
     /** Logs `username` in through the proxy (each step on the other instance) with an SDK client on `upstream`. */
@@ -263,38 +201,13 @@ describe.each(['redis', 'postgres'] as const)(
       for (const n of [0, 1]) expect((await mcp(direct(n, 'http'), token, LIST, id)).status).toBe(404);
     }, 60_000);
 
-    /** Everything the store holds for this cluster, as text. */
-    async function storeDump(): Promise<string> {
-      if (backend === 'redis') {
-        const { createClient } = await import('@redis/client');
-        const client = createClient({ url: 'redis://127.0.0.1:6379' });
-        await client.connect();
-        let dump = '';
-        for await (const keys of client.scanIterator({ MATCH: `gh-gw-${suffix}:*`, COUNT: 500 })) {
-          for (const key of keys) {
-            const type = await client.type(key);
-            const value = type === 'string' ? await client.get(key) : type === 'hash' ? await client.hGetAll(key) : '';
-            dump += `${key} ${JSON.stringify(value)}\n`;
-          }
-        }
-        await client.close();
-        return dump;
-      }
-      const pg = await import('pg');
-      const client = new pg.default.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${database}` });
-      await client.connect();
-      const { rows } = await client.query('SELECT * FROM gatehouse_oidc');
-      await client.end();
-      return JSON.stringify(rows);
-    }
-
     it('keeps session records sealed at rest: neither the session id nor what the client sent is in the store', async () => {
       await connect('http');
       const token = tokens['admin:http']!;
       const opened = await mcp(direct(0, 'http'), token, INITIALIZE);
       const id = opened.sessionId!;
       expect((await mcp(direct(1, 'http'), token, LIST, id)).status).toBe(200);
-      const dump = await storeDump();
+      const dump = await shared.dump();
       expect(dump).toContain('GatewayMcpSession'); // the record is there, sealed
       expect(dump).not.toContain(id);
       expect(dump).not.toContain('cluster-raw-client');

@@ -1,35 +1,15 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import {
-  BIN,
   cleanup,
   EVERYTHING,
-  freePort,
+  EXTERNAL_AS_PASSWORD,
+  externalAuthorizationServer,
   headlessOAuth,
-  spawnTracked,
   startGatewayProcess,
-  tempDir,
-  waitFor,
 } from './helpers.js';
 
-const PASSWORD = 'external-admin-password';
-
-/** A `gatehouse serve` process that knows the gateway-to-be's MCP URL (on a port picked now) as a resource. */
-async function externalAuthorizationServer(): Promise<{ port: number; mcpUrl: string; issuer: string }> {
-  const port = await freePort();
-  const mcpUrl = `http://127.0.0.1:${port}/mcp`;
-  const serve = spawnTracked(
-    process.execPath,
-    [BIN, 'serve', '--port', '0', '--store', 'memory', '--superuser', 'admin', '--resource', `${mcpUrl}=mcp:tools`],
-    { GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD, GATEHOUSE_DATA_DIR: await tempDir() },
-  );
-  let serveOutput = '';
-  serve.stderr!.on('data', (d) => {
-    serveOutput += d;
-  });
-  const [, issuer] = await waitFor(() => serveOutput, /issuer (\S+), listening/, 30_000);
-  return { port, mcpUrl, issuer: issuer! };
-}
+const PASSWORD = EXTERNAL_AS_PASSWORD;
 
 describe('gatehouse gateway: an external authorization server (--issuer), and same-origin AS endpoints', () => {
   afterAll(cleanup);

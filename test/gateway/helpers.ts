@@ -240,3 +240,149 @@ export async function gatewayForClientMatrix(
   });
   return { gateway, files };
 }
+
+/** The superuser password of {@link externalAuthorizationServer}'s `gatehouse serve` (user `admin`). */
+export const EXTERNAL_AS_PASSWORD = 'external-admin-password';
+
+/**
+ * A `gatehouse serve` process (memory store, superuser `admin`) that knows `mcpUrl` as a resource with the scope
+ * `mcp:tools`: by default the MCP URL of a gateway-to-be at `/mcp`, on a port picked now.
+ */
+export async function externalAuthorizationServer(
+  mcpUrl?: string,
+): Promise<{ port: number; mcpUrl: string; issuer: string }> {
+  const resource = mcpUrl ?? `http://127.0.0.1:${await freePort()}/mcp`;
+  const serve = spawnTracked(
+    process.execPath,
+    [BIN, 'serve', '--port', '0', '--store', 'memory', '--superuser', 'admin', '--resource', `${resource}=mcp:tools`],
+    { GATEHOUSE_SUPERUSER_PASSWORD: EXTERNAL_AS_PASSWORD, GATEHOUSE_DATA_DIR: await tempDir() },
+  );
+  let serveOutput = '';
+  serve.stderr!.on('data', (d) => {
+    serveOutput += d;
+  });
+  const [, issuer] = await waitFor(() => serveOutput, /issuer (\S+), listening/, 30_000);
+  return { port: Number(new URL(resource).port), mcpUrl: resource, issuer: issuer! };
+}
+
+/** A place of its own in a shared store, from {@link freshStore}. */
+export interface FreshStore {
+  /** The `--store` URL. */
+  url: string;
+  /** Everything in it, as text: keys and values, or rows. */
+  dump(): Promise<string>;
+  /** Removes everything in it. */
+  drop(): Promise<void>;
+}
+
+/**
+ * A place of its own in the shared Redis (a key prefix `NAME:`) or PostgreSQL (a database `NAME`), so that test
+ * files run in parallel; `port` reaches the store another way (a relay).
+ */
+export async function freshStore(backend: 'redis' | 'postgres', name: string, port?: number): Promise<FreshStore> {
+  if (backend === 'redis') {
+    const { deleteRedisPrefix } = await import('../deployment/cluster.js');
+    return {
+      url: `redis://127.0.0.1:${port ?? 6379}?prefix=${name}:`,
+      async dump() {
+        const { createClient } = await import('@redis/client');
+        const client = createClient({ url: 'redis://127.0.0.1:6379' });
+        await client.connect();
+        let dump = '';
+        for await (const keys of client.scanIterator({ MATCH: `${name}:*`, COUNT: 500 })) {
+          for (const key of keys) {
+            const type = await client.type(key);
+            const value = type === 'string' ? await client.get(key) : type === 'hash' ? await client.hGetAll(key) : '';
+            dump += `${key} ${JSON.stringify(value)}\n`;
+          }
+        }
+        await client.close();
+        return dump;
+      },
+      drop: () => deleteRedisPrefix(`${name}:`),
+    };
+  }
+  const pg = await import('pg');
+  const query = async (database: string, sql: string) => {
+    const client = new pg.default.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${database}` });
+    await client.connect();
+    try {
+      return (await client.query(sql)).rows;
+    } finally {
+      await client.end();
+    }
+  };
+  await query('postgres', `CREATE DATABASE ${name}`);
+  return {
+    url: `postgres://postgres@127.0.0.1:${port ?? 5432}/${name}`,
+    dump: async () => JSON.stringify(await query(name, 'SELECT * FROM gatehouse_oidc')),
+    drop: async () => {
+      await query('postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+  };
+}
+
+/** The JSON-RPC messages of an MCP answer (JSON or SSE). */
+export async function mcpMessages(response: Response): Promise<Array<Record<string, unknown>>> {
+  const text = await response.text();
+  if ((response.headers.get('content-type') ?? '').includes('application/json')) return [JSON.parse(text)];
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith('data:') && line.length > 6)
+    .map((line) => JSON.parse(line.slice(5)));
+}
+
+/** One raw MCP request to `url` with a bearer token, in session `sessionId` when given. */
+export async function rawMcp(url: string, token: string, body: unknown, sessionId?: string, method = 'POST') {
+  const response = await fetch(url, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      accept: 'application/json, text/event-stream',
+      'content-type': 'application/json',
+      'mcp-protocol-version': '2025-06-18',
+      ...(sessionId && { 'mcp-session-id': sessionId }),
+    },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+  });
+  return {
+    status: response.status,
+    headers: response.headers,
+    sessionId: response.headers.get('mcp-session-id') ?? undefined,
+    messages: response.status === 202 || method === 'DELETE' ? [] : await mcpMessages(response),
+  };
+}
+
+/** An `initialize` for {@link rawMcp}, from a client that calls itself `cluster-raw-client`. */
+export const RAW_INITIALIZE = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'cluster-raw-client', version: '1' } },
+};
+/** The `notifications/initialized` that follows it. */
+export const RAW_INITIALIZED = { jsonrpc: '2.0', method: 'notifications/initialized' };
+
+/**
+ * The `gatehouse gateway` command of the first sh block under `heading` in docs/gateway.md, as arguments: the doc's
+ * flags with `local` values for those a test must set (which the doc must all have), and the variables it exports.
+ */
+export async function documentedGateway(
+  heading: string,
+  local: Record<string, string>,
+): Promise<{ args: string[]; exported: string[] }> {
+  const { documentedExports, documentedFlags } = await import('../deployment/cluster.js');
+  const doc = join(ROOT, 'docs/gateway.md');
+  const documented = documentedFlags(doc, heading, 'gateway');
+  const missing = Object.keys(local).filter((flag) => !documented.includes(flag));
+  if (missing.length) throw new Error(`docs/gateway.md, "${heading}": the command has no ${missing.join(', ')}`);
+  const args = documented.map((word, i) => (documented[i - 1]! in local ? local[documented[i - 1]!]! : word));
+  return { args, exported: documentedExports(doc, heading) };
+}
+
+/** Stops a proxy from `startProxy`, its open connections too. */
+export async function stopProxy(proxy: { server: import('node:http').Server } | undefined): Promise<void> {
+  if (!proxy) return;
+  proxy.server.closeAllConnections();
+  await new Promise((r) => proxy.server.close(r));
+}

@@ -24,7 +24,8 @@ Options:
   --issuer URL             Use this external authorization server instead of the embedded one
   --same-origin-as         With --issuer: serve its metadata, /authorize, /token and /register at the gateway's
                            origin too (for clients that assume the MCP server's origin is the AS)
-  --store URL              Embedded AS store: memory | sqlite:[PATH] | redis://… | postgres://… (default sqlite:)
+  --store URL              Embedded AS store: memory | sqlite:[PATH] | redis://… | postgres://… (default sqlite:);
+                           Redis or PostgreSQL also share MCP sessions across instances, with --issuer too
   --superuser NAME         A login for the embedded AS; its password from GATEHOUSE_SUPERUSER_PASSWORD
   --users FILE             Users file for the embedded AS (see gatehouse admin users hash)
   --scope SCOPE            A scope every request needs (repeatable)
