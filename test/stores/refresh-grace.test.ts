@@ -93,3 +93,34 @@ describe(`${CONCURRENT} concurrent refreshes of one token`, () => {
     await race(await instances('sqlite:', 1));
   });
 });
+
+// SQLite commits the writes of one event-loop turn together (src/storage/group-commit.ts): chains rotating at the
+// same time share transactions, and a lost compare-and-set must fail only its own rotation, never a neighbour's.
+const CHAINS = 8;
+const ROTATIONS = 5;
+const PER_ROTATION = 3;
+
+it(`${CHAINS} refresh chains at once on SQLite, each rotation raced ${PER_ROTATION} times: every chain holds`, {
+  timeout: 120_000,
+}, async () => {
+  const [server] = await instances('sqlite:', 1);
+  const url = server!.url;
+  const chains = await Promise.all(Array.from({ length: CHAINS }, () => login(url)));
+  await Promise.all(
+    chains.map(async (session) => {
+      let current = session.refreshToken;
+      for (let rotation = 0; rotation < ROTATIONS; rotation++) {
+        const answers = await Promise.all(Array.from({ length: PER_ROTATION }, () => refresh(url, session, current)));
+        expect(answers.filter((a) => a.status !== 200).map((a) => JSON.stringify(a.body))).toEqual([]);
+        const next = new Set(answers.map((a) => a.body['refresh_token']));
+        expect(next.size).toBe(1);
+        const [token] = [...next] as [string];
+        expect(token).not.toBe(current);
+        current = token;
+      }
+      // The last token of the chain is live: stored, not consumed, its family not revoked.
+      const last = await refresh(url, session, current);
+      expect(last.status).toBe(200);
+    }),
+  );
+});

@@ -1,5 +1,12 @@
+import { GroupCommit } from '../group-commit.js';
 import { sqlIdentifier } from '../sqlite.js';
-import { checkpointInBackground, openSqlite, type SqliteDatabase, type SqliteStatement } from '../sqlite-driver.js';
+import {
+  checkpointInBackground,
+  openSqlite,
+  type SqliteDatabase,
+  type SqliteStatement,
+  type SqliteValue,
+} from '../sqlite-driver.js';
 import { AtRest, type AtRestOptions, FORMAT_MARKER } from './at-rest.js';
 import {
   type Adapter,
@@ -88,9 +95,17 @@ interface RowWithGrant extends Row {
   session_consumed: number | null;
 }
 
-/** Shared state of one SQLite backend: one connection, prepared statements. */
+/** The values of one row's upsert, sealed and hashed before its transaction: see {@link SqliteBackend.row}. */
+interface RowWrite {
+  params: SqliteValue[];
+  key: string;
+  uid: string | null;
+}
+
+/** Shared state of one SQLite backend: one connection, prepared statements, the group commit of its writes. */
 class SqliteBackend {
   readonly #db: Promise<SqliteDatabase>;
+  #commits: GroupCommit | undefined;
 
   constructor(
     path: string,
@@ -100,6 +115,7 @@ class SqliteBackend {
     this.#db = openSqlite(path).then(async (db) => {
       db.exec(schema(table));
       this.#stopCheckpoints = await checkpointInBackground(db, path);
+      this.#commits = new GroupCommit(db);
       return db;
     });
   }
@@ -109,11 +125,22 @@ class SqliteBackend {
   async close(): Promise<void> {
     const db = await this.#db.catch(() => undefined);
     await this.#stopCheckpoints();
+    // Writes still queued are committed (and acknowledged) before the connection goes.
+    this.#commits?.flush();
     db?.close();
   }
 
   db(): Promise<SqliteDatabase> {
     return this.#db;
+  }
+
+  /**
+   * Runs a write in this turn's shared transaction ({@link GroupCommit}): a token request's writes, and those of
+   * every other request served in the same turn, cost one commit. Settles once that transaction has committed.
+   */
+  async commit<T>(work: (db: SqliteDatabase) => T): Promise<T> {
+    await this.#db;
+    return this.#commits!.run(work);
   }
 
   readonly #statements = new Map<string, SqliteStatement>();
@@ -135,19 +162,15 @@ class SqliteBackend {
     return prepared;
   }
 
-  /** Writes an entry: hashed key and indexes, sealed payload. A consumed artifact stays consumed if saved again. */
-  write(db: SqliteDatabase, model: string, id: string, payload: AdapterPayload, expiresIn?: number): void {
+  /**
+   * What {@link put} writes for an entry: hashed key and indexes, sealed payload. Computed when the write is
+   * issued, outside its transaction: the sealing is most of a write's CPU and runs once per row even when a failed
+   * batch runs the write again, and a value that cannot be sealed rejects its own caller before any batch.
+   */
+  row(model: string, id: string, payload: AdapterPayload, expiresIn?: number): RowWrite {
     const row = this.atRest.row(model, id, payload);
     const grantable = GRANTABLE.has(model);
-    this.prepared(
-      db,
-      `INSERT INTO ${this.table} (${COLUMNS}, ${LINK_COLUMNS.join(', ')})
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
-         uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at,
-         consumed_at = COALESCE(consumed_at, excluded.consumed_at), grant_key = excluded.grant_key,
-         session_uid = excluded.session_uid`,
-    ).run(
+    const params = [
       model,
       row.key,
       row.sealed,
@@ -160,35 +183,44 @@ class SqliteBackend {
       grantable && typeof payload.sessionUid === 'string'
         ? (this.atRest.index('uid', payload.sessionUid) ?? null)
         : null,
-    );
+    ];
+    return { params, key: row.key, uid: row.uid };
+  }
+
+  /** Upserts a prepared row. A consumed artifact stays consumed if saved again. */
+  put(db: SqliteDatabase, { params, key, uid }: RowWrite): void {
+    this.prepared(
+      db,
+      `INSERT INTO ${this.table} (${COLUMNS}, ${LINK_COLUMNS.join(', ')})
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
+         uid = excluded.uid, user_code = excluded.user_code, expires_at = excluded.expires_at,
+         consumed_at = COALESCE(consumed_at, excluded.consumed_at), grant_key = excluded.grant_key,
+         session_uid = excluded.session_uid`,
+    ).run(...params);
     // After the write: a token read before it may have brought the old Grant or session along.
-    this.prefetched.forget(row.key);
-    if (row.uid !== null) this.prefetched.forget(row.uid);
+    this.prefetched.forget(key);
+    if (uid !== null) this.prefetched.forget(uid);
+  }
+
+  /** Writes an entry at once, inside a transaction the caller holds (the migration). */
+  write(db: SqliteDatabase, model: string, id: string, payload: AdapterPayload, expiresIn?: number): void {
+    this.put(db, this.row(model, id, payload, expiresIn));
   }
 
   /**
-   * Several writes in one transaction: one commit (one write-ahead-log append) instead of one per entry. With
-   * `consume`, its compare-and-set runs first in the same transaction; when it finds nothing to consume, the
-   * transaction rolls back and the call rejects as `consume` does.
+   * Several writes, all or none, in this turn's transaction. With `consume`, its compare-and-set runs first; when it
+   * finds nothing to consume, nothing of this call is written (the UPDATE changed no row, so there is nothing to
+   * undo and the batch goes on for the others) and the call rejects as `consume` does.
    */
   async writeMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void> {
-    const db = await this.#db;
     if (!consume && entries.length === 0) return;
-    if (!consume && entries.length === 1) {
-      const [{ model, id, payload, expiresIn }] = entries as [UpsertEntry];
-      return this.write(db, model, id, payload, expiresIn);
-    }
-    let lost: 'consumed' | 'missing' | undefined;
-    // Synchronous from BEGIN to COMMIT: nothing else in this process runs in between.
-    db.exec('BEGIN IMMEDIATE');
-    try {
-      if (consume) lost = this.consumeIn(db, consume.model, consume.id);
-      if (!lost) for (const { model, id, payload, expiresIn } of entries) this.write(db, model, id, payload, expiresIn);
-      db.exec(lost ? 'ROLLBACK' : 'COMMIT');
-    } catch (error) {
-      db.exec('ROLLBACK');
-      throw error;
-    }
+    const rows = entries.map(({ model, id, payload, expiresIn }) => this.row(model, id, payload, expiresIn));
+    const lost = await this.commit((db) => {
+      const lost = consume ? this.consumeIn(db, consume.model, consume.id) : undefined;
+      if (!lost) for (const row of rows) this.put(db, row);
+      return lost;
+    });
     if (lost) return alreadyConsumed(consume!.model, lost);
   }
 
@@ -211,8 +243,10 @@ class SqliteBackend {
     return exists ? 'consumed' : 'missing';
   }
 
-  async purge(): Promise<number> {
-    return Number((await this.statement(`DELETE FROM ${this.table} WHERE expires_at <= ?`)).run(Date.now()).changes);
+  purge(): Promise<number> {
+    return this.commit((db) =>
+      Number(this.prepared(db, `DELETE FROM ${this.table} WHERE expires_at <= ?`).run(Date.now()).changes),
+    );
   }
 
   /**
@@ -295,7 +329,8 @@ export class SqliteOidcAdapter implements Adapter {
   ) {}
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
-    this.backend.write(await this.backend.db(), this.model, id, payload, expiresIn);
+    const row = this.backend.row(this.model, id, payload, expiresIn);
+    await this.backend.commit((db) => this.backend.put(db, row));
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -348,24 +383,26 @@ export class SqliteOidcAdapter implements Adapter {
   }
 
   async consume(id: string): Promise<void> {
-    const lost = this.backend.consumeIn(await this.backend.db(), this.model, id);
+    const lost = await this.backend.commit((db) => this.backend.consumeIn(db, this.model, id));
     if (lost) return alreadyConsumed(this.model, lost);
   }
 
   async destroy(id: string): Promise<void> {
-    const lookup = this.backend.atRest.lookup(this.model, id);
-    (await this.backend.statement(`DELETE FROM ${this.backend.table} WHERE model = ? AND id = ?`)).run(
-      this.model,
-      lookup,
-    );
-    this.backend.prefetched.forget(lookup);
+    const { backend } = this;
+    const lookup = backend.atRest.lookup(this.model, id);
+    await backend.commit((db) => {
+      backend.prepared(db, `DELETE FROM ${backend.table} WHERE model = ? AND id = ?`).run(this.model, lookup);
+      backend.prefetched.forget(lookup);
+    });
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
-    (await this.backend.statement(`DELETE FROM ${this.backend.table} WHERE grant_id = ?`)).run(
-      this.backend.atRest.index('grant', grantId)!,
-    );
-    this.backend.prefetched.forget(this.backend.atRest.lookup('Grant', grantId));
+    const { backend } = this;
+    const index = backend.atRest.index('grant', grantId)!;
+    await backend.commit((db) => {
+      backend.prepared(db, `DELETE FROM ${backend.table} WHERE grant_id = ?`).run(index);
+      backend.prefetched.forget(backend.atRest.lookup('Grant', grantId));
+    });
   }
 }
 
