@@ -126,9 +126,10 @@ async function startSubject(subjectKind, users) {
   const prefix = `gatehouse-bench-${suffix}${build ? `-${build}` : ''}:`;
   const store = kind === 'redis' ? `${REDIS_URL}/?prefix=${prefix}` : await stores[kind](build);
   if (kind === 'redis') cleanups.push(() => dropRedisPrefix(prefix));
+  const storePid = kind === 'redis' ? await redisPid() : undefined;
   const config = join(work, `${subjectKind}.json`);
   writeFileSync(config, JSON.stringify({ clients: [CLIENT] }));
-  return startProcess(
+  const started = await startProcess(
     `gatehouse serve (${label})`,
     [
       ...profile,
@@ -149,6 +150,25 @@ async function startSubject(subjectKind, users) {
     ],
     cleanEnv({ GATEHOUSE_DATA_DIR: dataDir }),
   );
+  return Object.assign(started, { storePid });
+}
+
+/**
+ * The pid of the Redis at BENCH_REDIS_URL when it runs on this machine (its CPU per request is reported beside the
+ * server's: it shares the cores). It counts every client of that Redis: use a private redis-server for a clean number.
+ */
+async function redisPid() {
+  const { createClient } = await import('@redis/client');
+  const client = createClient({ url: REDIS_URL });
+  await client.connect();
+  const pid = Number(/process_id:(\d+)/.exec(await client.info('server'))?.[1]);
+  await client.close();
+  try {
+    cpuSeconds(pid);
+    return pid;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A fresh PostgreSQL database for this run, dropped at the end. */
@@ -320,6 +340,7 @@ async function drive(subject, workload, durationMs) {
   const operation = OPERATIONS[workload];
   let done = 0;
   const cpuBefore = cpuSeconds(subject.child.pid);
+  const storeBefore = subject.storePid ? cpuSeconds(subject.storePid) : 0;
   const started = performance.now();
   const end = started + durationMs;
   await Promise.all(
@@ -332,7 +353,8 @@ async function drive(subject, workload, durationMs) {
   );
   const seconds = (performance.now() - started) / 1000;
   const cpu = cpuSeconds(subject.child.pid) - cpuBefore;
-  return { rate: done / seconds, cpuMs: (cpu * 1000) / done, count: done };
+  const store = subject.storePid ? ((cpuSeconds(subject.storePid) - storeBefore) * 1000) / done : undefined;
+  return { rate: done / seconds, cpuMs: (cpu * 1000) / done, storeCpuMs: store, count: done };
 }
 
 // ---------------------------------------------------------------------------------------------------- report
@@ -347,11 +369,12 @@ const spread = (values, digits) =>
 
 function report(workload, subjects, results) {
   const unit = workload === 'refresh' ? 'req' : 'flow';
+  const storeColumn = subjects.some((subject) => subject.storePid);
   console.log(
     `\n${workload === 'refresh' ? 'refresh_token grant' : 'complete code + PKCE + login + consent flow (8 round trips)'}: ${CONCURRENCY} concurrent, ${ROUNDS} rounds × ${DURATION_MS} ms per subject, order rotated`,
   );
   console.log(
-    `${'subject'.padEnd(34)} ${`${unit}/s median`.padStart(14)} ${'(min–max)'.padStart(11)}   ${'× oidc-provider'.padStart(15)} ${'(min–max)'.padStart(11)}   ${`CPU ms/${unit}`.padStart(12)} ${'(min–max)'.padStart(11)}`,
+    `${'subject'.padEnd(34)} ${`${unit}/s median`.padStart(14)} ${'(min–max)'.padStart(11)}   ${'× oidc-provider'.padStart(15)} ${'(min–max)'.padStart(11)}   ${`CPU ms/${unit}`.padStart(12)} ${'(min–max)'.padStart(11)}${storeColumn ? `   ${`Redis ms/${unit}`.padStart(14)} ${'(min–max)'.padStart(11)}` : ''}`,
   );
   const base = results.get(subjects[0].kind);
   for (const subject of subjects) {
@@ -359,8 +382,10 @@ function report(workload, subjects, results) {
     const rates = rounds.map((r) => r.rate);
     const ratios = rounds.map((r, i) => r.rate / base[i].rate);
     const cpu = rounds.map((r) => r.cpuMs);
+    const store = rounds.map((r) => r.storeCpuMs).filter((ms) => ms !== undefined);
+    const storeText = store.length ? `   ${median(store).toFixed(2).padStart(14)} ${spread(store, 2)}` : '';
     console.log(
-      `${subject.name.padEnd(34)} ${median(rates).toFixed(0).padStart(14)} ${spread(rates, 0).padStart(11)}   ${median(ratios).toFixed(2).padStart(15)} ${spread(ratios, 2)}   ${median(cpu).toFixed(2).padStart(12)} ${spread(cpu, 2)}`,
+      `${subject.name.padEnd(34)} ${median(rates).toFixed(0).padStart(14)} ${spread(rates, 0).padStart(11)}   ${median(ratios).toFixed(2).padStart(15)} ${spread(ratios, 2)}   ${median(cpu).toFixed(2).padStart(12)} ${spread(cpu, 2)}${storeText}`,
     );
   }
 }

@@ -44,34 +44,53 @@ export interface RedisOidcAdapterOptions extends OidcAdapterCommonOptions, AtRes
 // A token keeps the keys of its Grant and of its session's uid index in its `grant` and `session` fields:
 // FIND_WITH_GRANT reads all three at once.
 // Returns 1 when written; 0 (already consumed) or -1 (no such entry) when the consume failed and nothing was written.
+//
+// Every redis.call costs Redis more than the command itself (arguments copied between Lua and Redis, the reply
+// converted back), and Redis shares the machine's cores with the server: an entry is one HSET of all its fields,
+// and a grant set that several entries join (a refresh token and its access token) is read and extended once, to
+// the longest time to live among them (or kept without one when one of them has none), as entry by entry would.
 const UPSERT = `
 if KEYS[1] ~= '' then
   if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
   if redis.call('HSETNX', KEYS[1], 'consumed', ARGV[1]) == 0 then return 0 end
 end
+local sets, setOrder = {}, {}
 for i = 0, (#KEYS - 1) / 6 - 1 do
   local key, grantKey, uidKey, userCodeKey = KEYS[i * 6 + 2], KEYS[i * 6 + 3], KEYS[i * 6 + 4], KEYS[i * 6 + 5]
   local grantEntry, sessionKey = KEYS[i * 6 + 6], KEYS[i * 6 + 7]
   local payload, ttl, id, consumed = ARGV[i * 4 + 2], ARGV[i * 4 + 3], ARGV[i * 4 + 4], ARGV[i * 4 + 5]
-  redis.call('HSET', key, 'payload', payload)
-  if grantEntry ~= '' then redis.call('HSET', key, 'grant', grantEntry) end
-  if sessionKey ~= '' then redis.call('HSET', key, 'session', sessionKey) end
+  local fields = {'payload', payload}
+  if grantEntry ~= '' then fields[#fields + 1] = 'grant'; fields[#fields + 1] = grantEntry end
+  if sessionKey ~= '' then fields[#fields + 1] = 'session'; fields[#fields + 1] = sessionKey end
+  redis.call('HSET', key, unpack(fields))
   if consumed ~= '' then redis.call('HSETNX', key, 'consumed', consumed) end
   if ttl == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
   if grantKey ~= '' then
-    local existed = redis.call('EXISTS', grantKey)
-    redis.call('SADD', grantKey, key)
-    if ttl == '' then
-      redis.call('PERSIST', grantKey)
-    else
-      local current = redis.call('PTTL', grantKey)
-      if existed == 0 or (current >= 0 and current < tonumber(ttl)) then redis.call('PEXPIRE', grantKey, ttl) end
+    local set = sets[grantKey]
+    if not set then
+      set = {members = {}, ttl = 0}
+      sets[grantKey] = set
+      setOrder[#setOrder + 1] = grantKey
     end
+    set.members[#set.members + 1] = key
+    if ttl == '' then set.ttl = -1 elseif set.ttl >= 0 and tonumber(ttl) > set.ttl then set.ttl = tonumber(ttl) end
   end
-  for _, indexKey in ipairs({uidKey, userCodeKey}) do
-    if indexKey ~= '' then
-      if ttl == '' then redis.call('SET', indexKey, id) else redis.call('SET', indexKey, id, 'PX', ttl) end
-    end
+  if uidKey ~= '' then
+    if ttl == '' then redis.call('SET', uidKey, id) else redis.call('SET', uidKey, id, 'PX', ttl) end
+  end
+  if userCodeKey ~= '' then
+    if ttl == '' then redis.call('SET', userCodeKey, id) else redis.call('SET', userCodeKey, id, 'PX', ttl) end
+  end
+end
+for _, grantKey in ipairs(setOrder) do
+  local set = sets[grantKey]
+  -- -2: no set yet (SADD creates it without a time to live), -1: kept without one, else ms left
+  local current = redis.call('PTTL', grantKey)
+  redis.call('SADD', grantKey, unpack(set.members))
+  if set.ttl < 0 then
+    if current >= 0 then redis.call('PERSIST', grantKey) end
+  elseif current == -2 or (current >= 0 and current < set.ttl) then
+    redis.call('PEXPIRE', grantKey, set.ttl)
   end
 end
 return 1`;
