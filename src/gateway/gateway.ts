@@ -228,7 +228,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         }
         authenticator = await usersFile(usersFilePath);
       }
-      const store = await openStore(config.store ?? 'sqlite:', dataDir);
+      const store = await openStore(config.store ?? 'sqlite:', dataDir, env);
       cleanups.push(() => store.close());
       if (sharedStore(config.store)) records = recordsIn(store);
       if (exchanging.length && !credentials) {
