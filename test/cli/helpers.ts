@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
 import type { ClientMetadata } from 'oidc-provider';
 import { z } from 'zod';
 import { listen, type RunningServer, toNodeListener } from '../../src/server/node.js';
+import { type SpawnedServe, spawnServe } from '../helpers/serve-process.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/gatehouse.js', import.meta.url));
 
@@ -93,56 +94,14 @@ export async function introspect(issuer: string, token: string): Promise<{ activ
 }
 
 /** A `gatehouse serve` child process. */
-export interface ServeProcess {
-  url: string;
-  issuer: string;
-  /** Everything it printed on stdout (JSON log lines) and stderr so far. */
-  output: () => string;
-  stop: () => Promise<void>;
-}
+export type ServeProcess = SpawnedServe;
 
 /**
  * Starts `gatehouse serve --port 0 --json …` as users run it and resolves once it prints its `listening` line.
  * Fails (with what it printed) if the process exits or does not listen within 30 s.
  */
 export function startServe(args: string[], env: Record<string, string | undefined> = {}): Promise<ServeProcess> {
-  const base: Record<string, string | undefined> = { ...process.env };
-  for (const key of Object.keys(base)) if (key.startsWith('GATEHOUSE_')) delete base[key];
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--json', ...args], {
-    env: defined({ ...base, NO_COLOR: '1', ...env }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`gatehouse serve did not listen within 30 s:\n${output}`));
-    }, 30_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`gatehouse serve exited with ${code}:\n${output}`));
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      output += chunk.toString('utf8');
-    });
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString('utf8');
-      const line = output.split('\n').find((l) => l.includes('"msg":"listening"'));
-      if (!line) return;
-      clearTimeout(timer);
-      const { url, issuer } = JSON.parse(line) as { url: string; issuer: string };
-      resolve({
-        url,
-        issuer,
-        output: () => output,
-        stop: async () => {
-          if (child.exitCode === null) child.kill('SIGTERM');
-          await exited;
-        },
-      });
-    });
-  });
+  return spawnServe(['--port', '0', '--json', ...args], { NO_COLOR: '1', ...env });
 }
 
 /** An SDK client talking to a `gatehouse proxy …` child process over stdio; its stderr is collected. */

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { token } from '../authorization-server/helpers.js';
-import { BIN, cli } from '../cli/helpers.js';
+import { cli } from '../cli/helpers.js';
+import { spawnServe } from '../helpers/serve-process.js';
 
 const DOC = fileURLToPath(new URL('../../docs/authorization-server.md', import.meta.url));
 
@@ -105,32 +106,9 @@ export function startProxy(
 }
 
 /** Starts one `gatehouse serve` with `args` and resolves with its URL once it says it listens. */
-export function startInstance(args: string[], env: Record<string, string>): Promise<Instance> {
-  const base: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('GATEHOUSE_')) base[k] = v;
-  const child = spawn(process.execPath, [BIN, 'serve', ...args], {
-    env: { ...base, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gatehouse serve did not start:\n${output}`)), 30_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      output += d.toString();
-      const match = /listening on (http:\/\/\S+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        resolve({ url: match[1]!, process: child, output: () => output });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`gatehouse serve exited ${code}:\n${output}`));
-    });
-  });
+export async function startInstance(args: string[], env: Record<string, string>): Promise<Instance> {
+  const server = await spawnServe(args, env);
+  return { url: server.url, process: server.child, output: server.output };
 }
 
 /**

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { type SpawnedServe, spawnServe } from '../helpers/serve-process.js';
 
 const run = promisify(execFile);
 export const BIN = fileURLToPath(new URL('../../bin/gatehouse.js', import.meta.url));
@@ -123,58 +124,16 @@ export async function startPrivatePostgres(): Promise<PrivateStore> {
 }
 
 /** A running `gatehouse serve` process. */
-export interface ServeProcess {
-  url: string;
-  child: ChildProcess;
-  /** Everything it wrote to stderr so far. */
-  stderr(): string;
-  stop(): Promise<void>;
-}
+export type ServeProcess = SpawnedServe;
 
 /** Starts `gatehouse serve` exactly as the docs show, with a superuser and one resource, on a free port. */
-export async function startServe(
-  args: string[],
-  env: Record<string, string>,
-  timeoutMs = 20_000,
-): Promise<ServeProcess> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('GATEHOUSE_')));
+export function startServe(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<ServeProcess> {
   const resource = args.includes('--resource') ? [] : ['--resource', `${RESOURCE}=mcp:tools`];
-  const child = spawn(
-    process.execPath,
-    [BIN, 'serve', '--port', '0', '--superuser', 'admin', ...resource, '--log-level', 'warn', ...args],
-    { env: { ...base, GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD, ...env }, stdio: ['ignore', 'ignore', 'pipe'] },
+  return spawnServe(
+    ['--port', '0', '--superuser', 'admin', ...resource, '--log-level', 'warn', ...args],
+    { GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD, ...env },
+    timeoutMs,
   );
-  let stderr = '';
-  child.stderr!.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gatehouse serve did not start: ${stderr}`)), timeoutMs);
-    const onData = () => {
-      const match = /listening on (http:\/\/\S+)/.exec(stderr);
-      if (match) {
-        clearTimeout(timer);
-        child.stderr!.off('data', onData);
-        resolve(match[1]!);
-      }
-    };
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`gatehouse serve exited with ${code}: ${stderr}`));
-    });
-  });
-  return {
-    url,
-    child,
-    stderr: () => stderr,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
 }
 
 /** Runs `gatehouse serve` expecting it to fail: its exit code, stderr and how long it took. */
