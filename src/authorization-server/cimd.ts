@@ -8,8 +8,9 @@ export interface ClientIdMetadataDocumentOptions {
   /** Default true. */
   enabled?: boolean;
   /**
-   * Allow documents on private, loopback and link-local addresses. Default false: such targets are refused before
-   * any connection is made (and again at connect time, against DNS rebinding). Only for tests and closed networks.
+   * Allow documents on private, loopback, link-local and other special-use addresses (documentation, benchmarking,
+   * shared, reserved; IPv6 forms of such IPv4 addresses). Default false: such targets are refused before any
+   * connection is made (and again at connect time, against DNS rebinding). Only for tests and closed networks.
    */
   allowPrivateNetworks?: boolean;
   /** Largest document accepted, in bytes. Default 5 KiB. */
@@ -20,29 +21,44 @@ export interface ClientIdMetadataDocumentOptions {
   cacheSeconds?: { min: number; max: number };
 }
 
+// Not on the public internet (the IANA special-purpose address registries, RFC 6890 and its updates), matched by
+// Node's BlockList. An IPv6 address that carries an IPv4 one (IPv4-mapped, NAT64 64:ff9b::/96, 6to4 2002::/16)
+// reaches that IPv4 address: it is refused for the same IPv4 ranges, and NAT64 of a public address stays public.
 const PRIVATE = new BlockList();
 for (const [net, bits] of [
   ['0.0.0.0', 8],
   ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
+  ['100.64.0.0', 10], // shared address space (carrier-grade NAT)
   ['127.0.0.0', 8],
   ['169.254.0.0', 16],
   ['172.16.0.0', 12],
   ['192.0.0.0', 24],
+  ['192.0.2.0', 24], // documentation (TEST-NET-1)
+  ['192.88.99.0', 24], // the deprecated 6to4 relay anycast
   ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
+  ['198.18.0.0', 15], // benchmarking
+  ['198.51.100.0', 24], // documentation (TEST-NET-2)
+  ['203.0.113.0', 24], // documentation (TEST-NET-3)
   ['224.0.0.0', 4],
-  ['240.0.0.0', 4],
+  ['240.0.0.0', 4], // reserved, and the broadcast address
 ] as const) {
   PRIVATE.addSubnet(net, bits, 'ipv4');
+  const [a, b, c, d] = net.split('.').map(Number) as [number, number, number, number];
+  const sixToFour = `2002:${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}::`;
+  PRIVATE.addSubnet(`::ffff:${net}`, 96 + bits, 'ipv6');
+  PRIVATE.addSubnet(`64:ff9b::${net}`, 96 + bits, 'ipv6');
+  PRIVATE.addSubnet(sixToFour, 16 + bits, 'ipv6');
 }
 for (const [net, bits] of [
-  ['::', 128],
-  ['::1', 128],
+  ['::', 96], // unspecified, loopback, and the deprecated IPv4-compatible addresses
+  ['64:ff9b:1::', 48], // local-use NAT64 (RFC 8215)
+  ['100::', 64], // discard-only
+  ['2001::', 23], // IETF protocol assignments: Teredo, benchmarking, ORCHID
+  ['2001:db8::', 32], // documentation
+  ['3fff::', 20], // documentation (RFC 9637)
   ['fc00::', 7],
   ['fe80::', 10],
   ['ff00::', 8],
-  ['64:ff9b::', 96],
 ] as const) {
   PRIVATE.addSubnet(net, bits, 'ipv6');
 }
@@ -51,11 +67,8 @@ for (const [net, bits] of [
 export function isPrivateAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 4) return PRIVATE.check(address, 'ipv4');
-  if (family === 6) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped) return PRIVATE.check(mapped[1]!, 'ipv4');
-    return PRIVATE.check(address, 'ipv6');
-  }
+  // A zone index (`fe80::1%eth0`) names an interface, not part of the address.
+  if (family === 6) return PRIVATE.check(address.replace(/%.*$/, ''), 'ipv6');
   return true;
 }
 

@@ -54,7 +54,14 @@ export type {
 export { headlessAuthorize, type LoginCredentials } from './headless-login.js';
 export { type AssertionContext, type IdJagOptions, MachineAuth, type MachineAuthOptions } from './machine.js';
 export { clientFetch, describeNetworkFailure } from './network.js';
-export { type AuthorizeOptions, OAuth, type OAuthEvent, type OAuthOptions, type WrapFetchHooks } from './oauth.js';
+export {
+  type AuthorizeOptions,
+  type AuthorizeOutcome,
+  OAuth,
+  type OAuthEvent,
+  type OAuthOptions,
+  type WrapFetchHooks,
+} from './oauth.js';
 export type { ToolResult } from './results.js';
 export {
   type ClientAuth,

@@ -155,6 +155,12 @@ export interface WrapFetchHooks {
   onAuthorizing?: (authorizing: boolean) => void;
 }
 
+/**
+ * What {@link OAuth.authorize} did: kept the `stored` tokens (valid, or just stored by another process that held
+ * the lock), `refreshed` them, or `logged-in` anew.
+ */
+export type AuthorizeOutcome = 'stored' | 'refreshed' | 'logged-in';
+
 /** Options of {@link OAuth.authorize}. */
 export interface AuthorizeOptions {
   /** The MCP server; default `mcpUrl`. */
@@ -398,7 +404,7 @@ export class OAuth implements OAuthClientProvider {
   private server: CallbackServer | undefined;
   private guessedPort: number | undefined;
   private refreshing: Promise<void> | undefined;
-  private authorizing: Promise<void> | undefined;
+  private authorizing: Promise<AuthorizeOutcome> | undefined;
   private insideLock = false;
   private inFlow = false;
   private clientDropped = false;
@@ -741,25 +747,26 @@ export class OAuth implements OAuthClientProvider {
   /**
    * Makes sure there is a usable token: keeps a valid stored one, refreshes, or logs in (discovery, registration,
    * browser or headless login, code exchange). Concurrent calls share one run; across processes one run per server
-   * holds the lock and the others then reuse its tokens.
+   * holds the lock and the others then reuse its tokens. Resolves to what this run did (decided under the lock, so
+   * a process that waited for another's login gets `stored`).
    *
    * @example
    * ```ts
    * const oauth = new OAuth({ mcpUrl: 'http://127.0.0.1:8000/mcp', login: { username: 'demo', password: 'demo' } });
-   * await oauth.authorize();
+   * const outcome = await oauth.authorize(); // 'logged-in' the first time, then 'stored' or 'refreshed'
    * const tokens = await oauth.tokens();
    * ```
    */
-  authorize(options: AuthorizeOptions = {}): Promise<void> {
+  authorize(options: AuthorizeOptions = {}): Promise<AuthorizeOutcome> {
     this.authorizing ??= this.runAuthorize(options).finally(() => {
       this.authorizing = undefined;
     });
     return this.authorizing;
   }
 
-  private async runAuthorize(options: AuthorizeOptions): Promise<void> {
+  private async runAuthorize(options: AuthorizeOptions): Promise<AuthorizeOutcome> {
     const serverUrl = options.serverUrl ?? this.serverKey;
-    await this.locked(async () => {
+    const outcome = await this.locked(async (): Promise<AuthorizeOutcome> => {
       if (options.rejectedToken) {
         // The server refused a token: its authorization server may have changed (SEP-2352), so discover again.
         await this.updateRecord((current) => (current?.discovery ? { ...current, discovery: undefined } : current));
@@ -769,20 +776,22 @@ export class OAuth implements OAuthClientProvider {
       const stepUp = options.maxAge !== undefined || (options.acrValues?.length ?? 0) > 0;
       const scopeCovered = !options.forceReauthorization && !stepUp;
       if (tokens && scopeCovered && tokens.access_token !== options.rejectedToken && !this.needsRefresh(tokens)) {
-        return; // Valid tokens: ours from before, or another process just logged in or refreshed.
+        return 'stored'; // Valid tokens: ours from before, or another process just logged in or refreshed.
       }
       if (tokens?.refresh_token && scopeCovered) {
         try {
           await this.refreshShared(serverUrl, options.resourceMetadataUrl);
-          return;
+          return 'refreshed';
         } catch (error) {
           if (!(error instanceof RefreshFailedError)) throw error;
           this.options.onEvent?.({ type: 'refresh-failed', error });
         }
       }
       await this.login({ ...options, serverUrl });
+      return 'logged-in';
     });
     this.options.onEvent?.({ type: 'authorized' });
+    return outcome;
   }
 
   private async locked<T>(fn: () => Promise<T>): Promise<T> {

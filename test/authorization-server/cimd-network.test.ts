@@ -73,6 +73,20 @@ function expectRefused(result: Awaited<ReturnType<typeof authorize>>) {
   expect(result.body).toContain('invalid_client');
 }
 
+/** One name per family of special-use addresses that is not the public internet, and the address it resolves to. */
+const SPECIAL_USE = {
+  'test-net-1.test': '192.0.2.10', // IPv4 documentation ranges
+  'test-net-2.test': '198.51.100.10',
+  'test-net-3.test': '203.0.113.10',
+  'cgnat.test': '100.64.1.1', // shared address space
+  'benchmarking.test': '198.18.0.1',
+  'reserved.test': '240.0.0.1',
+  'documentation-v6.test': '2001:db8::1',
+  'nat64-private.test': '64:ff9b::a00:1', // NAT64 of 10.0.0.1
+  'mapped.test': '::ffff:127.0.0.1', // IPv4-mapped loopback
+  '6to4-private.test': '2002:c0a8:101::1', // 6to4 of 192.168.1.1
+};
+
 describe('client ID metadata documents on private networks (default: refused)', () => {
   let host: Awaited<ReturnType<typeof startHost>>;
   let as: ServedAs;
@@ -91,8 +105,12 @@ describe('client ID metadata documents on private networks (default: refused)', 
       TEST_DNS_HOSTS: JSON.stringify({
         'private.test': ['10.1.2.3', '127.0.0.1'],
         'loopback.test': ['127.0.0.1'],
-        // DNS rebinding: public to the first lookup, loopback (where the document host listens) after.
-        'rebind.test': ['203.0.113.7', '127.0.0.1'],
+        // DNS rebinding: public (example.com's address, never connected to) to the first lookup, then loopback
+        // (where the document host listens).
+        'rebind.test': ['93.184.215.14', '127.0.0.1'],
+        // NAT64 of a public address is public (IPv6-only networks reach every IPv4 host so): checked, not refused.
+        'nat64-public.test': ['64:ff9b::808:808', '127.0.0.1'],
+        ...Object.fromEntries(Object.entries(SPECIAL_USE).map(([name, address]) => [name, [address]])),
       }),
       TEST_DNS_LOG: dnsLog,
     });
@@ -110,6 +128,41 @@ describe('client ID metadata documents on private networks (default: refused)', 
     expect(host.connections()).toBe(0);
   });
 
+  it('refuses documentation and special-use ranges, and IPv6 forms of private IPv4 addresses, before connecting', async () => {
+    const literals = [
+      '[2001:db8::1]',
+      '[::ffff:127.0.0.1]',
+      '[::ffff:a00:1]',
+      '[64:ff9b::10.0.0.1]',
+      '[2002:7f00:1::]',
+      '[::127.0.0.1]',
+    ];
+    for (const target of [...Object.keys(SPECIAL_USE), ...literals]) {
+      expectRefused(await authorize(as, `https://${target}:${host.port}/doc.json`));
+    }
+    // Refused by the check: only the check looked the names up (`promises`), never a connection (`callback`).
+    const lookups = readFileSync(dnsLog, 'utf8').split('\n');
+    for (const [name, address] of Object.entries(SPECIAL_USE)) {
+      const own = lookups.filter((line) => line.startsWith(`${name} `));
+      expect(own.length, name).toBeGreaterThan(0);
+      for (const line of own) expect(line).toBe(`${name} ${address} promises`);
+    }
+    expect(host.connections()).toBe(0);
+  });
+
+  it('lets NAT64 of a public IPv4 address through the check; the connection then goes to the address checked', async () => {
+    expectRefused(await authorize(as, `https://nat64-public.test:${host.port}/doc.json`));
+    const lookups = readFileSync(dnsLog, 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('nat64-public.test '));
+    // Public to the check; the connection's own lookup answered loopback and was refused.
+    expect(lookups.slice(0, 2)).toEqual([
+      'nat64-public.test 64:ff9b::808:808 promises',
+      'nat64-public.test 127.0.0.1 callback',
+    ]);
+    expect(host.connections()).toBe(0);
+  });
+
   it('does not reach a private address by DNS rebinding: the address checked is the address connected to', async () => {
     const result = await authorize(as, `https://rebind.test:${host.port}/doc.json`);
     expectRefused(result);
@@ -117,8 +170,8 @@ describe('client ID metadata documents on private networks (default: refused)', 
     const lookups = readFileSync(dnsLog, 'utf8')
       .split('\n')
       .filter((line) => line.startsWith('rebind.test '));
-    expect(lookups[0]).toBe('rebind.test 203.0.113.7');
-    expect(lookups[1]).toBe('rebind.test 127.0.0.1');
+    expect(lookups[0]).toBe('rebind.test 93.184.215.14 promises');
+    expect(lookups[1]).toBe('rebind.test 127.0.0.1 callback');
     expect(host.connections()).toBe(0);
   });
 });

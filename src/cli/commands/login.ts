@@ -60,12 +60,12 @@ Examples:
     return runCommand('login', values, async (out) => {
       const store = openStore(values.store);
       const oauth = await makeOAuth(url, values, { out, store, policy: 'always', headers });
-      const before = (await store.storage.read(url))?.tokens?.access_token;
-      await oauth.authorize({ forceReauthorization: values.force === true });
+      // Decided under the credential lock: a login that waited for another process's gets its tokens, not a login.
+      const outcome = await oauth.authorize({ forceReauthorization: values.force === true });
       const record = (await store.storage.read(url)) as StoredRecord | undefined;
       if (!record?.tokens) throw new Error('the login finished but no tokens were stored');
       const summary = summarize(record);
-      const fresh = record.tokens.access_token !== before;
+      const fresh = outcome === 'logged-in';
       if (values.json) {
         out.printJson({ ...summary, loggedIn: true, reused: !fresh, store: store.directory });
         return CLI_EXIT.ok;

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { clientFetch } from '../../client/network.js';
 import { type Command, UsageError } from '../command.js';
-import { CLI_EXIT, decodeJwt, GLOBAL_OPTIONS, GLOBAL_USAGE, runCommand, serverUrl } from '../common.js';
+import { CLI_EXIT, CliError, decodeJwt, GLOBAL_OPTIONS, GLOBAL_USAGE, runCommand, serverUrl } from '../common.js';
 import type { Output } from '../output.js';
 import { type CliStore, listRecords, openStore, type StoredRecord } from '../store-option.js';
 
@@ -31,12 +31,22 @@ async function revocationEndpoint(record: StoredRecord, out: Output): Promise<st
   }
 }
 
-/** RFC 7009 revocation of one token, authenticated as the client that holds it. */
+/** The authorization server refused the client's authentication (RFC 7009 §2.2.1: `invalid_client`). */
+class ClientRefused extends Error {
+  constructor(readonly answer: string) {
+    super(answer);
+  }
+}
+
+/**
+ * RFC 7009 revocation of one token, authenticated as the client that holds it. Throws {@link ClientRefused} when
+ * the authorization server refuses the client's credentials and `strict`.
+ */
 async function revoke(
   endpoint: string,
   token: string,
   hint: 'refresh_token' | 'access_token',
-  client: { client_id: string; client_secret?: string; method?: string },
+  client: { client_id: string; client_secret?: string; method?: string; strict: boolean },
   out: Output,
 ): Promise<Revocation> {
   const body = new URLSearchParams({ token, token_type_hint: hint });
@@ -52,23 +62,26 @@ async function revoke(
     body.set('client_id', client.client_id);
     if (client.client_secret) body.set('client_secret', client.client_secret);
   }
+  let response: Response;
+  let text: string;
   try {
-    const response = await clientFetch(endpoint, {
-      method: 'POST',
-      headers,
-      body,
-      signal: AbortSignal.timeout(10_000),
-    });
-    const text = await response.text();
-    out.debug(`  POST ${endpoint} (${hint}) → ${response.status}`);
-    if (response.ok) return 'revoked';
-    if (/unsupported_token_type/.test(text)) return 'not-revocable';
-    out.debug(`  ${text.slice(0, 300)}`);
-    return 'failed';
+    response = await clientFetch(endpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) });
+    text = await response.text();
   } catch (error) {
     out.debug(`  POST ${endpoint} failed: ${String(error)}`);
     return 'failed';
   }
+  out.debug(`  POST ${endpoint} (${hint}) → ${response.status}`);
+  if (response.ok) return 'revoked';
+  if (/unsupported_token_type/.test(text)) return 'not-revocable';
+  out.debug(`  ${text.slice(0, 300)}`);
+  if (client.strict && (response.status === 401 || /invalid_client/.test(text))) {
+    const answer = JSON.parse(text.startsWith('{') ? text : '{}') as { error?: unknown; error_description?: unknown };
+    const error = typeof answer.error === 'string' ? answer.error : `HTTP ${response.status}`;
+    const description = typeof answer.error_description === 'string' ? `: ${answer.error_description}` : '';
+    throw new ClientRefused(`${error}${description}`);
+  }
+  return 'failed';
 }
 
 interface ClientFlags {
@@ -95,15 +108,31 @@ async function logoutOne(cli: CliStore, record: StoredRecord, flags: ClientFlags
         client_id: client.client_id,
         client_secret: client.client_secret,
         method: (client as { token_endpoint_auth_method?: unknown }).token_endpoint_auth_method as string | undefined,
+        // A refused secret, or a client named on the command line, is the user's to fix: keep the credential
+        // then. A stored public registration the authorization server refuses no longer exists there.
+        strict: Boolean(client.client_secret || flags['client-id']),
       };
       if (!endpoint) {
         result.refreshToken = tokens.refresh_token ? 'no-endpoint' : 'none';
         result.accessToken = 'no-endpoint';
       } else {
-        // The refresh token first: revoking it ends the grant, and with it the tokens issued from it.
-        if (tokens.refresh_token)
-          result.refreshToken = await revoke(endpoint, tokens.refresh_token, 'refresh_token', auth, out);
-        result.accessToken = await revoke(endpoint, tokens.access_token, 'access_token', auth, out);
+        try {
+          // The refresh token first: revoking it ends the grant, and with it the tokens issued from it.
+          if (tokens.refresh_token)
+            result.refreshToken = await revoke(endpoint, tokens.refresh_token, 'refresh_token', auth, out);
+          result.accessToken = await revoke(endpoint, tokens.access_token, 'access_token', auth, out);
+        } catch (error) {
+          if (!(error instanceof ClientRefused)) throw error;
+          // Nothing is deleted: the grant is still alive, and the stored credential is how to end it.
+          throw new CliError(
+            `the authorization server refused the client credentials of ${client.client_id} (${error.answer}); ` +
+              `nothing was revoked or deleted for ${record.server}`,
+            {
+              code: 'ERR_CLIENT_REFUSED',
+              hint: 'pass --client-id and the right --client-secret of the client the tokens were issued to',
+            },
+          );
+        }
       }
       if (result.accessToken === 'not-revocable' || result.accessToken === 'failed') {
         const exp = decodeJwt(tokens.access_token)?.['exp'];
@@ -141,12 +170,13 @@ For each credential: revokes the refresh token and the access token at the autho
 endpoint (RFC 7009) where it has one — revoking the refresh token ends the grant — then deletes the tokens, the
 client registration and the cached discovery from the store. Self-contained JWT access tokens cannot be revoked:
 they stay valid until they expire (the output says until when). The credentials are deleted even when the
-authorization server cannot be reached.
+authorization server cannot be reached, but not when it refuses the client credentials (invalid_client): then
+nothing is deleted and the exit code is 1.
 
 Options:
   --all                 every credential in the store
-  --client-id ID        the pre-registered client the tokens were issued to, when it was given to login
-  --client-secret S     its secret (a confidential client must authenticate to revoke)
+  --client-id ID        the pre-registered client the tokens were issued to (default: the one login stored)
+  --client-secret S     its secret (a confidential client must authenticate to revoke; default: the stored one)
 ${GLOBAL_USAGE}
 
 Exit codes: 0 logged out (or nothing was stored), 1 failed, 2 bad usage.
@@ -168,6 +198,7 @@ Examples:
     if (values.all ? positionals.length !== 0 : positionals.length !== 1) {
       throw new UsageError('expected exactly one MCP server URL, or --all');
     }
+    if (values['client-secret'] && !values['client-id']) throw new UsageError('--client-secret needs --client-id');
     const only = values.all ? undefined : serverUrl(positionals[0], true);
     return runCommand('logout', values, async (out) => {
       const store = openStore(values.store);
@@ -179,9 +210,18 @@ Examples:
         })
       ).filter((r) => only === undefined || r.server === only);
       const results: LogoutResult[] = [];
-      for (const record of records) results.push(await logoutOne(store, record, values, out));
+      const refused: Array<{ server: string; error: CliError }> = [];
+      for (const record of records) {
+        try {
+          results.push(await logoutOne(store, record, values, out));
+        } catch (error) {
+          // With --all, the other servers are still logged out of.
+          if (!(error instanceof CliError && error.code === 'ERR_CLIENT_REFUSED')) throw error;
+          refused.push({ server: record.server, error });
+        }
+      }
       if (values.json) out.printJson(results);
-      else if (results.length === 0) {
+      else if (results.length === 0 && refused.length === 0) {
         out.note(only ? `Not logged in to ${only}; nothing to do.` : 'No credentials stored; nothing to do.');
       } else {
         for (const result of results) {
@@ -190,6 +230,13 @@ Examples:
             `${ok ? out.paint('green', '✓') : out.paint('yellow', '!')} Logged out of ${result.server}: ${describe(result)}`,
           );
         }
+      }
+      if (refused.length === 1) throw refused[0]!.error;
+      if (refused.length > 1) {
+        throw new CliError(
+          `the authorization server refused the client credentials; nothing was revoked or deleted for ${refused.map((r) => r.server).join(', ')}`,
+          { code: 'ERR_CLIENT_REFUSED', hint: refused[0]!.error.hint! },
+        );
       }
       return CLI_EXIT.ok;
     });
