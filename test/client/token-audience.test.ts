@@ -12,6 +12,9 @@ const login = { username: 'demo', password: 'demo' };
 let front: { mcp?: FrontHandler; as?: FrontHandler } = {};
 let stack: OAuthTestStack;
 let elsewhere: RunningServer;
+/** Another authorization server, which the MCP server's metadata may come to name; its token endpoint only records. */
+let movedTo: OAuthTestStack;
+const tokenBodiesAtMovedTo: string[] = [];
 /** The Authorization header of every request another origin received. */
 const seenElsewhere: string[] = [];
 const locks = await temporaryDirectory('token-audience-locks');
@@ -20,13 +23,27 @@ beforeAll(async () => {
   stack = await startOAuthTestStack({
     front: { mcp: (req, res) => front.mcp?.(req, res) ?? false, as: (req, res) => front.as?.(req, res) ?? false },
   });
+  movedTo = await startOAuthTestStack({
+    front: {
+      as: (req, res) => {
+        if (req.method !== 'POST' || !req.url?.includes('/token')) return false;
+        let body = '';
+        req.on('data', (chunk) => (body += chunk));
+        req.on('end', () => {
+          tokenBodiesAtMovedTo.push(body);
+          res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"invalid_grant"}');
+        });
+        return true;
+      },
+    },
+  });
   elsewhere = await listen((req: IncomingMessage, res: ServerResponse) => {
     seenElsewhere.push(req.headers.authorization ?? '');
     res.writeHead(404).end();
   });
 });
 afterAll(async () => {
-  await Promise.all([stack?.close(), elsewhere?.close()]);
+  await Promise.all([stack?.close(), movedTo?.close(), elsewhere?.close()]);
   await locks.remove();
 });
 
@@ -98,6 +115,43 @@ describe('a token goes only to the server it was issued for', () => {
       { as: serving('/.well-known/', () => ({ ...metadata, issuer: elsewhere.url })) },
       IssuerMismatchError,
     );
+  });
+  it('metadata that comes to name another authorization server: none of the old tokens reach it', async () => {
+    const oauth = new OAuth({ login, tokenStorage: new Map(), lockDirectory: locks.path });
+    await using client = new Client(stack.mcpUrl, { auth: oauth });
+    await client.callTool('whoami');
+    const old = (await oauth.tokens())!;
+    expect(old.refresh_token).toBeTruthy();
+    const metadataUrl = `${new URL(stack.mcpUrl).origin}/.well-known/oauth-protected-resource/mcp`;
+    front = {
+      mcp: (req, res) => {
+        if (req.url?.startsWith('/.well-known/oauth-protected-resource')) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ resource: stack.mcpUrl, authorization_servers: [movedTo.issuer] }));
+        } else {
+          res.writeHead(401, { 'www-authenticate': `Bearer resource_metadata="${metadataUrl}"` }).end();
+        }
+        return true;
+      },
+    };
+    try {
+      await expect(client.callTool('whoami')).rejects.toThrow();
+    } finally {
+      front = {};
+    }
+    // The move was noticed: the client registered anew there (docs/login.md, "Registration")...
+    const clientIds = (requests: string[]) =>
+      requests
+        .filter((r) => r.startsWith('GET /auth?'))
+        .map((r) => new URL(r.slice(4), 'http://x').searchParams.get('client_id'));
+    expect(movedTo.asRequests).toContain('POST /reg');
+    const movedIds = clientIds(movedTo.asRequests);
+    expect(movedIds.length).toBeGreaterThan(0);
+    // ...never presenting the old registration, refresh token or access token to it.
+    for (const id of movedIds) expect(clientIds(stack.asRequests)).not.toContain(id);
+    const everything = [...movedTo.asRequests, ...tokenBodiesAtMovedTo].join('\n');
+    expect(everything).not.toContain(old.refresh_token);
+    expect(everything).not.toContain(old.access_token);
   });
 });
 
