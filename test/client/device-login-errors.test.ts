@@ -1,9 +1,12 @@
 // docs/login.md, "the device flow": an authorization server without `device_authorization_endpoint` raises
 // DeviceFlowUnsupportedError, and a code not approved within `timeoutMs` raises DeviceCodeExpiredError and stops
 // polling. Both through `OAuth({ device: true })` against a real authorization server and protected MCP server.
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceCodeExpiredError, DeviceFlowUnsupportedError, OAuth } from '../../src/client/index.js';
-import { type FrontHandler, type OAuthTestStack, startOAuthTestStack } from './oauth-helpers.js';
+import { canOpenBrowser, DeviceCodeExpiredError, DeviceFlowUnsupportedError, OAuth } from '../../src/client/index.js';
+import { type FrontHandler, type OAuthTestStack, startOAuthTestStack, temporaryDirectory } from './oauth-helpers.js';
 
 let stack: OAuthTestStack;
 let frontAs: FrontHandler | undefined;
@@ -64,5 +67,44 @@ describe('device flow errors', () => {
     const polls = posts('/token');
     await new Promise((resolve) => setTimeout(resolve, 6_000));
     expect(posts('/token')).toBe(polls);
+  }, 30_000);
+
+  it('auto: over SSH a default OAuth uses the device flow by itself (canOpenBrowser() says why)', async () => {
+    expect(canOpenBrowser({ SSH_CONNECTION: '10.0.0.1 50000 10.0.0.2 22', DISPLAY: ':0' }, 'linux')).toBe(false);
+    expect(canOpenBrowser({}, 'linux')).toBe(false);
+    expect(canOpenBrowser({ WAYLAND_DISPLAY: 'wayland-0' }, 'linux')).toBe(true);
+    // A desktop (DISPLAY set) whose xdg-open only notes that it was called: the SSH session alone decides.
+    const bin = await temporaryDirectory('fake-opener');
+    const opened = join(bin.path, 'opened');
+    await writeFile(join(bin.path, 'xdg-open'), `#!/bin/sh\necho "$1" >> '${opened}'\n`, { mode: 0o755 });
+    const saved = {
+      SSH_CONNECTION: process.env['SSH_CONNECTION'],
+      DISPLAY: process.env['DISPLAY'],
+      PATH: process.env['PATH'],
+    };
+    Object.assign(process.env, {
+      SSH_CONNECTION: '10.0.0.1 50000 10.0.0.2 22',
+      DISPLAY: ':0',
+      PATH: `${bin.path}:${saved.PATH}`,
+    });
+    const shown: unknown[] = [];
+    try {
+      // No `device` option: 'auto', which sees the SSH session and asks for a device code instead of a browser.
+      const oauth = new OAuth({
+        mcpUrl: stack.mcpUrl,
+        tokenStorage: new Map(),
+        timeoutMs: 1_000,
+        onDeviceCode: (p) => void shown.push(p),
+      });
+      await expect(oauth.authorize()).rejects.toBeInstanceOf(DeviceCodeExpiredError);
+      expect(existsSync(opened)).toBe(false);
+    } finally {
+      for (const [key, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+      await bin.remove();
+    }
+    expect(shown).toHaveLength(1);
   }, 30_000);
 });
