@@ -116,6 +116,31 @@ describe('a token goes only to the server it was issued for', () => {
       IssuerMismatchError,
     );
   });
+  it('authorization-server metadata without S256 PKCE: DiscoveryError before any authorization request', async () => {
+    const metadata = await (await fetch(`${stack.issuer}/.well-known/oauth-authorization-server`)).json();
+    const from = stack.asRequests.length;
+    front = { as: serving('/.well-known/', () => ({ ...metadata, code_challenge_methods_supported: ['plain'] })) };
+    try {
+      const oauth = new OAuth({ mcpUrl: stack.mcpUrl, login, tokenStorage: new Map(), lockDirectory: locks.path });
+      await expect(oauth.authorize()).rejects.toBeInstanceOf(DiscoveryError);
+    } finally {
+      front = {};
+    }
+    // A registration may precede the refusal (the SDK checks PKCE support after registering); no login starts.
+    expect(stack.asRequests.slice(from).filter((r) => r.startsWith('GET /auth') || r.includes('/token'))).toEqual([]);
+  });
+
+  it('a login sends PKCE S256, state and the resource on the authorization request', async () => {
+    const from = stack.asRequests.length;
+    await new OAuth({ mcpUrl: stack.mcpUrl, login, tokenStorage: new Map(), lockDirectory: locks.path }).authorize();
+    const authorization = stack.asRequests.slice(from).find((r) => r.startsWith('GET /auth?'))!;
+    const params = new URL(authorization.slice(4), stack.issuer).searchParams;
+    expect(params.get('code_challenge_method')).toBe('S256');
+    expect(params.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(params.get('state')!.length).toBeGreaterThanOrEqual(32);
+    expect(params.get('resource')).toBe(stack.mcpUrl);
+  });
+
   it('metadata that comes to name another authorization server: none of the old tokens reach it', async () => {
     const oauth = new OAuth({ login, tokenStorage: new Map(), lockDirectory: locks.path });
     await using client = new Client(stack.mcpUrl, { auth: oauth });
