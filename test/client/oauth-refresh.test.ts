@@ -176,3 +176,21 @@ describe('OAuth with token storage', () => {
     }
   }, 120_000); // generous: the conformance suite may be loading the machine at the same time
 });
+
+describe('authorize() says what it did (docs/login.md, "Tokens and refresh")', () => {
+  it("'logged-in', then 'stored' with no request to the authorization server, then 'refreshed' near expiry", async () => {
+    const tokenStorage = new Map();
+    const login = { username: stack.username, password: stack.password };
+    const options = { mcpUrl: stack.mcpUrl, login, tokenStorage, lockDirectory: locks.path };
+    expect(await new OAuth(options).authorize()).toBe('logged-in');
+    const requests = stack.asRequests.length;
+    expect(await new OAuth(options).authorize()).toBe('stored');
+    expect(stack.asRequests.length).toBe(requests);
+    // A token living 3600 s is "about to expire" for a client refreshing 7200 s ahead.
+    const refreshes = stack.grants['refresh_token'] ?? 0;
+    const codes = stack.grants['authorization_code'] ?? 0;
+    expect(await new OAuth({ ...options, refreshSkewSeconds: 7200 }).authorize()).toBe('refreshed');
+    expect(stack.grants['refresh_token']).toBe(refreshes + 1);
+    expect(stack.grants['authorization_code'] ?? 0).toBe(codes);
+  });
+});
