@@ -105,6 +105,14 @@ describe('DPoP proofs at protect() (RFC 9449)', () => {
     }
   });
 
+  it('remembers jti in memory by default: of 16 simultaneous presentations of one proof, exactly one runs', async () => {
+    const once = await proof(key, open.mcpUrl, bound);
+    const answers = await Promise.all(
+      Array.from({ length: 16 }, () => send(open.mcpUrl, `DPoP ${bound}`, once).then((r) => r.status)),
+    );
+    expect(answers.sort()).toEqual([200, ...Array(15).fill(401)]);
+  });
+
   it('refuses a proof issued too far ahead or too long ago', async () => {
     const now = Math.floor(Date.now() / 1000);
     await refused(await proof(key, open.mcpUrl, bound, { claims: { iat: now + 30 } }), /iat/);
