@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { calculateJwkThumbprint, EmbeddedJWK, type JWK, errors as joseErrors, jwtVerify } from 'jose';
 import { OAuthProtocolError } from '../oauth/errors.js';
+import { guarded } from '../storage/oidc/common.js';
 import { leasesOf, type StoreInput, toKeyValueStore } from '../storage/types.js';
 
 /** Options of DPoP (RFC 9449) at a protected resource: `protect({ dpop })`. */
@@ -20,8 +21,8 @@ export interface DpopOptions {
    * Where seen proof `jti`s are remembered (for `maxAgeSeconds` plus skew): a Keyv instance, a Keyv store adapter,
    * a Gatehouse store or a Map. Share one store (Redis, PostgreSQL) between instances so that a proof replayed to
    * another instance is refused too; `redisStore()` and `postgresStore()` record a `jti` atomically (their lease), so
-   * simultaneous presentations of one proof at several instances let exactly one through. An unreachable store
-   * answers 503. Default: this process's memory.
+   * simultaneous presentations of one proof at several instances let exactly one through. A store that cannot be
+   * reached, or does not answer within 1.5 s, answers 503. Default: this process's memory.
    */
   replayStore?: StoreInput;
   /**
@@ -168,13 +169,18 @@ export function dpopChecker(options: DpopOptions = {}): DpopChecker {
       .digest('base64url')}`;
     let fresh: boolean;
     try {
-      fresh = await firstUse(key, (maxAge + 2 * clockTolerance) * 1000);
+      // The deadline of the server-side stores (1.5 s): a stalled store must not hold requests forever.
+      fresh = await guarded('DPoP replay', firstUse(key, (maxAge + 2 * clockTolerance) * 1000));
     } catch (error) {
       // Not the caller's fault, and no reason to accept a proof that may be a replay.
-      throw new OAuthProtocolError('temporarily_unavailable', 'the DPoP replay store cannot be reached', {
-        status: 503,
-        cause: error,
-      });
+      throw new OAuthProtocolError(
+        'temporarily_unavailable',
+        'the DPoP replay store cannot be reached or did not answer',
+        {
+          status: 503,
+          cause: error,
+        },
+      );
     }
     if (!fresh) throw new InvalidDpopProofError('this DPoP proof was already used');
   }

@@ -168,3 +168,29 @@ describe.each([
     expect((await pair.send(pair.slots[1]!, before)).status).toBe(401);
   });
 });
+
+describe('when the replay store (Redis) stalls', () => {
+  let store: Awaited<ReturnType<typeof startPrivateRedis>>;
+  let pair: Awaited<ReturnType<typeof twoInstances>>;
+  beforeAll(async () => {
+    store = await startPrivateRedis();
+    pair = await twoInstances(as, backends[0]![1], store.url);
+  });
+  afterAll(async () => {
+    await pair?.close();
+    await store?.destroy();
+  });
+
+  it('answers 503 within the 1.5 s store deadline, and serves again once it answers', async () => {
+    store.pause();
+    try {
+      const started = Date.now();
+      const stalled = await pair.send(pair.slots[0]!, await pair.proof());
+      expect(stalled.status).toBe(503);
+      expect(Date.now() - started).toBeLessThan(3000);
+    } finally {
+      store.resume();
+    }
+    expect((await pair.send(pair.slots[0]!, await pair.proof())).status).toBe(200);
+  });
+});
