@@ -1,7 +1,8 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { calculateJwkThumbprint, EmbeddedJWK, type JWK, errors as joseErrors, jwtVerify } from 'jose';
 import { OAuthProtocolError } from '../oauth/errors.js';
-import { type StoreInput, toKeyValueStore } from '../storage/types.js';
+import { guarded } from '../storage/oidc/common.js';
+import { leasesOf, type StoreInput, toKeyValueStore } from '../storage/types.js';
 
 /** Options of DPoP (RFC 9449) at a protected resource: `protect({ dpop })`. */
 export interface DpopOptions {
@@ -19,7 +20,9 @@ export interface DpopOptions {
   /**
    * Where seen proof `jti`s are remembered (for `maxAgeSeconds` plus skew): a Keyv instance, a Keyv store adapter,
    * a Gatehouse store or a Map. Share one store (Redis, PostgreSQL) between instances so that a proof replayed to
-   * another instance is refused too. Default: this process's memory.
+   * another instance is refused too; `redisStore()` and `postgresStore()` record a `jti` atomically (their lease), so
+   * simultaneous presentations of one proof at several instances let exactly one through. A store that cannot be
+   * reached, or does not answer within 1.5 s, answers 503. Default: this process's memory.
    */
   replayStore?: StoreInput;
   /**
@@ -76,6 +79,23 @@ export function dpopChecker(options: DpopOptions = {}): DpopChecker {
   const maxAge = options.maxAgeSeconds ?? 60;
   const clockTolerance = options.clockTolerance ?? 5;
   const replay = options.replayStore ? toKeyValueStore(options.replayStore) : toKeyValueStore(new Map());
+  // A store with leases (redisStore, postgresStore) inserts a jti atomically: of simultaneous presentations of one
+  // proof, at any instance, exactly one takes it. Others read then write; `claiming` closes that gap in-process.
+  const leases = leasesOf(replay);
+  const claiming = new Set<string>();
+  /** Records `key`; false when it was already recorded. */
+  async function firstUse(key: string, ttlMs: number): Promise<boolean> {
+    if (leases) return leases.acquireLease(key, ttlMs, randomUUID());
+    if (claiming.has(key)) return false;
+    claiming.add(key);
+    try {
+      if ((await replay.get(key)) !== undefined) return false;
+      await replay.set(key, 1, ttlMs);
+      return true;
+    } finally {
+      claiming.delete(key);
+    }
+  }
   const nonceOptions = options.nonce === true ? {} : options.nonce || undefined;
   const nonceSecret = nonceOptions
     ? nonceOptions.secret === undefined
@@ -147,8 +167,22 @@ export function dpopChecker(options: DpopOptions = {}): DpopChecker {
     const key = `dpop-jti:${createHash('sha256')
       .update(`${jkt} ${String(payload['jti'])}`)
       .digest('base64url')}`;
-    if ((await replay.get(key)) !== undefined) throw new InvalidDpopProofError('this DPoP proof was already used');
-    await replay.set(key, 1, (maxAge + 2 * clockTolerance) * 1000);
+    let fresh: boolean;
+    try {
+      // The deadline of the server-side stores (1.5 s): a stalled store must not hold requests forever.
+      fresh = await guarded('DPoP replay', firstUse(key, (maxAge + 2 * clockTolerance) * 1000));
+    } catch (error) {
+      // Not the caller's fault, and no reason to accept a proof that may be a replay.
+      throw new OAuthProtocolError(
+        'temporarily_unavailable',
+        'the DPoP replay store cannot be reached or did not answer',
+        {
+          status: 503,
+          cause: error,
+        },
+      );
+    }
+    if (!fresh) throw new InvalidDpopProofError('this DPoP proof was already used');
   }
 
   return { required: options.required ?? false, algorithms, nonce, verify };

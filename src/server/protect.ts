@@ -490,7 +490,9 @@ export function protect(handler: McpRequestHandler, options: ProtectOptions): Pr
           boundKeyThumbprint(authInfo.extra?.['claims'])!,
         );
       } catch (error) {
-        if (error instanceof OAuthProtocolError) return challenge(error, 'dpop');
+        if (error instanceof OAuthProtocolError) {
+          return error.status === 401 ? challenge(error, 'dpop') : error.toResponse();
+        }
         throw error;
       }
     }

@@ -9,25 +9,9 @@ import { jwtVerifier } from '../../src/server/jwt-verifier.js';
 import { protect } from '../../src/server/protect.js';
 import { SERVE_USER, type ServeProcess, startServeProcess } from '../helpers/serve-process.js';
 import { type Slot, startSlot, userTokens } from '../helpers/serve-stack.js';
-import { whoamiMcp } from './helpers.js';
+import { sendToolsList as send, whoamiMcp } from './helpers.js';
 
 const REDIS = 'redis://127.0.0.1:6379';
-const BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
-
-/** A tools/list POST with the given Authorization and DPoP headers. */
-function send(url: string, authorization: string, proof?: string): Promise<Response> {
-  return fetch(url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-      authorization,
-      ...(proof ? { dpop: proof } : {}),
-    },
-    body: BODY,
-  });
-}
-
 // `gatehouse serve` + protect()ed SDK servers + the OAuth client, DPoP end to end (RFC 9449).
 describe('DPoP end to end', () => {
   let as: ServeProcess;
@@ -92,14 +76,17 @@ describe('DPoP end to end', () => {
     const asBearer = await send(instanceA.mcpUrl, `Bearer ${stolen}`);
     expect(asBearer.status).toBe(401);
     expect(asBearer.headers.get('www-authenticate')).toMatch(/DPoP algs="ES256 RS256 PS256 EdDSA"/);
-    expect(await asBearer.json()).toMatchObject({ error: 'invalid_token', error_description: /DPoP-bound/ });
+    expect(await asBearer.json()).toMatchObject({
+      error: 'invalid_token',
+      error_description: expect.stringMatching(/DPoP-bound/),
+    });
     // With a proof from the thief's own key: refused.
     const thief = await DpopSession.create();
     const proof = await thief.buildProof({ htm: 'POST', htu: instanceA.mcpUrl, accessToken: stolen });
     const withOtherKey = await send(instanceA.mcpUrl, `DPoP ${stolen}`, proof);
     expect(withOtherKey.status).toBe(401);
     expect(withOtherKey.headers.get('www-authenticate')).toMatch(/^Bearer .*, DPoP error="invalid_dpop_proof"/);
-    expect(await withOtherKey.json()).toMatchObject({ error_description: /cnf\.jkt/ });
+    expect(await withOtherKey.json()).toMatchObject({ error_description: expect.stringMatching(/cnf\.jkt/) });
   });
 
   it('checks htm, htu and ath, and refuses a proof replayed to another instance sharing the Redis replay cache', async () => {
@@ -114,7 +101,10 @@ describe('DPoP end to end', () => {
     expect((await send(instanceA.mcpUrl, `DPoP ${token}`, fresh)).status).toBe(200);
     const replayed = await send(instanceB.mcpUrl, `DPoP ${token}`, fresh);
     expect(replayed.status).toBe(401);
-    expect(await replayed.json()).toMatchObject({ error: 'invalid_dpop_proof', error_description: /already used/ });
+    expect(await replayed.json()).toMatchObject({
+      error: 'invalid_dpop_proof',
+      error_description: expect.stringMatching(/already used/),
+    });
     // Instance B accepts a fresh proof for itself (htu is the resource's public URL).
     expect((await send(instanceB.mcpUrl, `DPoP ${token}`, await proof())).status).toBe(200);
 
@@ -125,12 +115,18 @@ describe('DPoP end to end', () => {
     ] as const) {
       const response = await send(instanceA.mcpUrl, `DPoP ${token}`, bad);
       expect(response.status).toBe(401);
-      expect(await response.json()).toMatchObject({ error: 'invalid_dpop_proof', error_description: reason });
+      expect(await response.json()).toMatchObject({
+        error: 'invalid_dpop_proof',
+        error_description: expect.stringMatching(reason),
+      });
     }
     // A proof whose iat is far in the past.
     const old = await send(instanceA.mcpUrl, `DPoP ${token}`, await oldProof(session, token, instanceA.mcpUrl));
     expect(old.status).toBe(401);
-    expect(await old.json()).toMatchObject({ error: 'invalid_dpop_proof', error_description: /iat/ });
+    expect(await old.json()).toMatchObject({
+      error: 'invalid_dpop_proof',
+      error_description: expect.stringMatching(/iat/),
+    });
     // A bound token with no proof at all.
     expect((await send(instanceA.mcpUrl, `DPoP ${token}`)).status).toBe(401);
   });

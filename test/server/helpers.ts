@@ -58,6 +58,20 @@ export function rpc(url: string, method: string, params: unknown, token?: string
   });
 }
 
+/** A `tools/list` POST with the given Authorization and, for DPoP, proof headers. */
+export function sendToolsList(url: string, authorization: string, proof?: string): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      authorization,
+      ...(proof ? { dpop: proof } : {}),
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }),
+  });
+}
+
 /** Calls a tool with the SDK client, sending `token` as a static bearer header. */
 export async function callTool(
   url: string,
