@@ -1,0 +1,123 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { AdapterPayload, Broadcast } from '../storage/oidc/common.js';
+import type { Message } from './client-transport.js';
+import type { GatewaySession } from './session.js';
+
+/** The store topic the gateway instances relay client answers on. */
+export const ANSWER_TOPIC = 'mcp_answers';
+
+/** Milliseconds an instance waits for the instance that asked to confirm a relayed answer. */
+export const RELAY_WAIT_MS = 2000;
+
+/** A client's answer, relayed to whichever instance holds the request it answers. */
+interface Relayed {
+  kind: 'answer';
+  /** This relay's id, which the confirmation names. */
+  relay: string;
+  session: string;
+  upstream: string;
+  /** The subject of the token that carried the answer (the session's owner, checked where it arrived). */
+  subject: string;
+  message: Message;
+}
+
+/** The instance that asked took the answer. */
+interface Confirmed {
+  kind: 'taken';
+  relay: string;
+}
+
+/** Options of {@link AnswerRelay}. */
+export interface AnswerRelayOptions {
+  /** This instance's sessions, by id. */
+  sessions: Map<string, GatewaySession>;
+  waitMs?: number;
+  logger?: Logger;
+}
+
+/**
+ * Client answers to server-to-client requests (sampling, elicitation, roots) that a load balancer sent to an instance
+ * other than the one whose session asked. The answer crosses the shared store, sealed with the at-rest key (Redis
+ * pub/sub, PostgreSQL `LISTEN`/`NOTIFY`); only the instance whose session of the same id, upstream and subject awaits
+ * that request id takes it, passes it upstream and confirms; the instance the answer reached waits for that, at most
+ * {@link RELAY_WAIT_MS}.
+ *
+ * Internal to `startGateway`, with a Redis or PostgreSQL store.
+ */
+export class AnswerRelay {
+  readonly #sessions: Map<string, GatewaySession>;
+  readonly #waitMs: number;
+  readonly #logger: Logger | undefined;
+  readonly #waiting = new Map<string, () => void>();
+  #topic: Broadcast | undefined;
+
+  constructor(options: AnswerRelayOptions) {
+    this.#sessions = options.sessions;
+    this.#waitMs = options.waitMs ?? RELAY_WAIT_MS;
+    this.#logger = options.logger;
+  }
+
+  get waitMs(): number {
+    return this.#waitMs;
+  }
+
+  /** Subscribes to the store's answer topic. */
+  async start(
+    broadcast: (topic: string, onmessage: (value: AdapterPayload) => void) => Promise<Broadcast>,
+  ): Promise<void> {
+    this.#topic = await broadcast(ANSWER_TOPIC, (value) => this.#heard(value as unknown as Relayed | Confirmed));
+  }
+
+  async close(): Promise<void> {
+    await this.#topic?.close();
+    this.#topic = undefined;
+  }
+
+  /**
+   * Relays one answer of session `session` (upstream `upstream`, owned by `subject`); resolves true once the
+   * instance that asked confirmed it took it, false when none did within the wait. Rejects when the store does
+   * (`StoreUnavailableError`).
+   */
+  async relay(session: string, upstream: string, subject: string, message: Message): Promise<boolean> {
+    if (!this.#topic) return false;
+    const relay = randomUUID();
+    let timer: NodeJS.Timeout | undefined;
+    const confirmed = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.#waitMs);
+      this.#waiting.set(relay, () => resolve(true));
+    });
+    try {
+      const relayed: Relayed = { kind: 'answer', relay, session, upstream, subject, message };
+      await this.#topic.publish(relayed as unknown as AdapterPayload);
+      return await confirmed;
+    } finally {
+      clearTimeout(timer);
+      this.#waiting.delete(relay);
+    }
+  }
+
+  #heard(value: Relayed | Confirmed): void {
+    if (value.kind === 'taken') {
+      this.#waiting.get(value.relay)?.();
+      return;
+    }
+    if (value.kind !== 'answer') return;
+    const session = this.#sessions.get(value.session);
+    // Only the session's holder, for its owner and upstream, awaiting that very request, takes the answer.
+    if (!session || session.subject !== value.subject || session.options.upstream !== value.upstream) return;
+    const method = session.answer(value.message);
+    if (method === undefined) return;
+    this.#logger?.info(
+      { session: value.session, upstream: value.upstream, subject: value.subject, id: value.message.id, method },
+      'mcp answer relayed',
+    );
+    const confirmation: Confirmed = { kind: 'taken', relay: value.relay };
+    this.#topic?.publish(confirmation as unknown as AdapterPayload).catch((error: unknown) => {
+      this.#logger?.warn(
+        { session: value.session, err: (error as Error).message },
+        'could not confirm a relayed mcp answer',
+      );
+    });
+  }
+}
