@@ -236,6 +236,62 @@ describe.each(['redis', 'postgres'] as const)(
       }, 90_000);
     }
 
+    it('relays answers sealed: nothing of them crosses the store in clear, a large one stored sealed', async () => {
+      // Listening on the store directly (not through the cut-able relay), as anyone with access to it could.
+      const heard: string[] = [];
+      let stop: () => Promise<unknown>;
+      if (backend === 'redis') {
+        const { createClient } = await import('@redis/client');
+        const subscriber = createClient({ url: 'redis://127.0.0.1:6379' });
+        await subscriber.connect();
+        await subscriber.subscribe(`${database}:v2:broadcast:mcp_answers`, (message) => heard.push(message));
+        stop = () => subscriber.close();
+      } else {
+        const pg = await import('pg');
+        const listener = new pg.default.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${database}` });
+        await listener.connect();
+        listener.on('notification', (n) => heard.push(n.payload ?? ''));
+        await listener.query('LISTEN gatehouse_oidc_broadcast_mcp_answers');
+        stop = () => listener.end();
+      }
+      try {
+        const oauth = headlessOAuth(viaProxy('http'), 'admin', PASSWORD);
+        const client = await sdkClient(viaProxy('http'), oauth, { capabilities: { sampling: {} } });
+        const secret = `secret-${randomBytes(8).toString('hex')}`;
+        client.setRequestHandler('sampling/createMessage', async (request) => {
+          const large = JSON.stringify(request.params.messages).includes('large');
+          const answer = large ? `${secret} ${'L'.repeat(12_000)}` : secret;
+          return { model: 'test-model', role: 'assistant', content: { type: 'text', text: answer } };
+        });
+        for (const prompt of ['small', 'large']) {
+          const sampled = await client.callTool(
+            { name: 'trigger-sampling-request', arguments: { prompt } },
+            { timeout: 15_000 },
+          );
+          expect(text(sampled.content)).toContain(secret);
+        }
+        // Each answer and each confirmation crossed the store, as JWE compact values that name neither.
+        const deadline = Date.now() + 5000;
+        while (heard.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        expect(heard.length).toBeGreaterThanOrEqual(4);
+        for (const value of heard) {
+          expect(value.split('.')).toHaveLength(5);
+          expect(value).not.toContain(secret);
+          expect(value).not.toContain(sessionOf(client));
+        }
+        if (backend === 'postgres') {
+          // Beyond NOTIFY's 8000 bytes: the answer waits in the store, sealed, and the notification names its key.
+          expect(Math.max(...heard.map((v) => v.length))).toBeLessThan(8000);
+          const dump = await shared.dump();
+          expect(dump).toContain('GatehouseBroadcast');
+          expect(dump).not.toContain(secret);
+        }
+        await client.close();
+      } finally {
+        await stop();
+      }
+    }, 60_000);
+
     it('relays an answer only for the session owner, answers 202 once taken, and 400 for a request nobody sent', async () => {
       await connect('http');
       await connect('http', 'mallory', MALLORY);
