@@ -1,5 +1,6 @@
 import type { RequestId } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
+import { readBody } from '../server/protect.js';
 import type { AuthInfo } from '../server/verifier.js';
 import { DecryptionError, StoreUnavailableError } from '../storage/errors.js';
 import type { Adapter, AdapterPayload } from '../storage/oidc/common.js';
@@ -55,6 +56,8 @@ const jsonRpcError = (status: number, message: string, headers?: Record<string, 
   );
 
 const notFound = () => jsonRpcError(404, 'Session not found');
+/** The transport's bound on a request body (the SDK's). */
+const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 /** The answer while the store cannot be reached: 503 with Retry-After, at once rather than a hang. */
 function unavailable(error: StoreUnavailableError): Response {
@@ -86,13 +89,19 @@ function initializeParams(body: unknown): RecordedInitialize | undefined {
   };
 }
 
-/** A POST's body, parsed (once: the request passed on carries the text), or the transport's answer to bad JSON. */
+/**
+ * A POST's body, parsed (once: the request passed on carries the text), or the transport's answer to a body too
+ * large (its 4 MiB bound) or not JSON.
+ */
 async function readJson(
   request: Request,
   parsedBody: unknown,
 ): Promise<{ body: unknown; forward: Request } | Response> {
   if (parsedBody !== undefined) return { body: parsedBody, forward: request };
-  const text = await request.text();
+  const text = await readBody(request, MAX_BODY_BYTES);
+  if (text === undefined) {
+    return jsonRpcError(413, `Payload Too Large: Request body must not exceed ${MAX_BODY_BYTES} bytes`);
+  }
   try {
     return { body: JSON.parse(text), forward: new Request(request, { body: text }) };
   } catch {

@@ -136,6 +136,7 @@ export class GatewaySession implements LinkWaiter {
    * it must have seen it, on every instance, before the client's next request.
    */
   initialized(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     const sent = this.#fromClient({ jsonrpc: '2.0', method: 'notifications/initialized' } as Message, undefined);
     this.#initializedSent = true; // after: #fromClient checks it before its first await
     return sent;

@@ -142,6 +142,21 @@ describe.each(['redis', 'postgres'] as const)(
 
     const sessionOf = (client: SdkClient) => (client.transport as StreamableHTTPClientTransport).sessionId!;
 
+    /**
+     * An SDK client of admin's through the proxy, declaring `capabilities`, once it opened its `GET` stream (after
+     * connecting): from then on the proxy alternates only its calls and its answers to the upstream's requests.
+     */
+    async function answeringClient(upstream: string, capabilities: Record<string, unknown>) {
+      const connecting = log.length;
+      const client = await sdkClient(viaProxy(upstream), headlessOAuth(viaProxy(upstream), 'admin', PASSWORD), {
+        capabilities,
+      });
+      const opened = () => log.slice(connecting).some((e) => e.method === 'GET' && e.path === `/${upstream}/mcp`);
+      for (let waited = 0; waited < 5000 && !opened(); waited += 20) await new Promise((r) => setTimeout(r, 20));
+      expect(opened()).toBe(true);
+      return client;
+    }
+
     /** The log lines of `among` that `match`, once there are `atLeast` (a line may reach stdout after the answer). */
     async function logLines(match: (line: Record<string, unknown>) => boolean, atLeast = 1, among = instances) {
       const deadline = Date.now() + 5000;
@@ -195,10 +210,7 @@ describe.each(['redis', 'postgres'] as const)(
 
     for (const upstream of ['stdio', 'http']) {
       it(`completes ${upstream} tool calls whose sampling and elicitation answers land on the other instance`, async () => {
-        const oauth = headlessOAuth(viaProxy(upstream), 'admin', PASSWORD);
-        const client = await sdkClient(viaProxy(upstream), oauth, {
-          capabilities: { sampling: {}, elicitation: { form: {} } },
-        });
+        const client = await answeringClient(upstream, { sampling: {}, elicitation: { form: {} } });
         // A large answer too: beyond PostgreSQL's NOTIFY payload limit (8000 bytes), it goes through the store.
         const large = 'L'.repeat(12_000);
         client.setRequestHandler('sampling/createMessage', async (request) => {
@@ -255,8 +267,7 @@ describe.each(['redis', 'postgres'] as const)(
         stop = () => listener.end();
       }
       try {
-        const oauth = headlessOAuth(viaProxy('http'), 'admin', PASSWORD);
-        const client = await sdkClient(viaProxy('http'), oauth, { capabilities: { sampling: {} } });
+        const client = await answeringClient('http', { sampling: {} });
         const secret = `secret-${randomBytes(8).toString('hex')}`;
         client.setRequestHandler('sampling/createMessage', async (request) => {
           const large = JSON.stringify(request.params.messages).includes('large');
@@ -356,6 +367,9 @@ describe.each(['redis', 'postgres'] as const)(
         [instances[1]!],
       );
       expect(notTaken.map((l) => l['ids'])).toEqual([['nobody-asked']]);
+      // Read whole before relaying, a body is still held to the transport's bound.
+      const huge = { ...answer, result: { ...answer.result, padding: 'p'.repeat(5 * 1024 * 1024) } };
+      expect((await mcp(direct(1, 'http'), admin, huge, id)).status).toBe(413);
       // The owner's answer on instance 1: 202 once instance 0 took it, and the call there completes with it.
       const relayed = await mcp(direct(1, 'http'), admin, answer, id);
       expect(relayed.status).toBe(202);
