@@ -364,16 +364,18 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
     });
     const sessions = new Map<string, GatewaySession>();
     const broadcast = recordStore?.broadcast;
-    if (records && broadcast) {
-      // Answers to server-to-client requests that the load balancer sends to another instance come back here.
-      const relay = new AnswerRelay({ sessions, ...(logger && { logger }) });
-      await relay.start((topic, onmessage) => broadcast(topic, onmessage));
+    // Answers to server-to-client requests that the load balancer sends to another instance come back here, and
+    // messages for a GET stream open at another instance go there.
+    const relay = records && broadcast ? new AnswerRelay({ sessions, ...(logger && { logger }) }) : undefined;
+    if (relay) {
+      await relay.start((topic, onmessage) => broadcast!(topic, onmessage));
       cleanups.push(() => relay.close());
-      records.relayAnswers(relay);
+      records!.relayAnswers(relay);
     }
     const routes: Route[] = [];
     /** Each upstream's MCP path, for the hot path of a session's POSTs. */
     const hotPaths = new Map<string, SessionPostRoute>();
+    const undelivered = relay?.stream.bind(relay);
     for (const name of names) {
       const upstream = config.mcpServers[name]!;
       const resource = resourceOf(name);
@@ -408,6 +410,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         ...(logger && { audit: logger }),
         logArguments: config.logArguments ?? false,
         linkWaiters,
+        ...(undelivered && { undelivered }),
         onclose: (session: GatewaySession) => {
           if (session.sessionId && sessions.get(session.sessionId) === session) sessions.delete(session.sessionId);
         },

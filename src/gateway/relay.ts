@@ -22,6 +22,15 @@ interface Relayed {
   message: Message;
 }
 
+/** A message of the upstream outside any call, for the instance with the client's `GET` stream of the session. */
+interface Streamed {
+  kind: 'message';
+  session: string;
+  upstream: string;
+  subject: string;
+  message: Message;
+}
+
 /** The instance that asked took the answer. */
 interface Confirmed {
   kind: 'taken';
@@ -41,7 +50,8 @@ export interface AnswerRelayOptions {
  * other than the one whose session asked. The answer crosses the shared store, sealed with the at-rest key (Redis
  * pub/sub, PostgreSQL `LISTEN`/`NOTIFY`); only the instance whose session of the same id, upstream and subject awaits
  * that request id takes it, passes it upstream and confirms; the instance the answer reached waits for that, at most
- * {@link RELAY_WAIT_MS}.
+ * {@link RELAY_WAIT_MS}. Messages of an upstream session outside any call that its instance has no `GET` stream
+ * for go the same way, unconfirmed, to the instance where the client has that stream open ({@link stream}).
  *
  * Internal to `startGateway`, with a Redis or PostgreSQL store.
  */
@@ -66,7 +76,9 @@ export class AnswerRelay {
   async start(
     broadcast: (topic: string, onmessage: (value: AdapterPayload) => void) => Promise<Broadcast>,
   ): Promise<void> {
-    this.#topic = await broadcast(ANSWER_TOPIC, (value) => this.#heard(value as unknown as Relayed | Confirmed));
+    this.#topic = await broadcast(ANSWER_TOPIC, (value) =>
+      this.#heard(value as unknown as Relayed | Confirmed | Streamed),
+    );
   }
 
   async close(): Promise<void> {
@@ -97,15 +109,42 @@ export class AnswerRelay {
     }
   }
 
-  #heard(value: Relayed | Confirmed): void {
+  /**
+   * Sends a message of session `session`'s upstream that this instance has no `GET` stream for to the instances
+   * that may have it; whichever holds the session, for that owner and upstream, with the stream open writes it
+   * there. Not confirmed: a notification nobody can take is dropped, as on one instance.
+   */
+  stream(session: GatewaySession, message: Message): void {
+    if (!this.#topic || !session.sessionId) return;
+    const streamed: Streamed = {
+      kind: 'message',
+      session: session.sessionId,
+      upstream: session.options.upstream,
+      subject: session.subject,
+      message,
+    };
+    this.#topic.publish(streamed as unknown as AdapterPayload).catch((error: unknown) => {
+      this.#logger?.warn(
+        { session: session.sessionId, err: (error as Error).message },
+        'could not relay an mcp message',
+      );
+    });
+  }
+
+  #heard(value: Relayed | Confirmed | Streamed): void {
     if (value.kind === 'taken') {
       this.#waiting.get(value.relay)?.();
       return;
     }
-    if (value.kind !== 'answer') return;
+    if (value.kind !== 'answer' && value.kind !== 'message') return;
     const session = this.#sessions.get(value.session);
-    // Only the session's holder, for its owner and upstream, awaiting that very request, takes the answer.
+    // Only the session's holder, for its owner and upstream, takes what is relayed.
     if (!session || session.subject !== value.subject || session.options.upstream !== value.upstream) return;
+    if (value.kind === 'message') {
+      // Onto this instance's GET stream, if the client has it open here (never relayed again from here).
+      if (value.message.method !== undefined) session.toStream(value.message);
+      return;
+    }
     const method = session.answer(value.message);
     if (method === undefined) return;
     this.#logger?.info(

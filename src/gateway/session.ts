@@ -29,6 +29,11 @@ export interface SessionOptions {
   logArguments?: boolean;
   /** Where a session answered with a URL elicitation (link a provider) waits to hear that the user did. */
   linkWaiters?: LinkWaiters;
+  /**
+   * A message of the upstream outside any call that this instance has no `GET` stream for: another instance sharing
+   * the session may have the client's (relay.ts). Without it such a message is dropped.
+   */
+  undelivered?: (session: GatewaySession, message: Message) => void;
   onclose?: (session: GatewaySession) => void;
 }
 
@@ -255,7 +260,12 @@ export class GatewaySession implements LinkWaiter {
       // Server-initiated requests and notifications during a call belong on that call's stream.
       for (const entry of this.#inflight.values()) related = entry.id;
     }
-    this.transport.send(message, related);
+    if (!this.transport.send(message, related)) this.options.undelivered?.(this, message);
+  }
+
+  /** A message another instance's copy of this session had no stream for: onto this one's `GET` stream, if open. */
+  toStream(message: Message): boolean {
+    return this.transport.send(message);
   }
 
   #allowed(tool: string, authInfo: AuthInfo): boolean {

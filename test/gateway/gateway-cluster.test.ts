@@ -248,6 +248,25 @@ describe.each(['redis', 'postgres'] as const)(
       }, 90_000);
     }
 
+    it("relays the upstream's messages outside a call to the GET stream open at the other instance", async () => {
+      const client = await answeringClient('http', {});
+      const logged: string[] = [];
+      client.setNotificationHandler('notifications/message', (n) => {
+        logged.push(JSON.stringify(n.params));
+      });
+      // The GET stream is open at one instance; the call that starts the upstream's logging reaches the other, whose
+      // upstream session then logs every 5 s outside any call (the first message comes on the call's own stream).
+      await client.callTool({ name: 'toggle-simulated-logging', arguments: {} }, { timeout: 15_000 });
+      const getAt = log.filter((e) => e.method === 'GET' && e.path === '/http/mcp').at(-1)!.instance;
+      const callAt = log.filter((e) => e.method === 'POST' && e.path === '/http/mcp').at(-1)!.instance;
+      expect(callAt).not.toBe(getAt);
+      const deadline = Date.now() + 15_000;
+      while (logged.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(logged.length).toBeGreaterThanOrEqual(2);
+      await client.callTool({ name: 'toggle-simulated-logging', arguments: {} }, { timeout: 15_000 });
+      await client.close();
+    }, 60_000);
+
     it('relays answers sealed: nothing of them crosses the store in clear, a large one stored sealed', async () => {
       // Listening on the store directly (not through the cut-able relay), as anyone with access to it could.
       const heard: string[] = [];
