@@ -9,6 +9,8 @@ export const ANSWER_TOPIC = 'mcp_answers';
 
 /** Milliseconds an instance waits for the instance that asked to confirm a relayed answer. */
 export const RELAY_WAIT_MS = 2000;
+/** Milliseconds between repeats of a relayed answer not confirmed yet. */
+const REPUBLISH_MS = 250;
 
 /** A client's answer, relayed to whichever instance holds the request it answers. */
 interface Relayed {
@@ -60,6 +62,7 @@ export class AnswerRelay {
   readonly #waitMs: number;
   readonly #logger: Logger | undefined;
   readonly #waiting = new Map<string, () => void>();
+  readonly #taken = new Set<string>();
   #topic: Broadcast | undefined;
 
   constructor(options: AnswerRelayOptions) {
@@ -99,12 +102,19 @@ export class AnswerRelay {
       timer = setTimeout(() => resolve(false), this.#waitMs);
       this.#waiting.set(relay, () => resolve(true));
     });
+    const relayed = { kind: 'answer', relay, session, upstream, subject, message } satisfies Relayed;
+    const topic = this.#topic;
+    // Published again until confirmed: a subscriber reconnecting to the store (after an outage) misses what was
+    // published meanwhile. The instance that took it confirms a repeat without taking it twice.
+    const again = setInterval(() => {
+      topic.publish(relayed as unknown as AdapterPayload).catch(() => {});
+    }, REPUBLISH_MS);
     try {
-      const relayed: Relayed = { kind: 'answer', relay, session, upstream, subject, message };
-      await this.#topic.publish(relayed as unknown as AdapterPayload);
+      await topic.publish(relayed as unknown as AdapterPayload);
       return await confirmed;
     } finally {
       clearTimeout(timer);
+      clearInterval(again);
       this.#waiting.delete(relay);
     }
   }
@@ -140,6 +150,10 @@ export class AnswerRelay {
     const session = this.#sessions.get(value.session);
     // Only the session's holder, for its owner and upstream, takes what is relayed.
     if (!session || session.subject !== value.subject || session.options.upstream !== value.upstream) return;
+    if (value.kind === 'answer' && this.#taken.has(value.relay)) {
+      this.#confirm(value);
+      return;
+    }
     if (value.kind === 'message') {
       // Onto this instance's GET stream, if the client has it open here (never relayed again from here).
       if (value.message.method !== undefined) session.toStream(value.message);
@@ -151,6 +165,13 @@ export class AnswerRelay {
       { session: value.session, upstream: value.upstream, subject: value.subject, id: value.message.id, method },
       'mcp answer relayed',
     );
+    // The relays taken lately, to confirm a repeat (bounded: a repeat comes within the wait).
+    if (this.#taken.size >= 1024) this.#taken.clear();
+    this.#taken.add(value.relay);
+    this.#confirm(value);
+  }
+
+  #confirm(value: Relayed): void {
     const confirmation: Confirmed = { kind: 'taken', relay: value.relay };
     this.#topic?.publish(confirmation as unknown as AdapterPayload).catch((error: unknown) => {
       this.#logger?.warn(

@@ -484,6 +484,25 @@ describe.each(['redis', 'postgres'] as const)(
       expect(status).toBe(200);
     }, 60_000);
 
+    it('relays answers again once the store is back after an outage', async () => {
+      // The test before cut the store and gave it back: the subscriptions (a Redis connection of their own, a
+      // PostgreSQL LISTEN connection) were lost with it and must have been opened again.
+      const client = await answeringClient('http', { sampling: {} });
+      client.setRequestHandler('sampling/createMessage', async () => ({
+        model: 'test-model',
+        role: 'assistant',
+        content: { type: 'text', text: `${SAMPLED_ANSWER} after the outage` },
+      }));
+      const sampled = await client.callTool(
+        { name: 'trigger-sampling-request', arguments: { prompt: 'again' } },
+        { timeout: 15_000 },
+      );
+      expect(text(sampled.content)).toContain(`${SAMPLED_ANSWER} after the outage`);
+      const relayed = await logLines((l) => l['msg'] === 'mcp answer relayed' && l['session'] === sessionOf(client));
+      expect(relayed).toHaveLength(1);
+      await client.close();
+    }, 60_000);
+
     it('goes on with a session on the other instance when the one that opened it stops', async () => {
       await connect('stdio');
       const token = tokens['admin:stdio']!;

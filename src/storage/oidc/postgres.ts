@@ -327,9 +327,9 @@ const BROADCAST_STORED_SECONDS = 60;
 const NOTIFY_MAX_BYTES = 7900;
 
 /**
- * A topic over `LISTEN`/`NOTIFY` on one connection of the pool, held while subscribed and opened again (every half
- * second) when it drops; what is notified meanwhile is lost, as with any broadcast. A sealed value too large for
- * a notification is stored (sealed, as any entry) for a minute and its key notified, itself sealed.
+ * A topic over `LISTEN`/`NOTIFY` on a connection of its own (the pool's settings), held while subscribed and opened
+ * again (every half second) when it drops; what is notified meanwhile is lost, as with any broadcast. A sealed value
+ * too large for a notification is stored (sealed, as any entry) for a minute and its key notified, itself sealed.
  */
 async function listen(
   backend: PostgresBackend,
@@ -340,7 +340,7 @@ async function listen(
   const channel = `${backend.table}_broadcast_${checkTopic(topic)}`.slice(0, 63);
   const pool = await backend.pool;
   let closed = false;
-  let client: import('pg').PoolClient | undefined;
+  let client: import('pg').Client | undefined;
   let retry: NodeJS.Timeout | undefined;
   const heard = async (sealed: string) => {
     const { id, payload } = backend.atRest.open(channel, sealed);
@@ -352,23 +352,30 @@ async function listen(
     if (!closed) retry = setTimeout(() => void connect().catch(again), 500);
   };
   const connect = async (): Promise<void> => {
-    const connection = await pool.connect();
+    // A client of its own with the pool's settings, not one of the pool's: a pool.connect() after an outage may
+    // wait behind the pool's queue, and a held LISTEN connection would take a query connection away for good.
+    const Client = (pool as unknown as { Client: typeof import('pg').Client }).Client;
+    const connection = new Client(pool.options);
     let released = false;
     const drop = () => {
       if (released) return;
       released = true;
-      connection.release(true);
       if (client === connection) client = undefined;
+      connection.end().catch(() => {});
     };
-    connection.on('error', () => {
+    const lost = () => {
+      if (released) return;
       drop();
       again();
-    });
+    };
+    connection.on('error', lost);
+    connection.on('end', lost);
     connection.on('notification', (notification) => {
       // Values that do not open (another at-rest key, tampered) are dropped, as are stored ones gone meanwhile.
       if (notification.channel === channel && notification.payload) heard(notification.payload).catch(() => {});
     });
     try {
+      await connection.connect();
       await connection.query(`LISTEN "${channel}"`);
     } catch (error) {
       drop();
@@ -396,8 +403,7 @@ async function listen(
       const connection = client;
       client = undefined;
       if (!connection) return;
-      await connection.query(`UNLISTEN "${channel}"`).catch(() => {});
-      connection.release();
+      await connection.end().catch(() => {});
     },
   };
 }
