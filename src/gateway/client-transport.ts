@@ -400,19 +400,25 @@ export class ClientTransport {
    * Sends a message to the client: an answer on the response of the POST that asked, another message on the
    * response of `relatedRequestId`'s POST (which becomes an SSE stream), or else on the `GET` stream. A message
    * with nowhere to go (the client left, or has no `GET` stream open) is dropped, as the SDK's transport drops it.
+   * Returns whether the message went out.
    */
-  send(message: Message, relatedRequestId?: RequestId): void {
-    if (this.#closed) return;
+  send(message: Message, relatedRequestId?: RequestId): boolean {
+    if (this.#closed) return false;
     if (isResponse(message)) {
       const exchange = this.#exchanges.get(message.id!);
-      if (!exchange) return;
+      if (!exchange) return false;
       this.#exchanges.delete(message.id!);
       exchange.answer(message);
-      return;
+      return true;
     }
     const exchange = relatedRequestId === undefined ? undefined : this.#exchanges.get(relatedRequestId);
-    if (exchange) exchange.notify(message);
-    else this.#standalone?.write(message);
+    if (exchange) {
+      exchange.notify(message);
+      return true;
+    }
+    if (!this.#standalone || this.#standalone.closed) return false;
+    this.#standalone.write(message);
+    return true;
   }
 
   /** An SSE response the client stopped reading: its answers have nowhere to go. */

@@ -14,12 +14,13 @@ import { jwtVerifier } from '../server/jwt-verifier.js';
 import { toNodeListener } from '../server/node.js';
 import { type FetchHandler, type ProtectedHandler, protect } from '../server/protect.js';
 import type { AuthInfo } from '../server/verifier.js';
-import type { Adapter } from '../storage/oidc/common.js';
+import type { OidcAdapterFactory } from '../storage/oidc/common.js';
 import type { SessionIdentity, UpstreamChannel } from './channel.js';
 import { type GatewayConfig, GatewayConfigError, resolveConfig, type UpstreamConfig } from './config.js';
 import { type SessionPostRoute, takeSessionPost } from './fast-path.js';
 import { openHttpChannel } from './http.js';
 import { SessionRecords } from './records.js';
+import { AnswerRelay } from './relay.js';
 import { sameOriginAuthorizationServer } from './same-origin.js';
 import { GatewaySession, subjectOf } from './session.js';
 import { StdioPool } from './stdio.js';
@@ -208,8 +209,11 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
       return dir;
     };
     // A store other instances can share: MCP sessions are recorded there and recoverable on any instance.
-    const recordsIn = (store: (model: string) => Adapter) =>
-      new SessionRecords(store, { idleSeconds: runtime.sessionIdleSeconds ?? 1800, ...(logger && { logger }) });
+    let recordStore: OidcAdapterFactory | undefined;
+    const recordsIn = (store: OidcAdapterFactory) => {
+      recordStore = store;
+      return new SessionRecords(store, { idleSeconds: runtime.sessionIdleSeconds ?? 1800, ...(logger && { logger }) });
+    };
 
     if (embedded) {
       const { buildAuthenticator, buildUpstreamIdentity, openStore } = await import('../authorization-server/serve.js');
@@ -359,9 +363,19 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
       ...(embedded ? { jwksUri: `${listenUrl}/jwks` } : config.jwksUri ? { jwksUri: config.jwksUri } : {}),
     });
     const sessions = new Map<string, GatewaySession>();
+    const broadcast = recordStore?.broadcast;
+    // Answers to server-to-client requests that the load balancer sends to another instance come back here, and
+    // messages for a GET stream open at another instance go there.
+    const relay = records && broadcast ? new AnswerRelay({ sessions, ...(logger && { logger }) }) : undefined;
+    if (relay) {
+      await relay.start((topic, onmessage) => broadcast!(topic, onmessage));
+      cleanups.push(() => relay.close());
+      records!.relayAnswers(relay);
+    }
     const routes: Route[] = [];
     /** Each upstream's MCP path, for the hot path of a session's POSTs. */
     const hotPaths = new Map<string, SessionPostRoute>();
+    const undelivered = relay?.stream.bind(relay);
     for (const name of names) {
       const upstream = config.mcpServers[name]!;
       const resource = resourceOf(name);
@@ -396,6 +410,7 @@ export async function startGateway(input: GatewayConfig, runtime: GatewayRuntime
         ...(logger && { audit: logger }),
         logArguments: config.logArguments ?? false,
         linkWaiters,
+        ...(undelivered && { undelivered }),
         onclose: (session: GatewaySession) => {
           if (session.sessionId && sessions.get(session.sessionId) === session) sessions.delete(session.sessionId);
         },

@@ -1,7 +1,11 @@
+import type { RequestId } from '@modelcontextprotocol/client';
 import type { Logger } from 'pino';
+import { readBody } from '../server/protect.js';
 import type { AuthInfo } from '../server/verifier.js';
 import { DecryptionError, StoreUnavailableError } from '../storage/errors.js';
 import type { Adapter, AdapterPayload } from '../storage/oidc/common.js';
+import type { Message } from './client-transport.js';
+import type { AnswerRelay } from './relay.js';
 import { type GatewaySession, subjectOf } from './session.js';
 
 /** The store model MCP session records live under (beside the authorization server's `Grant`, `Session`, …). */
@@ -52,6 +56,8 @@ const jsonRpcError = (status: number, message: string, headers?: Record<string, 
   );
 
 const notFound = () => jsonRpcError(404, 'Session not found');
+/** The transport's bound on a request body (the SDK's). */
+const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 /** The answer while the store cannot be reached: 503 with Retry-After, at once rather than a hang. */
 function unavailable(error: StoreUnavailableError): Response {
@@ -81,6 +87,46 @@ function initializeParams(body: unknown): RecordedInitialize | undefined {
     capabilities: (params['capabilities'] as Record<string, unknown> | undefined) ?? {},
     clientInfo: (params['clientInfo'] as Record<string, unknown> | undefined) ?? {},
   };
+}
+
+/**
+ * A POST's body, parsed (once: the request passed on carries the text), or the transport's answer to a body too
+ * large (its 4 MiB bound) or not JSON.
+ */
+async function readJson(
+  request: Request,
+  parsedBody: unknown,
+): Promise<{ body: unknown; forward: Request } | Response> {
+  if (parsedBody !== undefined) return { body: parsedBody, forward: request };
+  const text = await readBody(request, MAX_BODY_BYTES);
+  if (text === undefined) {
+    return jsonRpcError(413, `Payload Too Large: Request body must not exceed ${MAX_BODY_BYTES} bytes`);
+  }
+  try {
+    return { body: JSON.parse(text), forward: new Request(request, { body: text }) };
+  } catch {
+    return Response.json(
+      { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error: Invalid JSON' } },
+      { status: 400 },
+    );
+  }
+}
+
+const isId = (value: unknown): value is RequestId =>
+  typeof value === 'string' || (typeof value === 'number' && Number.isInteger(value));
+
+/** The messages of a POST body when every one is a JSON-RPC response (a result or an error with an id), else undefined. */
+function answersIn(body: unknown): Message[] | undefined {
+  const messages = Array.isArray(body) ? body : [body];
+  if (messages.length === 0) return undefined;
+  for (const message of messages) {
+    const m = message as Record<string, unknown> | null;
+    if (typeof m !== 'object' || m === null || m['jsonrpc'] !== '2.0' || 'method' in m || !isId(m['id'])) {
+      return undefined;
+    }
+    if (!('result' in m) && !('error' in m)) return undefined;
+  }
+  return messages as Message[];
 }
 
 /** The JSON-RPC messages of a transport's answer, JSON or an SSE stream, read to its end. */
@@ -119,6 +165,8 @@ export class SessionRecords {
   readonly #logger: Logger | undefined;
   /** Takeovers in progress, so that concurrent first requests on this instance open one upstream session. */
   readonly #taking = new Map<string, Promise<GatewaySession | Response>>();
+  /** Where client answers to another instance's requests go (a store with a broadcast: Redis, PostgreSQL). */
+  #relay: AnswerRelay | undefined;
 
   constructor(store: (model: string) => Adapter, options: SessionRecordsOptions) {
     this.#adapter = store(SESSION_RECORD_MODEL);
@@ -132,6 +180,11 @@ export class SessionRecords {
    */
   get #lifeSeconds(): number {
     return Math.ceil((this.#idleMs * 1.25) / 1000);
+  }
+
+  /** Relays client answers this instance did not ask for to the instance that did (see {@link AnswerRelay}). */
+  relayAnswers(relay: AnswerRelay): void {
+    this.#relay = relay;
   }
 
   async save(record: SessionRecord): Promise<void> {
@@ -165,11 +218,23 @@ export class SessionRecords {
         return local ? local.handle(request, authInfo, parsedBody) : new Response(null, { status: 200 });
       }
       if (Date.now() - record.touchedAt > this.#idleMs / 4) await this.save({ ...record, touchedAt: Date.now() });
+      let forward = request;
+      let body = parsedBody;
+      if (this.#relay && request.method === 'POST') {
+        const read = await readJson(request, parsedBody);
+        if (read instanceof Response) return read;
+        ({ body, forward } = read);
+        // The client's answers to requests another instance sent it go there, not into a takeover here.
+        const answers = answersIn(body);
+        if (answers && !answers.every((answer) => local?.awaits(answer.id!))) {
+          return await this.#relayAnswers(this.#relay, record, answers, local);
+        }
+      }
       // A takeover in progress registers the session before its upstream answered `initialize`: wait for it.
       const session =
-        (await this.#taking.get(sessionId)) ?? local ?? (await this.#takeOver(record, request, authInfo, route));
+        (await this.#taking.get(sessionId)) ?? local ?? (await this.#takeOver(record, forward, authInfo, route));
       if (session instanceof Response) return session;
-      return session.handle(request, authInfo, parsedBody);
+      return session.handle(forward, authInfo, body);
     } catch (error) {
       if (error instanceof StoreUnavailableError) {
         this.#logger?.warn({ err: error.message }, 'session store unavailable');
@@ -189,20 +254,9 @@ export class SessionRecords {
   /** A new session: opened here, and recorded before the client learns its id. */
   async #open(request: Request, authInfo: AuthInfo, parsedBody: unknown, route: ClusterRoute): Promise<Response> {
     if (request.method !== 'POST') return jsonRpcError(400, 'Bad Request: Mcp-Session-Id header is required');
-    let body = parsedBody;
-    let forward = request;
-    if (body === undefined) {
-      const text = await request.text();
-      try {
-        body = JSON.parse(text);
-      } catch {
-        return Response.json(
-          { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error: Invalid JSON' } },
-          { status: 400 },
-        );
-      }
-      forward = new Request(request, { body: text });
-    }
+    const read = await readJson(request, parsedBody);
+    if (read instanceof Response) return read;
+    const { body, forward } = read;
     const session = route.open(authInfo);
     const response = await session.handle(forward, authInfo, body);
     const initialize = initializeParams(body);
@@ -222,7 +276,46 @@ export class SessionRecords {
       await session.close();
       throw error;
     }
+    // The client's `notifications/initialized` may well reach another instance: this one's upstream hears it now,
+    // once it answered `initialize` (a JSON answer; one slow enough to turn into a stream waits for the client's).
+    if (response.headers.get('content-type')?.startsWith('application/json')) await session.initialized();
     return response;
+  }
+
+  /**
+   * Answers of the client that this instance's copy of the session (if any) does not await: relayed through the
+   * store to the instance that asked. `202` once each was taken there, as for any response; else `400` naming the
+   * request ids nobody took within the wait (an unknown id, or the asking instance gone).
+   */
+  async #relayAnswers(
+    relay: AnswerRelay,
+    record: SessionRecord,
+    answers: Message[],
+    local: GatewaySession | undefined,
+  ): Promise<Response> {
+    const started = performance.now();
+    const taken = await Promise.all(
+      answers.map(
+        (answer) =>
+          local?.answer(answer) !== undefined || relay.relay(record.sessionId, record.upstream, record.subject, answer),
+      ),
+    );
+    const lost = answers.filter((_, i) => !taken[i]).map((answer) => answer.id!);
+    if (lost.length === 0) return new Response(null, { status: 202, headers: { 'mcp-session-id': record.sessionId } });
+    this.#logger?.warn(
+      {
+        session: record.sessionId,
+        upstream: record.upstream,
+        subject: record.subject,
+        ids: lost,
+        latencyMs: Math.round(performance.now() - started),
+      },
+      'mcp answer not taken by any instance',
+    );
+    return jsonRpcError(
+      400,
+      `no gateway instance awaits the answer to request ${lost.map((id) => JSON.stringify(id)).join(', ')} of this session: unknown request id, or the instance that asked did not take it within ${relay.waitMs} ms`,
+    );
   }
 
   #takeOver(
@@ -289,17 +382,7 @@ export class SessionRecords {
         `upstream "${record.upstream}" could not resume the session${typeof reason === 'string' ? `: ${reason}` : ''}`,
       );
     }
-    const initialized = { jsonrpc: '2.0', method: 'notifications/initialized' };
-    const notified = await session.handle(
-      new Request(request.url, {
-        method: 'POST',
-        headers: { ...headers, 'mcp-session-id': record.sessionId, 'mcp-protocol-version': version },
-        body: JSON.stringify(initialized),
-      }),
-      authInfo,
-      initialized,
-    );
-    await notified.body?.cancel();
+    await session.initialized();
     return session;
   }
 }

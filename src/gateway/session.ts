@@ -29,6 +29,11 @@ export interface SessionOptions {
   logArguments?: boolean;
   /** Where a session answered with a URL elicitation (link a provider) waits to hear that the user did. */
   linkWaiters?: LinkWaiters;
+  /**
+   * A message of the upstream outside any call that this instance has no `GET` stream for: another instance sharing
+   * the session may have the client's (relay.ts). Without it such a message is dropped.
+   */
+  undelivered?: (session: GatewaySession, message: Message) => void;
   onclose?: (session: GatewaySession) => void;
 }
 
@@ -60,6 +65,10 @@ export class GatewaySession implements LinkWaiter {
   #authInfo: AuthInfo;
   #channel: UpstreamChannel | undefined;
   #inflight = new Map<RequestId, InFlight>();
+  /** The upstream's requests to the client not answered yet: their methods, by id. */
+  readonly #asked = new Map<RequestId, string>();
+  /** The gateway sent the upstream `notifications/initialized` itself (see {@link initialized}). */
+  #initializedSent = false;
   lastUsed = Date.now();
   #closed = false;
   /** Whether the client declared URL-mode elicitation in its `initialize`. */
@@ -107,6 +116,37 @@ export class GatewaySession implements LinkWaiter {
     return this.transport.post(body, authInfo, sessionHeader, versionHeader);
   }
 
+  /** Whether this session sent the client the request `id` (sampling, elicitation, roots…) and awaits its answer. */
+  awaits(id: RequestId): boolean {
+    return this.#asked.has(id);
+  }
+
+  /**
+   * An answer of the client to a request of this session that reached another instance (relay.ts): passed upstream
+   * as if it came here. Returns the method of the request it answers, or undefined when this session awaits no such
+   * answer (then nothing happens).
+   */
+  answer(message: Message): string | undefined {
+    const method = message.id === undefined ? undefined : this.#asked.get(message.id);
+    if (method === undefined || this.#closed) return undefined;
+    this.lastUsed = Date.now();
+    void this.#fromClient(message, undefined);
+    return method;
+  }
+
+  /**
+   * Sends the upstream `notifications/initialized` on the client's behalf, resolved once the upstream took it, and
+   * drops the client's own when it comes. Sessions shared by instances need it: the client sends its one
+   * notification to whichever instance the load balancer picks, and a server (server-everything) that adds tools on
+   * it must have seen it, on every instance, before the client's next request.
+   */
+  initialized(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    const sent = this.#fromClient({ jsonrpc: '2.0', method: 'notifications/initialized' } as Message, undefined);
+    this.#initializedSent = true; // after: #fromClient checks it before its first await
+    return sent;
+  }
+
   #identity(first: Message): SessionIdentity {
     const session = this;
     const declared = first.method === 'initialize' ? first.params?.['capabilities'] : undefined;
@@ -123,7 +163,9 @@ export class GatewaySession implements LinkWaiter {
   }
 
   async #fromClient(message: Message, authInfo: AuthInfo | undefined): Promise<void> {
+    if (this.#initializedSent && message.method === 'notifications/initialized') return;
     const isRequest = message.method !== undefined && message.id !== undefined;
+    if (message.method === undefined && message.id !== undefined) this.#asked.delete(message.id);
     if (isRequest) {
       const params = message.params ?? {};
       const entry: InFlight = {
@@ -209,6 +251,7 @@ export class GatewaySession implements LinkWaiter {
       if (entry.method === 'initialize' && 'error' in message) void this.close();
       return;
     }
+    if (message.id !== undefined && message.method !== undefined) this.#asked.set(message.id, message.method);
     let related: RequestId | undefined;
     if (message.method === 'notifications/progress') {
       const token = message.params?.['progressToken'];
@@ -217,7 +260,12 @@ export class GatewaySession implements LinkWaiter {
       // Server-initiated requests and notifications during a call belong on that call's stream.
       for (const entry of this.#inflight.values()) related = entry.id;
     }
-    this.transport.send(message, related);
+    if (!this.transport.send(message, related)) this.options.undelivered?.(this, message);
+  }
+
+  /** A message another instance's copy of this session had no stream for: onto this one's `GET` stream, if open. */
+  toStream(message: Message): boolean {
+    return this.transport.send(message);
   }
 
   #allowed(tool: string, authInfo: AuthInfo): boolean {

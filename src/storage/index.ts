@@ -44,7 +44,13 @@ export {
 export { defaultDataDirectory, type FileStoreOptions, fileStore } from './file.js';
 export { type KeychainStoreOptions, keychainStore } from './keychain.js';
 export { type MemoryStoreOptions, memoryStore } from './memory.js';
-export type { Adapter, AdapterPayload, OidcAdapterCommonOptions, OidcAdapterFactory } from './oidc/common.js';
+export type {
+  Adapter,
+  AdapterPayload,
+  Broadcast,
+  OidcAdapterCommonOptions,
+  OidcAdapterFactory,
+} from './oidc/common.js';
 export { type OidcAdapterOptions, oidcAdapterFactory } from './oidc/factory.js';
 export { MemoryOidcAdapter, memoryOidcAdapter } from './oidc/memory.js';
 export { PostgresOidcAdapter, type PostgresOidcAdapterOptions, postgresOidcAdapter } from './oidc/postgres.js';

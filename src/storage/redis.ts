@@ -23,6 +23,19 @@ export interface RedisClientLike {
   scan(cursor: string, options: { MATCH: string; COUNT: number }): Promise<{ cursor: string | number; keys: string[] }>;
   close?(): Promise<unknown>;
   quit?(): Promise<unknown>;
+  /** `PUBLISH`, for broadcasts between instances. */
+  publish?(channel: string, message: string): Promise<unknown>;
+  /** A new, unconnected client with the same options: a subscriber needs a connection of its own. */
+  duplicate?(): RedisSubscriberLike;
+}
+
+/** The part of a duplicated node-redis client that subscribes to a channel. */
+export interface RedisSubscriberLike {
+  connect(): Promise<unknown>;
+  on(event: 'error', listener: (error: unknown) => void): unknown;
+  subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+  close?(): Promise<unknown>;
+  quit?(): Promise<unknown>;
 }
 
 /** Options of {@link redisStore}. */

@@ -6,6 +6,7 @@ import type { Client as SdkClient, StreamableHTTPClientTransport } from '@modelc
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/authorization-server/users.js';
 import { type Cluster, startProxy } from '../deployment/cluster.js';
+import { ELICITED_NAME, SAMPLED_ANSWER } from './everything-tools.js';
 import {
   cleanup,
   documentedGateway,
@@ -141,6 +142,31 @@ describe.each(['redis', 'postgres'] as const)(
 
     const sessionOf = (client: SdkClient) => (client.transport as StreamableHTTPClientTransport).sessionId!;
 
+    /**
+     * An SDK client of admin's through the proxy, declaring `capabilities`, once it opened its `GET` stream (after
+     * connecting): from then on the proxy alternates only its calls and its answers to the upstream's requests.
+     */
+    async function answeringClient(upstream: string, capabilities: Record<string, unknown>) {
+      const connecting = log.length;
+      const client = await sdkClient(viaProxy(upstream), headlessOAuth(viaProxy(upstream), 'admin', PASSWORD), {
+        capabilities,
+      });
+      const opened = () => log.slice(connecting).some((e) => e.method === 'GET' && e.path === `/${upstream}/mcp`);
+      for (let waited = 0; waited < 5000 && !opened(); waited += 20) await new Promise((r) => setTimeout(r, 20));
+      expect(opened()).toBe(true);
+      return client;
+    }
+
+    /** The log lines of `among` that `match`, once there are `atLeast` (a line may reach stdout after the answer). */
+    async function logLines(match: (line: Record<string, unknown>) => boolean, atLeast = 1, among = instances) {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const lines = among.flatMap((i) => i.logs().filter(match));
+        if (lines.length >= atLeast || Date.now() > deadline) return lines;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+
     for (const upstream of ['stdio', 'http']) {
       it(`serves one ${upstream} session with every request on the other instance: tools, resources, progress`, async () => {
         const client = await connect(upstream);
@@ -181,6 +207,199 @@ describe.each(['redis', 'postgres'] as const)(
         await client.close();
       }, 60_000);
     }
+
+    for (const upstream of ['stdio', 'http']) {
+      it(`completes ${upstream} tool calls whose sampling and elicitation answers land on the other instance`, async () => {
+        const client = await answeringClient(upstream, { sampling: {}, elicitation: { form: {} } });
+        // A large answer too: beyond PostgreSQL's NOTIFY payload limit (8000 bytes), it goes through the store.
+        const large = 'L'.repeat(12_000);
+        client.setRequestHandler('sampling/createMessage', async (request) => {
+          const prompt = JSON.stringify(request.params.messages);
+          const answer = prompt.includes('large') ? large : `${SAMPLED_ANSWER} to ${/prompt-\d+/.exec(prompt)?.[0]}`;
+          return { model: 'test-model', role: 'assistant', content: { type: 'text', text: answer } };
+        });
+        client.setRequestHandler('elicitation/create', async () => ({
+          action: 'accept',
+          content: { name: ELICITED_NAME, check: true },
+        }));
+        const session = sessionOf(client);
+        const first = log.length;
+        // Bounded: a lost answer would otherwise leave the call waiting for the upstream's own timeout.
+        const call = (name: string, args: Record<string, unknown>) =>
+          client.callTool({ name, arguments: args }, { timeout: 15_000 });
+        for (let i = 0; i < 3; i++) {
+          const sampled = await call('trigger-sampling-request', { prompt: `prompt-${i}` });
+          expect(text(sampled.content)).toContain(`${SAMPLED_ANSWER} to prompt-${i}`);
+          const elicited = await call('trigger-elicitation-request', {});
+          expect(JSON.stringify(elicited)).toContain(ELICITED_NAME);
+        }
+        const sampledLarge = await call('trigger-sampling-request', { prompt: 'large' });
+        expect(text(sampledLarge.content)).toContain(large);
+
+        // The proxy alternated: the calls and their answers reached both instances.
+        const posts = log.slice(first).filter((entry) => entry.method === 'POST' && entry.path === `/${upstream}/mcp`);
+        expect(new Set(posts.map((p) => p.instance))).toEqual(new Set([0, 1]));
+        // The instance that asked heard every answer relayed through the store: each answer POST, sent while its call
+        // was open, reached the instance after the call's.
+        const relayed = await logLines((l) => l['msg'] === 'mcp answer relayed' && l['session'] === session, 7);
+        const asked = ['sampling/createMessage', 'elicitation/create'];
+        expect(relayed.map((l) => l['method'])).toEqual([...asked, ...asked, ...asked, asked[0]]);
+        await client.close();
+      }, 90_000);
+    }
+
+    it("relays the upstream's messages outside a call to the GET stream open at the other instance", async () => {
+      const client = await answeringClient('http', {});
+      const logged: string[] = [];
+      client.setNotificationHandler('notifications/message', (n) => {
+        logged.push(JSON.stringify(n.params));
+      });
+      // The GET stream is open at one instance; the call that starts the upstream's logging reaches the other, whose
+      // upstream session then logs every 5 s outside any call (the first message comes on the call's own stream).
+      await client.callTool({ name: 'toggle-simulated-logging', arguments: {} }, { timeout: 15_000 });
+      const getAt = log.filter((e) => e.method === 'GET' && e.path === '/http/mcp').at(-1)!.instance;
+      const callAt = log.filter((e) => e.method === 'POST' && e.path === '/http/mcp').at(-1)!.instance;
+      expect(callAt).not.toBe(getAt);
+      const deadline = Date.now() + 15_000;
+      while (logged.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(logged.length).toBeGreaterThanOrEqual(2);
+      await client.callTool({ name: 'toggle-simulated-logging', arguments: {} }, { timeout: 15_000 });
+      await client.close();
+    }, 60_000);
+
+    it('relays answers sealed: nothing of them crosses the store in clear, a large one stored sealed', async () => {
+      // Listening on the store directly (not through the cut-able relay), as anyone with access to it could.
+      const heard: string[] = [];
+      let stop: () => Promise<unknown>;
+      if (backend === 'redis') {
+        const { createClient } = await import('@redis/client');
+        const subscriber = createClient({ url: 'redis://127.0.0.1:6379' });
+        await subscriber.connect();
+        await subscriber.subscribe(`${database}:v2:broadcast:mcp_answers`, (message) => heard.push(message));
+        stop = () => subscriber.close();
+      } else {
+        const pg = await import('pg');
+        const listener = new pg.default.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${database}` });
+        await listener.connect();
+        listener.on('notification', (n) => heard.push(n.payload ?? ''));
+        await listener.query('LISTEN gatehouse_oidc_broadcast_mcp_answers');
+        stop = () => listener.end();
+      }
+      try {
+        const client = await answeringClient('http', { sampling: {} });
+        const secret = `secret-${randomBytes(8).toString('hex')}`;
+        client.setRequestHandler('sampling/createMessage', async (request) => {
+          const large = JSON.stringify(request.params.messages).includes('large');
+          const answer = large ? `${secret} ${'L'.repeat(12_000)}` : secret;
+          return { model: 'test-model', role: 'assistant', content: { type: 'text', text: answer } };
+        });
+        for (const prompt of ['small', 'large']) {
+          const sampled = await client.callTool(
+            { name: 'trigger-sampling-request', arguments: { prompt } },
+            { timeout: 15_000 },
+          );
+          expect(text(sampled.content)).toContain(secret);
+        }
+        // Each answer and each confirmation crossed the store, as JWE compact values that name neither.
+        const deadline = Date.now() + 5000;
+        while (heard.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        expect(heard.length).toBeGreaterThanOrEqual(4);
+        for (const value of heard) {
+          expect(value.split('.')).toHaveLength(5);
+          expect(value).not.toContain(secret);
+          expect(value).not.toContain(sessionOf(client));
+        }
+        if (backend === 'postgres') {
+          // Beyond NOTIFY's 8000 bytes: the answer waits in the store, sealed, and the notification names its key.
+          expect(Math.max(...heard.map((v) => v.length))).toBeLessThan(8000);
+          const dump = await shared.dump();
+          expect(dump).toContain('GatehouseBroadcast');
+          expect(dump).not.toContain(secret);
+        }
+        await client.close();
+      } finally {
+        await stop();
+      }
+    }, 60_000);
+
+    it('relays an answer only for the session owner, answers 202 once taken, and 400 for a request nobody sent', async () => {
+      await connect('http');
+      await connect('http', 'mallory', MALLORY);
+      const admin = tokens['admin:http']!;
+      const mallory = tokens['mallory:http']!;
+      const initialize = {
+        ...INITIALIZE,
+        params: { ...INITIALIZE.params, capabilities: { sampling: {} } },
+      };
+      const id = (await mcp(direct(0, 'http'), admin, initialize)).sessionId!;
+      await mcp(direct(0, 'http'), admin, { jsonrpc: '2.0', method: 'notifications/initialized' }, id);
+      // The call on instance 0: its stream carries the upstream's sampling request, then (once answered) the result.
+      const call = await fetch(direct(0, 'http'), {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${admin}`,
+          accept: 'application/json, text/event-stream',
+          'content-type': 'application/json',
+          'mcp-protocol-version': '2025-06-18',
+          'mcp-session-id': id,
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 7,
+          method: 'tools/call',
+          params: { name: 'trigger-sampling-request', arguments: { prompt: 'raw' } },
+        }),
+      });
+      const reader = call.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let stream = '';
+      const next = async (pattern: RegExp) => {
+        while (!pattern.test(stream)) {
+          const { done, value } = await reader.read();
+          if (done) throw new Error(`the stream ended without ${pattern}:\n${stream}`);
+          stream += value;
+        }
+        return stream
+          .split('\n')
+          .filter((l) => l.startsWith('data:') && pattern.test(l))
+          .map((l) => JSON.parse(l.slice(5)));
+      };
+      const [asked] = await next(/sampling\/createMessage/);
+      const answer = {
+        jsonrpc: '2.0',
+        id: asked.id,
+        result: { model: 'raw-model', role: 'assistant', content: { type: 'text', text: 'answered on instance 1' } },
+      };
+      // Another user's token: the same 404 as takeover gives, and the pending request is not touched.
+      const stolen = await mcp(direct(1, 'http'), mallory, answer, id);
+      expect(stolen.status).toBe(404);
+      // An id nobody asked: a clear error within the bounded wait, never a hang.
+      const started = Date.now();
+      const unknown = await mcp(direct(1, 'http'), admin, { ...answer, id: 'nobody-asked' }, id);
+      expect(unknown.status).toBe(400);
+      expect((unknown.messages[0]!['error'] as { message: string }).message).toContain(
+        'no gateway instance awaits the answer to request "nobody-asked"',
+      );
+      expect(Date.now() - started).toBeLessThan(5000);
+      const notTaken = await logLines(
+        (l) => l['msg'] === 'mcp answer not taken by any instance' && l['session'] === id,
+        1,
+        [instances[1]!],
+      );
+      expect(notTaken.map((l) => l['ids'])).toEqual([['nobody-asked']]);
+      // Read whole before relaying, a body is still held to the transport's bound.
+      const huge = { ...answer, result: { ...answer.result, padding: 'p'.repeat(5 * 1024 * 1024) } };
+      expect((await mcp(direct(1, 'http'), admin, huge, id)).status).toBe(413);
+      // The owner's answer on instance 1: 202 once instance 0 took it, and the call there completes with it.
+      const relayed = await mcp(direct(1, 'http'), admin, answer, id);
+      expect(relayed.status).toBe(202);
+      const [result] = await next(/"id":7/);
+      expect(JSON.stringify(result)).toContain('answered on instance 1');
+      // Instance 1 only relayed: it opened no upstream session of its own for an answer.
+      expect(instances[1]!.logs().some((l) => l['msg'] === 'mcp session taken over' && l['session'] === id)).toBe(
+        false,
+      );
+      await reader.cancel();
+    }, 60_000);
 
     it('ends a session deleted through one instance on the other too', async () => {
       await connect('http');
@@ -263,6 +482,25 @@ describe.each(['redis', 'postgres'] as const)(
         if (status !== 200) await new Promise((r) => setTimeout(r, 250));
       }
       expect(status).toBe(200);
+    }, 60_000);
+
+    it('relays answers again once the store is back after an outage', async () => {
+      // The test before cut the store and gave it back: the subscriptions (a Redis connection of their own, a
+      // PostgreSQL LISTEN connection) were lost with it and must have been opened again.
+      const client = await answeringClient('http', { sampling: {} });
+      client.setRequestHandler('sampling/createMessage', async () => ({
+        model: 'test-model',
+        role: 'assistant',
+        content: { type: 'text', text: `${SAMPLED_ANSWER} after the outage` },
+      }));
+      const sampled = await client.callTool(
+        { name: 'trigger-sampling-request', arguments: { prompt: 'again' } },
+        { timeout: 15_000 },
+      );
+      expect(text(sampled.content)).toContain(`${SAMPLED_ANSWER} after the outage`);
+      const relayed = await logLines((l) => l['msg'] === 'mcp answer relayed' && l['session'] === sessionOf(client));
+      expect(relayed).toHaveLength(1);
+      await client.close();
     }, 60_000);
 
     it('goes on with a session on the other instance when the one that opened it stops', async () => {

@@ -318,3 +318,50 @@ describe('oidcAdapterFactory', () => {
     await factory.close();
   });
 });
+
+describe.each([
+  [
+    'redis',
+    (keys: string[], space: string) => redisOidcAdapter({ url: REDIS_URL, prefix: space, encryptionKeys: keys }),
+  ],
+  [
+    'postgres',
+    (keys: string[]) =>
+      postgresOidcAdapter({ url: POSTGRES_URL, table: pgTable, purgeIntervalMs: false, encryptionKeys: keys }),
+  ],
+] as const)('broadcast between instances sharing a %s store', (_name, make) => {
+  const space = `gatehouse-test:${uniqueId('broadcast')}:`;
+  // Two instances with the store's key, a third with another one.
+  const factories = [make(KEYS, space), make(KEYS, space), make([generateEncryptionKey()], space)];
+  afterAll(() => Promise.all(factories.map((f) => f.close())));
+
+  it('reaches every subscriber with the key, sealed, a value beyond 8000 bytes too; others hear nothing', async () => {
+    const heard: Array<Array<Record<string, unknown>>> = [[], [], []];
+    const topics = await Promise.all(factories.map((f, i) => f.broadcast!('test_topic', (v) => heard[i]!.push(v))));
+    const large = 'x'.repeat(20_000);
+    await topics[0]!.publish({ n: 1, large });
+    await topics[1]!.publish({ n: 2 });
+    for (let waited = 0; waited < 5000 && (heard[0]!.length < 2 || heard[1]!.length < 2); waited += 20) await sleep(20);
+    for (const instance of [0, 1]) {
+      expect(heard[instance]!.map((v) => v['n']).sort()).toEqual([1, 2]);
+      expect(heard[instance]!.find((v) => v['n'] === 1)?.['large']).toBe(large);
+    }
+    // Sealed with another key: the third instance opens none of it.
+    expect(heard[2]).toEqual([]);
+    await Promise.all(topics.map((t) => t.close()));
+    await topics[0]!.publish({ n: 3 }).catch(() => {});
+    await sleep(200);
+    expect(heard[1]!.map((v) => v['n'])).not.toContain(3);
+  });
+});
+
+it('memory and SQLite adapters have no broadcast (nobody else to tell)', async () => {
+  expect(memoryOidcAdapter().broadcast).toBeUndefined();
+  const sqlite = sqliteOidcAdapter({
+    path: `${dir.path}/no-broadcast.db`,
+    purgeIntervalMs: false,
+    encryptionKeys: KEYS,
+  });
+  expect(sqlite.broadcast).toBeUndefined();
+  await sqlite.close();
+});

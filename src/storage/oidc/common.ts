@@ -27,6 +27,36 @@ export interface OidcAdapterFactory {
    * does (`invalid_grant`). A rotated refresh token is redeemed and its successor stored in one commit.
    */
   upsertMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void>;
+  /**
+   * Subscribes to `topic` (letters, digits and `_`), which every instance sharing the store hears: Redis pub/sub on
+   * a connection of its own, PostgreSQL `LISTEN`/`NOTIFY`. Values cross the store sealed with the at-rest key,
+   * bound to the topic; one that does not open (another key, tampered) is dropped. Delivery is at most once and only
+   * to subscribers listening at the time: a caller that needs to know waits for an answer of its own. Present on
+   * Redis and PostgreSQL only (memory and SQLite have nobody to tell).
+   *
+   * @example
+   * ```ts
+   * const store = redisOidcAdapter({ url: 'redis://localhost:6379', encryptionKeys: [process.env.GATEHOUSE_STORE_KEY!] });
+   * const topic = await store.broadcast!('cache_flush', (value) => console.log('heard', value));
+   * await topic.publish({ reason: 'rotated' }); // every subscribed instance, this one too, hears { reason: 'rotated' }
+   * await topic.close();
+   * ```
+   */
+  broadcast?(topic: string, onmessage: (value: AdapterPayload) => void): Promise<Broadcast>;
+}
+
+/** A subscription to a store's topic, from {@link OidcAdapterFactory.broadcast}. */
+export interface Broadcast {
+  /** Sends `value` (JSON) to every subscriber of the topic; resolves once the store took it. */
+  publish(value: AdapterPayload): Promise<void>;
+  /** Stops listening (the connection it held is released). */
+  close(): Promise<void>;
+}
+
+/** Checks a topic name of {@link OidcAdapterFactory.broadcast}: it is part of a channel name. */
+export function checkTopic(topic: string): string {
+  if (!/^[A-Za-z0-9_]{1,32}$/.test(topic)) throw new TypeError(`invalid broadcast topic: ${JSON.stringify(topic)}`);
+  return topic;
 }
 
 /** The entry {@link OidcAdapterFactory.upsertMany} consumes before it writes: `adapter(model).consume(id)`. */

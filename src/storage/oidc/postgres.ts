@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Pool, PoolConfig } from 'pg';
 import { openPgPool, withAdvisoryLock, withSchemaLock } from '../postgres.js';
 import { sqlIdentifier } from '../sqlite.js';
@@ -6,7 +7,9 @@ import {
   type Adapter,
   type AdapterPayload,
   alreadyConsumed,
+  type Broadcast,
   type ConsumeEntry,
+  checkTopic,
   guarded,
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
@@ -312,5 +315,95 @@ export function postgresOidcAdapter(options: PostgresOidcAdapterOptions): OidcAd
       return changed;
     },
     upsertMany: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => backend.upsertMany(entries, consume),
+    broadcast: (topic: string, onmessage: (value: AdapterPayload) => void) =>
+      listen(backend, adapter, topic, onmessage),
   });
+}
+
+/** The model a broadcast value too large for `NOTIFY` is stored under, for {@link BROADCAST_STORED_SECONDS}. */
+export const BROADCAST_MODEL = 'GatehouseBroadcast';
+const BROADCAST_STORED_SECONDS = 60;
+/** PostgreSQL refuses a `NOTIFY` payload of 8000 bytes or more; sealed values up to this size are sent in it. */
+const NOTIFY_MAX_BYTES = 7900;
+
+/**
+ * A topic over `LISTEN`/`NOTIFY` on a connection of its own (the pool's settings), held while subscribed and opened
+ * again (every half second) when it drops; what is notified meanwhile is lost, as with any broadcast. A sealed value
+ * too large for a notification is stored (sealed, as any entry) for a minute and its key notified, itself sealed.
+ */
+async function listen(
+  backend: PostgresBackend,
+  adapter: (model: string) => Adapter,
+  topic: string,
+  onmessage: (value: AdapterPayload) => void,
+): Promise<Broadcast> {
+  const channel = `${backend.table}_broadcast_${checkTopic(topic)}`.slice(0, 63);
+  const pool = await backend.pool;
+  let closed = false;
+  let client: import('pg').Client | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  const heard = async (sealed: string) => {
+    const { id, payload } = backend.atRest.open(channel, sealed);
+    if (id === 'value') return onmessage(payload);
+    const stored = typeof payload['key'] === 'string' ? await adapter(BROADCAST_MODEL).find(payload['key']) : undefined;
+    if (stored) onmessage(stored);
+  };
+  const again = () => {
+    if (!closed) retry = setTimeout(() => void connect().catch(again), 500);
+  };
+  const connect = async (): Promise<void> => {
+    // A client of its own with the pool's settings, not one of the pool's: a pool.connect() after an outage may
+    // wait behind the pool's queue, and a held LISTEN connection would take a query connection away for good.
+    const Client = (pool as unknown as { Client: typeof import('pg').Client }).Client;
+    const connection = new Client(pool.options);
+    let released = false;
+    const drop = () => {
+      if (released) return;
+      released = true;
+      if (client === connection) client = undefined;
+      connection.end().catch(() => {});
+    };
+    const lost = () => {
+      if (released) return;
+      drop();
+      again();
+    };
+    connection.on('error', lost);
+    connection.on('end', lost);
+    connection.on('notification', (notification) => {
+      // Values that do not open (another at-rest key, tampered) are dropped, as are stored ones gone meanwhile.
+      if (notification.channel === channel && notification.payload) heard(notification.payload).catch(() => {});
+    });
+    try {
+      await connection.connect();
+      await connection.query(`LISTEN "${channel}"`);
+    } catch (error) {
+      drop();
+      throw error;
+    }
+    if (closed) drop();
+    else client = connection;
+  };
+  await connect();
+  const notify = (sealed: string) => backend.query('SELECT pg_notify($1, $2)', [channel, sealed]);
+  return {
+    publish: async (value) => {
+      const sealed = backend.atRest.seal(channel, 'value', value);
+      if (Buffer.byteLength(sealed) <= NOTIFY_MAX_BYTES) {
+        await notify(sealed);
+        return;
+      }
+      const key = randomUUID();
+      await adapter(BROADCAST_MODEL).upsert(key, value, BROADCAST_STORED_SECONDS);
+      await notify(backend.atRest.seal(channel, 'stored', { key }));
+    },
+    close: async () => {
+      closed = true;
+      clearTimeout(retry);
+      const connection = client;
+      client = undefined;
+      if (!connection) return;
+      await connection.end().catch(() => {});
+    },
+  };
 }

@@ -1,12 +1,15 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { StorageConfigError } from '../errors.js';
 import { connectRedis, escapeRedisGlob, type RedisClientLike } from '../redis.js';
 import { AtRest, type AtRestOptions, FORMAT_MARKER, type LegacyEntry } from './at-rest.js';
 import {
   type Adapter,
   type AdapterPayload,
   alreadyConsumed,
+  type Broadcast,
   type ConsumeEntry,
+  checkTopic,
   epochSeconds,
   GRANTABLE,
   guarded,
@@ -468,5 +471,34 @@ export function redisOidcAdapter(options: RedisOidcAdapterOptions): OidcAdapterF
       return changed;
     },
     upsertMany: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => backend.upsertMany(entries, consume),
+    broadcast: async (topic: string, onmessage: (value: AdapterPayload) => void): Promise<Broadcast> => {
+      const channel = `${backend.space}broadcast:${checkTopic(topic)}`;
+      const client = await backend.client;
+      if (!client.publish || !client.duplicate) {
+        throw new StorageConfigError('broadcasts need a node-redis client (publish and duplicate)');
+      }
+      // A subscribed connection can run no other command: a duplicate of the store's, which node-redis
+      // resubscribes after a reconnection.
+      const subscriber = client.duplicate();
+      subscriber.on('error', () => {});
+      await subscriber.connect();
+      await subscriber.subscribe(channel, (message) => {
+        let opened: AdapterPayload;
+        try {
+          opened = backend.atRest.open(channel, message).payload;
+        } catch {
+          return; // sealed with a key this instance does not have, or not a sealed value at all
+        }
+        onmessage(opened);
+      });
+      return {
+        publish: async (value) => {
+          await backend.call((c) => c.publish!(channel, backend.atRest.seal(channel, topic, value)));
+        },
+        close: async () => {
+          await (subscriber.close ?? subscriber.quit)?.call(subscriber);
+        },
+      };
+    },
   });
 }
