@@ -131,17 +131,21 @@ export interface ServeProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `gatehouse serve` exactly as the docs show, with a superuser and one resource, on a free port. */
+/**
+ * Starts `gatehouse serve` exactly as the docs show, with a superuser and one resource, on a free port; `bin` runs
+ * another build (the previous release, for rolling upgrades).
+ */
 export async function startServe(
   args: string[],
   env: Record<string, string>,
   timeoutMs = 20_000,
+  bin = BIN,
 ): Promise<ServeProcess> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('GATEHOUSE_')));
   const resource = args.includes('--resource') ? [] : ['--resource', `${RESOURCE}=mcp:tools`];
   const child = spawn(
     process.execPath,
-    [BIN, 'serve', '--port', '0', '--superuser', 'admin', ...resource, '--log-level', 'warn', ...args],
+    [bin, 'serve', '--port', '0', '--superuser', 'admin', ...resource, '--log-level', 'warn', ...args],
     { env: { ...base, GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD, ...env }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
@@ -197,4 +201,24 @@ export async function serveFailure(
   const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
   clearTimeout(killer);
   return { code, stderr, ms: Date.now() - started };
+}
+
+/** Deletes every key under `prefix` (a test's own) from the Redis at `url`. */
+export async function removeRedisPrefix(url: string, prefix: string): Promise<void> {
+  const { createClient } = await import('@redis/client');
+  const client = createClient({ url });
+  await client.connect();
+  for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 })) {
+    if (keys.length) await client.del(keys);
+  }
+  await client.close();
+}
+
+/** Drops a test's own table from the PostgreSQL database at `url`. */
+export async function dropPostgresTable(url: string, table: string): Promise<void> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query(`DROP TABLE IF EXISTS ${table}`);
+  await client.end();
 }
