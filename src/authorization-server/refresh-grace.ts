@@ -23,11 +23,17 @@ const GRACE_INFO = Buffer.from('refresh-grace-v1\x01', 'latin1');
 
 /** The store id and the sealing key of the grace answer kept for a rotated refresh token. */
 export function keyFor(token: string): { id: string; key: SealingKey } {
-  const id = createHash('sha256').update(token).digest('base64url');
-  const pseudorandomKey = createHmac('sha256', 'gatehouse').update(token).digest();
-  const key = sealingKey(new Uint8Array(createHmac('sha256', pseudorandomKey).update(GRACE_INFO).digest()));
-  return { id, key };
+  return { id: graceId(token), key: graceKey(token) };
 }
+
+/** The id of a grace answer's entry of its own (format level 2): SHA-256 of the token. */
+const graceId = (token: string): string => createHash('sha256').update(token).digest('base64url');
+
+/** The key a grace answer is sealed with (see GRACE_INFO). */
+const graceKey = (token: string): SealingKey => {
+  const pseudorandomKey = createHmac('sha256', 'gatehouse').update(token).digest();
+  return sealingKey(new Uint8Array(createHmac('sha256', pseudorandomKey).update(GRACE_INFO).digest()));
+};
 
 // The cached response holds a live token pair, so it is sealed with a key derived from the old refresh token: the
 // store alone (a database dump, even with the at-rest key) cannot read it, only a holder of the old token can.
@@ -155,7 +161,7 @@ export function withRefreshGrace(
         return payload;
       }
       // Format level 3: the answer came with the token, no second lookup. Else the entry of its own (level 2).
-      const inRow = Date.now() <= (consumed + graceSeconds) * 1000 ? answerWith(payload, keyFor(id).key) : undefined;
+      const inRow = Date.now() <= (consumed + graceSeconds) * 1000 ? answerWith(payload, graceKey(id)) : undefined;
       const body = inRow ? inRow.body : await keptResponse(adapter, graceSeconds, id, consumed);
       if (body !== undefined) throw new GraceHit(body);
       return payload;
@@ -217,8 +223,15 @@ export function installRefreshGrace(provider: Provider, adapter: BatchingAdapter
       }
       let answer: KeptAnswer | undefined;
       if (graceSeconds > 0 && typeof token === 'string' && ctx.oidc.entities['RotatedRefreshToken'] && ctx.body) {
-        const { id, key } = keyFor(token);
-        answer = { sealed: seal(key, ctx.body), expiresIn: Math.ceil(graceSeconds) + 5, legacyId: id };
+        const sealed = seal(graceKey(token), ctx.body);
+        // The entry id is needed only below format level 3: hashed when the store asks for it.
+        answer = {
+          sealed,
+          expiresIn: Math.ceil(graceSeconds) + 5,
+          get legacyId() {
+            return graceId(token);
+          },
+        };
       }
       let consume: ConsumeEntry | undefined;
       if (request.consumes !== undefined && (answer === undefined || request.consumes === token)) {
