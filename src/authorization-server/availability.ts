@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
 import { type Adapter, errors as oidcErrors } from 'oidc-provider';
 import { StoreUnavailableError } from '../storage/errors.js';
-import type { ConsumeEntry, UpsertEntry } from '../storage/oidc/common.js';
+import { answerEntry, type ConsumeEntry, type UpsertEntry } from '../storage/oidc/common.js';
 import { escapeHtml, PAGE_HEADERS, page } from './html.js';
 
 const DESCRIPTION = 'the authorization server cannot reach its store; retry shortly';
@@ -40,6 +40,7 @@ export type BatchingAdapterFactory = ((model: string) => Adapter) & {
 export function withStoreAvailability(
   adapter: ((model: string) => Adapter) & {
     upsertMany?: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => Promise<void>;
+    upgrade?: () => Promise<unknown>;
   },
 ): BatchingAdapterFactory {
   const guard =
@@ -50,6 +51,12 @@ export function withStoreAvailability(
       });
   const upsertMany = guard(async (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => {
     // A hand-made upsertMany of one parameter knows nothing of `consume`: it must not be skipped silently.
+    // A store without `upgrade` predates kept answers (`ConsumeEntry.answer`): it gets the answer as an entry of its own.
+    if (consume?.answer && !adapter.upgrade) {
+      const { answer, ...rest } = consume;
+      entries = [...entries, answerEntry(answer)];
+      consume = rest;
+    }
     if (adapter.upsertMany && (!consume || adapter.upsertMany.length >= 2)) {
       return adapter.upsertMany(entries, consume);
     }

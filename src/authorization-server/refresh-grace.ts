@@ -5,11 +5,17 @@ import Provider from 'oidc-provider';
 import * as refreshTokenGrant from 'oidc-provider/lib/actions/grants/refresh_token.js';
 import * as grantHelpers from 'oidc-provider/lib/helpers/grants.js';
 import { openValue, type SealingKey, sealingKey, sealValue } from '../storage/encrypted.js';
-import type { UpsertEntry } from '../storage/oidc/common.js';
+import {
+  answerEntry,
+  type ConsumeEntry,
+  GRACE_MODEL,
+  KEPT_ANSWER,
+  type KeptAnswer,
+  type UpsertEntry,
+} from '../storage/oidc/common.js';
 import type { BatchingAdapterFactory } from './availability.js';
 
-/** The model under which the response to a just-rotated refresh token is kept for the grace window. */
-export const GRACE_MODEL = 'GatehouseRefreshGrace';
+export { GRACE_MODEL };
 
 // HKDF-SHA256 (RFC 5869) of the token, salt `gatehouse`, info `refresh-grace-v1`, 32 bytes: one HMAC to extract and
 // one to expand (32 bytes is a single block), the same key `hkdfSync` derives at a third of its cost per refresh.
@@ -17,11 +23,17 @@ const GRACE_INFO = Buffer.from('refresh-grace-v1\x01', 'latin1');
 
 /** The store id and the sealing key of the grace answer kept for a rotated refresh token. */
 export function keyFor(token: string): { id: string; key: SealingKey } {
-  const id = createHash('sha256').update(token).digest('base64url');
-  const pseudorandomKey = createHmac('sha256', 'gatehouse').update(token).digest();
-  const key = sealingKey(new Uint8Array(createHmac('sha256', pseudorandomKey).update(GRACE_INFO).digest()));
-  return { id, key };
+  return { id: graceId(token), key: graceKey(token) };
 }
+
+/** The id of a grace answer's entry of its own (format level 2): SHA-256 of the token. */
+const graceId = (token: string): string => createHash('sha256').update(token).digest('base64url');
+
+/** The key a grace answer is sealed with (see GRACE_INFO). */
+const graceKey = (token: string): SealingKey => {
+  const pseudorandomKey = createHmac('sha256', 'gatehouse').update(token).digest();
+  return sealingKey(new Uint8Array(createHmac('sha256', pseudorandomKey).update(GRACE_INFO).digest()));
+};
 
 // The cached response holds a live token pair, so it is sealed with a key derived from the old refresh token: the
 // store alone (a database dump, even with the at-rest key) cannot read it, only a holder of the old token can.
@@ -64,12 +76,24 @@ function currentRefreshRequest(): RefreshRequest | undefined {
  */
 const DEFERRED = new Set(['RefreshToken', 'AccessToken']);
 
+/** The answer a `find` of a consumed refresh token brought along (format level 3), opened; undefined when none. */
+function answerWith(payload: unknown, secret: SealingKey): { body: unknown } | undefined {
+  const sealed = (payload as { [KEPT_ANSWER]?: string } | undefined)?.[KEPT_ANSWER];
+  if (typeof sealed !== 'string') return undefined;
+  try {
+    return { body: open(secret, sealed) };
+  } catch {
+    return { body: undefined };
+  }
+}
+
 /**
  * The response kept for a rotated token, waiting briefly for a concurrent request still writing it; undefined when
- * none comes within the window (then the token counts as reused).
+ * none comes within the window (then the token counts as reused). Looked for in both layouts: with the consumed
+ * token (format level 3), and in an entry of its own (level 2, what instances of the previous version write).
  */
 async function keptResponse(
-  store: Adapter,
+  adapter: (model: string) => Adapter,
   graceSeconds: number,
   token: string,
   consumedAt: number | undefined,
@@ -78,7 +102,12 @@ async function keptResponse(
   // Until the window closes (a loaded winner may take a while to answer), then the token counts as reused.
   const until = ((consumedAt ?? Date.now() / 1000) + graceSeconds) * 1000;
   while (Date.now() <= until) {
-    const entry = (await store.find(key)) as { sealed?: string } | undefined;
+    const [entry, consumed] = await Promise.all([
+      adapter(GRACE_MODEL).find(key) as Promise<{ sealed?: string } | undefined>,
+      adapter('RefreshToken').find(token),
+    ]);
+    const inRow = answerWith(consumed, secret);
+    if (inRow) return inRow.body;
     if (entry?.sealed) {
       try {
         return open(secret, entry.sealed);
@@ -121,7 +150,6 @@ export function withRefreshGrace(
     };
   };
   if (graceSeconds <= 0) return deferring;
-  const store = adapter(GRACE_MODEL);
   return (model: string) => {
     const inner = deferring(model);
     if (model !== 'RefreshToken') return inner;
@@ -132,7 +160,9 @@ export function withRefreshGrace(
       if (!context || !payload || typeof consumed !== 'number' || payload['clientId'] !== context.clientId) {
         return payload;
       }
-      const body = await keptResponse(store, graceSeconds, id, consumed);
+      // Format level 3: the answer came with the token, no second lookup. Else the entry of its own (level 2).
+      const inRow = Date.now() <= (consumed + graceSeconds) * 1000 ? answerWith(payload, graceKey(id)) : undefined;
+      const body = inRow ? inRow.body : await keptResponse(adapter, graceSeconds, id, consumed);
       if (body !== undefined) throw new GraceHit(body);
       return payload;
     };
@@ -191,16 +221,25 @@ export function installRefreshGrace(provider: Provider, adapter: BatchingAdapter
       } finally {
         refreshRequests.delete(ctx);
       }
+      let answer: KeptAnswer | undefined;
       if (graceSeconds > 0 && typeof token === 'string' && ctx.oidc.entities['RotatedRefreshToken'] && ctx.body) {
-        const { id, key } = keyFor(token);
-        request.writes.push({
-          model: GRACE_MODEL,
-          id,
-          payload: { sealed: seal(key, ctx.body) } as never,
+        const sealed = seal(graceKey(token), ctx.body);
+        // The entry id is needed only below format level 3: hashed when the store asks for it.
+        answer = {
+          sealed,
           expiresIn: Math.ceil(graceSeconds) + 5,
-        });
+          get legacyId() {
+            return graceId(token);
+          },
+        };
       }
-      const consume = request.consumes === undefined ? undefined : { model: 'RefreshToken', id: request.consumes };
+      let consume: ConsumeEntry | undefined;
+      if (request.consumes !== undefined && (answer === undefined || request.consumes === token)) {
+        // Kept with the token it answers for, by the same compare-and-set (the store picks the layout).
+        consume = { model: 'RefreshToken', id: request.consumes, ...(answer && { answer }) };
+      } else if (answer) {
+        request.writes.push(answerEntry(answer));
+      }
       try {
         await adapter.upsertMany(request.writes, consume);
       } catch (error) {
@@ -209,7 +248,7 @@ export function installRefreshGrace(provider: Provider, adapter: BatchingAdapter
         // across instances). What they issued themselves was never stored.
         const lostRace = (error as { error?: unknown }).error === 'invalid_grant';
         if (!lostRace || !consume || graceSeconds <= 0) throw error;
-        const body = await keptResponse(adapter(GRACE_MODEL), graceSeconds, consume.id, undefined);
+        const body = await keptResponse(adapter, graceSeconds, consume.id, undefined);
         if (body === undefined) throw error;
         ctx.body = body;
       }

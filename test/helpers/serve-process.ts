@@ -32,6 +32,7 @@ export function spawnServe(
   args: string[],
   env: Record<string, string | undefined> = {},
   timeoutMs = 30_000,
+  bin = BIN,
 ): Promise<SpawnedServe> {
   const merged: Record<string, string | undefined> = {};
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('GATEHOUSE_')) merged[key] = value;
@@ -39,7 +40,7 @@ export function spawnServe(
   const childEnv = Object.fromEntries(
     Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== undefined),
   );
-  const child = spawn(process.execPath, [BIN, 'serve', ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [bin, 'serve', ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   let stderr = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -8,6 +8,7 @@ import {
   redisOidcAdapter,
   sqliteOidcAdapter,
 } from '../../src/storage/index.js';
+import { GRACE_MODEL, KEPT_ANSWER } from '../../src/storage/oidc/common.js';
 import { openSqlite } from '../../src/storage/sqlite-driver.js';
 import { POSTGRES_URL, REDIS_URL, sleep, temporaryDirectory, uniqueId } from './helpers.js';
 
@@ -136,6 +137,31 @@ describe.each(backends)('oidc-provider adapter contract: %s', (_name, make) => {
       }),
     ).rejects.toMatchObject({ error: 'invalid_grant', error_detail: 'refresh token not found' });
     expect(await factory('AccessToken').find('rot-orphan')).toBeUndefined();
+  });
+
+  it('keeps an answer with the token its compare-and-set consumes, readable with it only while it lives', async () => {
+    const refresh = factory('RefreshToken');
+    await refresh.upsert('ans-old', { grantId: 'g-ans', jti: 'ans-old' } as never, 60);
+    const answer = { sealed: 'sealed-by-the-caller', expiresIn: 1, legacyId: 'ans-legacy' };
+    await factory.upsertMany([], { model: 'RefreshToken', id: 'ans-old', answer });
+    const found = await refresh.find('ans-old');
+    expect(typeof found?.consumed).toBe('number');
+    expect((found as { [KEPT_ANSWER]?: string })[KEPT_ANSWER]).toBe('sealed-by-the-caller');
+    // Invisible to oidc-provider, which copies and serialises payloads.
+    expect(JSON.stringify(found)).not.toContain('sealed-by-the-caller');
+    expect(Object.getOwnPropertySymbols({ ...found })).toEqual([]);
+    // A new store is at the current format level: no entry of its own (the previous layout).
+    expect(await factory(GRACE_MODEL).find('ans-legacy')).toBeUndefined();
+    // The loser of the compare-and-set keeps nothing.
+    await expect(
+      factory.upsertMany([], { model: 'RefreshToken', id: 'ans-old', answer: { ...answer, sealed: 'loser' } }),
+    ).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect(((await refresh.find('ans-old')) as { [KEPT_ANSWER]?: string })[KEPT_ANSWER]).toBe('sealed-by-the-caller');
+    await sleep(1200);
+    const later = await refresh.find('ans-old');
+    expect(typeof later?.consumed).toBe('number');
+    expect((later as { [KEPT_ANSWER]?: string })[KEPT_ANSWER]).toBeUndefined();
+    expect(await factory.upgrade()).toEqual({ from: 3, to: 3 });
   });
 
   it("a token's Grant reads as it is now, also when the token was read first (Redis reads both at once)", async () => {
@@ -316,6 +342,28 @@ describe('oidcAdapterFactory', () => {
     await sleep(1100);
     expect(await factory.purgeExpired()).toBe(1);
     await factory.close();
+  });
+
+  it('purgeExpired clears kept answers once they expire, not the consumed token (SQLite)', async () => {
+    const path = `${dir.path}/answers.db`;
+    const factory = sqliteOidcAdapter({ path, purgeIntervalMs: false, encryptionKeys: KEYS });
+    await factory('RefreshToken').upsert('kept', { grantId: 'g-kept' } as never, 60);
+    await factory('RefreshToken').upsert('kept-long', { grantId: 'g-kept' } as never, 60);
+    await factory.upsertMany([], {
+      model: 'RefreshToken',
+      id: 'kept',
+      answer: { sealed: 's', expiresIn: 1, legacyId: 'l' },
+    });
+    const long = { sealed: 's', expiresIn: 60, legacyId: 'l2' };
+    await factory.upsertMany([], { model: 'RefreshToken', id: 'kept-long', answer: long });
+    await sleep(1100);
+    expect(await factory.purgeExpired()).toBe(0);
+    await factory.close();
+    const db = await openSqlite(path);
+    const rows = db.prepare('SELECT answer, consumed_at FROM gatehouse_oidc WHERE consumed_at IS NOT NULL').all();
+    db.close();
+    expect(rows).toHaveLength(2);
+    expect(rows.filter((row) => (row as { answer: string | null }).answer !== null)).toHaveLength(1);
   });
 });
 

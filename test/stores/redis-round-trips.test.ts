@@ -42,9 +42,11 @@ it('a refresh costs three round trips (client, token with its grant and session,
   const inScripts = lines.filter((line) => line.includes('[0 lua]')).map((line) => /"(\w+)"/.exec(line)?.[1]);
   // The dynamically registered client, the token read with its Grant and session, the rotation written at once.
   expect(sent).toEqual(['EVALSHA', 'EVALSHA', 'EVALSHA']);
-  // Inside the scripts: 1 (client) + 4 (token, Grant, session index, session) + the write: consume (2), three
-  // entries (HSET + PEXPIRE each), the grant set read, extended and given its new lifetime once (3).
-  expect(inScripts).toHaveLength(1 + 4 + 2 + 6 + 3);
+  // Inside the scripts: 1 (client) + 4 (token, Grant, session index, session) + the write: consume (2) and the
+  // grace answer kept beside the consumed token (one SET: format level 3, a new store's), two entries (refresh and
+  // access token, HSET + PEXPIRE each), the grant set read, extended and given its new lifetime once (3).
+  expect(inScripts).toHaveLength(1 + 4 + 3 + 4 + 3);
+  expect(inScripts.filter((command) => command === 'SET')).toHaveLength(1);
   expect(inScripts.filter((command) => command === 'PTTL')).toHaveLength(1);
   expect(inScripts.filter((command) => command === 'SADD')).toHaveLength(1);
 });

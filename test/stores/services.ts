@@ -126,13 +126,22 @@ export async function startPrivatePostgres(): Promise<PrivateStore> {
 /** A running `gatehouse serve` process. */
 export type ServeProcess = SpawnedServe;
 
-/** Starts `gatehouse serve` exactly as the docs show, with a superuser and one resource, on a free port. */
-export function startServe(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<ServeProcess> {
+/**
+ * Starts `gatehouse serve` exactly as the docs show, with a superuser and one resource, on a free port; `bin` runs
+ * another build (the previous release, for rolling upgrades).
+ */
+export function startServe(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+  bin?: string,
+): Promise<ServeProcess> {
   const resource = args.includes('--resource') ? [] : ['--resource', `${RESOURCE}=mcp:tools`];
   return spawnServe(
     ['--port', '0', '--superuser', 'admin', ...resource, '--log-level', 'warn', ...args],
     { GATEHOUSE_SUPERUSER_PASSWORD: PASSWORD, ...env },
     timeoutMs,
+    bin,
   );
 }
 
@@ -156,4 +165,24 @@ export async function serveFailure(
   const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
   clearTimeout(killer);
   return { code, stderr, ms: Date.now() - started };
+}
+
+/** Deletes every key under `prefix` (a test's own) from the Redis at `url`. */
+export async function removeRedisPrefix(url: string, prefix: string): Promise<void> {
+  const { createClient } = await import('@redis/client');
+  const client = createClient({ url });
+  await client.connect();
+  for await (const keys of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 })) {
+    if (keys.length) await client.del(keys);
+  }
+  await client.close();
+}
+
+/** Drops a test's own table from the PostgreSQL database at `url`. */
+export async function dropPostgresTable(url: string, table: string): Promise<void> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query(`DROP TABLE IF EXISTS ${table}`);
+  await client.end();
 }

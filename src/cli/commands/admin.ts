@@ -20,6 +20,8 @@ data directory, $GATEHOUSE_DATA_DIR to change).
                                           old keys stay published until their last token expires. No restart.
   gatehouse admin store rekey             re-encrypt every entry with the first key of GATEHOUSE_STORE_KEY
                                           (after listing a new at-rest key first; see "Data at rest")
+  gatehouse admin store upgrade           raise the store's format to this version's, once every instance
+                                          sharing it runs this version (see "Upgrading"); idempotent
   gatehouse admin users hash              read a password on stdin, print a users-file hash
   gatehouse admin users list              upstream accounts (subject, email, linked upstreams)
   gatehouse admin users show SUBJECT      one account, with its upstream identities and claims
@@ -79,7 +81,7 @@ async function administer(args: string[]): Promise<number> {
     clients: ['list', 'revoke'],
     grants: ['list', 'revoke'],
     keys: ['list', 'rotate'],
-    store: ['rekey'],
+    store: ['rekey', 'upgrade'],
     users: ['hash', 'list', 'show', 'unlink'],
   };
   if (!what || !known[what])
@@ -168,6 +170,15 @@ async function administer(args: string[]): Promise<number> {
   admin.assertAdministrable(options);
   const store = await serve.openStore(storeUrl, dataDir);
   try {
+    if (what === 'store' && action === 'upgrade') {
+      const { from, to } = await store.upgrade();
+      const message =
+        from === to
+          ? `the store is already at format ${to}; nothing to do`
+          : `the store is now at format ${to} (was ${from}): instances of an earlier version must not use it any more`;
+      console.log(JSON.stringify({ format: to, previous: from, message }));
+      return 0;
+    }
     if (what === 'store') {
       console.log(JSON.stringify({ rekeyed: await store.rekey() }));
       return 0;

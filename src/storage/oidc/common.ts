@@ -43,6 +43,11 @@ export interface OidcAdapterFactory {
    * ```
    */
   broadcast?(topic: string, onmessage: (value: AdapterPayload) => void): Promise<Broadcast>;
+  /**
+   * Raises the store's format level to {@link FORMAT_LEVEL} (run once every instance sharing the store runs this
+   * version: `gatehouse admin store upgrade`); resolves to the level before and after. Idempotent.
+   */
+  upgrade(): Promise<{ from: number; to: number }>;
 }
 
 /** A subscription to a store's topic, from {@link OidcAdapterFactory.broadcast}. */
@@ -59,11 +64,99 @@ export function checkTopic(topic: string): string {
   return topic;
 }
 
+/**
+ * The store format this version writes once the store says so. Level 2: hashed keys, sealed payloads, a rotated
+ * refresh token's grace answer in an entry of its own ({@link GRACE_MODEL}). Level 3: that answer is kept with the
+ * consumed token itself, written by the compare-and-set that consumes it and read with the token. Instances of the
+ * previous version read only level 2, so a store stays there until `gatehouse admin store upgrade`.
+ */
+export const FORMAT_LEVEL = 3;
+
+/** The model of a grace answer's own entry (format level 2): payload `{ sealed }`, id {@link KeptAnswer.legacyId}. */
+export const GRACE_MODEL = 'GatehouseRefreshGrace';
+
+/**
+ * A payload read by `find` carries, under this (non-enumerable) key, the answer kept with the consumed entry while
+ * it lives (format level 3): the sealed text of {@link KeptAnswer.sealed}.
+ */
+export const KEPT_ANSWER: unique symbol = Symbol('gatehouse.keptAnswer');
+
+/** The response kept for a rotated refresh token during its grace window, sealed by the caller with its own key. */
+export interface KeptAnswer {
+  /** Sealed with a key derived from the consumed token: stored as is, not sealed again at rest. */
+  sealed: string;
+  /** Seconds it stays readable. */
+  expiresIn: number;
+  /** Its id as a {@link GRACE_MODEL} entry, where a store below level 3 writes it (and older instances read it). */
+  legacyId: string;
+}
+
 /** The entry {@link OidcAdapterFactory.upsertMany} consumes before it writes: `adapter(model).consume(id)`. */
 export interface ConsumeEntry {
   model: string;
   id: string;
+  /** The answer to keep with it, written by the same compare-and-set (or as its own entry below level 3). */
+  answer?: KeptAnswer;
 }
+
+/** The {@link GRACE_MODEL} entry holding `answer` in the format level 2 layout. */
+export function answerEntry(answer: KeptAnswer): UpsertEntry {
+  return {
+    model: GRACE_MODEL,
+    id: answer.legacyId,
+    payload: { sealed: answer.sealed } as never,
+    expiresIn: answer.expiresIn,
+  };
+}
+
+/** Attaches a kept answer to a payload read by `find` (see {@link KEPT_ANSWER}). */
+export function withKeptAnswer(payload: AdapterPayload, sealed: string | null | undefined): AdapterPayload {
+  if (typeof sealed === 'string') Object.defineProperty(payload, KEPT_ANSWER, { value: sealed, enumerable: false });
+  return payload;
+}
+
+/** The format level a store's marker payload records (level 2 wrote `{ format: 2 }`). */
+export function formatLevelOf(payload: unknown): number {
+  const level = (payload as { format?: unknown } | undefined)?.format;
+  return typeof level === 'number' ? level : 2;
+}
+
+/**
+ * A store's format level as this instance last read it. Other instances (or `gatehouse admin store upgrade`) may
+ * raise it at any time: it is read again, in the background, at most every {@link FORMAT_RECHECK_MS}, so running
+ * instances start writing the new layout within seconds. Writing the old layout a little longer is always safe.
+ */
+export class FormatLevel {
+  #level = 2;
+  #checkedAt = 0;
+  #checking = false;
+
+  constructor(readonly read: () => Promise<number>) {}
+
+  set(level: number): void {
+    this.#level = level;
+    this.#checkedAt = Date.now();
+  }
+
+  /** Whether the store is at {@link FORMAT_LEVEL}; starts a background re-read when the last one is old. */
+  current(): boolean {
+    if (this.#level < FORMAT_LEVEL && !this.#checking && Date.now() - this.#checkedAt > FORMAT_RECHECK_MS) {
+      this.#checking = true;
+      this.read()
+        .then((level) => this.set(level))
+        .catch(() => {
+          this.#checkedAt = Date.now();
+        })
+        .finally(() => {
+          this.#checking = false;
+        });
+    }
+    return this.#level >= FORMAT_LEVEL;
+  }
+}
+
+/** How often an instance below {@link FORMAT_LEVEL} reads its store's format marker again. */
+export const FORMAT_RECHECK_MS = 5000;
 
 /** One write of {@link OidcAdapterFactory.upsertMany}: the arguments of `adapter(model).upsert(id, payload, expiresIn)`. */
 export interface UpsertEntry {

@@ -4,11 +4,14 @@ import {
   alreadyConsumed,
   type ConsumeEntry,
   epochSeconds,
+  FORMAT_LEVEL,
   indexesOf,
+  type KeptAnswer,
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
   purgeTimer,
   type UpsertEntry,
+  withKeptAnswer,
 } from './common.js';
 
 interface Entry {
@@ -20,6 +23,9 @@ interface Entry {
   grantId?: string;
   uid?: string;
   userCode?: string;
+  /** The answer kept with this consumed entry (format level 3), until `answerExpiresAt`. */
+  answer?: string;
+  answerExpiresAt?: number;
 }
 
 /** Shared state of one in-memory backend. */
@@ -61,7 +67,7 @@ function payloadOf(entry: Entry | undefined): AdapterPayload | undefined {
   if (!entry) return undefined;
   const payload = JSON.parse(entry.json) as AdapterPayload;
   if (entry.consumed !== undefined) payload.consumed = entry.consumed;
-  return payload;
+  return withKeptAnswer(payload, (entry.answerExpiresAt ?? 0) > Date.now() ? entry.answer : undefined);
 }
 
 /**
@@ -92,6 +98,7 @@ export class MemoryOidcAdapter implements Adapter {
       id,
       json: JSON.stringify(payload),
       ...(consumed === undefined ? {} : { consumed }),
+      ...(previous?.answer !== undefined && { answer: previous.answer, answerExpiresAt: previous.answerExpiresAt }),
       ...(typeof expiresIn === 'number' ? { expiresAt: Date.now() + expiresIn * 1000 } : {}),
       ...indexesOf(this.model, payload),
     });
@@ -122,11 +129,15 @@ export class MemoryOidcAdapter implements Adapter {
   }
 
   /** Checks and marks with no await in between (atomic within the process); undefined when this call consumed it. */
-  consumeNow(id: string): 'consumed' | 'missing' | undefined {
+  consumeNow(id: string, answer?: KeptAnswer): 'consumed' | 'missing' | undefined {
     const entry = this.backend.live(this.#key(id));
     if (!entry) return 'missing';
     if (entry.consumed !== undefined) return 'consumed';
     entry.consumed = epochSeconds();
+    if (answer) {
+      entry.answer = answer.sealed;
+      entry.answerExpiresAt = Date.now() + answer.expiresIn * 1000;
+    }
     return undefined;
   }
 
@@ -168,9 +179,11 @@ export function memoryOidcAdapter(options: OidcAdapterCommonOptions = {}): OidcA
     },
     // Process memory is not at rest: nothing is sealed, nothing to re-seal.
     rekey: async () => 0,
+    // Nothing outlives the process: always the current layout.
+    upgrade: async () => ({ from: FORMAT_LEVEL, to: FORMAT_LEVEL }),
     // No await between the writes: no other request sees some of them without the rest.
     upsertMany: async (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => {
-      const lost = consume && new MemoryOidcAdapter(consume.model, backend).consumeNow(consume.id);
+      const lost = consume && new MemoryOidcAdapter(consume.model, backend).consumeNow(consume.id, consume.answer);
       if (lost) return alreadyConsumed(consume.model, lost);
       for (const { model, id, payload, expiresIn } of entries) {
         new MemoryOidcAdapter(model, backend).write(id, payload, expiresIn);

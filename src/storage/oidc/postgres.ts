@@ -7,15 +7,20 @@ import {
   type Adapter,
   type AdapterPayload,
   alreadyConsumed,
+  answerEntry,
   type Broadcast,
   type ConsumeEntry,
   checkTopic,
+  FORMAT_LEVEL,
+  FormatLevel,
+  formatLevelOf,
   guarded,
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
   purgeTimer,
   rewriteLegacy,
   type UpsertEntry,
+  withKeptAnswer,
 } from './common.js';
 
 /** Options of {@link postgresOidcAdapter}. Give `url` or `pool`. */
@@ -59,7 +64,10 @@ class PostgresBackend {
         CREATE INDEX IF NOT EXISTS ${table}_grant ON ${table} (grant_id) WHERE grant_id IS NOT NULL;
         CREATE INDEX IF NOT EXISTS ${table}_uid ON ${table} (model, uid) WHERE uid IS NOT NULL;
         CREATE INDEX IF NOT EXISTS ${table}_user_code ON ${table} (model, user_code) WHERE user_code IS NOT NULL;
-        CREATE INDEX IF NOT EXISTS ${table}_expires ON ${table} (expires_at) WHERE expires_at IS NOT NULL;`,
+        CREATE INDEX IF NOT EXISTS ${table}_expires ON ${table} (expires_at) WHERE expires_at IS NOT NULL;
+        ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS answer text;
+        ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS answer_expires_at timestamptz;
+        CREATE INDEX IF NOT EXISTS ${table}_answer ON ${table} (answer_expires_at) WHERE answer IS NOT NULL;`,
       );
       return pool;
     })();
@@ -75,6 +83,12 @@ class PostgresBackend {
   }
 
   async purge(): Promise<number> {
+    // Kept answers go when their window closes, not with the (long-lived) consumed token.
+    await this.query(
+      `UPDATE ${this.table} SET answer = NULL, answer_expires_at = NULL
+       WHERE answer IS NOT NULL AND answer_expires_at <= now()`,
+      [],
+    );
     return (await this.query(`DELETE FROM ${this.table} WHERE expires_at <= now()`, [])).rowCount ?? 0;
   }
 
@@ -84,6 +98,9 @@ class PostgresBackend {
    * and writes only if it did.
    */
   async upsertMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void> {
+    // Below format level 3 an answer is an entry of its own, where instances of the previous version look.
+    const answer = consume?.answer && this.level.current() ? consume.answer : undefined;
+    if (consume?.answer && !answer) entries = [...entries, answerEntry(consume.answer)];
     // One row per key (the last write wins, as sequential upserts would): a statement may not touch a row twice.
     const rows = new Map<string, unknown[]>();
     for (const { model, id, payload, expiresIn } of entries) {
@@ -121,7 +138,10 @@ class PostgresBackend {
     // The UPDATE's compare-and-set as in consume(); the INSERT sees its RETURNING rows and writes only after a win.
     const at = params.length;
     const key = this.atRest.lookup(consume.model, consume.id);
-    const consumed = `consumed AS (UPDATE ${t} SET consumed_at = now()
+    const kept = answer
+      ? `, answer = $${at + 3}, answer_expires_at = now() + $${at + 4}::float8 * interval '1 second'`
+      : '';
+    const consumed = `consumed AS (UPDATE ${t} SET consumed_at = now()${kept}
         WHERE model = $${at + 1} AND id = $${at + 2} AND consumed_at IS NULL AND ${LIVE} RETURNING 1)`;
     const written =
       rows.size === 0
@@ -129,7 +149,7 @@ class PostgresBackend {
         : `, written AS (${upsert(`SELECT * FROM (VALUES ${values.join(', ')}) AS v WHERE EXISTS (SELECT 1 FROM consumed)`)} RETURNING 1)`;
     const { rows: result } = await this.query<{ won: number }>(
       `WITH ${consumed}${written} SELECT (SELECT count(*) FROM consumed)::int AS won`,
-      [...params, consume.model, key],
+      [...params, consume.model, key, ...(answer ? [answer.sealed, answer.expiresIn] : [])],
     );
     if (result[0]?.won === 1) return;
     const { rows: live } = await this.query(`SELECT 1 FROM ${t} WHERE model = $1 AND id = $2 AND ${LIVE}`, [
@@ -137,6 +157,29 @@ class PostgresBackend {
       key,
     ]);
     return alreadyConsumed(consume.model, live.length > 0 ? 'consumed' : 'missing');
+  }
+
+  /** The store's format level, from its marker (read in the background now and then: see {@link FormatLevel}). */
+  readonly level = new FormatLevel(() => this.readLevel());
+
+  async readLevel(): Promise<number> {
+    const lookup = this.atRest.lookup(FORMAT_MARKER.model, FORMAT_MARKER.id);
+    const { rows } = await this.query<{ payload: string }>(
+      `SELECT payload #>> '{}' AS payload FROM ${this.table} WHERE model = $1 AND id = $2`,
+      [FORMAT_MARKER.model, lookup],
+    );
+    return rows[0] ? formatLevelOf(this.atRest.open(lookup, rows[0].payload).payload) : 2;
+  }
+
+  /** Raises the format marker to {@link FORMAT_LEVEL} (`gatehouse admin store upgrade`). */
+  async upgrade(adapter: (model: string) => Adapter): Promise<{ from: number; to: number }> {
+    const from = await this.readLevel();
+    if (from < FORMAT_LEVEL) {
+      await adapter(FORMAT_MARKER.model).upsert(FORMAT_MARKER.id, { format: FORMAT_LEVEL } as never);
+    }
+    const to = Math.max(from, FORMAT_LEVEL);
+    this.level.set(to);
+    return { from, to };
   }
 
   /** Migrates a table of the old clear layout once (under an advisory lock), then checks this instance's key. */
@@ -176,11 +219,13 @@ class PostgresBackend {
         );
         await rewriteLegacy(adapter, legacy);
         await client.query(`DELETE FROM ${this.table} WHERE ${LEGACY}`);
-        await adapter(FORMAT_MARKER.model).upsert(FORMAT_MARKER.id, { format: 2 } as never);
+        // A store this version creates (or brings from the 0.1 layout) starts at the current format level.
+        await adapter(FORMAT_MARKER.model).upsert(FORMAT_MARKER.id, { format: FORMAT_LEVEL } as never);
       });
       marker = await readMarker();
     }
     this.atRest.checkMarker('postgres', markerKey, marker!.payload);
+    this.level.set(formatLevelOf(this.atRest.open(markerKey, marker!.payload).payload));
   }
 }
 
@@ -188,6 +233,7 @@ interface Row {
   id: string;
   payload: string;
   consumed: number | null;
+  answer: string | null;
 }
 
 /** oidc-provider adapter over PostgreSQL (`pg`); any number of instances may share the table. */
@@ -215,7 +261,8 @@ export class PostgresOidcAdapter implements Adapter {
 
   async #findBy(column: 'id' | 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
     const { rows } = await this.backend.query<Row>(
-      `SELECT id, payload #>> '{}' AS payload, floor(extract(epoch FROM consumed_at))::float8 AS consumed
+      `SELECT id, payload #>> '{}' AS payload, floor(extract(epoch FROM consumed_at))::float8 AS consumed,
+         CASE WHEN answer_expires_at > now() THEN answer END AS answer
        FROM ${this.backend.table} WHERE model = $1 AND ${column} = $2 AND ${LIVE} LIMIT 1`,
       [this.model, value],
     );
@@ -223,7 +270,7 @@ export class PostgresOidcAdapter implements Adapter {
     if (!row) return undefined;
     const { payload } = this.backend.atRest.open(row.id, row.payload);
     if (row.consumed !== null) payload.consumed = row.consumed;
-    return payload;
+    return withKeptAnswer(payload, row.answer);
   }
 
   async consume(id: string): Promise<void> {
@@ -317,6 +364,10 @@ export function postgresOidcAdapter(options: PostgresOidcAdapterOptions): OidcAd
     upsertMany: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => backend.upsertMany(entries, consume),
     broadcast: (topic: string, onmessage: (value: AdapterPayload) => void) =>
       listen(backend, adapter, topic, onmessage),
+    upgrade: async () => {
+      await migrated;
+      return backend.upgrade(adapter);
+    },
   });
 }
 

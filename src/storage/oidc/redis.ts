@@ -7,10 +7,14 @@ import {
   type Adapter,
   type AdapterPayload,
   alreadyConsumed,
+  answerEntry,
   type Broadcast,
   type ConsumeEntry,
   checkTopic,
   epochSeconds,
+  FORMAT_LEVEL,
+  FormatLevel,
+  formatLevelOf,
   GRANTABLE,
   guarded,
   indexesOf,
@@ -19,6 +23,7 @@ import {
   PrefetchedEntries,
   rewriteLegacy,
   type UpsertEntry,
+  withKeptAnswer,
 } from './common.js';
 
 /** Options of {@link redisOidcAdapter}. Give `url` or a connected `client`. */
@@ -32,7 +37,10 @@ export interface RedisOidcAdapterOptions extends OidcAdapterCommonOptions, AtRes
 
 // Keys live under `<prefix>v2:` (the old clear layout used `<prefix>` directly): entries `e:<model>:<hash of id>`,
 // grant sets `g:<hash>`, session-uid and user-code indexes `u:<hash>` and `c:<model>:<hash>` (their value is the
-// entry's hash), and the format marker `format`.
+// entry's hash), the format marker `format`, and (format level 3) `a:<hash>`, the grace answer kept for the
+// consumed refresh token `e:RefreshToken:<hash>`: a string of its own only because Redis 7.0 cannot expire one
+// field of a hash, and the answer must go when its window closes, not with the long-lived consumed token. It is
+// written by the script that consumes the token and read by the one that reads it.
 //
 // Each entry is a hash: `payload` (sealed) and, once redeemed, `consumed`. Keeping `consumed` in its own field lets
 // Redis set it atomically (HSETNX) without decoding JSON in Lua.
@@ -41,6 +49,7 @@ export interface RedisOidcAdapterOptions extends OidcAdapterCommonOptions, AtRes
 // consuming one entry first when asked to (a rotation: the old refresh token is redeemed and its successor stored
 // by one script, so both happen or neither).
 // KEYS[1], ARGV[1]: the entry to consume ('' if none) and the consumed time
+// KEYS[2], ARGV[2], ARGV[3]: the answer to keep with it (format level 3; '' if none), its sealed text and ms to live
 // KEYS, six per entry after that: entry, grant set, uid key, user-code key ('' if none), and the Grant's entry and
 // the session's uid key this entry belongs to ('' if none)
 // ARGV, four per entry after that: payload, ttl ms ('' = none), entry hash (the index value), consumed ('' = none)
@@ -56,12 +65,13 @@ const UPSERT = `
 if KEYS[1] ~= '' then
   if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
   if redis.call('HSETNX', KEYS[1], 'consumed', ARGV[1]) == 0 then return 0 end
+  if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
 end
 local sets, setOrder = {}, {}
-for i = 0, (#KEYS - 1) / 6 - 1 do
-  local key, grantKey, uidKey, userCodeKey = KEYS[i * 6 + 2], KEYS[i * 6 + 3], KEYS[i * 6 + 4], KEYS[i * 6 + 5]
-  local grantEntry, sessionKey = KEYS[i * 6 + 6], KEYS[i * 6 + 7]
-  local payload, ttl, id, consumed = ARGV[i * 4 + 2], ARGV[i * 4 + 3], ARGV[i * 4 + 4], ARGV[i * 4 + 5]
+for i = 0, (#KEYS - 2) / 6 - 1 do
+  local key, grantKey, uidKey, userCodeKey = KEYS[i * 6 + 3], KEYS[i * 6 + 4], KEYS[i * 6 + 5], KEYS[i * 6 + 6]
+  local grantEntry, sessionKey = KEYS[i * 6 + 7], KEYS[i * 6 + 8]
+  local payload, ttl, id, consumed = ARGV[i * 4 + 4], ARGV[i * 4 + 5], ARGV[i * 4 + 6], ARGV[i * 4 + 7]
   local fields = {'payload', payload}
   if grantEntry ~= '' then fields[#fields + 1] = 'grant'; fields[#fields + 1] = grantEntry end
   if sessionKey ~= '' then fields[#fields + 1] = 'session'; fields[#fields + 1] = sessionKey end
@@ -115,12 +125,13 @@ return fields`;
 
 // A token and, when it names them, its Grant's entry and its session (same hash slot under a hash-tagged prefix):
 // oidc-provider's refresh grant reads all three, one round trip instead of four. ARGV[1]: the session entries' key
-// prefix. Returns payload, consumed, then grant key, payload, consumed, then session uid key, hash, payload,
-// consumed (false where there is none).
+// prefix. KEYS[2] (refresh tokens): where a consumed one's answer is kept. Returns payload, consumed, then grant
+// key, payload, consumed, then session uid key, hash, payload, consumed, then the kept answer (false where none).
 const FIND_WITH_GRANT = `
 local fields = redis.call('HMGET', KEYS[1], 'payload', 'consumed', 'grant', 'session')
-local out = {fields[1], fields[2], false, false, false, false, false, false, false}
+local out = {fields[1], fields[2], false, false, false, false, false, false, false, false}
 if not fields[1] then return out end
+if fields[2] and KEYS[2] then out[10] = redis.call('GET', KEYS[2]) end
 if fields[3] then
   local grant = redis.call('HMGET', fields[3], 'payload', 'consumed')
   out[3], out[4], out[5] = fields[3], grant[1], grant[2]
@@ -222,8 +233,16 @@ class RedisBackend {
   async upsertMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void> {
     if (entries.length === 0 && !consume) return;
     const changed: string[] = [];
-    const keys = [consume ? this.entryKey(consume.model, this.atRest.lookup(consume.model, consume.id)) : ''];
-    const args = [consume ? String(epochSeconds()) : ''];
+    const consumed = consume && this.atRest.lookup(consume.model, consume.id);
+    // Below format level 3 an answer is an entry of its own, where instances of the previous version look.
+    const answer = consume?.answer && this.level.current() ? consume.answer : undefined;
+    if (consume?.answer && !answer) entries = [...entries, answerEntry(consume.answer)];
+    const keys = [consume ? this.entryKey(consume.model, consumed!) : '', answer ? this.answerKey(consumed!) : ''];
+    const args = [
+      consume ? String(epochSeconds()) : '',
+      answer?.sealed ?? '',
+      answer ? String(Math.max(1, Math.ceil(answer.expiresIn * 1000))) : '',
+    ];
     for (const { model, id, payload, expiresIn } of entries) {
       const [entryKeys, entryArgs] = this.upsertArguments(model, id, payload, expiresIn);
       if (model === 'Grant') changed.push(entryKeys[0]!);
@@ -246,6 +265,33 @@ class RedisBackend {
 
   entryKey(model: string, lookup: string): string {
     return `${this.space}e:${model}:${lookup}`;
+  }
+
+  /** Where the answer kept for the consumed refresh token of this lookup lives (format level 3). */
+  answerKey(lookup: string): string {
+    return `${this.space}a:${lookup}`;
+  }
+
+  /** The store's format level, from its marker (read in the background now and then: see {@link FormatLevel}). */
+  readonly level = new FormatLevel(() => this.readLevel());
+
+  async readLevel(): Promise<number> {
+    const marker = await (await this.client).get(`${this.space}format`);
+    if (typeof marker !== 'string') return 2;
+    return formatLevelOf(this.atRest.open(this.atRest.lookup(FORMAT_MARKER.model, FORMAT_MARKER.id), marker).payload);
+  }
+
+  /** Raises the format marker to {@link FORMAT_LEVEL} (`gatehouse admin store upgrade`). */
+  async upgrade(): Promise<{ from: number; to: number }> {
+    const from = await this.readLevel();
+    if (from < FORMAT_LEVEL) {
+      const lookup = this.atRest.lookup(FORMAT_MARKER.model, FORMAT_MARKER.id);
+      const marker = this.atRest.seal(lookup, FORMAT_MARKER.id, { format: FORMAT_LEVEL } as never);
+      await (await this.client).set(`${this.space}format`, marker);
+    }
+    const to = Math.max(from, FORMAT_LEVEL);
+    this.level.set(to);
+    return { from, to };
   }
 
   /** Every key matching `pattern` (a glob, already escaped). */
@@ -298,7 +344,9 @@ class RedisBackend {
           }
           await rewriteLegacy(adapter, entries);
           for (let i = 0; i < legacyKeys.length; i += 500) await client.del(legacyKeys.slice(i, i + 500));
-          await client.set(markerKey, this.atRest.seal(markerLookup, FORMAT_MARKER.id, { format: 2 } as never));
+          // A store this version creates (or brings from the 0.1 layout) starts at the current format level.
+          const current = { format: FORMAT_LEVEL } as never;
+          await client.set(markerKey, this.atRest.seal(markerLookup, FORMAT_MARKER.id, current));
         } finally {
           await client.del(lock);
         }
@@ -312,6 +360,7 @@ class RedisBackend {
     }
     if (typeof marker !== 'string') throw new Error(`the redis store at ${this.prefix} was not migrated in time`);
     this.atRest.checkMarker('redis', markerLookup, marker);
+    this.level.set(formatLevelOf(this.atRest.open(markerLookup, marker).payload));
   }
 }
 
@@ -345,11 +394,12 @@ export class RedisOidcAdapter implements Adapter {
       const [sealed, consumed] = (await backend.eval(FIND, [key], [])) as [string | null, string | null];
       return typeof sealed === 'string' ? this.#opened(lookup, sealed, consumed) : undefined;
     }
-    const found = (await backend.eval(FIND_WITH_GRANT, [key], [backend.entryKey('Session', '')])) as Array<
+    const keys = this.model === 'RefreshToken' ? [key, backend.answerKey(lookup)] : [key];
+    const found = (await backend.eval(FIND_WITH_GRANT, keys, [backend.entryKey('Session', '')])) as Array<
       string | null
     >;
     const [sealed, consumed, grantKey, grantSealed, grantConsumed] = found;
-    const [sessionKey, sessionLookup, sessionSealed, sessionConsumed] = found.slice(5);
+    const [sessionKey, sessionLookup, sessionSealed, sessionConsumed, answer] = found.slice(5);
     if (typeof sealed !== 'string') return undefined;
     if (typeof grantKey === 'string' && typeof grantSealed === 'string') {
       backend.prefetched.put(grantKey, { sealed: grantSealed, consumed: grantConsumed ?? null });
@@ -357,7 +407,7 @@ export class RedisOidcAdapter implements Adapter {
     if (typeof sessionKey === 'string' && typeof sessionLookup === 'string' && typeof sessionSealed === 'string') {
       backend.prefetched.put(sessionKey, { sealed: sessionSealed, consumed: sessionConsumed ?? null }, sessionLookup);
     }
-    return this.#opened(lookup, sealed, consumed ?? null);
+    return withKeptAnswer(this.#opened(lookup, sealed, consumed ?? null), answer);
   }
 
   #opened(lookup: string, sealed: string, consumed: string | null): AdapterPayload {
@@ -499,6 +549,10 @@ export function redisOidcAdapter(options: RedisOidcAdapterOptions): OidcAdapterF
           await (subscriber.close ?? subscriber.quit)?.call(subscriber);
         },
       };
+    },
+    upgrade: async () => {
+      await migrated;
+      return backend.upgrade();
     },
   });
 }

@@ -12,14 +12,20 @@ import {
   type Adapter,
   type AdapterPayload,
   alreadyConsumed,
+  answerEntry,
   type ConsumeEntry,
   epochSeconds,
+  FORMAT_LEVEL,
+  FormatLevel,
+  formatLevelOf,
   GRANTABLE,
+  type KeptAnswer,
   type OidcAdapterCommonOptions,
   type OidcAdapterFactory,
   PrefetchedEntries,
   purgeTimer,
   type UpsertEntry,
+  withKeptAnswer,
 } from './common.js';
 
 /** Options of {@link sqliteOidcAdapter}. */
@@ -53,7 +59,9 @@ const schema = (table: string): string => `CREATE TABLE IF NOT EXISTS ${table} (
     expires_at INTEGER,
     consumed_at INTEGER,
     grant_key TEXT,
-    session_uid TEXT
+    session_uid TEXT,
+    answer TEXT,
+    answer_expires_at INTEGER
   );
   CREATE UNIQUE INDEX IF NOT EXISTS ${table}_key ON ${table} (model, id);
   CREATE INDEX IF NOT EXISTS ${table}_grant ON ${table} (grant_id) WHERE grant_id IS NOT NULL;
@@ -73,10 +81,19 @@ const COLUMNS = 'model, id, payload, grant_id, uid, user_code, expires_at, consu
 const LINK_COLUMNS = ['grant_key', 'session_uid'] as const;
 
 /**
+ * Columns of format level 3: the grace answer kept with a consumed refresh token (sealed by the caller with a key
+ * derived from that token) and until when (ms). Added by `migrate()`; an index of the answers still held lets the
+ * purge clear them once their window closes, as the entries of their own expired before.
+ */
+const ANSWER_COLUMNS = { answer: 'TEXT', answer_expires_at: 'INTEGER' } as const;
+const ANSWER_INDEX = (table: string) =>
+  `CREATE INDEX IF NOT EXISTS ${table}_answer ON ${table} (answer_expires_at) WHERE answer IS NOT NULL`;
+
+/**
  * A token with, when its row names them, its Grant and its session: oidc-provider's refresh grant (and code grant,
  * introspection) reads those right after the token. One statement, one read transaction, instead of three.
  */
-const FIND_WITH_GRANT = (table: string) => `SELECT t.id, t.payload, t.consumed_at,
+const FIND_WITH_GRANT = (table: string) => `SELECT t.id, t.payload, t.consumed_at, t.answer, t.answer_expires_at,
     g.id AS grant_row, g.payload AS grant_payload, g.consumed_at AS grant_consumed,
     t.session_uid, s.id AS session_row, s.payload AS session_payload, s.consumed_at AS session_consumed
   FROM ${table} t
@@ -86,6 +103,8 @@ const FIND_WITH_GRANT = (table: string) => `SELECT t.id, t.payload, t.consumed_a
 
 interface RowWithGrant extends Row {
   id: string;
+  answer: string | null;
+  answer_expires_at: number | null;
   grant_row: string | null;
   grant_payload: string | null;
   grant_consumed: number | null;
@@ -215,9 +234,12 @@ class SqliteBackend {
    */
   async writeMany(entries: readonly UpsertEntry[], consume?: ConsumeEntry): Promise<void> {
     if (!consume && entries.length === 0) return;
+    // Below format level 3 an answer is an entry of its own, where instances of the previous version look.
+    const answer = consume?.answer && this.level.current() ? consume.answer : undefined;
+    if (consume?.answer && !answer) entries = [...entries, answerEntry(consume.answer)];
     const rows = entries.map(({ model, id, payload, expiresIn }) => this.row(model, id, payload, expiresIn));
     const lost = await this.commit((db) => {
-      const lost = consume ? this.consumeIn(db, consume.model, consume.id) : undefined;
+      const lost = consume ? this.consumeIn(db, consume.model, consume.id, answer) : undefined;
       if (!lost) for (const row of rows) this.put(db, row);
       return lost;
     });
@@ -228,12 +250,18 @@ class SqliteBackend {
    * Compare-and-set of `consumed_at`: only the first UPDATE finds it NULL; SQLite serialises writers across
    * processes. Undefined when this call consumed the entry, else why it could not.
    */
-  consumeIn(db: SqliteDatabase, model: string, id: string): 'consumed' | 'missing' | undefined {
+  consumeIn(db: SqliteDatabase, model: string, id: string, answer?: KeptAnswer): 'consumed' | 'missing' | undefined {
     const key = this.atRest.lookup(model, id);
-    const { changes } = this.prepared(
-      db,
-      `UPDATE ${this.table} SET consumed_at = ? WHERE model = ? AND id = ? AND consumed_at IS NULL AND ${LIVE}`,
-    ).run(epochSeconds(), model, key, Date.now());
+    const { changes } = answer
+      ? this.prepared(
+          db,
+          `UPDATE ${this.table} SET consumed_at = ?, answer = ?, answer_expires_at = ?
+           WHERE model = ? AND id = ? AND consumed_at IS NULL AND ${LIVE}`,
+        ).run(epochSeconds(), answer.sealed, Date.now() + answer.expiresIn * 1000, model, key, Date.now())
+      : this.prepared(
+          db,
+          `UPDATE ${this.table} SET consumed_at = ? WHERE model = ? AND id = ? AND consumed_at IS NULL AND ${LIVE}`,
+        ).run(epochSeconds(), model, key, Date.now());
     if (Number(changes) === 1) return undefined;
     const exists = this.prepared(db, `SELECT 1 FROM ${this.table} WHERE model = ? AND id = ? AND ${LIVE}`).get(
       model,
@@ -244,9 +272,45 @@ class SqliteBackend {
   }
 
   purge(): Promise<number> {
-    return this.commit((db) =>
-      Number(this.prepared(db, `DELETE FROM ${this.table} WHERE expires_at <= ?`).run(Date.now()).changes),
-    );
+    return this.commit((db) => {
+      const now = Date.now();
+      // Kept answers go when their window closes, not with the (long-lived) consumed token.
+      this.prepared(
+        db,
+        `UPDATE ${this.table} SET answer = NULL, answer_expires_at = NULL
+         WHERE answer IS NOT NULL AND answer_expires_at <= ?`,
+      ).run(now);
+      return Number(this.prepared(db, `DELETE FROM ${this.table} WHERE expires_at <= ?`).run(now).changes);
+    });
+  }
+
+  /** The store's format level, from its marker (read in the background now and then: see {@link FormatLevel}). */
+  readonly level = new FormatLevel(async () => this.readLevel(await this.#db));
+
+  readLevel(db: SqliteDatabase): number {
+    const key = this.atRest.lookup(FORMAT_MARKER.model, FORMAT_MARKER.id);
+    const row = db
+      .prepare(`SELECT payload FROM ${this.table} WHERE model = ? AND id = ?`)
+      .get(FORMAT_MARKER.model, key) as { payload: string } | undefined;
+    return row ? formatLevelOf(this.atRest.open(key, row.payload).payload) : 2;
+  }
+
+  /** Raises the format marker to {@link FORMAT_LEVEL} (`gatehouse admin store upgrade`). */
+  async upgrade(): Promise<{ from: number; to: number }> {
+    const db = await this.#db;
+    db.exec('BEGIN IMMEDIATE');
+    let from: number;
+    try {
+      from = this.readLevel(db);
+      if (from < FORMAT_LEVEL) this.write(db, FORMAT_MARKER.model, FORMAT_MARKER.id, { format: FORMAT_LEVEL } as never);
+      db.exec('COMMIT');
+    } catch (error) {
+      db.exec('ROLLBACK');
+      throw error;
+    }
+    const to = Math.max(from, FORMAT_LEVEL);
+    this.level.set(to);
+    return { from, to };
   }
 
   /**
@@ -285,6 +349,11 @@ class SqliteBackend {
       for (const column of LINK_COLUMNS) {
         if (!columns.has(column)) db.exec(`ALTER TABLE ${this.table} ADD COLUMN ${column} TEXT`);
       }
+      // Instances of the previous version name their columns: they neither see nor mind these.
+      for (const [column, type] of Object.entries(ANSWER_COLUMNS)) {
+        if (!columns.has(column)) db.exec(`ALTER TABLE ${this.table} ADD COLUMN ${column} ${type}`);
+      }
+      db.exec(ANSWER_INDEX(this.table));
       if (!readMarker()) {
         const now = Date.now();
         const rows = db
@@ -304,7 +373,8 @@ class SqliteBackend {
           this.write(db, row.model, row.id, payload, expiresIn);
         }
         db.prepare(`DELETE FROM ${this.table} WHERE ${LEGACY}`).run();
-        this.write(db, FORMAT_MARKER.model, FORMAT_MARKER.id, { format: 2 } as never);
+        // A store this version creates (or brings from the 0.1 layout) starts at the current format level.
+        this.write(db, FORMAT_MARKER.model, FORMAT_MARKER.id, { format: FORMAT_LEVEL } as never);
         rewrote = rows.length;
       }
       db.exec('COMMIT');
@@ -318,6 +388,7 @@ class SqliteBackend {
       db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
     }
     this.atRest.checkMarker('sqlite', markerKey, readMarker()!.payload);
+    this.level.set(this.readLevel(db));
   }
 }
 
@@ -353,7 +424,8 @@ export class SqliteOidcAdapter implements Adapter {
       const session = { payload: row.session_payload, consumed_at: row.session_consumed };
       backend.prefetched.put(row.session_uid, session, row.session_row);
     }
-    return this.#opened(row.id, row);
+    const live = row.answer !== null && row.answer_expires_at !== null && row.answer_expires_at > now;
+    return withKeptAnswer(this.#opened(row.id, row), live ? row.answer : null);
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
@@ -471,5 +543,9 @@ export function sqliteOidcAdapter(options: SqliteOidcAdapterOptions): OidcAdapte
       return changed;
     },
     upsertMany: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => backend.writeMany(entries, consume),
+    upgrade: async () => {
+      await migrated;
+      return backend.upgrade();
+    },
   });
 }
