@@ -208,7 +208,9 @@ export function openValue(keys: readonly SealingKey[], name: string, sealed: unk
     throw new DecryptionError(`The value of "${name}" is not an encrypted value.`);
   }
   const [header, , iv, ciphertext, tag] = parts as [string, string, string, string, string];
-  const ordered = [...keys.filter((k) => k.kid === kid), ...keys.filter((k) => k.kid !== kid)];
+  // Mostly one key (an authorization server opens several values per token request): no reordering to do.
+  const ordered =
+    keys.length === 1 ? keys : [...keys.filter((k) => k.kid === kid), ...keys.filter((k) => k.kid !== kid)];
   let lastError: unknown;
   for (const candidate of ordered) {
     try {
@@ -216,7 +218,8 @@ export function openValue(keys: readonly SealingKey[], name: string, sealed: unk
       const decipher = createDecipheriv('aes-256-gcm', ready.secret, Buffer.from(iv, B64));
       decipher.setAAD(header === ready.header ? ready.aad : Buffer.from(header, 'ascii'));
       decipher.setAuthTag(Buffer.from(tag, B64));
-      const plaintext = Buffer.concat([decipher.update(Buffer.from(ciphertext, B64)), decipher.final()]);
+      const plaintext = decipher.update(Buffer.from(ciphertext, B64));
+      decipher.final(); // AES-GCM gives no more bytes here; it checks the tag (throws when it does not match)
       const envelope = JSON.parse(plaintext.toString('utf8')) as { k?: unknown; v?: unknown };
       if (envelope.k !== name) {
         throw new DecryptionError(`The value stored under "${name}" was written for another key.`);
