@@ -4,7 +4,7 @@ import type { Adapter, KoaContextWithOIDC } from 'oidc-provider';
 import Provider from 'oidc-provider';
 import * as refreshTokenGrant from 'oidc-provider/lib/actions/grants/refresh_token.js';
 import * as grantHelpers from 'oidc-provider/lib/helpers/grants.js';
-import { openValue, type SealingKey, sealingKey, sealValue } from '../storage/encrypted.js';
+import { openValue, type SealingKey, sealingKey, sealValueOnce } from '../storage/encrypted.js';
 import {
   answerEntry,
   type ConsumeEntry,
@@ -36,8 +36,9 @@ const graceKey = (token: string): SealingKey => {
 };
 
 // The cached response holds a live token pair, so it is sealed with a key derived from the old refresh token: the
-// store alone (a database dump, even with the at-rest key) cannot read it, only a holder of the old token can.
-const seal = (key: SealingKey, value: unknown): string => sealValue(key, 'refresh-grace', value);
+// store alone (a database dump, even with the at-rest key) cannot read it, only a holder of the old token can. Each
+// such key seals one value (see sealValueOnce).
+const seal = (key: SealingKey, value: unknown): string => sealValueOnce(key, 'refresh-grace', value);
 const open = (key: SealingKey, sealed: string): unknown => openValue([key], 'refresh-grace', sealed);
 
 /** Thrown from inside the refresh grant when a grace-window response is found: carries the response body. */

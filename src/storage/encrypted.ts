@@ -111,12 +111,16 @@ const prepared = new WeakMap<SealingKey, Prepared>();
 function preparedFor(key: SealingKey): Prepared {
   let ready = prepared.get(key);
   if (!ready) {
-    const header = Buffer.from(JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid: key.kid })).toString('base64url');
+    const header = headerFor(key);
     ready = { secret: createSecretKey(key.bytes), header, aad: Buffer.from(header, 'ascii') };
     prepared.set(key, ready);
   }
   return ready;
 }
+
+/** The JWE protected header of values sealed with `key`, base64url-encoded (also their additional data). */
+const headerFor = (key: SealingKey): string =>
+  Buffer.from(JSON.stringify({ alg: 'dir', enc: 'A256GCM', kid: key.kid })).toString('base64url');
 
 function resolvedKey(bytes: Uint8Array): SealingKey {
   // A short fingerprint in the header picks the right key without trial decryption; it reveals nothing usable.
@@ -154,6 +158,19 @@ function freshNonce(): Buffer {
 
 export function sealValue(key: SealingKey, name: string, value: unknown): string {
   const { secret, header, aad } = preparedFor(key);
+  return sealed(secret, header, aad, name, value);
+}
+
+/**
+ * {@link sealValue} with a key used for this one value (a key derived from a token): the same format, without
+ * building a KeyObject and remembering it, which costs more than the sealing when the key never comes back.
+ */
+export function sealValueOnce(key: SealingKey, name: string, value: unknown): string {
+  const header = headerFor(key);
+  return sealed(key.bytes, header, Buffer.from(header, 'ascii'), name, value);
+}
+
+function sealed(secret: KeyObject | Uint8Array, header: string, aad: Buffer, name: string, value: unknown): string {
   const iv = freshNonce();
   const cipher = createCipheriv('aes-256-gcm', secret, iv);
   cipher.setAAD(aad);
@@ -191,7 +208,9 @@ export function openValue(keys: readonly SealingKey[], name: string, sealed: unk
     throw new DecryptionError(`The value of "${name}" is not an encrypted value.`);
   }
   const [header, , iv, ciphertext, tag] = parts as [string, string, string, string, string];
-  const ordered = [...keys.filter((k) => k.kid === kid), ...keys.filter((k) => k.kid !== kid)];
+  // Mostly one key (an authorization server opens several values per token request): no reordering to do.
+  const ordered =
+    keys.length === 1 ? keys : [...keys.filter((k) => k.kid === kid), ...keys.filter((k) => k.kid !== kid)];
   let lastError: unknown;
   for (const candidate of ordered) {
     try {
@@ -199,7 +218,8 @@ export function openValue(keys: readonly SealingKey[], name: string, sealed: unk
       const decipher = createDecipheriv('aes-256-gcm', ready.secret, Buffer.from(iv, B64));
       decipher.setAAD(header === ready.header ? ready.aad : Buffer.from(header, 'ascii'));
       decipher.setAuthTag(Buffer.from(tag, B64));
-      const plaintext = Buffer.concat([decipher.update(Buffer.from(ciphertext, B64)), decipher.final()]);
+      const plaintext = decipher.update(Buffer.from(ciphertext, B64));
+      decipher.final(); // AES-GCM gives no more bytes here; it checks the tag (throws when it does not match)
       const envelope = JSON.parse(plaintext.toString('utf8')) as { k?: unknown; v?: unknown };
       if (envelope.k !== name) {
         throw new DecryptionError(`The value stored under "${name}" was written for another key.`);
