@@ -215,7 +215,8 @@ export function openValue(keys: readonly SealingKey[], name: string, sealed: unk
   for (const candidate of ordered) {
     try {
       const ready = preparedFor(candidate);
-      const decipher = createDecipheriv('aes-256-gcm', ready.secret, Buffer.from(iv, B64));
+      // authTagLength: without it Node accepts a tag cut to its first 4 bytes, which a store writer could forge.
+      const decipher = createDecipheriv('aes-256-gcm', ready.secret, Buffer.from(iv, B64), { authTagLength: 16 });
       decipher.setAAD(header === ready.header ? ready.aad : Buffer.from(header, 'ascii'));
       decipher.setAuthTag(Buffer.from(tag, B64));
       const plaintext = decipher.update(Buffer.from(ciphertext, B64));
