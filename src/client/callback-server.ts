@@ -1,6 +1,6 @@
-import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { constantTimeEqual } from '../oauth/constant-time.js';
 import { AuthenticationError, CallbackTimeoutError } from './errors.js';
 
 /** What arrived at the callback: the full redirect URL (`code`, `state`, `iss`, or `error`). */
@@ -41,13 +41,6 @@ const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '
 /** Escapes text for HTML element content and quoted attributes. */
 export function escapeHtml(value: string): string {
   return value.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]!);
-}
-
-function constantTimeEqual(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  // Compare equal-length buffers even on a length mismatch, so timing says nothing about the length either.
-  return timingSafeEqual(left.length === right.length ? left : right, right) && left.length === right.length;
 }
 
 /** The pages the user sees in the browser. Every value that came from the URL is escaped. */

@@ -1,4 +1,4 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   AuthorizationServerMismatchError,
   auth,
@@ -22,6 +22,7 @@ import {
   selectResourceURL,
   withDpopFromProvider,
 } from '@modelcontextprotocol/client';
+import { constantTimeEqual } from '../oauth/constant-time.js';
 import { DEVICE_CODE_GRANT_TYPE } from '../oauth/device.js';
 import { protectedResourceMetadataUrls } from '../oauth/discovery.js';
 import { GatehouseError } from '../oauth/errors.js';
@@ -191,12 +192,6 @@ const offersDeviceFlow = (discovery: Discovery | undefined): boolean =>
   typeof (discovery?.authorizationServerMetadata as { device_authorization_endpoint?: unknown } | undefined)
     ?.device_authorization_endpoint === 'string';
 type ServerRecord = TokenRecord & { discovery?: Discovery };
-
-function constantTimeEqual(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
-}
 
 function scopeString(scopes: string | string[] | undefined): string | undefined {
   const text = Array.isArray(scopes) ? scopes.join(' ') : scopes;

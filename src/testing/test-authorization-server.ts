@@ -1,4 +1,4 @@
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import {
   type CryptoKey,
   decodeJwt,
@@ -10,6 +10,7 @@ import {
   jwtVerify,
   SignJWT,
 } from 'jose';
+import { constantTimeEqual } from '../oauth/constant-time.js';
 import { OAuthProtocolError } from '../oauth/errors.js';
 import type { AuthorizationServerMetadata } from '../oauth/metadata.js';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../oauth/token-exchange.js';
@@ -122,13 +123,6 @@ async function newKey(): Promise<SigningKey> {
   return { privateKey, publicJwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' }, kid };
 }
 
-/** Constant-time comparison of secrets of any length. */
-function secretsEqual(a: string, b: string): boolean {
-  const ha = createHash('sha256').update(a).digest();
-  const hb = createHash('sha256').update(b).digest();
-  return timingSafeEqual(ha, hb);
-}
-
 function json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), {
     status,
@@ -215,7 +209,7 @@ export async function startTestAuthorizationServer(
       const id = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
       const secret = decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' '));
       const client = clients.get(id);
-      if (!client?.clientSecret || !secretsEqual(secret, client.clientSecret))
+      if (!client?.clientSecret || !constantTimeEqual(secret, client.clientSecret))
         throw invalid('client authentication failed');
       return client;
     }
@@ -247,7 +241,7 @@ export async function startTestAuthorizationServer(
     const id = form.get('client_id');
     const secret = form.get('client_secret');
     const client = id ? clients.get(id) : undefined;
-    if (!client?.clientSecret || secret === null || !secretsEqual(secret, client.clientSecret)) {
+    if (!client?.clientSecret || secret === null || !constantTimeEqual(secret, client.clientSecret)) {
       throw invalid('client authentication failed');
     }
     return client;

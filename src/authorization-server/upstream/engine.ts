@@ -1,6 +1,7 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createRemoteJWKSet, customFetch, type JWTPayload, jwtVerify } from 'jose';
 import type { Logger } from 'pino';
+import { constantTimeEqual } from '../../oauth/constant-time.js';
 import { canonicalResourceUri } from '../../oauth/resource-uri.js';
 import { TOKEN_TYPE } from '../../oauth/token-exchange.js';
 import { type EncryptedStoreOptions, encryptedStore } from '../../storage/encrypted.js';
@@ -148,10 +149,6 @@ export interface UpstreamIdentity {
 
 const sha256 = (value: string) => createHash('sha256').update(value).digest();
 
-function sameSecret(a: string, b: string): boolean {
-  return timingSafeEqual(sha256(a), sha256(b));
-}
-
 const USER_ERRORS: Record<string, string> = {
   access_denied: 'You declined the request at {name}, so you are not signed in.',
   temporarily_unavailable: '{name} is temporarily unavailable. Try again in a moment.',
@@ -297,7 +294,7 @@ export function createUpstreamIdentity(options: UpstreamIdentityOptions): Upstre
     if (Array.isArray(payload.aud) && payload.aud.length > 1 && payload['azp'] !== provider.clientId) {
       throw invalid('names several audiences but another authorized party');
     }
-    if (typeof payload['nonce'] !== 'string' || !sameSecret(payload['nonce'], nonce)) {
+    if (typeof payload['nonce'] !== 'string' || !constantTimeEqual(payload['nonce'], nonce)) {
       throw new UpstreamError({
         error: 'access_denied',
         reason: 'nonce_mismatch',
@@ -409,7 +406,7 @@ export function createUpstreamIdentity(options: UpstreamIdentityOptions): Upstre
       const provider = providerOf(pending.upstream);
       const state = params.get('state') ?? '';
       // Constant time, and bound to this interaction: a callback for another browser's login is refused.
-      if (!sameSecret(state, pending.state) || pending.interactionUid !== interactionUid) {
+      if (!constantTimeEqual(state, pending.state) || pending.interactionUid !== interactionUid) {
         logger?.warn({ upstream: provider.name }, 'upstream callback refused: state does not match');
         throw new UpstreamError({
           error: 'access_denied',
