@@ -24,7 +24,8 @@ export class AuthenticationError extends GatehouseError {
 export class DiscoveryError extends AuthenticationError {
   /**
    * `code`: `ERR_DISCOVERY`, or what {@link explainLoginFailure} found: `ERR_NOT_MCP_SERVER` (the URL does not
-   * speak MCP), `ERR_AUTHORIZATION_SERVER_URL` (it is the authorization server's), `ERR_NO_RESOURCE_METADATA`.
+   * speak MCP), `ERR_AUTHORIZATION_SERVER_URL` (it is the authorization server's), `ERR_NO_RESOURCE_METADATA`; and
+   * `ERR_PKCE_UNSUPPORTED` when the authorization server's metadata does not list `S256` (checked before registering).
    */
   constructor(message: string, options: { code?: string; hint?: string; cause?: unknown } = {}) {
     super(message, { ...options, code: options.code ?? 'ERR_DISCOVERY' });

@@ -7,6 +7,7 @@ import {
   type OAuthClientInformationMixed,
   type OAuthClientMetadata,
   type OAuthClientProvider,
+  OAuthError,
   type OAuthServerInfo,
   requestJwtAuthorizationGrant,
   type StoredOAuthTokens,
@@ -259,8 +260,9 @@ export class MachineAuth implements OAuthClientProvider {
       });
       await this.saveTokens({ ...tokens, issuer });
     } catch (error) {
+      const code = error instanceof OAuthError ? ` (${error.code})` : '';
       throw new AuthenticationError(
-        `The authorization server refused the ${this.isJwtBearer ? 'JWT-bearer' : 'client credentials'} token request: ${
+        `The authorization server refused the ${this.isJwtBearer ? 'JWT-bearer' : 'client credentials'} token request${code}: ${
           error instanceof Error ? error.message : String(error)
         }`,
         {

@@ -185,6 +185,28 @@ export interface AuthorizeOptions {
 
 type Discovery = OAuthDiscoveryState;
 
+/**
+ * MCP: a client must see `S256` in `code_challenge_methods_supported` (an absent list included) before it goes on.
+ * Checked before registration, so a refused server is left no orphan client. Without any metadata (the 2025-03-26
+ * fallback endpoints) there is nothing to check, and the authorization request itself carries S256.
+ */
+function assertPkceS256(discovery: Discovery): void {
+  const metadata = discovery.authorizationServerMetadata;
+  if (!metadata) return;
+  const methods = metadata.code_challenge_methods_supported;
+  if (methods?.includes('S256')) return;
+  const issuer = metadata.issuer ?? String(discovery.authorizationServerUrl);
+  throw new DiscoveryError(
+    `The authorization server ${issuer} does not support PKCE S256: code_challenge_methods_supported ${
+      methods ? `lists only ${methods.join(', ') || '(nothing)'}` : 'is missing from its metadata'
+    }`,
+    {
+      code: 'ERR_PKCE_UNSUPPORTED',
+      hint: 'MCP requires PKCE with S256; ask the operator to advertise "code_challenge_methods_supported": ["S256"].',
+    },
+  );
+}
+
 /** Thrown out of the browser step when the browser failed to open and a device login can take over. */
 class BrowserUnavailable extends Error {}
 
@@ -311,7 +333,8 @@ function oauthErrorText(body: string): string {
  */
 function worthDiagnosing(error: unknown): boolean {
   if (error instanceof AuthorizationDeniedError) return error.error !== 'access_denied';
-  if (error instanceof RegistrationError || error instanceof DiscoveryError) return true;
+  if (error instanceof DiscoveryError) return error.code !== 'ERR_PKCE_UNSUPPORTED'; // the cause is known
+  if (error instanceof RegistrationError) return true;
   if (error instanceof GatehouseError) return false;
   return true;
 }
@@ -764,7 +787,7 @@ export class OAuth implements OAuthClientProvider {
     const outcome = await this.locked(async (): Promise<AuthorizeOutcome> => {
       if (options.rejectedToken) {
         // The server refused a token: its authorization server may have changed (SEP-2352), so discover again.
-        await this.updateRecord((current) => (current?.discovery ? { ...current, discovery: undefined } : current));
+        await this.forgetDiscovery();
       }
       const record = await this.load(true);
       const tokens = record?.tokens;
@@ -853,6 +876,13 @@ export class OAuth implements OAuthClientProvider {
           return await this.loginWithDevice(options.serverUrl, discovery, scope);
         }
       }
+      try {
+        assertPkceS256(await this.currentDiscovery(options.serverUrl, options.resourceMetadataUrl));
+      } catch (error) {
+        // Not kept: once the operator fixes the metadata, the next login must see it.
+        await this.forgetDiscovery();
+        throw error;
+      }
       if (!this.options.login && !this.options.pasteBack) await this.startServer();
       try {
         const result = await auth(this, {
@@ -881,6 +911,10 @@ export class OAuth implements OAuthClientProvider {
       this.server = undefined;
       await server?.close();
     }
+  }
+
+  private async forgetDiscovery(): Promise<void> {
+    await this.updateRecord((current) => (current?.discovery ? { ...current, discovery: undefined } : current));
   }
 
   /** The stored discovery of this server's authorization server, or a fresh one (then stored). */

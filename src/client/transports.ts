@@ -12,6 +12,7 @@ import {
   type Transport,
 } from '@modelcontextprotocol/client';
 import { GatehouseError } from '../oauth/errors.js';
+import { MachineAuth } from './machine.js';
 import { clientFetch } from './network.js';
 import { OAuth, type WrapFetchHooks } from './oauth.js';
 import type { ClientAuth, ResolvedSource } from './source.js';
@@ -60,6 +61,9 @@ export function httpAuthFor(
     // refreshes it, logs in on 401 and steps up on 403 insufficient_scope.
     return { fetch: oauth.forServer(serverUrl).wrapFetch(clientFetch, hooks) };
   }
+  // MachineAuth's own fetch gets the token: its `fetch` option, token cache and typed errors apply (handed to the SDK
+  // as a provider, the SDK's auth() would send its token requests through clientFetch and throw its own errors).
+  if (auth instanceof MachineAuth) return { fetch: auth.wrapFetch(clientFetch) };
   if (typeof auth === 'string') {
     const token = auth.replace(/^Bearer\s+/i, '');
     return { authProvider: { token: async () => token }, fetch: clientFetch };

@@ -1,4 +1,5 @@
 import type { Pool, PoolConfig } from 'pg';
+import { guarded, STORE_DEADLINE_MS } from './oidc/common.js';
 import { sqlIdentifier } from './sqlite.js';
 import {
   brand,
@@ -21,6 +22,12 @@ export interface PostgresStoreOptions {
   pool?: Pool;
   /** Extra `pg` pool settings. */
   poolConfig?: PoolConfig;
+  /**
+   * How long one operation (connecting and creating the table included) may take before it fails with
+   * `StoreUnavailableError`, in ms. Default 1500: an unreachable or stalled database fails a login or a request
+   * instead of hanging it.
+   */
+  deadlineMs?: number;
 }
 
 /** Opens a `pg` pool, loading the driver lazily. */
@@ -72,7 +79,9 @@ export async function withSchemaLock(pool: Pool, name: string, sql: string): Pro
 
 /**
  * A key-value store in PostgreSQL (through `pg`, installed separately). Values are `jsonb`; expiry uses the
- * database clock, so instances with skewed clocks agree; expired rows are hidden on read and purged on write.
+ * database clock, so instances with skewed clocks agree; expired rows are hidden on read and purged on write. Every
+ * operation has a deadline (`deadlineMs`, 1.5 s): a database that is down, unreachable or stalled rejects with
+ * `StoreUnavailableError`.
  *
  * Leases ({@link LeaseStore}) are rows of the table `<table>_lease`: taking one inserts the row, or
  * takes over an expired one, in a single `INSERT … ON CONFLICT … DO UPDATE … WHERE expires_at <= now()`; giving it
@@ -124,52 +133,63 @@ export function postgresStore(
     });
     return opened;
   };
+  // Each statement (and the connection and schema it waits for) under the deadline: an outage is an error, never
+  // a hang.
+  const deadlineMs = options.deadlineMs ?? STORE_DEADLINE_MS;
+  const run = async <T>(statement: (p: Pool) => Promise<T>): Promise<T> => {
+    // Loading the driver is not an outage: it is done before the clock starts.
+    if (ownsPool) await loadOptional('pg', 'PostgreSQL', () => import('pg'));
+    return guarded('postgres', pool().then(statement), deadlineMs);
+  };
 
   return brand<GatehouseStore & LeaseStore>({
     kind: 'postgres',
     async get(key) {
-      const { rows } = await (await pool()).query<{ value: string }>(
-        `SELECT value::text AS value FROM ${table} WHERE namespace = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())`,
-        [namespace, key],
+      const { rows } = await run((p) =>
+        p.query<{ value: string }>(
+          `SELECT value::text AS value FROM ${table} WHERE namespace = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())`,
+          [namespace, key],
+        ),
       );
       return rows[0] === undefined ? undefined : JSON.parse(rows[0].value);
     },
     async set(key, value, ttlMs) {
-      const p = await pool();
-      await p.query(
-        `INSERT INTO ${table} (namespace, key, value, expires_at)
-         VALUES ($1, $2, $3::jsonb, CASE WHEN $4::float8 IS NULL THEN NULL ELSE now() + $4::float8 * interval '1 millisecond' END)
-         ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
-        [namespace, key, toJson(value), isTtl(ttlMs) ? ttlMs : null],
+      await run((p) =>
+        p.query(
+          `INSERT INTO ${table} (namespace, key, value, expires_at)
+           VALUES ($1, $2, $3::jsonb, CASE WHEN $4::float8 IS NULL THEN NULL ELSE now() + $4::float8 * interval '1 millisecond' END)
+           ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
+          [namespace, key, toJson(value), isTtl(ttlMs) ? ttlMs : null],
+        ),
       );
-      if (++writes % 256 === 0) await p.query(`DELETE FROM ${table} WHERE expires_at <= now()`);
+      if (++writes % 256 === 0) await run((p) => p.query(`DELETE FROM ${table} WHERE expires_at <= now()`));
     },
     async delete(key) {
-      const result = await (await pool()).query(`DELETE FROM ${table} WHERE namespace = $1 AND key = $2`, [
-        namespace,
-        key,
-      ]);
+      const result = await run((p) =>
+        p.query(`DELETE FROM ${table} WHERE namespace = $1 AND key = $2`, [namespace, key]),
+      );
       return (result.rowCount ?? 0) > 0;
     },
     async clear() {
-      await (await pool()).query(`DELETE FROM ${table} WHERE namespace = $1`, [namespace]);
+      await run((p) => p.query(`DELETE FROM ${table} WHERE namespace = $1`, [namespace]));
     },
     async acquireLease(key, ttlMs, owner) {
       const ms = leaseTtl(ttlMs);
       // One statement: a concurrent taker waits on the row and then sees it unexpired, so only one wins.
-      const { rowCount } = await (await pool()).query(
-        `INSERT INTO ${leaseTable} (namespace, key, owner, expires_at)
+      const { rowCount } = await run((p) =>
+        p.query(
+          `INSERT INTO ${leaseTable} (namespace, key, owner, expires_at)
          VALUES ($1, $2, $3, now() + $4::float8 * interval '1 millisecond')
          ON CONFLICT (namespace, key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
          WHERE ${leaseTable}.expires_at <= now()`,
-        [namespace, key, owner, ms],
+          [namespace, key, owner, ms],
+        ),
       );
       return (rowCount ?? 0) > 0;
     },
     async releaseLease(key, owner) {
-      const { rowCount } = await (await pool()).query(
-        `DELETE FROM ${leaseTable} WHERE namespace = $1 AND key = $2 AND owner = $3`,
-        [namespace, key, owner],
+      const { rowCount } = await run((p) =>
+        p.query(`DELETE FROM ${leaseTable} WHERE namespace = $1 AND key = $2 AND owner = $3`, [namespace, key, owner]),
       );
       return (rowCount ?? 0) > 0;
     },

@@ -1,3 +1,4 @@
+import { guarded, STORE_DEADLINE_MS } from './oidc/common.js';
 import {
   brand,
   checkNamespace,
@@ -46,6 +47,11 @@ export interface RedisStoreOptions {
   namespace?: string;
   /** Use this connected client instead of opening one (it is then not closed by `close()`). */
   client?: RedisClientLike;
+  /**
+   * How long one operation (connecting included) may take before it fails with `StoreUnavailableError`, in ms.
+   * Default 1500: a stalled or unreachable Redis fails a login or a request instead of hanging it.
+   */
+  deadlineMs?: number;
 }
 
 /**
@@ -83,7 +89,8 @@ const RELEASE_LEASE =
 
 /**
  * A key-value store in Redis (through `@redis/client`, installed separately). TTLs are Redis's own (`PX`), so
- * expired keys vanish without a sweeper; `clear()` removes only this namespace's keys.
+ * expired keys vanish without a sweeper; `clear()` removes only this namespace's keys. Every operation has a
+ * deadline (`deadlineMs`, 1.5 s): a Redis that is down, unreachable or stalled rejects with `StoreUnavailableError`.
  *
  * Leases ({@link LeaseStore}) are keys `<prefix>lease:<namespace>:<key>` set with `SET NX PX` and released by a
  * compare-and-delete script, so they expire on the Redis clock.
@@ -107,35 +114,42 @@ export function redisStore(url: string, options: RedisStoreOptions = {}): Gateho
     });
     return opened;
   };
+  // Each command (and the connection it waits for) under the deadline: an outage is an error, never a hang.
+  const deadlineMs = options.deadlineMs ?? STORE_DEADLINE_MS;
+  const run = async <T>(command: (c: RedisClientLike) => Promise<T>): Promise<T> => {
+    // Loading the driver is not an outage: it is done before the clock starts.
+    if (!options.client) await loadOptional('@redis/client', 'Redis', () => import('@redis/client'));
+    return guarded('redis', client().then(command), deadlineMs);
+  };
 
   return brand<GatehouseStore & LeaseStore>({
     kind: 'redis',
     async get(key) {
-      const raw = await (await client()).get(prefix + key);
+      const raw = await run((c) => c.get(prefix + key));
       return typeof raw === 'string' ? JSON.parse(raw) : undefined;
     },
     async set(key, value, ttlMs) {
       const json = toJson(value);
-      await (await client()).set(prefix + key, json, isTtl(ttlMs) ? { PX: Math.ceil(ttlMs) } : undefined);
+      await run((c) => c.set(prefix + key, json, isTtl(ttlMs) ? { PX: Math.ceil(ttlMs) } : undefined));
     },
     async delete(key) {
-      return Number(await (await client()).del(prefix + key)) > 0;
+      return Number(await run((c) => c.del(prefix + key))) > 0;
     },
     async clear() {
-      const c = await client();
       let cursor = '0';
       do {
-        const page = await c.scan(cursor, { MATCH: `${escapeRedisGlob(prefix)}*`, COUNT: 500 });
+        const from = cursor;
+        const page = await run((c) => c.scan(from, { MATCH: `${escapeRedisGlob(prefix)}*`, COUNT: 500 }));
         cursor = String(page.cursor);
-        if (page.keys.length > 0) await c.del(page.keys);
+        if (page.keys.length > 0) await run((c) => c.del(page.keys));
       } while (cursor !== '0');
     },
     async acquireLease(key, ttlMs, owner) {
-      const answer = await (await client()).set(leasePrefix + key, owner, { NX: true, PX: leaseTtl(ttlMs) });
+      const answer = await run((c) => c.set(leasePrefix + key, owner, { NX: true, PX: leaseTtl(ttlMs) }));
       return answer === 'OK';
     },
     async releaseLease(key, owner) {
-      const deleted = await (await client()).eval(RELEASE_LEASE, { keys: [leasePrefix + key], arguments: [owner] });
+      const deleted = await run((c) => c.eval(RELEASE_LEASE, { keys: [leasePrefix + key], arguments: [owner] }));
       return Number(deleted) > 0;
     },
     async close() {

@@ -6,11 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import { MachineAuth } from '../../src/client/machine.js';
 import { ID_JAG_JWT_TYPE, ID_JAG_TOKEN_TYPE, JWT_BEARER_GRANT_TYPE } from '../../src/oauth/jwt-bearer.js';
-import { jwtVerifier } from '../../src/server/jwt-verifier.js';
-import { protect } from '../../src/server/protect.js';
 import { type ServeProcess, startServeProcess } from '../helpers/serve-process.js';
-import { type Slot, startSlot } from '../helpers/serve-stack.js';
-import { whoamiMcp } from '../server/helpers.js';
+import { type Slot, serveWhoami, startSlot } from '../helpers/serve-stack.js';
 
 // Enterprise-managed authorization (SEP-990) against `gatehouse serve`: an organisation's IdP issues an identity
 // assertion authorization grant (ID-JAG) for the user's agent, and Gatehouse turns it into an audience-bound token.
@@ -101,14 +98,7 @@ describe('enterprise-managed authorization: ID-JAG at gatehouse serve', () => {
         ],
       },
     );
-    mcp.set(
-      protect(whoamiMcp(), {
-        resource: mcp.mcpUrl,
-        authorizationServers: [as.url],
-        verifier: jwtVerifier({ issuer: as.url }),
-        requiredScopes: ['mcp:tools'],
-      }),
-    );
+    serveWhoami(mcp, as.url);
   }, 60_000);
 
   afterAll(async () => {

@@ -5,11 +5,8 @@
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, MachineAuth } from '../../src/client/index.js';
-import { jwtVerifier } from '../../src/server/jwt-verifier.js';
-import { protect } from '../../src/server/protect.js';
 import { type ServeProcess, startServeProcess } from '../helpers/serve-process.js';
-import { type Slot, startSlot } from '../helpers/serve-stack.js';
-import { whoamiMcp } from '../server/helpers.js';
+import { type Slot, serveWhoami, startSlot } from '../helpers/serve-stack.js';
 
 const JOB = {
   client_id: 'nightly-job',
@@ -25,15 +22,7 @@ let mcp: Slot;
 beforeAll(async () => {
   mcp = await startSlot();
   as = await startServeProcess(['--resource', `${mcp.mcpUrl}=mcp:tools,dpop=required`], { clients: [JOB] });
-  mcp.set(
-    protect(whoamiMcp(), {
-      resource: mcp.mcpUrl,
-      authorizationServers: [as.url],
-      verifier: jwtVerifier({ issuer: as.url }),
-      requiredScopes: ['mcp:tools'],
-      dpop: { required: true, nonce: true },
-    }),
-  );
+  serveWhoami(mcp, as.url, { dpop: { required: true, nonce: true } });
 }, 60_000);
 afterAll(async () => {
   await Promise.all([as?.close(), mcp?.close()]);

@@ -116,18 +116,46 @@ describe('a token goes only to the server it was issued for', () => {
       IssuerMismatchError,
     );
   });
-  it('authorization-server metadata without S256 PKCE: DiscoveryError before any authorization request', async () => {
+  // MCP: no S256 in code_challenge_methods_supported (or no list at all) and the client must not go on; checked
+  // before registering, so the refused server is left no orphan registration.
+  for (const [name, methods] of [
+    ['listing only plain', ['plain']],
+    ['without code_challenge_methods_supported', undefined],
+  ] as const) {
+    it(`authorization-server metadata ${name}: ERR_PKCE_UNSUPPORTED through Client, no registration, nothing sent`, async () => {
+      const metadata = await (await fetch(`${stack.issuer}/.well-known/oauth-authorization-server`)).json();
+      const from = stack.asRequests.length;
+      front = {
+        as: serving('/.well-known/', () => ({ ...metadata, code_challenge_methods_supported: methods })),
+      };
+      let error: unknown;
+      try {
+        const oauth = new OAuth({ login, tokenStorage: new Map(), lockDirectory: locks.path });
+        await using client = new Client(stack.mcpUrl, { auth: oauth });
+        error = await client.callTool('whoami').catch((e: unknown) => e);
+      } finally {
+        front = {};
+      }
+      const sent = stack.asRequests.slice(from);
+      expect(sent.some((r) => r.startsWith('GET /.well-known/'))).toBe(true);
+      expect(sent.filter((r) => !r.startsWith('GET /.well-known/'))).toEqual([]); // no /reg, /auth, /token
+      expect(error).toBeInstanceOf(DiscoveryError);
+      expect(error).toMatchObject({ code: 'ERR_PKCE_UNSUPPORTED' });
+      expect((error as Error).message).toContain(stack.issuer);
+      expect((error as Error).message).toMatch(methods ? /lists only plain/ : /missing/);
+    });
+  }
+
+  it('a refusal for want of S256 is not cached: once the metadata lists it, the same OAuth logs in', async () => {
     const metadata = await (await fetch(`${stack.issuer}/.well-known/oauth-authorization-server`)).json();
-    const from = stack.asRequests.length;
-    front = { as: serving('/.well-known/', () => ({ ...metadata, code_challenge_methods_supported: ['plain'] })) };
+    const oauth = new OAuth({ mcpUrl: stack.mcpUrl, login, tokenStorage: new Map(), lockDirectory: locks.path });
+    front = { as: serving('/.well-known/', () => ({ ...metadata, code_challenge_methods_supported: undefined })) };
     try {
-      const oauth = new OAuth({ mcpUrl: stack.mcpUrl, login, tokenStorage: new Map(), lockDirectory: locks.path });
-      await expect(oauth.authorize()).rejects.toBeInstanceOf(DiscoveryError);
+      await expect(oauth.authorize()).rejects.toMatchObject({ code: 'ERR_PKCE_UNSUPPORTED' });
     } finally {
       front = {};
     }
-    // A registration may precede the refusal (the SDK checks PKCE support after registering); no login starts.
-    expect(stack.asRequests.slice(from).filter((r) => r.startsWith('GET /auth') || r.includes('/token'))).toEqual([]);
+    await expect(oauth.authorize()).resolves.toBe('logged-in');
   });
 
   it('a login sends PKCE S256, state and the resource on the authorization request', async () => {

@@ -1,7 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { jwtVerifier } from '../../src/server/jwt-verifier.js';
 import { listen, type RunningServer, toNodeListener } from '../../src/server/node.js';
-import type { FetchHandler } from '../../src/server/protect.js';
+import { type FetchHandler, type ProtectOptions, protect } from '../../src/server/protect.js';
 import { authorizationUrl, Browser, pkce, register, token } from '../authorization-server/helpers.js';
+import { whoamiMcp } from '../server/helpers.js';
 import { SERVE_USER } from './serve-process.js';
 
 /** A loopback HTTP server whose fetch handler is set later (its URL is needed to configure the AS first). */
@@ -9,6 +11,13 @@ export interface Slot extends RunningServer {
   /** `${url}/mcp` */
   mcpUrl: string;
   set(handler: FetchHandler): void;
+}
+
+/** Serves `whoamiMcp()` on the slot, protected by JWTs of `issuer` with the scope `mcp:tools`; `extra` adds to that. */
+export function serveWhoami(slot: Slot, issuer: string, extra: Partial<ProtectOptions> = {}): void {
+  const verifier = jwtVerifier({ issuer });
+  const options = { resource: slot.mcpUrl, authorizationServers: [issuer], verifier, requiredScopes: ['mcp:tools'] };
+  slot.set(protect(whoamiMcp(), { ...options, ...extra }));
 }
 
 export async function startSlot(): Promise<Slot> {
