@@ -224,7 +224,7 @@ export interface AuthorizationServer {
   readonly adapter: AdapterFactory;
   /** A `node:http` listener serving every endpoint and page. */
   readonly listener: (req: IncomingMessage, res: ServerResponse) => void;
-  /** Stops reading the stored keys again (the store itself stays open: it is the caller's). */
+  /** Stops reading the stored keys again; closes the memory store it made itself (a store passed in stays open). */
   close(): Promise<void>;
 }
 
@@ -309,7 +309,10 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     }
   }
   const resourceScopes = [...new Set(options.resources.flatMap((r) => (r.scopes ?? []).map(scopeName)))];
-  const adapter: AdapterFactory = options.adapter ?? memoryOidcAdapter({ purgeIntervalMs: false });
+  // A memory store of its own sweeps expired entries on writes and, while idle, on its (unref'd) purge timer; it is
+  // closed with the server. A caller's adapter stays the caller's to close.
+  const ownAdapter = options.adapter ? undefined : memoryOidcAdapter();
+  const adapter: AdapterFactory = options.adapter ?? ownAdapter!;
   // What oidc-provider sees: a store outage is its `503 temporarily_unavailable`, not a `500`.
   const guardedAdapter = withStoreAvailability(adapter);
   const logger = options.logger;
@@ -794,6 +797,9 @@ export async function createAuthorizationServer(options: AuthorizationServerOpti
     provider,
     adapter,
     listener,
-    close: async () => ring.close(),
+    close: async () => {
+      await ring.close();
+      await ownAdapter?.close();
+    },
   };
 }
