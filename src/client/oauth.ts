@@ -624,6 +624,9 @@ export class OAuth implements OAuthClientProvider {
   }
 
   async saveDiscoveryState(state: OAuthDiscoveryState): Promise<void> {
+    // The SDK's own flow (`authProvider: oauth`) saves what it discovered before it asks for client information and
+    // registers: refusing here leaves a server without S256 no orphan registration on that path too.
+    assertPkceS256(state);
     await this.updateRecord((current) => ({ ...(current ?? ({} as ServerRecord)), discovery: state }));
   }
 
