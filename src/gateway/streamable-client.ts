@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { JSONRPCMessage, RequestId, Transport } from '@modelcontextprotocol/client';
 import { Agent, type Dispatcher } from 'undici';
+import { keepMessageText } from './client-transport.js';
 
 /**
  * How the gateway reaches HTTP upstreams. A server closes a connection it has kept idle (5 s for Node's) without
@@ -223,7 +224,8 @@ class Call implements Dispatcher.DispatchHandler {
  * stream straight off the dispatch handler (resumed with `Last-Event-ID` when the upstream closes it before
  * answering), the upstream's session id and negotiated protocol version sent with every later request, one `GET`
  * stream for what the upstream sends outside a request, and `DELETE` to end the session. Headers come from
- * `headers()` alone — never from the caller.
+ * `headers()` alone — never from the caller. The upstream's answers keep their JSON text for the client (see
+ * `messageText`).
  */
 export class StreamableHttpClient implements Transport {
   onmessage?: (message: JSONRPCMessage) => void;
@@ -380,7 +382,7 @@ export class StreamableHttpClient implements Transport {
     });
   }
 
-  /** A JSON answer: each message delivered. */
+  /** A JSON answer: each message delivered, a lone one with its own text. */
   #json(text: Buffer, reject: (error: Error) => void): void {
     const source = text.toString('utf8');
     let data: Message | Message[];
@@ -390,7 +392,10 @@ export class StreamableHttpClient implements Transport {
       reject(error as Error);
       return;
     }
-    for (const m of Array.isArray(data) ? data : [data]) this.#deliver(m);
+    if (!Array.isArray(data)) {
+      keepMessageText(data, source);
+      this.#deliver(data);
+    } else for (const m of data) this.#deliver(m);
   }
 
   #deliver(message: Message, pending?: Set<RequestId>): void {
@@ -413,6 +418,7 @@ export class StreamableHttpClient implements Transport {
       this.onerror?.(new Error(`the upstream sent an event that is not JSON: ${(error as Error).message}`));
       return;
     }
+    if (message !== null && typeof message === 'object' && !Array.isArray(message)) keepMessageText(message, data);
     this.#deliver(message, pending);
   }
 
