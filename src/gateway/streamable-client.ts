@@ -146,7 +146,9 @@ class EventReader {
       const event = this.#event;
       this.#data = undefined;
       this.#event = '';
-      if (data !== undefined && (event === '' || event === 'message')) this.onmessage(data);
+      // An event without data is not dispatched (the SSE standard): upstreams of the 2025-11-25 protocol open
+      // every stream with one, an id to resume from — parsed as JSON it threw, twice per call.
+      if (data && (event === '' || event === 'message')) this.onmessage(data);
       return;
     }
     const colon = line.indexOf(':');
