@@ -452,10 +452,10 @@ export class StreamableHttpClient implements Transport {
   }
 
   /**
-   * A GET stream (resuming after `cursor.lastEventId`) read to its end, its events to `onmessage`; resolves false at
-   * once when the upstream offers none.
+   * A GET stream (resuming after `cursor.lastEventId`) read to its end, its events to `onmessage` (`onopen` once it
+   * began); resolves false at once when the upstream offers none.
    */
-  async #stream(cursor: Cursor, onmessage: (data: string) => void): Promise<boolean> {
+  async #stream(cursor: Cursor, onmessage: (data: string) => void, onopen?: () => void): Promise<boolean> {
     const headers = await this.#requestHeaders('text/event-stream');
     if (cursor.lastEventId !== undefined) headers['last-event-id'] = cursor.lastEventId;
     return this.#dispatch<boolean>('GET', headers, undefined, (resolve, reject) => {
@@ -463,7 +463,9 @@ export class StreamableHttpClient implements Transport {
       return {
         head: (status, answerHeaders) => {
           offered = status === 200 && mediaType(answerHeaders['content-type']) === 'text/event-stream';
-          return offered ? new EventReader(onmessage, cursor) : false;
+          if (!offered) return false;
+          onopen?.();
+          return new EventReader(onmessage, cursor);
         },
         end: () => resolve(offered),
         fail: (error) => reject(error),
@@ -479,8 +481,11 @@ export class StreamableHttpClient implements Transport {
       const cursor: Cursor = {};
       for (let failures = 0; !this.#closed && failures <= MAX_RECONNECTS; ) {
         try {
-          if (!(await this.#stream(cursor, (data) => this.#parse(data)))) break;
-          failures = 0;
+          // A stream that opened starts the count of failures again, even if it breaks off later.
+          const opened = () => {
+            failures = 0;
+          };
+          if (!(await this.#stream(cursor, (data) => this.#parse(data), opened))) break;
         } catch (error) {
           if (this.#closed) break;
           failures++;
