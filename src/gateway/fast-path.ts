@@ -63,7 +63,7 @@ async function serve(
   if (!authInfo || session.subject !== subjectOf(authInfo) || !handler.ownsSession(sessionId, authInfo)) {
     return fallback(req, res);
   }
-  const raw = takeBody(req) ?? (await readAll(req));
+  const raw = await readAll(req);
   let body: unknown;
   try {
     body = JSON.parse(raw.toString('utf8'));
@@ -86,18 +86,6 @@ async function serve(
     String(Buffer.byteLength(reply.json)),
   ]);
   res.end(reply.json);
-}
-
-/**
- * The body when node:http has all of it already, as it has when it came with the headers (a call's body nearly
- * always does: it is parsed in the same read, before the token check above resolves): taken without making the
- * request flow, so no listeners, stream ticks or promise.
- */
-function takeBody(req: IncomingMessage): Buffer | undefined {
-  const length = req.readableLength;
-  if (!req.complete || length === 0 || length !== Number(req.headers['content-length'])) return undefined;
-  const body: unknown = req.read(length);
-  return Buffer.isBuffer(body) ? body : undefined;
 }
 
 /** The request body, whole (its declared length, which node:http holds it to, is within the bound). */
