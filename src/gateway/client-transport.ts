@@ -6,6 +6,23 @@ import type { AuthInfo } from '../server/verifier.js';
 /** A JSON-RPC message as the gateway handles it: read by member, passed on unchanged. */
 export type Message = JSONRPCMessage & { id?: RequestId; method?: string; params?: Record<string, unknown> };
 
+/**
+ * The JSON text an upstream's message was parsed from, written to the client as it came instead of serialised
+ * again; a changed message (a filtered `tools/list`) is a new object and has none. Never used towards the upstream:
+ * what it gets is serialised from what the gateway checked.
+ */
+const texts = new WeakMap<object, string>();
+
+/** Keeps `text` as the JSON text `message` was parsed from (see {@link messageText}). */
+export function keepMessageText(message: object, text: string): void {
+  texts.set(message, text);
+}
+
+/** The JSON text `message` was parsed from, when it was kept. */
+export function messageText(message: unknown): string | undefined {
+  return typeof message === 'object' && message !== null ? texts.get(message) : undefined;
+}
+
 /** Options of {@link ClientTransport}. */
 export interface ClientTransportOptions {
   /** The id of the session an `initialize` opens. Default: a random UUID. */
@@ -131,7 +148,10 @@ class EventStream {
   }
 
   write(message: Message): void {
-    this.#enqueue(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
+    const text = messageText(message);
+    // A kept text on more than one line would end the event early.
+    const data = text === undefined || /[\r\n]/.test(text) ? JSON.stringify(message) : text;
+    this.#enqueue(`event: message\ndata: ${data}\n\n`);
   }
 
   close(): void {
@@ -193,7 +213,10 @@ class Exchange {
       this.#answers.push(message);
       if (this.#pending === 0) {
         clearTimeout(this.#timer);
-        this.#resolve({ json: JSON.stringify(this.batch ? this.#answers : this.#answers[0]) });
+        const json = this.batch
+          ? JSON.stringify(this.#answers)
+          : (messageText(this.#answers[0]) ?? JSON.stringify(this.#answers[0]));
+        this.#resolve({ json });
       }
     }
     return this.#pending === 0;

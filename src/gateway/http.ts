@@ -76,7 +76,7 @@ export function openHttpChannel(options: HttpChannelOptions): UpstreamChannel {
       const request = message as Partial<JSONRPCRequest>;
       const initializing = request.method === 'initialize' && request.id !== undefined;
       if (initializing) handshake = message as JSONRPCRequest;
-      let live = await ready(initializing);
+      let live = transport ?? (await ready(initializing));
       try {
         await live.send(message);
       } catch (cause) {
