@@ -33,6 +33,15 @@ const EVERYTHING = join(ROOT, 'node_modules/@modelcontextprotocol/server-everyth
 const BIN = (name, file) => join(ROOT, 'node_modules', name, file);
 /** BENCH_PROFILE=DIR: the gateway processes write a --cpu-prof profile there (they are stopped with SIGTERM). */
 const PROFILE_DIR = process.env.BENCH_PROFILE;
+/**
+ * BENCH_CLIENT_AUTH: how the bench's client presents its token to a gateway. `wrapFetch` (default): Gatehouse's
+ * `OAuth.wrapFetch()`, what a Gatehouse client does (its token read per request counts in the latency, in this
+ * process). `header`: the token obtained once and sent as a fixed `Authorization` header by the same fetch the other
+ * subjects use, so the client side is the same for every subject and the difference is the gateway's alone. The
+ * gateway verifies every call either way.
+ */
+const CLIENT_AUTH = process.env.BENCH_CLIENT_AUTH ?? 'wrapFetch';
+if (!['wrapFetch', 'header'].includes(CLIENT_AUTH)) throw new Error('BENCH_CLIENT_AUTH is wrapFetch or header');
 /** BENCH_BASE=DIR: another built checkout (e.g. the commit before a change); its gateway runs beside this one's. */
 const BASE_DIR = process.env.BENCH_BASE;
 const AT_BASE = ' @base';
@@ -131,7 +140,17 @@ async function startGatewayProcess(extraArgs, upstreamArgs = ['--', process.exec
   const [, url] = await waitFor(gateway.output, /MCP server mcp \((?:stdio|http)\): (\S+)/);
   const [, password] = await waitFor(gateway.output, /with the password (\S+)/);
   const { OAuth } = await import('../dist/client/index.js');
-  const fetchWithToken = new OAuth({ mcpUrl: url, login: { username: 'admin', password } }).wrapFetch();
+  const oauth = new OAuth({ mcpUrl: url, login: { username: 'admin', password } });
+  let fetchWithToken = oauth.wrapFetch();
+  if (CLIENT_AUTH === 'header') {
+    await oauth.authorize();
+    const authorization = `Bearer ${(await oauth.tokens()).access_token}`;
+    fetchWithToken = (input, init) => {
+      const headers = new Headers(init?.headers);
+      headers.set('authorization', authorization);
+      return fetch(input, { ...init, headers });
+    };
+  }
   return { child: gateway.child, url, fetchWithToken };
 }
 
@@ -412,7 +431,7 @@ async function idleMemory() {
 }
 
 console.log(
-  `node ${process.version}, ${availableParallelism()} CPUs, gateway log level ${LOG_LEVEL}, load ${loadavg()
+  `node ${process.version}, ${availableParallelism()} CPUs, gateway log level ${LOG_LEVEL}, client auth ${CLIENT_AUTH}, load ${loadavg()
     .map((l) => l.toFixed(1))
     .join(' ')}`,
 );
