@@ -14,6 +14,14 @@ import {
   UpstreamCredentialError,
 } from './upstream-credentials.js';
 
+/**
+ * Requests of the upstream to the client (sampling, elicitation, roots) a session remembers awaiting their answers,
+ * at most: past it, the oldest is forgotten, so a session that lives long among clients that never answer stays
+ * bounded. Without a shared store (one instance) a forgotten request's answer still goes upstream; with one, it is
+ * answered `400` like an unknown id (records.ts).
+ */
+export const ASKED_LIMIT = 64;
+
 /** What a session needs from its upstream and the gateway. */
 export interface SessionOptions {
   upstream: string;
@@ -65,7 +73,10 @@ export class GatewaySession implements LinkWaiter {
   #authInfo: AuthInfo;
   #channel: UpstreamChannel | undefined;
   #inflight = new Map<RequestId, InFlight>();
-  /** The upstream's requests to the client not answered yet: their methods, by id. */
+  /**
+   * The upstream's requests to the client not answered yet: their methods, by id, oldest first. An entry goes when
+   * the client answers, when the upstream cancels the request, or past {@link ASKED_LIMIT}.
+   */
   readonly #asked = new Map<RequestId, string>();
   /** The gateway sent the upstream `notifications/initialized` itself (see {@link initialized}). */
   #initializedSent = false;
@@ -251,7 +262,12 @@ export class GatewaySession implements LinkWaiter {
       if (entry.method === 'initialize' && 'error' in message) void this.close();
       return;
     }
-    if (message.id !== undefined && message.method !== undefined) this.#asked.set(message.id, message.method);
+    if (message.id !== undefined && message.method !== undefined) this.#ask(message.id, message.method);
+    else if (message.method === 'notifications/cancelled') {
+      // The upstream gave up on its request (its own timeout): an answer now would be for nobody.
+      const id = message.params?.['requestId'];
+      if (typeof id === 'string' || typeof id === 'number') this.#asked.delete(id);
+    }
     let related: RequestId | undefined;
     if (message.method === 'notifications/progress') {
       const token = message.params?.['progressToken'];
@@ -261,6 +277,12 @@ export class GatewaySession implements LinkWaiter {
       for (const entry of this.#inflight.values()) related = entry.id;
     }
     if (!this.transport.send(message, related)) this.options.undelivered?.(this, message);
+  }
+
+  #ask(id: RequestId, method: string): void {
+    this.#asked.delete(id); // an id used again counts from now
+    if (this.#asked.size >= ASKED_LIMIT) this.#asked.delete(this.#asked.keys().next().value!);
+    this.#asked.set(id, method);
   }
 
   /** A message another instance's copy of this session had no stream for: onto this one's `GET` stream, if open. */

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Client as SdkClient, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/authorization-server/users.js';
+import { ASKED_LIMIT } from '../../src/gateway/session.js';
 import { type Cluster, startProxy } from '../deployment/cluster.js';
 import { ELICITED_NAME, SAMPLED_ANSWER } from './everything-tools.js';
 import {
@@ -63,6 +64,11 @@ async function storeRelay(targetPort: number) {
 }
 
 const LIST = { jsonrpc: '2.0', id: 2, method: 'tools/list' };
+const POST_HEADERS = {
+  accept: 'application/json, text/event-stream',
+  'content-type': 'application/json',
+  'mcp-protocol-version': '2025-06-18',
+};
 
 const text = (content: unknown) => (content as Array<{ text?: string }>).map((c) => c.text ?? '').join('');
 
@@ -141,6 +147,19 @@ describe.each(['redis', 'postgres'] as const)(
     }
 
     const sessionOf = (client: SdkClient) => (client.transport as StreamableHTTPClientTransport).sessionId!;
+
+    /** A raw `tools/call` of `trigger-sampling-request` in session `session` on instance 0 (http): its response. */
+    const samplingCall = (token: string, session: string, id: number, prompt: string) =>
+      fetch(direct(0, 'http'), {
+        method: 'POST',
+        headers: { ...POST_HEADERS, authorization: `Bearer ${token}`, 'mcp-session-id': session },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: { name: 'trigger-sampling-request', arguments: { prompt } },
+        }),
+      });
 
     /**
      * An SDK client of admin's through the proxy, declaring `capabilities`, once it opened its `GET` stream (after
@@ -334,22 +353,7 @@ describe.each(['redis', 'postgres'] as const)(
       const id = (await mcp(direct(0, 'http'), admin, initialize)).sessionId!;
       await mcp(direct(0, 'http'), admin, { jsonrpc: '2.0', method: 'notifications/initialized' }, id);
       // The call on instance 0: its stream carries the upstream's sampling request, then (once answered) the result.
-      const call = await fetch(direct(0, 'http'), {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${admin}`,
-          accept: 'application/json, text/event-stream',
-          'content-type': 'application/json',
-          'mcp-protocol-version': '2025-06-18',
-          'mcp-session-id': id,
-        },
-        body: JSON.stringify({
-          jsonrpc: '2.0',
-          id: 7,
-          method: 'tools/call',
-          params: { name: 'trigger-sampling-request', arguments: { prompt: 'raw' } },
-        }),
-      });
+      const call = await samplingCall(admin, id, 7, 'raw');
       const reader = call.body!.pipeThrough(new TextDecoderStream()).getReader();
       let stream = '';
       const next = async (pattern: RegExp) => {
@@ -394,12 +398,78 @@ describe.each(['redis', 'postgres'] as const)(
       expect(relayed.status).toBe(202);
       const [result] = await next(/"id":7/);
       expect(JSON.stringify(result)).toContain('answered on instance 1');
+      // Answered, the request is forgotten where it was asked: the same answer again is for nobody.
+      const again = await mcp(direct(1, 'http'), admin, answer, id);
+      expect(again.status).toBe(400);
+      expect(JSON.stringify(again.messages)).toContain(`no gateway instance awaits the answer to request ${asked.id}`);
       // Instance 1 only relayed: it opened no upstream session of its own for an answer.
       expect(instances[1]!.logs().some((l) => l['msg'] === 'mcp session taken over' && l['session'] === id)).toBe(
         false,
       );
       await reader.cancel();
     }, 60_000);
+
+    it(`remembers at most ${ASKED_LIMIT} unanswered requests of one session: past that, the oldest is forgotten`, async () => {
+      await connect('http');
+      const admin = tokens['admin:http']!;
+      const initialize = { ...INITIALIZE, params: { ...INITIALIZE.params, capabilities: { sampling: {} } } };
+      const id = (await mcp(direct(0, 'http'), admin, initialize)).sessionId!;
+      await mcp(direct(0, 'http'), admin, { jsonrpc: '2.0', method: 'notifications/initialized' }, id);
+      // One more call than the bound on instance 0, each waiting on its sampling request, none answered. Every
+      // stream is read; anything but a sampling request (an error answering a call) is kept to say why one is missing.
+      const asked: Array<string | number> = [];
+      const other: string[] = [];
+      const readers: Array<ReadableStreamDefaultReader<string>> = [];
+      const reading: Array<Promise<void>> = [];
+      const read = async (reader: ReadableStreamDefaultReader<string>) => {
+        let buffered = '';
+        for (;;) {
+          const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
+          if (done) return;
+          buffered += value;
+          const lines = buffered.split('\n');
+          buffered = lines.pop()!;
+          for (const line of lines.filter((l) => l.startsWith('data:'))) {
+            if (line.includes('sampling/createMessage')) asked.push(JSON.parse(line.slice(5)).id);
+            else other.push(line.slice(0, 300));
+          }
+        }
+      };
+      const call = (i: number) => samplingCall(admin, id, 100 + i, `bound-${i}`);
+      // One call at a time, each asked before the next: the gateway puts the upstream's requests on the stream of the
+      // session's latest call, so each lands on its own. All within the upstream's 60 s request timeout, which would
+      // cancel (and so forget) the first ones.
+      const deadline = Date.now() + 30_000;
+      for (let sent = 1; sent <= ASKED_LIMIT + 1; sent++) {
+        const reader = (await call(sent - 1)).body!.pipeThrough(new TextDecoderStream()).getReader();
+        readers.push(reader);
+        reading.push(read(reader));
+        while (asked.length < sent && other.length === 0 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        expect(other, `asked ${asked.length} of ${sent}`).toEqual([]);
+      }
+      expect(asked).toHaveLength(ASKED_LIMIT + 1);
+      // The upstream numbers its requests in order (streams may interleave them): the lowest is the one forgotten.
+      asked.sort((a, b) => Number(a) - Number(b));
+      const [oldest, newest] = [asked[0]!, asked.at(-1)!];
+      const answer = (requestId: string | number) => ({
+        jsonrpc: '2.0',
+        id: requestId,
+        result: { model: 'raw-model', role: 'assistant', content: { type: 'text', text: 'bounded' } },
+      });
+      const forgotten = await mcp(direct(1, 'http'), admin, answer(oldest), id);
+      expect(forgotten.status).toBe(400);
+      expect(JSON.stringify(forgotten.messages)).toContain(
+        `no gateway instance awaits the answer to request ${oldest}`,
+      );
+      expect((await mcp(direct(1, 'http'), admin, answer(newest), id)).status).toBe(202);
+      expect((await mcp(direct(1, 'http'), admin, answer(asked[1]!), id)).status).toBe(202);
+      // Ending the session ends its calls still waiting upstream.
+      expect((await mcp(direct(0, 'http'), admin, undefined, id, 'DELETE')).status).toBe(200);
+      for (const reader of readers) await reader.cancel().catch(() => {});
+      await Promise.all(reading);
+    }, 90_000);
 
     it('ends a session deleted through one instance on the other too', async () => {
       await connect('http');
