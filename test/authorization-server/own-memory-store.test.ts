@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createAuthorizationServer, staticUsers } from '../../src/authorization-server/index.js';
+import type { OidcAdapterFactory } from '../../src/storage/oidc/common.js';
 
 describe('createAuthorizationServer() without an adapter', () => {
   afterEach(() => {
@@ -17,13 +18,13 @@ describe('createAuthorizationServer() without an adapter', () => {
     // Idle: no read or write touches the store; only the timer can delete the entry.
     vi.advanceTimersByTime(61_000);
     await Promise.resolve();
-    expect(await as.adapter.purgeExpired!()).toBe(0);
+    expect(await (as.adapter as OidcAdapterFactory).purgeExpired()).toBe(0);
 
     await as.close();
     // Closed: its timer is gone, so an entry that expires now stays until something sweeps.
     await as.adapter('AccessToken').upsert('after-close', { grantId: 'g' }, 1);
     vi.advanceTimersByTime(61_000);
     await Promise.resolve();
-    expect(await as.adapter.purgeExpired!()).toBe(1);
+    expect(await (as.adapter as OidcAdapterFactory).purgeExpired()).toBe(1);
   });
 });
