@@ -43,7 +43,13 @@ async function failure(call: () => Promise<unknown>): Promise<{ error: unknown; 
     timer = setTimeout(() => resolve(new Error(`still waiting after ${BOUND_MS * 2} ms: a hang`)), BOUND_MS * 2);
   });
   try {
-    const error = await Promise.race([call().then(() => new Error('the call succeeded'), (e: unknown) => e), hung]);
+    const error = await Promise.race([
+      call().then(
+        () => new Error('the call succeeded'),
+        (e: unknown) => e,
+      ),
+      hung,
+    ]);
     return { error, ms: Date.now() - started };
   } finally {
     clearTimeout(timer);
