@@ -156,9 +156,12 @@ export async function waitFor(read: () => string, pattern: RegExp, timeoutMs = 2
   }
 }
 
-/** server-everything in its streamable-HTTP mode, with its stdout (one line per request and session) kept. */
-export async function everythingOverHttp(port: number) {
-  const child = spawnTracked(process.execPath, [EVERYTHING, 'streamableHttp'], { PORT: String(port) });
+/**
+ * server-everything in its streamable-HTTP mode (or, with `mode` `sse`, its 2024-11-05 SSE one), with its stdout
+ * (one line per request and session) kept.
+ */
+export async function everythingOverHttp(port: number, mode: 'streamableHttp' | 'sse' = 'streamableHttp') {
+  const child = spawnTracked(process.execPath, [EVERYTHING, mode], { PORT: String(port) });
   let output = '';
   child.stdout!.on('data', (d) => {
     output += d;
@@ -166,7 +169,7 @@ export async function everythingOverHttp(port: number) {
   child.stderr!.on('data', (d) => {
     output += d;
   });
-  await waitFor(() => output, /listening on port/i, 60_000);
+  await waitFor(() => output, /(listening|running) on port/i, 60_000);
   return {
     child,
     /** The session ids server-everything created, in order. */
