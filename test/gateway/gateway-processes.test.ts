@@ -117,7 +117,8 @@ describe('gatehouse gateway: stdio processes per user', () => {
     await new Promise((r) => setTimeout(r, 300));
     process.kill(pid, 'SIGKILL');
     await expect(call).rejects.toThrow(
-      /upstream "mcp" exited \(signal SIGKILL\) before answering; it restarts on the next request/,
+      // With the process's last stderr lines (server-everything's start banner).
+      /upstream "mcp" exited \(signal SIGKILL\) before answering; it restarts on the next request; its last output: .*Starting default \(STDIO\) server/,
     );
     const again = await client.callTool({ name: 'echo', arguments: { message: 'after the crash' } });
     expect(JSON.stringify(again.content)).toContain('Echo: after the crash');
@@ -170,5 +171,43 @@ describe('gatehouse gateway --isolation session', () => {
     expect(owners).toHaveLength(2);
     expect(owners.every((o) => o.startsWith('session:'))).toBe(true);
     expect(new Set(owners).size).toBe(2);
+  });
+});
+
+describe('gatehouse gateway --max-processes: idle processes make room', () => {
+  afterAll(async () => {
+    for (const list of Object.values(clients)) for (const { client } of list) await client.close().catch(() => {});
+    await cleanup();
+  });
+
+  it('stops an idle process (its sessions closed) to start one for a new user at the cap', async () => {
+    // The idle timeout is long: only the cap can stop alice's process before bob needs one.
+    const gateway = await startGatewayProcess([
+      '--users',
+      await usersFile(),
+      '--store',
+      'memory',
+      '--idle-timeout',
+      '300',
+      '--max-processes',
+      '1',
+      '--',
+      process.execPath,
+      EVERYTHING,
+    ]);
+    const alice = await connect(gateway, 'alice');
+    await alice.callTool({ name: 'echo', arguments: { message: 'a' } });
+    const { transport } = clients['alice']!.at(-1)!;
+    await transport.terminateSession();
+    await alice.close();
+    const alicePid = started(gateway).find((s) => s.owner === 'user:alice')!.pid;
+
+    const bob = await connect(gateway, 'bob');
+    const echo = await bob.callTool({ name: 'echo', arguments: { message: 'b' } });
+    expect(JSON.stringify(echo.content)).toContain('Echo: b');
+    expect(gateway.stdout()).toMatch(/"owner":"user:alice","msg":"upstream process stopped"/);
+    await waitFor(() => String(alive(alicePid)), /false/, 5_000);
+    // bob's process is busy (a session open): a third user is refused, naming the cap.
+    await expect(connect(gateway, 'carol')).rejects.toThrow(/cap of 1 processes/);
   });
 });
