@@ -1,0 +1,72 @@
+import { realpath, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  cleanup,
+  EVERYTHING,
+  FILESYSTEM,
+  type GatewayProcess,
+  headlessOAuth,
+  sdkClient,
+  startGatewayProcess,
+  tempDir,
+} from './helpers.js';
+
+describe('gatehouse gateway --config: path, cwd, scopeHierarchy, logLevel', () => {
+  let gateway: GatewayProcess;
+  let files: string;
+  afterAll(cleanup);
+  beforeAll(async () => {
+    files = await realpath(await tempDir());
+    await writeFile(join(files, 'hello.txt'), 'hello from cwd');
+    const dir = await tempDir();
+    const config = join(dir, 'gateway.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        logLevel: 'warn',
+        mcpServers: {
+          // "." is the process's working directory: `cwd` decides what server-filesystem may touch.
+          files: { command: process.execPath, args: [FILESYSTEM, '.'], cwd: files, path: '/fs' },
+          everything: {
+            command: process.execPath,
+            args: [EVERYTHING],
+            scopes: ['mcp:tools'],
+            toolScopes: { 'get-sum': ['math'] },
+            scopeHierarchy: { admin: ['math'] },
+          },
+        },
+      }),
+    );
+    gateway = await startGatewayProcess(['--config', config, '--store', 'memory'], { dataDir: dir });
+  });
+
+  it('serves an upstream at its `path`, and starts a stdio upstream in its `cwd`', async () => {
+    expect(gateway.mcp['files']).toBe(`${gateway.url}/fs`);
+    const mcpUrl = gateway.mcp['files']!;
+    const client = await sdkClient(mcpUrl, headlessOAuth(mcpUrl, 'admin', gateway.password!));
+    const allowed = await client.callTool({ name: 'list_allowed_directories', arguments: {} });
+    expect(JSON.stringify(allowed.content)).toContain(files);
+    const read = await client.callTool({ name: 'read_text_file', arguments: { path: 'hello.txt' } });
+    expect(JSON.stringify(read.content)).toContain('hello from cwd');
+  });
+
+  it('lets a scope imply a tool scope (`scopeHierarchy`): listed and callable with the implying scope only', async () => {
+    const mcpUrl = gateway.mcp['everything']!;
+    const oauth = headlessOAuth(mcpUrl, 'admin', gateway.password!, 'mcp:tools admin');
+    const client = await sdkClient(mcpUrl, oauth);
+    expect((await oauth.tokens())!.scope?.split(' ').sort()).toEqual(['admin', 'mcp:tools']);
+    const { tools } = await client.listTools();
+    expect(tools.map((t) => t.name)).toContain('get-sum');
+    const sum = await client.callTool({ name: 'get-sum', arguments: { a: 20, b: 22 } });
+    expect(JSON.stringify(sum.content)).toContain('42');
+  });
+
+  it('takes the top-level `logLevel`: at warn, no audit lines', async () => {
+    const mcpUrl = gateway.mcp['everything']!;
+    const client = await sdkClient(mcpUrl, headlessOAuth(mcpUrl, 'admin', gateway.password!));
+    await client.callTool({ name: 'echo', arguments: { message: 'unaudited' } });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(gateway.stdout()).not.toContain('"msg":"mcp request"');
+  });
+});
