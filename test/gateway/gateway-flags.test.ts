@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { getRequestListener } from '@hono/node-server';
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -178,21 +180,46 @@ describe('gatehouse gateway --upstream URL --sse', () => {
   }, 90_000);
 });
 
-describe('gatehouse gateway: a variable in --env that is not set', () => {
+/** Runs `gatehouse gateway ARGS` to its end (a start that is refused). */
+function refusedStart(args: string[], dataDir: string): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, 'gateway', '--port', '0', '--store', 'memory', ...args],
+      { env: childEnv({ GATEHOUSE_DATA_DIR: dataDir }), timeout: 30_000 },
+      (error, _stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stderr }),
+    );
+  });
+}
+
+describe('gatehouse gateway: starts it refuses', () => {
   afterAll(cleanup);
 
-  it('stops the start, naming the variable', async () => {
-    const dir = await tempDir();
-    const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [BIN, 'gateway', '--port', '0', '--store', 'memory', '--env', `TOKEN=\${GATEWAY_FLAGS_UNSET}`, '--', 'true'],
-        { env: childEnv({ GATEHOUSE_DATA_DIR: dir }), timeout: 30_000 },
-        (error, _stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stderr }),
-      );
-    });
+  it('stops the start on a variable in --env that is not set, naming it', async () => {
+    const result = await refusedStart(['--env', `TOKEN=\${GATEWAY_FLAGS_UNSET}`, '--', 'true'], await tempDir());
     expect(result.code).not.toBe(0);
     expect(result.stderr).toContain('GATEWAY_FLAGS_UNSET');
     expect(result.stderr).toMatch(/not set/);
+  });
+
+  it('refuses a flag the upstream would not use instead of ignoring it: --scope with --config, --header with a command', async () => {
+    const dir = await tempDir();
+    const config = join(dir, 'gateway.json');
+    await writeFile(config, JSON.stringify({ mcpServers: { everything: { command: 'true' } } }));
+    const cases: Array<[string[], RegExp]> = [
+      [
+        ['--config', config, '--scope', 'admin'],
+        /--scope would be ignored here: in --config give each upstream its "scopes"/,
+      ],
+      [['--config', config, '--max-processes', '3'], /--max-processes would be ignored here/],
+      [['--header', 'x-key=1', '--', 'true'], /--header would be ignored here/],
+      [['--sse', '--', 'true'], /--sse would be ignored here/],
+      [['--env', 'A=1', '--upstream', 'http://127.0.0.1:9/mcp'], /--env would be ignored here/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await refusedStart(args, dir);
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr).toMatch(message);
+    }
   });
 });
