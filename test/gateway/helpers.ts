@@ -253,7 +253,7 @@ export const EXTERNAL_AS_PASSWORD = 'external-admin-password';
  */
 export async function externalAuthorizationServer(
   mcpUrl?: string,
-): Promise<{ port: number; mcpUrl: string; issuer: string }> {
+): Promise<{ port: number; mcpUrl: string; issuer: string; child: ChildProcess }> {
   const resource = mcpUrl ?? `http://127.0.0.1:${await freePort()}/mcp`;
   const serve = spawnTracked(
     process.execPath,
@@ -265,7 +265,7 @@ export async function externalAuthorizationServer(
     serveOutput += d;
   });
   const [, issuer] = await waitFor(() => serveOutput, /issuer (\S+), listening/, 30_000);
-  return { port: Number(new URL(resource).port), mcpUrl: resource, issuer: issuer! };
+  return { port: Number(new URL(resource).port), mcpUrl: resource, issuer: issuer!, child: serve };
 }
 
 /** A place of its own in a shared store, from {@link freshStore}. */
