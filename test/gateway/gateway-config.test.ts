@@ -1,5 +1,6 @@
 import { realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   cleanup,
@@ -12,7 +13,9 @@ import {
   tempDir,
 } from './helpers.js';
 
-describe('gatehouse gateway --config: path, cwd, scopeHierarchy, logLevel', () => {
+const EXCHANGED_RESOURCE = 'https://api.internal.example/mcp';
+
+describe('gatehouse gateway --config: path, cwd, scopeHierarchy, tokenExchange for stdio, logLevel', () => {
   let gateway: GatewayProcess;
   let files: string;
   afterAll(cleanup);
@@ -34,6 +37,12 @@ describe('gatehouse gateway --config: path, cwd, scopeHierarchy, logLevel', () =
             scopes: ['mcp:tools'],
             toolScopes: { 'get-sum': ['math'] },
             scopeHierarchy: { admin: ['math'] },
+          },
+          // A per-user stdio process gets a token of its own for this resource, in GATEHOUSE_UPSTREAM_TOKEN.
+          exchanged: {
+            command: process.execPath,
+            args: [EVERYTHING],
+            tokenExchange: { resource: EXCHANGED_RESOURCE, scopes: ['api:read'] },
           },
         },
       }),
@@ -60,6 +69,22 @@ describe('gatehouse gateway --config: path, cwd, scopeHierarchy, logLevel', () =
     expect(tools.map((t) => t.name)).toContain('get-sum');
     const sum = await client.callTool({ name: 'get-sum', arguments: { a: 20, b: 22 } });
     expect(JSON.stringify(sum.content)).toContain('42');
+  });
+
+  it("gives a stdio process with `tokenExchange` an exchanged token in GATEHOUSE_UPSTREAM_TOKEN, never the caller's", async () => {
+    const mcpUrl = gateway.mcp['exchanged']!;
+    const oauth = headlessOAuth(mcpUrl, 'admin', gateway.password!);
+    const client = await sdkClient(mcpUrl, oauth);
+    const result = await client.callTool({ name: 'get-env', arguments: {} });
+    const env = JSON.parse((result.content as Array<{ text: string }>)[0]!.text) as Record<string, string>;
+    const callerToken = (await oauth.tokens())!.access_token;
+    expect(JSON.stringify(env)).not.toContain(callerToken);
+    expect(decodeJwt(env['GATEHOUSE_UPSTREAM_TOKEN']!)).toMatchObject({
+      aud: EXCHANGED_RESOURCE,
+      sub: 'admin',
+      scope: 'api:read',
+      client_id: 'gatehouse-gateway',
+    });
   });
 
   it('takes the top-level `logLevel`: at warn, no audit lines', async () => {
