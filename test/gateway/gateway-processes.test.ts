@@ -106,6 +106,24 @@ describe('gatehouse gateway: stdio processes per user', () => {
     expect(text).not.toContain('GATEWAY_TEST_GREETING');
   });
 
+  it("answers 404 to another user's token on a user's session", async () => {
+    const url = gateway.mcp['mcp']!;
+    const aliceSession = clients['alice']![0]!.transport.sessionId!;
+    const asBob = headlessOAuth(url, 'bob', USERS.bob).wrapFetch() as typeof fetch;
+    const stolen = await asBob(url, {
+      method: 'POST',
+      headers: {
+        accept: 'application/json, text/event-stream',
+        'content-type': 'application/json',
+        'mcp-protocol-version': '2025-06-18',
+        'mcp-session-id': aliceSession,
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'get-env', arguments: {} } }),
+    });
+    expect(stolen.status).toBe(404);
+    expect(((await stolen.json()) as { error: { message: string } }).error.message).toBe('Session not found');
+  });
+
   it('refuses a new user beyond the process cap with a clear error', async () => {
     await expect(connect(gateway, 'carol')).rejects.toThrow(/cap of 2 processes/);
   });
