@@ -5,7 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   cleanup,
   EVERYTHING,
+  everythingOverHttp,
   FILESYSTEM,
+  freePort,
   type GatewayProcess,
   headlessOAuth,
   sdkClient,
@@ -15,11 +17,13 @@ import {
 
 const EXCHANGED_RESOURCE = 'https://api.internal.example/mcp';
 
-describe('gatehouse gateway --config: path, cwd, scopeHierarchy, tokenExchange for stdio, logLevel', () => {
+describe('gatehouse gateway --config: path, cwd, a variable in url, scopeHierarchy, tokenExchange for stdio, logLevel', () => {
   let gateway: GatewayProcess;
   let files: string;
   afterAll(cleanup);
   beforeAll(async () => {
+    const httpPort = await freePort();
+    await everythingOverHttp(httpPort);
     files = await realpath(await tempDir());
     await writeFile(join(files, 'hello.txt'), 'hello from cwd');
     const dir = await tempDir();
@@ -38,6 +42,8 @@ describe('gatehouse gateway --config: path, cwd, scopeHierarchy, tokenExchange f
             toolScopes: { 'get-sum': ['math'] },
             scopeHierarchy: { admin: ['math'] },
           },
+          // `${VAR}` in a URL expands from the gateway's environment.
+          http: { url: `http://127.0.0.1:\${GATEWAY_CONFIG_HTTP_PORT}/mcp` },
           // A per-user stdio process gets a token of its own for this resource, in GATEHOUSE_UPSTREAM_TOKEN.
           exchanged: {
             command: process.execPath,
@@ -47,7 +53,10 @@ describe('gatehouse gateway --config: path, cwd, scopeHierarchy, tokenExchange f
         },
       }),
     );
-    gateway = await startGatewayProcess(['--config', config, '--store', 'memory'], { dataDir: dir });
+    gateway = await startGatewayProcess(['--config', config, '--store', 'memory'], {
+      dataDir: dir,
+      env: { GATEWAY_CONFIG_HTTP_PORT: String(httpPort) },
+    });
   });
 
   it('serves an upstream at its `path`, and starts a stdio upstream in its `cwd`', async () => {
@@ -58,6 +67,13 @@ describe('gatehouse gateway --config: path, cwd, scopeHierarchy, tokenExchange f
     expect(JSON.stringify(allowed.content)).toContain(files);
     const read = await client.callTool({ name: 'read_text_file', arguments: { path: 'hello.txt' } });
     expect(JSON.stringify(read.content)).toContain('hello from cwd');
+  });
+
+  it('expands a variable in an upstream `url`', async () => {
+    const mcpUrl = gateway.mcp['http']!;
+    const client = await sdkClient(mcpUrl, headlessOAuth(mcpUrl, 'admin', gateway.password!));
+    const echo = await client.callTool({ name: 'echo', arguments: { message: 'expanded' } });
+    expect(JSON.stringify(echo.content)).toContain('Echo: expanded');
   });
 
   it('lets a scope imply a tool scope (`scopeHierarchy`): listed and callable with the implying scope only', async () => {
