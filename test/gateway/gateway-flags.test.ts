@@ -142,7 +142,14 @@ describe('gatehouse gateway --upstream URL --header --scope --log-arguments --pu
       arguments: { a: 1, b: 2 },
       outcome: 'ok',
     });
-    expect(lines.find((l) => l['tool'] === 'refuse')).toMatchObject({ outcome: 'tool_error' });
+    // One line per request: the one call of `refuse` left one.
+    const refused = lines.filter((l) => l['tool'] === 'refuse');
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({
+      outcome: 'tool_error',
+      session: expect.any(String),
+      latencyMs: expect.any(Number),
+    });
     const failed = lines.find((l) => l['method'] === 'prompts/get')!;
     expect(failed).toMatchObject({ outcome: 'error', error: { code: expect.any(Number) } });
     expect(String((failed['error'] as { message: string }).message)).not.toBe('');
