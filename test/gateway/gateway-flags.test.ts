@@ -10,6 +10,7 @@ import {
   BIN,
   childEnv,
   cleanup,
+  EVERYTHING,
   everythingOverHttp,
   freePort,
   type GatewayProcess,
@@ -228,5 +229,25 @@ describe('gatehouse gateway: starts it refuses', () => {
       expect(result.code, args.join(' ')).toBe(2);
       expect(result.stderr).toMatch(message);
     }
+  });
+});
+
+describe('gatehouse gateway --host', () => {
+  afterAll(cleanup);
+
+  it('listens at that address only', async () => {
+    const gateway = await startGatewayProcess([
+      '--store',
+      'memory',
+      '--host',
+      '127.0.0.2',
+      '--',
+      process.execPath,
+      EVERYTHING,
+    ]);
+    const { port, hostname } = new URL(gateway.url);
+    expect(hostname).toBe('127.0.0.2');
+    expect((await fetch(`${gateway.url}/.well-known/oauth-protected-resource/mcp`)).status).toBe(200);
+    await expect(fetch(`http://127.0.0.1:${port}/.well-known/oauth-protected-resource/mcp`)).rejects.toThrow();
   });
 });
