@@ -26,8 +26,12 @@ export const UpstreamConfigSchema = z
     /** Environment of the stdio process (on top of a minimal inherited one). `${VAR}` expands from the gateway's. */
     env: z.record(z.string(), z.string()).optional(),
     cwd: z.string().optional(),
-    /** An HTTP server: its MCP endpoint. */
-    url: z.string().url().optional(),
+    /** An HTTP server: its MCP endpoint. `${VAR}` expands from the gateway's environment. */
+    url: z
+      .string()
+      // A URL with `${VAR}` in it is checked once expanded (resolveConfig).
+      .refine((value) => value.includes('${') || URL.canParse(value), 'Invalid URL')
+      .optional(),
     /** `stdio`, `http` (streamable HTTP, the default for a URL) or `sse` (the 2024-11-05 transport). */
     type: z.enum(['stdio', 'http', 'streamable-http', 'sse']).optional(),
     /** Headers sent to an HTTP upstream. `${VAR}` expands from the gateway's environment. */
@@ -148,6 +152,18 @@ export function expandEnv(value: string, env: NodeJS.ProcessEnv, where: string):
   });
 }
 
+/** Expands `${VAR}` in an upstream URL and checks the result (not shown in the error: it may hold a secret). */
+function expandedUrl(value: string, env: NodeJS.ProcessEnv, where: string): string {
+  const url = expandEnv(value, env, where);
+  if (!URL.canParse(url)) {
+    fail(
+      `${where} is not a URL once its variables are expanded`,
+      'Give the upstream MCP endpoint, e.g. http://127.0.0.1:3000/mcp.',
+    );
+  }
+  return url;
+}
+
 function expandRecord(
   record: Record<string, string> | undefined,
   env: NodeJS.ProcessEnv,
@@ -187,7 +203,7 @@ export function resolveConfig(config: GatewayConfig, env: NodeJS.ProcessEnv): Ga
     if (upstream.upstreamIdentity) checkUpstreamIdentity(config, name, upstream);
     mcpServers[name] = {
       ...upstream,
-      ...(upstream.url ? { url: expandEnv(upstream.url, env, `${where}.url`) } : {}),
+      ...(upstream.url ? { url: expandedUrl(upstream.url, env, `${where}.url`) } : {}),
       ...(upstream.env ? { env: expandRecord(upstream.env, env, `${where}.env`) } : {}),
       ...(upstream.headers ? { headers: expandRecord(upstream.headers, env, `${where}.headers`) } : {}),
     };

@@ -11,6 +11,22 @@ import {
 
 const PASSWORD = EXTERNAL_AS_PASSWORD;
 
+/** `gatehouse serve` and a `gatehouse gateway --issuer … --same-origin-as` in front of stdio server-everything. */
+async function sameOriginGateway() {
+  const external = await externalAuthorizationServer();
+  const gateway = await startGatewayProcess([
+    '--port',
+    String(external.port),
+    '--issuer',
+    external.issuer,
+    '--same-origin-as',
+    '--',
+    process.execPath,
+    EVERYTHING,
+  ]);
+  return { ...external, gateway };
+}
+
 describe('gatehouse gateway: an external authorization server (--issuer), and same-origin AS endpoints', () => {
   afterAll(cleanup);
 
@@ -40,17 +56,7 @@ describe('gatehouse gateway: an external authorization server (--issuer), and sa
   }, 90_000);
 
   it('--same-origin-as: metadata, /authorize, /token and /register at the gateway origin reach the external AS', async () => {
-    const { port, mcpUrl, issuer } = await externalAuthorizationServer();
-    const gateway = await startGatewayProcess([
-      '--port',
-      String(port),
-      '--issuer',
-      issuer,
-      '--same-origin-as',
-      '--',
-      process.execPath,
-      EVERYTHING,
-    ]);
+    const { gateway, mcpUrl, issuer } = await sameOriginGateway();
     const asMetadata = (await (await fetch(`${issuer}/.well-known/oauth-authorization-server`)).json()) as Record<
       string,
       string
@@ -149,6 +155,44 @@ describe('gatehouse gateway: an external authorization server (--issuer), and sa
       body: `grant_type=refresh_token&refresh_token=${'x'.repeat(100_000)}`,
     });
     expect(oversized.status).toBe(413);
+  }, 120_000);
+
+  it("--same-origin-as: /token carries a confidential client's credentials to the AS; an AS that is gone gives 503", async () => {
+    const { gateway, issuer, child } = await sameOriginGateway();
+    const register = await fetch(`${gateway.url}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        redirect_uris: ['http://127.0.0.1:9/callback'],
+        token_endpoint_auth_method: 'client_secret_basic',
+      }),
+    });
+    expect(register.status).toBe(201);
+    const { client_id: id, client_secret: secret } = (await register.json()) as Record<string, string>;
+    const token = (credentials: string) =>
+      fetch(`${gateway.url}/token`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Basic ${Buffer.from(credentials).toString('base64')}`,
+        },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'unknown' }),
+      });
+    // The AS authenticates the client by the header the gateway passed on: a wrong secret is invalid_client,
+    // the right one gets as far as the grant.
+    const wrong = await token(`${id}:not-the-secret`);
+    expect(wrong.status).toBe(401);
+    expect(((await wrong.json()) as { error: string }).error).toBe('invalid_client');
+    const right = await token(`${id}:${secret}`);
+    expect(right.status).toBe(400);
+    expect(((await right.json()) as { error: string }).error).toBe('invalid_grant');
+
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    const gone = await token(`${id}:${secret}`);
+    expect(gone.status).toBe(503);
+    expect(((await gone.json()) as { error: string }).error).toBe('temporarily_unavailable');
+    expect(gateway.child.exitCode).toBeNull();
   }, 120_000);
 
   it('--same-origin-as with the embedded AS: metadata at the origin; /authorize, /token, /register answer', async () => {

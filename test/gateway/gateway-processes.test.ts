@@ -106,6 +106,24 @@ describe('gatehouse gateway: stdio processes per user', () => {
     expect(text).not.toContain('GATEWAY_TEST_GREETING');
   });
 
+  it("answers 404 to another user's token on a user's session", async () => {
+    const url = gateway.mcp['mcp']!;
+    const aliceSession = clients['alice']![0]!.transport.sessionId!;
+    const asBob = headlessOAuth(url, 'bob', USERS.bob).wrapFetch() as typeof fetch;
+    const stolen = await asBob(url, {
+      method: 'POST',
+      headers: {
+        accept: 'application/json, text/event-stream',
+        'content-type': 'application/json',
+        'mcp-protocol-version': '2025-06-18',
+        'mcp-session-id': aliceSession,
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'get-env', arguments: {} } }),
+    });
+    expect(stolen.status).toBe(404);
+    expect(((await stolen.json()) as { error: { message: string } }).error.message).toBe('Session not found');
+  });
+
   it('refuses a new user beyond the process cap with a clear error', async () => {
     await expect(connect(gateway, 'carol')).rejects.toThrow(/cap of 2 processes/);
   });
@@ -117,7 +135,8 @@ describe('gatehouse gateway: stdio processes per user', () => {
     await new Promise((r) => setTimeout(r, 300));
     process.kill(pid, 'SIGKILL');
     await expect(call).rejects.toThrow(
-      /upstream "mcp" exited \(signal SIGKILL\) before answering; it restarts on the next request/,
+      // With the process's last stderr lines (server-everything's start banner).
+      /upstream "mcp" exited \(signal SIGKILL\) before answering; it restarts on the next request; its last output: .*Starting default \(STDIO\) server/,
     );
     const again = await client.callTool({ name: 'echo', arguments: { message: 'after the crash' } });
     expect(JSON.stringify(again.content)).toContain('Echo: after the crash');
@@ -170,5 +189,43 @@ describe('gatehouse gateway --isolation session', () => {
     expect(owners).toHaveLength(2);
     expect(owners.every((o) => o.startsWith('session:'))).toBe(true);
     expect(new Set(owners).size).toBe(2);
+  });
+});
+
+describe('gatehouse gateway --max-processes: idle processes make room', () => {
+  afterAll(async () => {
+    for (const list of Object.values(clients)) for (const { client } of list) await client.close().catch(() => {});
+    await cleanup();
+  });
+
+  it('stops an idle process (its sessions closed) to start one for a new user at the cap', async () => {
+    // The idle timeout is long: only the cap can stop alice's process before bob needs one.
+    const gateway = await startGatewayProcess([
+      '--users',
+      await usersFile(),
+      '--store',
+      'memory',
+      '--idle-timeout',
+      '300',
+      '--max-processes',
+      '1',
+      '--',
+      process.execPath,
+      EVERYTHING,
+    ]);
+    const alice = await connect(gateway, 'alice');
+    await alice.callTool({ name: 'echo', arguments: { message: 'a' } });
+    const { transport } = clients['alice']!.at(-1)!;
+    await transport.terminateSession();
+    await alice.close();
+    const alicePid = started(gateway).find((s) => s.owner === 'user:alice')!.pid;
+
+    const bob = await connect(gateway, 'bob');
+    const echo = await bob.callTool({ name: 'echo', arguments: { message: 'b' } });
+    expect(JSON.stringify(echo.content)).toContain('Echo: b');
+    expect(gateway.stdout()).toMatch(/"owner":"user:alice","msg":"upstream process stopped"/);
+    await waitFor(() => String(alive(alicePid)), /false/, 5_000);
+    // bob's process is busy (a session open): a third user is refused, naming the cap.
+    await expect(connect(gateway, 'carol')).rejects.toThrow(/cap of 1 processes/);
   });
 });

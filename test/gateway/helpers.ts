@@ -156,9 +156,12 @@ export async function waitFor(read: () => string, pattern: RegExp, timeoutMs = 2
   }
 }
 
-/** server-everything in its streamable-HTTP mode, with its stdout (one line per request and session) kept. */
-export async function everythingOverHttp(port: number) {
-  const child = spawnTracked(process.execPath, [EVERYTHING, 'streamableHttp'], { PORT: String(port) });
+/**
+ * server-everything in its streamable-HTTP mode (or, with `mode` `sse`, its 2024-11-05 SSE one), with its stdout
+ * (one line per request and session) kept.
+ */
+export async function everythingOverHttp(port: number, mode: 'streamableHttp' | 'sse' = 'streamableHttp') {
+  const child = spawnTracked(process.execPath, [EVERYTHING, mode], { PORT: String(port) });
   let output = '';
   child.stdout!.on('data', (d) => {
     output += d;
@@ -166,7 +169,7 @@ export async function everythingOverHttp(port: number) {
   child.stderr!.on('data', (d) => {
     output += d;
   });
-  await waitFor(() => output, /listening on port/i, 60_000);
+  await waitFor(() => output, /(listening|running) on port/i, 60_000);
   return {
     child,
     /** The session ids server-everything created, in order. */
@@ -250,7 +253,7 @@ export const EXTERNAL_AS_PASSWORD = 'external-admin-password';
  */
 export async function externalAuthorizationServer(
   mcpUrl?: string,
-): Promise<{ port: number; mcpUrl: string; issuer: string }> {
+): Promise<{ port: number; mcpUrl: string; issuer: string; child: ChildProcess }> {
   const resource = mcpUrl ?? `http://127.0.0.1:${await freePort()}/mcp`;
   const serve = spawnTracked(
     process.execPath,
@@ -262,7 +265,7 @@ export async function externalAuthorizationServer(
     serveOutput += d;
   });
   const [, issuer] = await waitFor(() => serveOutput, /issuer (\S+), listening/, 30_000);
-  return { port: Number(new URL(resource).port), mcpUrl: resource, issuer: issuer! };
+  return { port: Number(new URL(resource).port), mcpUrl: resource, issuer: issuer!, child: serve };
 }
 
 /** A place of its own in a shared store, from {@link freshStore}. */

@@ -28,7 +28,9 @@ Options:
                            Redis or PostgreSQL also share MCP sessions across instances, with --issuer too
   --superuser NAME         A login for the embedded AS; its password from GATEHOUSE_SUPERUSER_PASSWORD
   --users FILE             Users file for the embedded AS (see gatehouse admin users hash)
-  --scope SCOPE            A scope every request needs (repeatable)
+  --scope SCOPE            A scope every request needs (repeatable). This flag, --isolation, --idle-timeout,
+                           --max-processes, --env, --header and --sse are for the upstream of -- or --upstream;
+                           with --config give the upstreams' own keys (the flags are refused there)
   --isolation user|session One stdio process per user (default) or per MCP session
   --idle-timeout SECONDS   Stop a stdio process this long after its last session closed (default 300)
   --max-processes N        At most this many stdio processes (default 20)
@@ -86,6 +88,20 @@ Examples:
     const sources = [commandLine.length > 0, values.upstream !== undefined, values.config !== undefined];
     if (sources.filter(Boolean).length !== 1) {
       throw new UsageError('give exactly one upstream: `-- COMMAND [ARGS…]`, --upstream URL, or --config FILE');
+    }
+    // A flag the chosen upstream would not use is refused rather than ignored: an ignored --scope would leave the
+    // upstreams open to tokens without it.
+    const unused: Array<[keyof typeof values, boolean, string]> = [
+      ['scope', values.config !== undefined, 'in --config give each upstream its "scopes"'],
+      ['isolation', values.config !== undefined, 'in --config give each upstream its "isolation"'],
+      ['idle-timeout', values.config !== undefined, 'in --config give each upstream its "idleTimeoutSeconds"'],
+      ['max-processes', values.config !== undefined, 'in --config give each upstream its "maxProcesses"'],
+      ['env', commandLine.length === 0, 'it is for a stdio upstream (-- COMMAND); in --config give its "env"'],
+      ['header', values.upstream === undefined, 'it is for --upstream URL; in --config give its "headers"'],
+      ['sse', values.upstream === undefined, 'it is for --upstream URL; in --config give its "type": "sse"'],
+    ];
+    for (const [flag, refused, instead] of unused) {
+      if (refused && values[flag] !== undefined) throw new UsageError(`--${flag} would be ignored here: ${instead}`);
     }
     const port = values.port === undefined ? undefined : Number(values.port);
     if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
