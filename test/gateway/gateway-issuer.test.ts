@@ -158,7 +158,7 @@ describe('gatehouse gateway: an external authorization server (--issuer), and sa
   }, 120_000);
 
   it("--same-origin-as: /token carries a confidential client's credentials to the AS; an AS that is gone gives 503", async () => {
-    const { gateway, issuer, child } = await sameOriginGateway();
+    const { gateway, child } = await sameOriginGateway();
     const register = await fetch(`${gateway.url}/register`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
