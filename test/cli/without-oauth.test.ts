@@ -1,30 +1,24 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoStack, startDemoStack } from '../../src/testing/demo-stack.js';
-import { type CliResult, cli, tempStore } from './helpers.js';
+import { type CliResult, cli, countLogins, failureLines, tempStore } from './helpers.js';
 
 // docs/cli.md, connection options: `--no-auth` sends no token and never logs in; an `Authorization` header replaces
 // OAuth. Against a protected server both fail with a 401 whose message and fix name the flag, not library options.
 
-/** The two lines of a failure with exit code 3. */
+/** A failure with exit code 3 whose lines name neither the SDK's handshake nor the library's options. */
 function failure(result: CliResult, command: string): { message: string; fix: string } {
-  expect(result.status, result.stderr).toBe(3);
-  const [message, fix, ...rest] = result.stderr.trimEnd().split('\n');
-  expect(rest, result.stderr).toEqual([]);
-  expect(message).toMatch(new RegExp(`^gatehouse ${command}: `));
-  expect(fix).toMatch(/^fix: /);
-  expect(message).not.toMatch(/Version negotiation/);
-  expect(fix).not.toMatch(/auth: 'oauth'/);
-  return { message: message!, fix: fix! };
+  const lines = failureLines(result, command, 3);
+  expect(lines.message).not.toMatch(/Version negotiation/);
+  expect(lines.fix).not.toMatch(/auth: 'oauth'/);
+  return lines;
 }
 
 describe('tools, call and ping without OAuth', () => {
   let stack: DemoStack;
-  let registrations = 0;
-  let logins = 0;
+  let counts: ReturnType<typeof countLogins>;
   beforeAll(async () => {
     stack = await startDemoStack();
-    stack.authorizationServer.provider.on('registration_create.success', () => registrations++);
-    stack.authorizationServer.provider.on('authorization.success', () => logins++);
+    counts = countLogins(stack);
   });
   afterAll(async () => {
     await stack?.close();
@@ -45,14 +39,12 @@ describe('tools, call and ping without OAuth', () => {
         [ping, 'ping'],
       ] as const) {
         const { message, fix } = failure(result, command);
-        expect(message).toBe(
-          `gatehouse ${command}: ${stack.mcpUrl} requires authorization (HTTP 401), and --no-auth sends no token`,
-        );
+        expect(message).toBe(`${stack.mcpUrl} requires authorization (HTTP 401), and --no-auth sends no token`);
         expect(fix).toContain('leave out --no-auth');
         expect(fix).toContain(`\`gatehouse login ${stack.mcpUrl}\``);
         expect(result.stdout).toBe('');
       }
-      expect(registrations + logins).toBe(0);
+      expect(counts).toEqual({ registrations: 0, authorizations: 0 });
       expect(JSON.parse((await cli(['status', '--json'], env)).stdout)).toEqual([]);
     } finally {
       await store.cleanup();
@@ -66,22 +58,20 @@ describe('tools, call and ping without OAuth', () => {
     try {
       const token = await cli(['token', stack.mcpUrl, '--login', 'demo:demo'], { GATEHOUSE_STORE: own.dir });
       expect(token.status, token.stderr).toBe(0);
-      const before = { registrations, logins };
+      const before = { ...counts };
       const env = { GATEHOUSE_STORE: empty.dir, GATEHOUSE_LOGIN: 'demo:demo' };
       const header = `Authorization: Bearer ${token.stdout.trim()}`;
       const call = await cli(['call', stack.mcpUrl, 'whoami', '--json', '--header', header], env);
       expect(call.status, call.stderr).toBe(0);
       expect(JSON.parse(call.stdout).structuredContent).toMatchObject({ subject: 'demo' });
-      expect({ registrations, logins }).toEqual(before);
+      expect(counts).toEqual(before);
       expect(JSON.parse((await cli(['status', '--json'], env)).stdout)).toEqual([]);
 
       const refused = await cli(['tools', stack.mcpUrl, '--header', 'authorization: Bearer not-a-token'], env);
       const { message, fix } = failure(refused, 'tools');
-      expect(message).toBe(
-        `gatehouse tools: ${stack.mcpUrl} refused the Authorization header given with --header (HTTP 401)`,
-      );
+      expect(message).toBe(`${stack.mcpUrl} refused the Authorization header given with --header (HTTP 401)`);
       expect(fix).toContain('--header "Authorization: …"');
-      expect({ registrations, logins }).toEqual(before);
+      expect(counts).toEqual(before);
     } finally {
       await Promise.all([own.cleanup(), empty.cleanup()]);
     }
