@@ -238,10 +238,28 @@ export async function runConnected(
       }
       return await body(client, positionals, { out, values, server });
     } catch (error) {
-      throw withoutOAuthRefused(error, target.url, values) ?? error;
+      throw withoutOAuthRefused(error, target.url, values) ?? withListingHint(error, name, server) ?? error;
     } finally {
       await client.close();
     }
+  });
+}
+
+/** The command that lists what a command names: where to look up a tool, resource or prompt the server refused. */
+const LISTING: Record<string, string> = { call: 'tools', read: 'resources', prompt: 'prompts' };
+
+/**
+ * An unknown name or invalid arguments (JSON-RPC -32602, or -32002 resource not found): the client's hint names
+ * its own methods (listTools…), so point at the command that lists them for this server instead.
+ */
+function withListingHint(error: unknown, name: string, server: string): CliError | undefined {
+  const code = (error as { protocolCode?: unknown } | undefined)?.protocolCode;
+  const listing = LISTING[name];
+  if (!(error instanceof Error) || listing === undefined || (code !== -32602 && code !== -32002)) return undefined;
+  return new CliError(error.message, {
+    code: 'ERR_INVALID_PARAMS',
+    hint: `check the name and arguments against \`gatehouse ${listing} ${server}\``,
+    cause: error,
   });
 }
 

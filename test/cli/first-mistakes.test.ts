@@ -1,0 +1,82 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, failureLines, startOpenServer, tempStore } from './helpers.js';
+
+// Mistakes of a first hour with the CLI (docs/cli.md, call / resources / tools --config): a wrong name or argument
+// and a broken mcpServers file each end with one line naming the cause and a fix in terms of the CLI itself.
+
+const EVERYTHING = fileURLToPath(
+  new URL('../../node_modules/@modelcontextprotocol/server-everything/dist/index.js', import.meta.url),
+);
+const STDIO = ['--', process.execPath, EVERYTHING, 'stdio'];
+
+describe('first mistakes with the CLI', () => {
+  let open: Awaited<ReturnType<typeof startOpenServer>>;
+  let store: Awaited<ReturnType<typeof tempStore>>;
+  beforeAll(async () => {
+    [open, store] = await Promise.all([startOpenServer(), tempStore()]);
+  });
+  afterAll(async () => {
+    await Promise.all([open?.close(), store?.cleanup()]);
+  });
+
+  it('an unknown tool, resource or prompt: exit 1; invalid arguments: exit 4; each fix names the listing command', {
+    timeout: 60_000,
+  }, async () => {
+    const env = { GATEHOUSE_STORE: store.dir };
+    const [tool, args, resource, prompt] = await Promise.all([
+      cli(['call', open.mcpUrl, 'ehco', 'text=hi'], env),
+      cli(['call', open.mcpUrl, 'echo', 'text=hi', 'n=many'], env),
+      // server-everything prints a banner on stderr first: the failure is the last two lines.
+      cli(['read', 'demo://nothing-here', ...STDIO], env),
+      cli(['prompt', 'no-such-prompt', ...STDIO], env),
+    ]);
+    const stdio = STDIO.join(' ');
+    const cases = [
+      [tool, 'call', /\bTool ehco not found/, `\`gatehouse tools ${open.mcpUrl}\``],
+      [resource, 'read', /demo:\/\/nothing-here/, `\`gatehouse resources ${stdio}\``],
+      [prompt, 'prompt', /no-such-prompt/, `\`gatehouse prompts ${stdio}\``],
+    ] as const;
+    for (const [result, command, cause, listing] of cases) {
+      const tail = { ...result, stderr: result.stderr.trimEnd().split('\n').slice(-2).join('\n') };
+      const { message, fix } = failureLines(tail, command, 1);
+      expect(message).toMatch(cause);
+      expect(fix).toBe(`check the name and arguments against ${listing}`);
+      expect(result.stdout).toBe('');
+    }
+    // Arguments the tool's schema refuses: the SDK server reports them as a tool error (isError), so exit 4.
+    const invalid = failureLines(args, 'call', 4);
+    expect(invalid.message).toMatch(/^the tool echo reported an error: .*Invalid arguments.*\bn\b/);
+    expect(invalid.fix).toBe(`check the arguments against \`gatehouse tools ${open.mcpUrl} --json\``);
+  });
+
+  it('tools --config: a server that fails is a warning and the others are listed; a broken file is exit 1 with a fix', {
+    timeout: 60_000,
+  }, async () => {
+    const env = { GATEHOUSE_STORE: store.dir };
+    const config = join(store.dir, 'mcp.json');
+    await writeFile(
+      config,
+      JSON.stringify({ mcpServers: { open: { url: open.mcpUrl }, down: { url: 'http://127.0.0.1:1/mcp' } } }),
+    );
+    const tools = await cli(['tools', '--config', config], env);
+    expect(tools.status, tools.stderr).toBe(0);
+    expect(tools.stdout).toMatch(/^open_echo\s/m);
+    expect(tools.stderr.trimEnd()).toMatch(/^warning: down is unavailable: .*127\.0\.0\.1:1/);
+    expect(tools.stderr.trimEnd().split('\n')).toHaveLength(1);
+
+    const files = {
+      missing: [join(store.dir, 'nope.json'), null, /cannot read the configuration .*nope\.json/, /--config/],
+      invalid: [join(store.dir, 'invalid.json'), '{ "mcpServers": {', /invalid\.json is not valid JSON/, /JSON/],
+      shapeless: [join(store.dir, 'empty.json'), '{}', /has no "mcpServers" object/, /"mcpServers"/],
+    } as const;
+    for (const [file, text, message, fix] of Object.values(files)) {
+      if (text !== null) await writeFile(file, text);
+      const lines = failureLines(await cli(['tools', '--config', file], env), 'tools', 1);
+      expect(lines.message).toMatch(message);
+      expect(lines.fix).toMatch(fix);
+    }
+  });
+});
