@@ -79,4 +79,31 @@ describe('first mistakes with the CLI', () => {
       expect(lines.fix).toMatch(fix);
     }
   });
+
+  it('a malformed login option is bad usage (exit 2) naming the flag', async () => {
+    const url = open.mcpUrl;
+    const cases: Array<[string[], RegExp]> = [
+      [['login', url, '--login', 'no-colon'], /--login \(or \$GATEHOUSE_LOGIN\) must be USER:PASSWORD/],
+      [['login', url, '--client-secret', 's'], /--client-secret needs --client-id/],
+      [
+        ['login', url, '--client-metadata-url', 'http://example.com/client'],
+        /--client-metadata-url must be an https URL/,
+      ],
+      [
+        ['login', url, '--client-info', '{"client_secret":"s"}'],
+        /--client-info must be a JSON object with a "client_id"/,
+      ],
+      [['login', url, '--client-info', `@${join(store.dir, 'none.json')}`], /--client-info @\S+: cannot read the file/],
+      [['login', url, '--device', '--login', 'a:b'], /--device is a login of its own/],
+      [['login', url, '--login-timeout', '0'], /--login-timeout must be a positive number of seconds/],
+      [['token', 'ftp://example.com/mcp'], /must be an http or https URL/],
+      [['tools', 'http://example.com/mcp'], /refusing plain http to example\.com: tokens would travel unencrypted/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => cli([...args, '--store', store.dir])));
+    results.forEach((result, i) => {
+      const [args, message] = cases[i]!;
+      const lines = failureLines(result, args[0]!, 2);
+      expect(lines.message, args.join(' ')).toMatch(message);
+    });
+  });
 });
