@@ -7,7 +7,7 @@ import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
 import type { ClientMetadata } from 'oidc-provider';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { z } from 'zod';
 import { listen, type RunningServer, toNodeListener } from '../../src/server/node.js';
 import type { DemoStack } from '../../src/testing/demo-stack.js';
@@ -143,4 +143,22 @@ export function failureLines(result: CliResult, command: string, status: number)
   expect(first).toMatch(new RegExp(`^gatehouse ${command}: `));
   expect(second).toMatch(/^fix: /);
   return { message: first!.slice(`gatehouse ${command}: `.length), fix: second!.slice('fix: '.length) };
+}
+
+/**
+ * For a describe block: an open server ({@link startOpenServer}) and a temporary store, started before its tests
+ * and closed after them. Read them inside the tests (`servers.open.mcpUrl`).
+ */
+export function withOpenServer(): {
+  open: Awaited<ReturnType<typeof startOpenServer>>;
+  store: Awaited<ReturnType<typeof tempStore>>;
+} {
+  const servers = {} as ReturnType<typeof withOpenServer>;
+  beforeAll(async () => {
+    [servers.open, servers.store] = await Promise.all([startOpenServer(), tempStore()]);
+  });
+  afterAll(async () => {
+    await Promise.all([servers.open?.close(), servers.store?.cleanup()]);
+  });
+  return servers;
 }
