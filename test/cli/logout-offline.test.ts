@@ -3,7 +3,8 @@ import { type DemoStack, startDemoStack } from '../../src/testing/demo-stack.js'
 import { cli, INTROSPECTOR, introspect, tempStore } from './helpers.js';
 
 // docs/cli.md, "logout": the credentials are deleted even when the authorization server cannot be reached, and
-// with --all the other credentials are still logged out of. Exit code 0, also when nothing was stored.
+// with --all the other credentials are still logged out of. Exit code 0, also when nothing was stored. `status`
+// goes over no network, so it still lists what is stored for a server that is gone.
 
 describe('gatehouse logout when an authorization server is gone', () => {
   let gone: DemoStack;
@@ -26,6 +27,10 @@ describe('gatehouse logout when an authorization server is gone', () => {
     const refreshToken = (await openStore(store.dir, env).storage.getTokens(up.mcpUrl))?.refresh_token;
     expect(refreshToken).toBeTruthy();
     await gone.close();
+    // status reads the store only: a server that is gone is listed as it was stored, at once.
+    const listed = await cli(['status', gone.mcpUrl, '--json'], env);
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(JSON.parse(listed.stdout)).toMatchObject({ server: gone.mcpUrl, state: 'valid', subject: 'demo' });
 
     const logout = await cli(['logout', '--all', '--json'], env);
     expect(logout.status, logout.stderr).toBe(0);
