@@ -34,6 +34,23 @@ describe('the CLI token store on disk', () => {
     );
     expect(login.status, login.stderr).toBe(0);
     expect(login.stderr).toMatch(/POST \S+\/token → 200/); // --verbose shows the flow…
+    // The documented --json fields (and `expired`, which status --json has too).
+    expect(Object.keys(JSON.parse(login.stdout)).sort()).toEqual(
+      [
+        'server',
+        'issuer',
+        'subject',
+        'scopes',
+        'expiresAt',
+        'expired',
+        'refreshable',
+        'clientId',
+        'state',
+        'loggedIn',
+        'reused',
+        'store',
+      ].sort(),
+    );
     const token = await cli(['token', stack.mcpUrl, '--verbose'], env);
     expect(token.status, token.stderr).toBe(0);
     const access = token.stdout.trim();

@@ -37,6 +37,7 @@ describe('gatehouse token near the expiry', () => {
     const second = await cli(['token', stack.mcpUrl, '--json'], env);
     expect(second.status, second.stderr).toBe(0);
     const printed = JSON.parse(second.stdout) as { access_token: string; expires_in: number };
+    expect(Object.keys(printed).sort()).toEqual(['access_token', 'expires_at', 'expires_in', 'scope', 'token_type']);
     expect(printed.access_token).not.toBe(kept);
     expect(printed.access_token).toBe(await stored());
     expect(printed.expires_in).toBeGreaterThan(60);
