@@ -11,6 +11,7 @@ import {
   type Transport,
 } from '@modelcontextprotocol/client';
 import { GatehouseError } from '../oauth/errors.js';
+import { inCliWords } from './common.js';
 import type { Output } from './output.js';
 
 /** Which remote transport the proxy speaks, and whether it falls back to the other. */
@@ -63,7 +64,7 @@ function wrongTransport(error: unknown): boolean {
 function describe(error: unknown, url: URL): { message: string; hint: string } {
   let message = error instanceof Error ? error.message : String(error);
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-    if (e instanceof GatehouseError && e.hint) return { message, hint: e.hint };
+    if (e instanceof GatehouseError && e.hint) return { message, hint: inCliWords(e.hint) };
   }
   const code = ((error as { cause?: { code?: unknown } } | undefined)?.cause?.code ?? '') as string;
   if (/fetch failed|ECONNREFUSED|ENOTFOUND|ECONNRESET/.test(`${message} ${code}`)) {

@@ -71,6 +71,21 @@ describe('gatehouse proxy', () => {
     }
   });
 
+  it('answers a failed login with a JSON-RPC error naming the cause and the fix, also on stderr', async () => {
+    const empty = await tempStore();
+    const p = proxyClient([stack.mcpUrl], { GATEHOUSE_STORE: empty.dir, GATEHOUSE_LOGIN: 'demo:wrong-password' });
+    const fix = 'fix: check the USER:PASSWORD given with --login (or $GATEHOUSE_LOGIN)';
+    try {
+      await expect(p.client.connect(p.transport)).rejects.toThrow(
+        `gatehouse proxy: Automatic login failed: the authorization server refused the credentials (${fix})`,
+      );
+      expect(p.stderr.join('')).toContain(`refused the credentials\n${fix}\n`);
+    } finally {
+      await p.client.close();
+      await empty.cleanup();
+    }
+  });
+
   it('falls back to SSE for an SSE-only server (http-first), and speaks SSE only with sse-only', async () => {
     const sse = await startSseOnlyServer();
     try {
