@@ -22,6 +22,15 @@ function firstColumn(heading: string): string[] {
     .map((row) => row.split('|')[1]!.trim());
 }
 
+/** The commands the bin has: one module each in src/cli/commands/, sorted. */
+async function commandModules(): Promise<string[]> {
+  const files = await readdir(fileURLToPath(new URL('../../src/cli/commands/', import.meta.url)));
+  return files
+    .filter((file) => file.endsWith('.ts'))
+    .map((file) => file.slice(0, -3))
+    .sort();
+}
+
 /** The `--flags` written in backticks in some cells. */
 const flagsIn = (cells: string[]) => [...new Set(cells.flatMap((cell) => cell.match(/--[a-z][a-z-]*/g) ?? []))];
 
@@ -31,10 +40,7 @@ describe('docs/cli.md and the gatehouse bin', () => {
       [...cell.matchAll(/`([a-z]+)(?=[ `])/g)].map((m) => m[1]!),
     );
     // The table documents every command the bin has, and no other.
-    const modules = (await readdir(fileURLToPath(new URL('../../src/cli/commands/', import.meta.url))))
-      .filter((file) => file.endsWith('.ts'))
-      .map((file) => file.slice(0, -3));
-    expect([...new Set(commands)].sort()).toEqual(modules.sort());
+    expect([...new Set(commands)].sort()).toEqual(await commandModules());
     const help = await cli(['help']);
     expect(help.status).toBe(0);
     const results = await Promise.all(commands.map((name) => cli([name, '--help'])));
@@ -43,6 +49,13 @@ describe('docs/cli.md and the gatehouse bin', () => {
       expect(results[i]!.status, name).toBe(0);
       expect(results[i]!.stdout, name).toMatch(new RegExp(`^Usage: gatehouse ${name}\\b`));
     });
+  });
+
+  it("README.md's bin row names every command too", async () => {
+    const readme = await readFile(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+    const row = readme.split('\n').find((line) => line.startsWith('| `gatehouse` (bin) |'))!;
+    const named = [...row.split('|')[2]!.matchAll(/`([a-z]+)`/g)].map((m) => m[1]!);
+    expect(named.sort()).toEqual(await commandModules());
   });
 
   it('every option of the option tables is in the help of each command the table is for', async () => {
