@@ -86,6 +86,22 @@ describe('gatehouse proxy', () => {
     }
   });
 
+  it('answers a 401 under --no-auth or its own Authorization header with a fix naming that flag', async () => {
+    const cases = [
+      [['--no-auth'], 'fix: the server requires OAuth: leave out --no-auth'],
+      [['--header', 'Authorization: Bearer not-a-token'], 'fix: the server refused the Authorization header given'],
+    ] as const;
+    for (const [flags, fix] of cases) {
+      const p = proxyClient([stack.mcpUrl, ...flags], { GATEHOUSE_STORE: store.dir });
+      try {
+        await expect(p.client.connect(p.transport)).rejects.toThrow(`(${fix}`);
+        expect(p.stderr.join('')).toContain(`\n${fix}`);
+      } finally {
+        await p.client.close();
+      }
+    }
+  });
+
   it('falls back to SSE for an SSE-only server (http-first), and speaks SSE only with sse-only', async () => {
     const sse = await startSseOnlyServer();
     try {
