@@ -418,6 +418,16 @@ export function writeErrorCauses(error: unknown, paint: (text: string) => string
   }
 }
 
+/** Hints of the client library that name its options, and what the same fix is called on the command line. */
+const CLI_WORDS: Array<[RegExp, string]> = [
+  [/the username and password given as `login`/, 'check the USER:PASSWORD given with --login (or $GATEHOUSE_LOGIN)'],
+];
+
+/** A library hint in the CLI's words: its flags instead of the `OAuth` options they set. */
+export function inCliWords(hint: string): string {
+  return CLI_WORDS.find(([library]) => library.test(hint))?.[1] ?? hint;
+}
+
 /** The message, fix and exit code of any error, including the ones other parts throw without a hint. */
 export function describeError(error: unknown): { message: string; hint: string; exitCode: number } {
   let found: unknown = error;
@@ -445,7 +455,7 @@ export function describeError(error: unknown): { message: string; hint: string; 
   if (error instanceof GatehouseError && error.hint) {
     const loginCodes = ['ERR_UNAUTHORIZED', 'ERR_REFRESH_FAILED', 'ERR_FORBIDDEN'];
     const exitCode = loginCodes.includes(error.code) ? CLI_EXIT.loginNeeded : CLI_EXIT.failure;
-    return { message, hint: error.hint, exitCode };
+    return { message, hint: inCliWords(error.hint), exitCode };
   }
   const code = (error as { code?: unknown } | undefined)?.code;
   if (code === 'EACCES' || code === 'EPERM') {

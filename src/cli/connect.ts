@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { Client } from '../client/client.js';
 import type { ClientAuth, McpServersConfig, ServerConfig } from '../client/source.js';
-import { UsageError } from './command.js';
+import { canonicalServer } from '../storage/tokens.js';
+import { EXIT, UsageError } from './command.js';
 import {
   AUTH_OPTIONS,
   AUTH_USAGE,
@@ -236,8 +237,56 @@ export async function runConnected(
         out.note(`${out.paintErr('yellow', 'warning:')} ${failure.server} is unavailable: ${failure.error.message}`);
       }
       return await body(client, positionals, { out, values, server });
+    } catch (error) {
+      throw withoutOAuthRefused(error, target.url, values) ?? withListingHint(error, name, server) ?? error;
     } finally {
       await client.close();
     }
   });
+}
+
+/** The command that lists what a command names: where to look up a tool, resource or prompt the server refused. */
+const LISTING: Record<string, string> = { call: 'tools', read: 'resources', prompt: 'prompts' };
+
+/**
+ * An unknown name or invalid arguments (JSON-RPC -32602, or -32002 resource not found): the client's hint names
+ * its own methods (listTools…), so point at the command that lists them for this server instead.
+ */
+function withListingHint(error: unknown, name: string, server: string): CliError | undefined {
+  const code = (error as { protocolCode?: unknown } | undefined)?.protocolCode;
+  const listing = LISTING[name];
+  if (!(error instanceof Error) || listing === undefined || (code !== -32602 && code !== -32002)) return undefined;
+  return new CliError(error.message, {
+    code: 'ERR_INVALID_PARAMS',
+    hint: `check the name and arguments against \`gatehouse ${listing} ${server}\``,
+    cause: error,
+  });
+}
+
+/**
+ * A 401 when the CLI was told not to use OAuth (`--no-auth`, or an `Authorization` header of the user's): the
+ * client's own hint names its library options, so say which flag to change instead. Exit code 3, as any 401.
+ */
+function withoutOAuthRefused(error: unknown, url: string | undefined, flags: ConnectFlags): CliError | undefined {
+  const header = hasAuthorization(parseHeaders(flags.header));
+  if (url === undefined || !(flags['no-auth'] || header)) return undefined;
+  let unauthorized = false;
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if ((e as { code?: unknown }).code === 'ERR_UNAUTHORIZED') unauthorized = true;
+  }
+  if (!unauthorized) return undefined;
+  const server = canonicalServer(new URL(url));
+  return header
+    ? new CliError(`${server} refused the Authorization header given with --header (HTTP 401)`, {
+        code: 'ERR_UNAUTHORIZED',
+        hint: `check the credential in --header "Authorization: …", or leave the header out to log in with OAuth (\`gatehouse login ${server}\`)`,
+        exitCode: EXIT.loginNeeded,
+        cause: error,
+      })
+    : new CliError(`${server} requires authorization (HTTP 401), and --no-auth sends no token`, {
+        code: 'ERR_UNAUTHORIZED',
+        hint: `leave out --no-auth to use the stored login, or log in first: \`gatehouse login ${server}\``,
+        exitCode: EXIT.loginNeeded,
+        cause: error,
+      });
 }

@@ -11,6 +11,7 @@ import {
   type Transport,
 } from '@modelcontextprotocol/client';
 import { GatehouseError } from '../oauth/errors.js';
+import { inCliWords } from './common.js';
 import type { Output } from './output.js';
 
 /** Which remote transport the proxy speaks, and whether it falls back to the other. */
@@ -29,6 +30,8 @@ export interface ProxyOptions {
   out: Output;
   /** Which tools the local client sees and may call (`--allow-tool`, `--ignore-tool`). Default: all. */
   toolAllowed?: (name: string) => boolean;
+  /** The flag that turned OAuth off, if one did: a 401 is then that flag's doing, and the fix says so. */
+  withoutOAuth?: '--no-auth' | '--header';
 }
 
 /** A glob of tool names: `*` any run of characters, `?` one character, everything else literal. */
@@ -60,10 +63,14 @@ function wrongTransport(error: unknown): boolean {
   return typeof status === 'number' && status >= 400 && status < 500 && status !== 401 && status !== 403;
 }
 
-function describe(error: unknown, url: URL): { message: string; hint: string } {
+function describe(
+  error: unknown,
+  url: URL,
+  withoutOAuth?: ProxyOptions['withoutOAuth'],
+): { message: string; hint: string } {
   let message = error instanceof Error ? error.message : String(error);
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-    if (e instanceof GatehouseError && e.hint) return { message, hint: e.hint };
+    if (e instanceof GatehouseError && e.hint) return { message, hint: inCliWords(e.hint) };
   }
   const code = ((error as { cause?: { code?: unknown } } | undefined)?.cause?.code ?? '') as string;
   if (/fetch failed|ECONNREFUSED|ENOTFOUND|ECONNRESET/.test(`${message} ${code}`)) {
@@ -72,6 +79,15 @@ function describe(error: unknown, url: URL): { message: string; hint: string } {
     return {
       message,
       hint: `check that the server is running and the URL is right (\`gatehouse doctor ${url.href}\`)`,
+    };
+  }
+  if (error instanceof SdkHttpError && error.status === 401 && withoutOAuth) {
+    return {
+      message,
+      hint:
+        withoutOAuth === '--no-auth'
+          ? 'the server requires OAuth: leave out --no-auth, and the proxy logs in'
+          : 'the server refused the Authorization header given with --header: check its credential, or leave it out to log in with OAuth',
     };
   }
   if (error instanceof SdkHttpError) {
@@ -209,7 +225,7 @@ export async function runProxy(options: ProxyOptions): Promise<void> {
   };
 
   const report = async (message: JSONRPCMessage, error: unknown) => {
-    const { message: text, hint } = describe(error, options.url);
+    const { message: text, hint } = describe(error, options.url, options.withoutOAuth);
     out.note(`gatehouse proxy: could not forward ${'method' in message ? message.method : 'a response'}: ${text}`);
     out.note(`fix: ${hint}`);
     if (isJSONRPCRequest(message)) {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoStack, startDemoStack } from '../../src/testing/demo-stack.js';
-import { cli, startServe, tempStore } from './helpers.js';
+import { cli, failureLines, startServe, tempStore } from './helpers.js';
 
 const HIDE = fileURLToPath(new URL('../fixtures/hide-packages/register.mjs', import.meta.url));
 
@@ -113,12 +113,14 @@ describe('errors that name the fix', () => {
     expect(token.expires_in).toBeLessThanOrEqual(token.expires_at - before);
   });
 
-  it('a failed login leaves nothing behind', async () => {
+  it('a wrong --login password says so in CLI words, and the failed login leaves nothing behind', async () => {
     const empty = await tempStore();
     try {
       const login = await cli(['login', stack.mcpUrl, '--login', 'demo:wrong-password', '--store', empty.dir]);
-      expect(login.status).toBe(1);
-      expect(login.stderr).toContain('fix:');
+      // The fix is in the CLI's words (--login), not the client library's (`login`).
+      const { message, fix } = failureLines(login, 'login', 1);
+      expect(message).toMatch(/refused the credentials/);
+      expect(fix).toBe('check the USER:PASSWORD given with --login (or $GATEHOUSE_LOGIN)');
       const status = await cli(['status', '--json', '--store', empty.dir]);
       expect(JSON.parse(status.stdout)).toEqual([]);
       const call = await cli(['call', stack.mcpUrl, 'whoami', '--login', 'nobody:x', '--store', empty.dir]);

@@ -7,8 +7,10 @@ import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
 import type { ClientMetadata } from 'oidc-provider';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { z } from 'zod';
 import { listen, type RunningServer, toNodeListener } from '../../src/server/node.js';
+import type { DemoStack } from '../../src/testing/demo-stack.js';
 import { type SpawnedServe, spawnServe } from '../helpers/serve-process.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/gatehouse.js', import.meta.url));
@@ -120,4 +122,43 @@ export function proxyClient(args: string[], env: Record<string, string>) {
   transport.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')));
   const client = new Client({ name: 'proxy-test', version: '1.0.0' });
   return { client, transport, stderr };
+}
+
+/** Counts what a demo stack's authorization server does: dynamic registrations and completed authorizations. */
+export function countLogins(stack: DemoStack): { registrations: number; authorizations: number } {
+  const counts = { registrations: 0, authorizations: 0 };
+  stack.authorizationServer.provider.on('registration_create.success', () => counts.registrations++);
+  stack.authorizationServer.provider.on('authorization.success', () => counts.authorizations++);
+  return counts;
+}
+
+/**
+ * The two stderr lines of a failed command, `gatehouse <command>: <message>` and `fix: <hint>`, after checking
+ * the exit code and that nothing else was printed there.
+ */
+export function failureLines(result: CliResult, command: string, status: number): { message: string; fix: string } {
+  expect(result.status, result.stderr).toBe(status);
+  const [first, second, ...rest] = result.stderr.trimEnd().split('\n');
+  expect(rest, result.stderr).toEqual([]);
+  expect(first).toMatch(new RegExp(`^gatehouse ${command}: `));
+  expect(second).toMatch(/^fix: /);
+  return { message: first!.slice(`gatehouse ${command}: `.length), fix: second!.slice('fix: '.length) };
+}
+
+/**
+ * For a describe block: an open server ({@link startOpenServer}) and a temporary store, started before its tests
+ * and closed after them. Read them inside the tests (`servers.open.mcpUrl`).
+ */
+export function withOpenServer(): {
+  open: Awaited<ReturnType<typeof startOpenServer>>;
+  store: Awaited<ReturnType<typeof tempStore>>;
+} {
+  const servers = {} as ReturnType<typeof withOpenServer>;
+  beforeAll(async () => {
+    [servers.open, servers.store] = await Promise.all([startOpenServer(), tempStore()]);
+  });
+  afterAll(async () => {
+    await Promise.all([servers.open?.close(), servers.store?.cleanup()]);
+  });
+  return servers;
 }

@@ -11,7 +11,7 @@ import {
   REDIRECT_MISMATCH,
   startLoginFailures,
 } from '../helpers/login-failures.js';
-import { type CliResult, cli } from './helpers.js';
+import { type CliResult, cli, failureLines } from './helpers.js';
 
 // The CLI as a process: a failed `login` or `tools` prints one line naming the cause and one `fix:` line.
 let servers: LoginFailures;
@@ -26,15 +26,7 @@ afterAll(async () => {
 
 const env = { GATEHOUSE_STORE: join(home.path, 'store'), GATEHOUSE_KEYCHAIN: '0' };
 
-/** The two lines of a failure: `gatehouse <command>: <message>` and `fix: <hint>`. */
-function lines(result: CliResult, command: string): { message: string; fix: string } {
-  expect(result.status, result.stderr).toBe(1);
-  const [first, second, ...rest] = result.stderr.trimEnd().split('\n');
-  expect(rest, result.stderr).toEqual([]);
-  expect(first).toMatch(new RegExp(`^gatehouse ${command}: `));
-  expect(second).toMatch(/^fix: /);
-  return { message: first!.slice(`gatehouse ${command}: `.length), fix: second!.slice('fix: '.length) };
-}
+const lines = (result: CliResult, command: string) => failureLines(result, command, 1);
 
 describe('gatehouse login and tools name the cause of a failed login', () => {
   for (const cause of CAUSES) {

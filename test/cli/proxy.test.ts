@@ -1,17 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DemoStack, startDemoStack } from '../../src/testing/demo-stack.js';
 import { startSseOnlyServer } from '../fixtures/servers/http.js';
-import { proxyClient, startOpenServer, tempStore } from './helpers.js';
+import { countLogins, proxyClient, startOpenServer, tempStore } from './helpers.js';
 
 describe('gatehouse proxy', () => {
   let stack: DemoStack;
   let store: Awaited<ReturnType<typeof tempStore>>;
-  let authorizations = 0;
-  let registrations = 0;
+  let logins: ReturnType<typeof countLogins>;
   beforeAll(async () => {
     stack = await startDemoStack();
-    stack.authorizationServer.provider.on('authorization.success', () => authorizations++);
-    stack.authorizationServer.provider.on('registration_create.success', () => registrations++);
+    logins = countLogins(stack);
     store = await tempStore();
   });
   afterAll(async () => {
@@ -30,8 +28,8 @@ describe('gatehouse proxy', () => {
         const result = await client.callTool({ name: 'whoami', arguments: {} });
         expect(result.structuredContent).toMatchObject({ subject: 'demo', scopes: ['mcp:tools'] });
       }
-      expect(registrations).toBe(1);
-      expect(authorizations).toBe(1);
+      expect(logins.registrations).toBe(1);
+      expect(logins.authorizations).toBe(1);
       // Only JSON-RPC on stdout (the SDK client would have failed to parse anything else); logs on stderr.
       expect(b.stderr.join('')).toContain('gatehouse proxy: forwarding stdio to');
     } finally {
@@ -42,7 +40,7 @@ describe('gatehouse proxy', () => {
     try {
       await c.client.connect(c.transport);
       expect((await c.client.listTools()).tools.map((t) => t.name)).toEqual(['whoami']);
-      expect(authorizations).toBe(1);
+      expect(logins.authorizations).toBe(1);
     } finally {
       await c.client.close();
     }
@@ -70,6 +68,37 @@ describe('gatehouse proxy', () => {
       await expect(e.client.connect(e.transport)).rejects.toThrow(/gatehouse proxy: .*fix:/);
     } finally {
       await e.client.close();
+    }
+  });
+
+  it('answers a failed login with a JSON-RPC error naming the cause and the fix, also on stderr', async () => {
+    const empty = await tempStore();
+    const p = proxyClient([stack.mcpUrl], { GATEHOUSE_STORE: empty.dir, GATEHOUSE_LOGIN: 'demo:wrong-password' });
+    const fix = 'fix: check the USER:PASSWORD given with --login (or $GATEHOUSE_LOGIN)';
+    try {
+      await expect(p.client.connect(p.transport)).rejects.toThrow(
+        `gatehouse proxy: Automatic login failed: the authorization server refused the credentials (${fix})`,
+      );
+      expect(p.stderr.join('')).toContain(`refused the credentials\n${fix}\n`);
+    } finally {
+      await p.client.close();
+      await empty.cleanup();
+    }
+  });
+
+  it('answers a 401 under --no-auth or its own Authorization header with a fix naming that flag', async () => {
+    const cases = [
+      [['--no-auth'], 'fix: the server requires OAuth: leave out --no-auth'],
+      [['--header', 'Authorization: Bearer not-a-token'], 'fix: the server refused the Authorization header given'],
+    ] as const;
+    for (const [flags, fix] of cases) {
+      const p = proxyClient([stack.mcpUrl, ...flags], { GATEHOUSE_STORE: store.dir });
+      try {
+        await expect(p.client.connect(p.transport)).rejects.toThrow(`(${fix}`);
+        expect(p.stderr.join('')).toContain(`\n${fix}`);
+      } finally {
+        await p.client.close();
+      }
     }
   });
 

@@ -45,8 +45,9 @@ exits with code 3 and says to run \`gatehouse login <url>\`.
 
 ${CONNECTING_USAGE}
 
-Exit codes: 0 the tool succeeded, 1 failed (unknown tool, bad arguments, server unreachable), 2 bad usage,
-3 a login is needed, 4 the tool ran and reported an error (its text is printed).
+Exit codes: 0 the tool succeeded, 1 failed (the server refused the request: unknown tool, bad arguments; or it
+is unreachable), 2 bad usage, 3 a login is needed, 4 the tool reported an error, its text printed (SDK servers
+report arguments that fail the input schema this way).
 
 Examples:
   gatehouse call https://mcp.example.com/mcp whoami

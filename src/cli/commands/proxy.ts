@@ -80,6 +80,7 @@ running are answered to the client as JSON-RPC errors and printed on stderr with
         fetch: oauth?.wrapFetch() ?? clientFetch,
         out,
         ...(toolAllowed && { toolAllowed }),
+        ...(oauth === undefined && { withoutOAuth: values['no-auth'] ? '--no-auth' : '--header' }),
       });
       return CLI_EXIT.ok;
     });
