@@ -361,7 +361,11 @@ export function postgresOidcAdapter(options: PostgresOidcAdapterOptions): OidcAd
       }
       return changed;
     },
-    upsertMany: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => backend.upsertMany(entries, consume),
+    upsertMany: async (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => {
+      // Where a grace answer goes depends on the format level, which is known once the store is opened.
+      if (consume?.answer) await migrated;
+      return backend.upsertMany(entries, consume);
+    },
     broadcast: (topic: string, onmessage: (value: AdapterPayload) => void) =>
       listen(backend, adapter, topic, onmessage),
     upgrade: async () => {

@@ -520,7 +520,11 @@ export function redisOidcAdapter(options: RedisOidcAdapterOptions): OidcAdapterF
       }
       return changed;
     },
-    upsertMany: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => backend.upsertMany(entries, consume),
+    upsertMany: async (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => {
+      // Where a grace answer goes depends on the format level, which is known once the store is opened.
+      if (consume?.answer) await migrated;
+      return backend.upsertMany(entries, consume);
+    },
     broadcast: async (topic: string, onmessage: (value: AdapterPayload) => void): Promise<Broadcast> => {
       const channel = `${backend.space}broadcast:${checkTopic(topic)}`;
       const client = await backend.client;

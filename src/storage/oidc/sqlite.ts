@@ -542,7 +542,11 @@ export function sqliteOidcAdapter(options: SqliteOidcAdapterOptions): OidcAdapte
       }
       return changed;
     },
-    upsertMany: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => backend.writeMany(entries, consume),
+    upsertMany: async (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => {
+      // Where a grace answer goes depends on the format level, which is known once the store is opened.
+      if (consume?.answer) await migrated;
+      return backend.writeMany(entries, consume);
+    },
     upgrade: async () => {
       await migrated;
       return backend.upgrade();
