@@ -1,5 +1,5 @@
 import type { Pool, PoolConfig } from 'pg';
-import { guarded, STORE_DEADLINE_MS } from './oidc/common.js';
+import { deadlined, STORE_DEADLINE_MS } from './oidc/common.js';
 import { sqlIdentifier } from './sqlite.js';
 import {
   brand,
@@ -135,12 +135,12 @@ export function postgresStore(
   };
   // Each statement (and the connection and schema it waits for) under the deadline: an outage is an error, never
   // a hang.
-  const deadlineMs = options.deadlineMs ?? STORE_DEADLINE_MS;
-  const run = async <T>(statement: (p: Pool) => Promise<T>): Promise<T> => {
-    // Loading the driver is not an outage: it is done before the clock starts.
-    if (ownsPool) await loadOptional('pg', 'PostgreSQL', () => import('pg'));
-    return guarded('postgres', pool().then(statement), deadlineMs);
-  };
+  const run = deadlined(
+    'postgres',
+    pool,
+    options.deadlineMs ?? STORE_DEADLINE_MS,
+    ownsPool ? () => loadOptional('pg', 'PostgreSQL', () => import('pg')) : undefined,
+  );
 
   return brand<GatehouseStore & LeaseStore>({
     kind: 'postgres',

@@ -1,4 +1,4 @@
-import { guarded, STORE_DEADLINE_MS } from './oidc/common.js';
+import { deadlined, STORE_DEADLINE_MS } from './oidc/common.js';
 import {
   brand,
   checkNamespace,
@@ -115,12 +115,12 @@ export function redisStore(url: string, options: RedisStoreOptions = {}): Gateho
     return opened;
   };
   // Each command (and the connection it waits for) under the deadline: an outage is an error, never a hang.
-  const deadlineMs = options.deadlineMs ?? STORE_DEADLINE_MS;
-  const run = async <T>(command: (c: RedisClientLike) => Promise<T>): Promise<T> => {
-    // Loading the driver is not an outage: it is done before the clock starts.
-    if (!options.client) await loadOptional('@redis/client', 'Redis', () => import('@redis/client'));
-    return guarded('redis', client().then(command), deadlineMs);
-  };
+  const run = deadlined(
+    'redis',
+    client,
+    options.deadlineMs ?? STORE_DEADLINE_MS,
+    options.client ? undefined : () => loadOptional('@redis/client', 'Redis', () => import('@redis/client')),
+  );
 
   return brand<GatehouseStore & LeaseStore>({
     kind: 'redis',

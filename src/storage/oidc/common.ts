@@ -353,3 +353,38 @@ export async function guarded<T>(store: string, operation: Promise<T>, deadlineM
     clearTimeout(timer);
   }
 }
+
+/**
+ * The runner of a key-value store's operations: each waits for the store's connection (`open`) and runs under
+ * {@link guarded}'s deadline. `loadDriver` (the optional package) runs once, before any clock starts: a missing
+ * package is a `StorageDependencyError`, not an outage.
+ */
+export function deadlined<C>(
+  store: string,
+  open: () => Promise<C>,
+  deadlineMs: number,
+  loadDriver?: () => Promise<unknown>,
+): <T>(operation: (connection: C) => Promise<T>) => Promise<T> {
+  let loaded: Promise<unknown> | undefined;
+  return async (operation) => {
+    if (loadDriver) {
+      loaded ??= loadDriver();
+      await loaded;
+    }
+    return guarded(store, open().then(operation), deadlineMs);
+  };
+}
+
+/**
+ * {@link OidcAdapterFactory.upsertMany} of a store that opens in the background (`opened`): where a grace answer
+ * goes depends on the format level, which is known once the store is open, so such a write waits for it.
+ */
+export function upsertOnceOpened(
+  opened: Promise<unknown>,
+  write: (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => Promise<void>,
+): OidcAdapterFactory['upsertMany'] {
+  return async (entries, consume) => {
+    if (consume?.answer) await opened;
+    return write(entries, consume);
+  };
+}

@@ -20,6 +20,7 @@ import {
   purgeTimer,
   rewriteLegacy,
   type UpsertEntry,
+  upsertOnceOpened,
   withKeptAnswer,
 } from './common.js';
 
@@ -361,11 +362,7 @@ export function postgresOidcAdapter(options: PostgresOidcAdapterOptions): OidcAd
       }
       return changed;
     },
-    upsertMany: async (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => {
-      // Where a grace answer goes depends on the format level, which is known once the store is opened.
-      if (consume?.answer) await migrated;
-      return backend.upsertMany(entries, consume);
-    },
+    upsertMany: upsertOnceOpened(migrated, (entries, consume) => backend.upsertMany(entries, consume)),
     broadcast: (topic: string, onmessage: (value: AdapterPayload) => void) =>
       listen(backend, adapter, topic, onmessage),
     upgrade: async () => {

@@ -23,6 +23,7 @@ import {
   PrefetchedEntries,
   rewriteLegacy,
   type UpsertEntry,
+  upsertOnceOpened,
   withKeptAnswer,
 } from './common.js';
 
@@ -520,11 +521,7 @@ export function redisOidcAdapter(options: RedisOidcAdapterOptions): OidcAdapterF
       }
       return changed;
     },
-    upsertMany: async (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => {
-      // Where a grace answer goes depends on the format level, which is known once the store is opened.
-      if (consume?.answer) await migrated;
-      return backend.upsertMany(entries, consume);
-    },
+    upsertMany: upsertOnceOpened(migrated, (entries, consume) => backend.upsertMany(entries, consume)),
     broadcast: async (topic: string, onmessage: (value: AdapterPayload) => void): Promise<Broadcast> => {
       const channel = `${backend.space}broadcast:${checkTopic(topic)}`;
       const client = await backend.client;

@@ -25,6 +25,7 @@ import {
   PrefetchedEntries,
   purgeTimer,
   type UpsertEntry,
+  upsertOnceOpened,
   withKeptAnswer,
 } from './common.js';
 
@@ -542,11 +543,7 @@ export function sqliteOidcAdapter(options: SqliteOidcAdapterOptions): OidcAdapte
       }
       return changed;
     },
-    upsertMany: async (entries: readonly UpsertEntry[], consume?: ConsumeEntry) => {
-      // Where a grace answer goes depends on the format level, which is known once the store is opened.
-      if (consume?.answer) await migrated;
-      return backend.writeMany(entries, consume);
-    },
+    upsertMany: upsertOnceOpened(migrated, (entries, consume) => backend.writeMany(entries, consume)),
     upgrade: async () => {
       await migrated;
       return backend.upgrade();
